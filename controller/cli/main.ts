@@ -1,0 +1,37 @@
+/**
+ * The codeb command line. Each command lives in its own file and registers itself here;
+ * heavy modules (yaml, ajv, drivers) are imported lazily inside actions so `--help` stays fast.
+ */
+import { Command } from 'commander';
+import { registerInit } from './init.js';
+import { registerValidate } from './validate.js';
+import { registerRegistry } from './registry.js';
+import { registerStack } from './stack.js';
+
+const program = new Command('codeb')
+  .description(
+    'Declarative private PaaS controller: make servers match a project manifest\n' +
+      '(Postgres database, Redis slot, S3 bucket, Caddy route, Podman containers, blue-green deploys).',
+  )
+  .version(process.env.CODEB_VERSION ?? '0.1.0', '-V, --version')
+  .option('--registry <file>', 'registry file (default: $CODEB_REGISTRY or $CODEB_HOME/registry/projects.json)')
+  .showHelpAfterError('(run with --help for usage)')
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 ok, 1 codeb or a service failed, 2 invalid input, 3 health gate failed (traffic untouched),
+            4 rolled back after the switch, 10 plan has pending changes.
+Docs: docs/manifest.md (every field), docs/cli.md (commands), docs/stack.md (local stack).`,
+  );
+
+registerInit(program);
+registerValidate(program);
+registerRegistry(program);
+registerStack(program);
+
+program.exitOverride((err) => {
+  // commander's own usage errors (unknown option, missing argument) are invalid input.
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,104 @@
+import type { Command } from 'commander';
+import { CodebError, EXIT } from '../errors.js';
+import { printJson, println, runCommand } from './output.js';
+
+interface Opts {
+  json?: boolean;
+  env?: string;
+}
+
+function registryOption(cmd: Command): string | undefined {
+  // --registry is a global option on the root program.
+  let root: Command = cmd;
+  while (root.parent) root = root.parent;
+  return root.opts<{ registry?: string }>().registry;
+}
+
+export function registerRegistry(program: Command): void {
+  const reg = program
+    .command('registry')
+    .description('Show what the registry holds: ports, Redis DBs, databases, buckets, domains, containers, health, history');
+
+  reg
+    .command('list')
+    .description('One line per project environment')
+    .option('--json', 'print as JSON')
+    .action((opts: Opts, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { registryPath } = await import('../settings.js');
+        const { readRegistryFile } = await import('../registry/store.js');
+        const { listRows, renderTable } = await import('../registry/view.js');
+        const file = registryPath(registryOption(cmd));
+        const rows = listRows(readRegistryFile(file));
+        if (opts.json) printJson({ registry: file, deployments: rows });
+        else if (rows.length === 0) println(`No projects in ${file}.`);
+        else println(renderTable(rows));
+      }),
+    );
+
+  reg
+    .command('inspect')
+    .description('Everything the registry knows about one project (secrets are never shown)')
+    .argument('<project>', 'project id')
+    .option('-e, --env <name>', 'only this environment')
+    .option('--json', 'print as JSON')
+    .action((project: string, opts: Opts, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { registryPath } = await import('../settings.js');
+        const { readRegistryFile } = await import('../registry/store.js');
+        const { inspectView, renderInspect } = await import('../registry/view.js');
+        const file = registryPath(registryOption(cmd));
+        const doc = readRegistryFile(file);
+        const rec = doc.projects[project];
+        if (!rec) {
+          const known = Object.keys(doc.projects);
+          throw new CodebError(`No project "${project}" in ${file}.`, { hint: known.length ? `Known projects: ${known.join(', ')}.` : 'The registry is empty: `codeb apply <manifest>` adds projects.' });
+        }
+        if (opts.env && !rec.environments[opts.env]) {
+          throw new CodebError(`Project "${project}" has no environment "${opts.env}" in the registry.`, { hint: `It has: ${Object.keys(rec.environments).join(', ') || 'none'}.` });
+        }
+        const view = inspectView(rec, opts.env);
+        if (opts.json) printJson(view);
+        else println(renderInspect(view));
+      }),
+    );
+
+  reg
+    .command('allocate')
+    .description("Reserve a manifest's ports and Redis slot without provisioning anything (the first step of apply)")
+    .argument('<manifest>', 'manifest file')
+    .option('-e, --env <name>', 'environment (default: the primary one)')
+    .option('--json', 'print as JSON')
+    .action((manifest: string, opts: Opts, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { allocateForManifest } = await import('../registry/allocate-manifest.js');
+        const rec = await allocateForManifest(manifest, opts.env, registryOption(cmd));
+        if (opts.json) printJson(rec);
+        else {
+          println(`Allocated ${rec.project} (${rec.env}) in ${rec.registry}`);
+          for (const [svc, p] of Object.entries(rec.ports)) println(`  ${svc}: blue ${p.blue}, green ${p.green}`);
+          println(`  redis db: ${rec.redisDb ?? '-'}   database: ${rec.database ?? '-'}   bucket: ${rec.bucket ?? '-'}`);
+        }
+      }),
+    );
+
+  reg
+    .command('release')
+    .description('Free the ports and Redis slot of a deployment in the registry only (destroy does this and more)')
+    .argument('<project>', 'project id')
+    .option('-e, --env <name>', 'environment (default: production)')
+    .option('--json', 'print as JSON')
+    .action((project: string, opts: Opts, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { registryPath } = await import('../settings.js');
+        const { updateRegistry } = await import('../registry/store.js');
+        const { releaseDeployment } = await import('../registry/records.js');
+        const file = registryPath(registryOption(cmd));
+        const env = opts.env ?? 'production';
+        const released = await updateRegistry(file, { command: `codeb registry release ${project}` }, (doc) => releaseDeployment(doc, project, env));
+        if (!released) throw new CodebError(`No deployment ${project} (${env}) in ${file}.`, { exitCode: EXIT.failure, hint: 'See `codeb registry list`.' });
+        if (opts.json) printJson({ ok: true, project, env });
+        else println(`Released ${project} (${env}).`);
+      }),
+    );
+}

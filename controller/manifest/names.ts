@@ -1,0 +1,103 @@
+/**
+ * The one place where names that reach other systems are derived (databases, roles, buckets, Redis
+ * users and keys, containers, networks, files). Inputs are already validated by the schema
+ * (lowercase DNS labels of bounded length); every output is checked again here, so a name that
+ * would break a system's rules fails loudly instead of being truncated or escaped into something else.
+ */
+import { CodebError } from '../errors.js';
+
+const LABEL = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$/;
+const SQL_IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+const BUCKET = /^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){1,61}[a-z0-9]$/;
+
+function assertLabel(kind: string, value: string, max: number): void {
+  if (!LABEL.test(value) || value.length > max) {
+    throw new CodebError(`Invalid ${kind} ${JSON.stringify(value)}: use lowercase letters, digits and single dashes, starting with a letter, at most ${max} characters.`, { exitCode: 2 });
+  }
+}
+
+function checked(kind: string, value: string, re: RegExp): string {
+  if (!re.test(value)) throw new CodebError(`Derived ${kind} name ${JSON.stringify(value)} breaks that system's naming rules.`, { exitCode: 2 });
+  return value;
+}
+
+/** food-delivery-app -> food-delivery (the reference design drops a trailing -app). */
+export function baseName(projectId: string): string {
+  assertLabel('project id', projectId, 40);
+  return projectId.endsWith('-app') ? projectId.slice(0, -'-app'.length) : projectId;
+}
+
+/** development -> dev, production -> prod, others unchanged (used in database and bucket names). */
+export function envShort(env: string): string {
+  assertLabel('environment name', env, 12);
+  if (env === 'development') return 'dev';
+  if (env === 'production') return 'prod';
+  return env;
+}
+
+export interface NameScope {
+  projectId: string;
+  env: string;
+  /** Manifests with several environments carry the environment in shared-resource names. */
+  multiEnv: boolean;
+}
+
+/** food-delivery-app -> food_delivery_db; with environments: food_delivery_prod, food_delivery_staging. */
+export function databaseName(s: NameScope): string {
+  const base = baseName(s.projectId).replaceAll('-', '_');
+  const suffix = s.multiEnv ? envShort(s.env).replaceAll('-', '_') : 'db';
+  return checked('database', `${base}_${suffix}`, SQL_IDENT);
+}
+
+export function databaseRole(s: NameScope): string {
+  return checked('role', `${databaseName(s)}_owner`, SQL_IDENT);
+}
+
+/** food-delivery-app + uploads -> food-delivery-uploads; with environments: food-delivery-staging-uploads. */
+export function bucketName(s: NameScope, suffix = 'uploads'): string {
+  const parts = [baseName(s.projectId), ...(s.multiEnv ? [envShort(s.env)] : []), suffix];
+  return checked('bucket', parts.join('-'), BUCKET);
+}
+
+/** The shared bucket for database dumps and upload backups. */
+export const BACKUP_BUCKET = 'backup';
+
+export function redisUser(s: NameScope): string {
+  assertLabel('project id', s.projectId, 40);
+  return `codeb-${s.projectId}-${envShort(s.env)}`;
+}
+
+/** Key prefix for the prefix isolation mode: <project>: (single environment) or <project>:<env>:. */
+export function redisKeyPrefix(s: NameScope): string {
+  assertLabel('project id', s.projectId, 40);
+  return s.multiEnv ? `${s.projectId}:${envShort(s.env)}:` : `${s.projectId}:`;
+}
+
+export type Slot = 'blue' | 'green';
+
+export function containerName(projectId: string, env: string, service: string, slot: Slot): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  assertLabel('service name', service, 30);
+  return `${projectId}-${env}-${service}-${slot}`;
+}
+
+export function networkName(projectId: string, env: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  return `codeb-${projectId}-${env}`;
+}
+
+/** File name (never a path) of the per-deployment env file under the secrets folder. */
+export function envFileName(projectId: string, env: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  return `${projectId}.${env}.env`;
+}
+
+/** Caddy @id of a deployment's route: unique per project and environment. */
+export function routeId(projectId: string, env: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  return `codeb-${projectId}-${env}`;
+}

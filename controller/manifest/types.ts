@@ -1,0 +1,158 @@
+/** The manifest as written (after schema validation). Field docs: docs/manifest.md. */
+export type Duration = string; // "500ms" | "5s" | "10m" | "1h" | "1d"
+export type ServiceType = 'web' | 'internal' | 'worker';
+export type Tls = 'auto' | 'internal' | 'off';
+export type EnvVars = Record<string, string | number | boolean>;
+
+export interface HostPorts {
+  blue: number;
+  green: number;
+}
+export interface ServiceResources {
+  cpu?: number;
+  memory?: string;
+}
+export interface HttpHealthCheck {
+  path?: string;
+  expectStatus?: number;
+  timeout?: Duration;
+  interval?: Duration;
+  successes?: number;
+  startPeriod?: Duration;
+}
+export interface HealthCheckSpec {
+  http?: HttpHealthCheck;
+  command?: string[];
+  timeout?: Duration;
+  interval?: Duration;
+  successes?: number;
+  startPeriod?: Duration;
+}
+export interface ServiceSpec {
+  type?: ServiceType;
+  image: string;
+  command?: string[];
+  port?: number;
+  routePath?: string;
+  hostPorts?: HostPorts;
+  env?: EnvVars;
+  resources?: ServiceResources;
+  replicas?: number;
+  restart?: 'always' | 'on-failure' | 'no';
+  healthCheck?: HealthCheckSpec;
+  dependsOn?: string[];
+  release?: { command: string[]; timeout?: Duration };
+  logs?: { maxSize?: string; maxFiles?: number };
+}
+export interface ServiceOverride {
+  image?: string;
+  replicas?: number;
+  resources?: ServiceResources;
+  env?: EnvVars;
+  hostPorts?: HostPorts;
+}
+export interface EnvironmentOverride {
+  domain?: string;
+  aliases?: string[];
+  tls?: Tls;
+  imageTag?: string;
+  resources?: ServiceResources;
+  replicas?: number;
+  env?: EnvVars;
+  server?: string;
+  services?: Record<string, ServiceOverride>;
+}
+export interface ServerSpec {
+  name: string;
+  host: string;
+  roles?: Array<'app' | 'proxy' | 'database' | 'cache' | 'storage'>;
+  runtime?: 'podman' | 'quadlet' | 'systemd' | 'kubernetes';
+}
+export interface Manifest {
+  apiVersion: 'codeb/v1';
+  project: { id: string; name?: string; description?: string; owner?: string; labels?: Record<string, string> };
+  environment?: { name?: string; domain?: string; aliases?: string[]; tls?: Tls; env?: EnvVars };
+  environments?: Record<string, EnvironmentOverride>;
+  servers?: ServerSpec[];
+  resources?: ServiceResources;
+  services: Record<string, ServiceSpec>;
+  features?: {
+    database?: boolean | { extensions?: string[] };
+    cache?: boolean | { isolation?: 'db' | 'prefix' };
+    storage?: boolean | { buckets?: string[]; public?: boolean };
+    websockets?: boolean;
+    sse?: boolean;
+    scheduler?: boolean;
+  };
+  monitoring?: {
+    healthCheck?: HttpHealthCheck;
+    checksAfterDeploy?: number;
+    alerts?: { webhook?: string; email?: string[] };
+  };
+  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: Array<'database' | 'storage'> };
+  deploy?: {
+    strategy?: 'blue-green' | 'recreate';
+    healthGate?: { deadline?: Duration; verifyAfterSwitch?: number; watchAfterSwitch?: Duration };
+    keepPrevious?: Duration;
+    drain?: Duration;
+  };
+}
+
+/** One environment of a manifest with every default filled in: what one deployment needs. */
+export interface ResolvedHealthCheck {
+  kind: 'http' | 'command' | 'uptime';
+  path: string;
+  expectStatus: number;
+  command: string[];
+  timeoutMs: number;
+  intervalMs: number;
+  successes: number;
+  startPeriodMs: number;
+}
+export interface ResolvedService {
+  name: string;
+  type: ServiceType;
+  image: string;
+  command: string[] | null;
+  port: number | null;
+  routePath: string | null;
+  hostPorts: HostPorts | null;
+  env: Record<string, string>;
+  cpu: number;
+  memory: string;
+  replicas: number;
+  restart: 'always' | 'on-failure' | 'no';
+  healthCheck: ResolvedHealthCheck;
+  dependsOn: string[];
+  release: { command: string[]; timeoutMs: number } | null;
+  logs: { maxSize: string; maxFiles: number };
+}
+export interface Deployment {
+  projectId: string;
+  projectName: string;
+  env: string;
+  /** True when the manifest names more than one environment: derived names then carry the env. */
+  multiEnv: boolean;
+  domain: string;
+  aliases: string[];
+  tls: Tls;
+  server: ServerSpec;
+  services: ResolvedService[];
+  features: {
+    database: { extensions: string[] } | null;
+    cache: { isolation: 'db' | 'prefix' } | null;
+    storage: { buckets: string[]; public: boolean } | null;
+    websockets: boolean;
+    sse: boolean;
+  };
+  monitoring: { checksAfterDeploy: number; alerts: { webhook?: string; email: string[] } };
+  backup: { enabled: boolean; schedule: string; retentionDays: number; include: Array<'database' | 'storage'> };
+  deploy: {
+    strategy: 'blue-green' | 'recreate';
+    deadlineMs: number;
+    verifyAfterSwitch: number;
+    watchAfterSwitchMs: number;
+    keepPreviousMs: number;
+    drainMs: number;
+  };
+}

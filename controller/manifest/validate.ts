@@ -1,0 +1,244 @@
+/**
+ * Validate a loaded manifest: the JSON Schema first (precompiled ajv), then the rules a schema
+ * cannot express (references between services, port collisions). Every problem is collected, not
+ * just the first, and mapped back to its line and column.
+ */
+import type { ErrorObject } from 'ajv';
+import { validateManifest as compiled } from '../generated/validators.js';
+import { closest, type ManifestIssue } from './issues.js';
+import { locate, type LoadedManifest, type PathSegment } from './load.js';
+import type { Manifest } from './types.js';
+
+type SchemaNode = Record<string, unknown>;
+
+export interface ValidationResult {
+  manifest?: Manifest;
+  issues: ManifestIssue[];
+}
+
+export function validateLoaded(loaded: LoadedManifest): ValidationResult {
+  if (loaded.issues.length > 0) return { issues: sortIssues(loaded.issues) };
+  const data = loaded.data;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return { issues: [{ file: loaded.file, line: 1, col: 1, path: '', code: 'type', message: 'a manifest must be a YAML mapping (key: value pairs) with apiVersion, project and services', allowed: 'see manifests/minimal.yaml' }] };
+  }
+  const issues: ManifestIssue[] = [];
+  if (!compiled(data)) {
+    for (const e of compiled.errors ?? []) {
+      const issue = issueFromAjv(loaded, e);
+      if (issue) issues.push(issue);
+    }
+  }
+  if (issues.length === 0) issues.push(...semanticIssues(loaded, data as Manifest));
+  const unique = dedupe(issues);
+  return unique.length === 0 ? { manifest: data as Manifest, issues: [] } : { issues: sortIssues(unique) };
+}
+
+function pointerToPath(pointer: string): PathSegment[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function pathToPointer(path: PathSegment[]): string {
+  return path.map((s) => '/' + String(s).replaceAll('~', '~0').replaceAll('/', '~1')).join('');
+}
+
+/** ajv's schemaPath is relative to the $ref'd definition, so use the parent schema it hands us (verbose). */
+function parentOf(e: ErrorObject): SchemaNode | undefined {
+  return (e.parentSchema as SchemaNode | undefined) ?? undefined;
+}
+
+function describe(e: ErrorObject): string | undefined {
+  const d = parentOf(e)?.description;
+  return typeof d === 'string' ? d : undefined;
+}
+
+function issueFromAjv(loaded: LoadedManifest, e: ErrorObject): ManifestIssue | undefined {
+  const path = pointerToPath(e.instancePath);
+  const base = { file: loaded.file, path: e.instancePath };
+  const at = (p: PathSegment[], which: 'key' | 'value' = 'value') => locate(loaded, p, which);
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const key = String(p.additionalProperty);
+      const parent = parentOf(e);
+      const allowed = Object.keys((parent?.properties as SchemaNode | undefined) ?? {});
+      const full = [...path, key];
+      return { ...base, ...at(full, 'key'), path: pathToPointer(full), code: 'unknown-key', message: `unknown key "${key}"`, allowed: allowed.length ? allowed.join(', ') : undefined, suggestion: closest(key, allowed) };
+    }
+    case 'required': {
+      const key = String(p.missingProperty);
+      const where = path.length ? at(path, 'key') : { line: 1, col: 1 };
+      return { ...base, ...where, code: 'required', message: `missing required key "${key}"` + requiredReason(e.schemaPath, key) };
+    }
+    case 'propertyNames':
+      return undefined; // the nested error (with propertyName) says what is wrong with the name
+    case 'if':
+      return undefined; // the failing `then` branch reports the real problem
+    case 'type': {
+      const expected = Array.isArray(p.type) ? (p.type as string[]).join(' or ') : String(p.type);
+      return { ...base, ...at(path), code: 'type', message: `must be ${expected === 'integer' ? 'a whole number' : `a${/^[aeiou]/.test(expected) ? 'n' : ''} ${expected}`}, got ${kindOf(valueAt(loaded.data, path))}` };
+    }
+    case 'enum': {
+      const allowed = (p.allowedValues as unknown[]).map(String);
+      const got = valueAt(loaded.data, path);
+      return { ...base, ...at(path), code: 'enum', message: `${JSON.stringify(got)} is not allowed`, allowed: allowed.join(', '), suggestion: typeof got === 'string' ? closest(got, allowed) : undefined };
+    }
+    case 'const':
+      return { ...base, ...at(path), code: 'enum', message: `must be ${JSON.stringify(p.allowedValue)}`, allowed: String(p.allowedValue) };
+    case 'pattern':
+    case 'maxLength':
+    case 'minLength':
+    case 'format': {
+      const isName = e.propertyName !== undefined;
+      const full = isName ? [...path, e.propertyName as string] : path;
+      const got = isName ? e.propertyName : valueAt(loaded.data, path);
+      const what = isName ? 'name' : 'value';
+      const why = e.keyword === 'maxLength' ? `is too long (at most ${String(p.limit)} characters)` : e.keyword === 'minLength' ? `is too short (at least ${String(p.limit)} characters)` : 'is not allowed here';
+      return { ...base, ...at(full, isName ? 'key' : 'value'), path: pathToPointer(full), code: e.keyword === 'pattern' ? 'pattern' : 'length', message: `${what} ${JSON.stringify(shorten(String(got)))} ${why}`, allowed: describe(e) };
+    }
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum': {
+      const node = parentOf(e);
+      const lo = node?.minimum ?? (node?.exclusiveMinimum !== undefined ? `more than ${String(node.exclusiveMinimum)}` : undefined);
+      const hi = node?.maximum;
+      return { ...base, ...at(path), code: 'range', message: `${JSON.stringify(valueAt(loaded.data, path))} is out of range`, allowed: `${lo ?? '...'} to ${hi ?? '...'}` + (describe(e) ? ` (${describe(e)})` : '') };
+    }
+    case 'not':
+      return { ...base, ...at(path), code: 'conflict', message: notMessage(e) };
+    default:
+      return { ...base, ...at(path), code: e.keyword, message: e.message ?? 'is invalid' };
+  }
+}
+
+function requiredReason(schemaPath: string, key: string): string {
+  if (schemaPath.includes('/then') && key === 'port') return ' (web and internal services listen on a container port)';
+  return '';
+}
+
+function notMessage(e: ErrorObject): string {
+  const not = (e.schema ?? {}) as SchemaNode;
+  if (Array.isArray(not.anyOf)) return 'a worker has no port: remove port and hostPorts, or make it type: internal';
+  if (Array.isArray(not.required) && not.required.includes('http')) return 'a health check is either http or command, not both';
+  return 'this combination of keys is not allowed';
+}
+
+function valueAt(data: unknown, path: PathSegment[]): unknown {
+  let v: unknown = data;
+  for (const s of path) v = (v as Record<string | number, unknown> | undefined)?.[s];
+  return v;
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return 'null (an empty value)';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(shorten(String(v)))}`;
+}
+
+function shorten(s: string): string {
+  return s.length > 60 ? s.slice(0, 57) + '...' : s;
+}
+
+function dedupe(issues: ManifestIssue[]): ManifestIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const k = `${i.path}|${i.code}|${i.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function sortIssues(issues: ManifestIssue[]): ManifestIssue[] {
+  return [...issues].sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+/** Rules across fields that JSON Schema cannot say. The manifest has passed the schema. */
+function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
+  const out: ManifestIssue[] = [];
+  const add = (path: PathSegment[], code: string, message: string, extra: Partial<ManifestIssue> = {}, which: 'key' | 'value' = 'value') =>
+    out.push({ file: loaded.file, ...locate(loaded, path, which), path: pathToPointer(path), code, message, ...extra });
+  const names = Object.keys(m.services);
+
+  const web = names.filter((n) => (m.services[n]!.type ?? 'web') === 'web');
+  const catchAll = web.filter((n) => !m.services[n]!.routePath);
+  for (const n of catchAll.slice(1)) {
+    add(['services', n], 'conflict', `only one web service takes every request and "${catchAll[0]}" already does`, { allowed: 'give this one a routePath (e.g. /api), or make it type: internal' }, 'key');
+  }
+  const paths = new Map<string, string>();
+  for (const n of names) {
+    const svc = m.services[n]!;
+    if (svc.routePath === undefined) continue;
+    if ((svc.type ?? 'web') !== 'web') add(['services', n, 'routePath'], 'conflict', 'only web services are routed; remove routePath or make the service type: web');
+    else if (paths.has(svc.routePath)) add(['services', n, 'routePath'], 'conflict', `routePath ${svc.routePath} is already routed to "${paths.get(svc.routePath)}"`);
+    else paths.set(svc.routePath, n);
+  }
+
+  for (const n of names) {
+    for (const [i, dep] of (m.services[n]!.dependsOn ?? []).entries()) {
+      if (dep === n) add(['services', n, 'dependsOn', i], 'reference', 'a service cannot depend on itself');
+      else if (!names.includes(dep)) add(['services', n, 'dependsOn', i], 'reference', `no service named "${dep}"`, { allowed: names.join(', '), suggestion: closest(dep, names) });
+    }
+  }
+
+  const primary = m.environment?.name ?? 'production';
+  const serverNames = (m.servers ?? []).map((s) => s.name);
+  const dupServers = serverNames.filter((s, i) => serverNames.indexOf(s) !== i);
+  for (const s of new Set(dupServers)) add(['servers', serverNames.lastIndexOf(s), 'name'], 'conflict', `server name "${s}" is used twice`);
+
+  for (const [env, o] of Object.entries(m.environments ?? {})) {
+    if (env === primary) add(['environments', env], 'conflict', `"${env}" is already the primary environment (environment.name)`, { allowed: 'put its settings under environment, or rename it' }, 'key');
+    for (const svc of Object.keys(o.services ?? {})) {
+      if (!names.includes(svc)) add(['environments', env, 'services', svc], 'reference', `no service named "${svc}"`, { allowed: names.join(', '), suggestion: closest(svc, names) }, 'key');
+    }
+    if (o.server !== undefined && !serverNames.includes(o.server)) {
+      add(['environments', env, 'server'], 'reference', `no server named "${o.server}"`, { allowed: serverNames.join(', ') || 'define servers first', suggestion: closest(o.server, serverNames) });
+    }
+  }
+
+  // Domains must differ between environments, or two deployments would fight over one route.
+  const domains = new Map<string, string>();
+  const claim = (domain: string | undefined, env: string, path: PathSegment[]) => {
+    if (!domain) return;
+    const holder = domains.get(domain);
+    if (holder) add(path, 'conflict', `domain "${domain}" is already used by environment "${holder}"`);
+    else domains.set(domain, env);
+  };
+  claim(m.environment?.domain, primary, ['environment', 'domain']);
+  (m.environment?.aliases ?? []).forEach((d, i) => claim(d, primary, ['environment', 'aliases', i]));
+  for (const [env, o] of Object.entries(m.environments ?? {})) {
+    claim(o.domain, env, ['environments', env, 'domain']);
+    (o.aliases ?? []).forEach((d, i) => claim(d, env, ['environments', env, 'aliases', i]));
+  }
+
+  // Explicit host ports must not collide inside the manifest (the registry checks other projects).
+  const ports = new Map<number, string>();
+  const claimPort = (port: number, owner: string, path: PathSegment[]) => {
+    const holder = ports.get(port);
+    if (holder) add(path, 'port-conflict', `host port ${port} is already used by ${holder}`, { allowed: 'give every service and slot its own port, or leave hostPorts out to have one assigned' });
+    else ports.set(port, owner);
+  };
+  for (const n of names) {
+    const hp = m.services[n]!.hostPorts;
+    if (hp) {
+      claimPort(hp.blue, `${n} (blue)`, ['services', n, 'hostPorts', 'blue']);
+      claimPort(hp.green, `${n} (green)`, ['services', n, 'hostPorts', 'green']);
+    }
+  }
+  for (const [env, o] of Object.entries(m.environments ?? {})) {
+    for (const [svc, so] of Object.entries(o.services ?? {})) {
+      if (so.hostPorts) {
+        claimPort(so.hostPorts.blue, `${svc} (blue, ${env})`, ['environments', env, 'services', svc, 'hostPorts', 'blue']);
+        claimPort(so.hostPorts.green, `${svc} (green, ${env})`, ['environments', env, 'services', svc, 'hostPorts', 'green']);
+      }
+    }
+  }
+  return out;
+}

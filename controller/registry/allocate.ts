@@ -1,0 +1,172 @@
+/**
+ * Pure allocation of host ports and Redis DB slots against the registry document.
+ * A known deployment keeps what it has; explicit ports are honoured when nobody else holds them;
+ * new ports skip anything held in the registry or (on the local target) listened on by another process.
+ */
+import { CodebError } from '../errors.js';
+import type { PortPair, RegistryDocument } from './types.js';
+
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+export interface AllocationPolicy {
+  portRange: PortRange;
+  /** Number of Redis databases (redis.conf `databases`); 0 and 1 are reserved. */
+  redisDatabases: number;
+  /** Ports some other process listens on (local target only); never handed out anew. */
+  busyPorts: ReadonlySet<number>;
+}
+
+export const DEFAULT_POLICY: AllocationPolicy = {
+  portRange: { min: 3000, max: 3999 },
+  redisDatabases: 16,
+  busyPorts: new Set(),
+};
+
+/** DB 0 is the system's own cache, DB 1 is shared: projects get 2 and up. */
+export const FIRST_PROJECT_REDIS_DB = 2;
+
+export interface AllocationRequest {
+  projectId: string;
+  env: string;
+  services: Array<{ name: string; needsPorts: boolean; explicit: PortPair | null }>;
+  needsRedis: boolean;
+}
+
+export interface Allocation {
+  ports: Record<string, PortPair>;
+  redisDb: number | null;
+}
+
+export class AllocationError extends CodebError {
+  constructor(message: string, hint: string) {
+    super(message, { hint, exitCode: 1 });
+  }
+}
+
+interface Holder {
+  projectId: string;
+  env: string;
+  service: string;
+  slot: 'blue' | 'green';
+}
+
+function describe(h: Holder): string {
+  return `project "${h.projectId}" (environment ${h.env}, service ${h.service}, ${h.slot})`;
+}
+
+/** Every port and Redis DB held by deployments other than (projectId, env). */
+function heldByOthers(doc: RegistryDocument, projectId: string, env: string): { ports: Map<number, Holder>; redis: Map<number, string> } {
+  const ports = new Map<number, Holder>();
+  const redis = new Map<number, string>();
+  for (const p of Object.values(doc.projects)) {
+    for (const e of Object.values(p.environments)) {
+      if (p.id === projectId && e.env === env) continue;
+      for (const [service, pair] of Object.entries(e.ports)) {
+        ports.set(pair.blue, { projectId: p.id, env: e.env, service, slot: 'blue' });
+        ports.set(pair.green, { projectId: p.id, env: e.env, service, slot: 'green' });
+      }
+      if (e.redisDb !== null) redis.set(e.redisDb, `${p.id} (${e.env})`);
+    }
+  }
+  return { ports, redis };
+}
+
+export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: AllocationPolicy = DEFAULT_POLICY): Allocation {
+  const existing = doc.projects[req.projectId]?.environments[req.env];
+  const others = heldByOthers(doc, req.projectId, req.env);
+  const taken = new Set<number>(others.ports.keys());
+  const ports: Record<string, PortPair> = {};
+
+  // Explicit ports first, so an automatic pick never steals a port the manifest names.
+  for (const s of req.services) {
+    if (!s.needsPorts || !s.explicit) continue;
+    for (const slot of ['blue', 'green'] as const) {
+      const port = s.explicit[slot];
+      const holder = others.ports.get(port);
+      if (holder) {
+        throw new AllocationError(
+          `Port ${port} (service ${s.name}, ${slot}) is already held by ${describe(holder)}.`,
+          'Choose another hostPorts value in the manifest, or leave hostPorts out to have free ports assigned.',
+        );
+      }
+    }
+    ports[s.name] = { ...s.explicit };
+    taken.add(s.explicit.blue).add(s.explicit.green);
+  }
+  // Kept allocations next: a known deployment keeps its ports on every run.
+  for (const s of req.services) {
+    if (!s.needsPorts || s.explicit) continue;
+    const kept = existing?.ports[s.name];
+    if (kept && !taken.has(kept.blue) && !taken.has(kept.green)) {
+      ports[s.name] = { ...kept };
+      taken.add(kept.blue).add(kept.green);
+    }
+  }
+  // Then new pairs from the range.
+  let cursor = policy.portRange.min;
+  const next = (): number => {
+    while (cursor <= policy.portRange.max) {
+      const p = cursor++;
+      if (!taken.has(p) && !policy.busyPorts.has(p)) {
+        taken.add(p);
+        return p;
+      }
+    }
+    throw new AllocationError(
+      `No free ports left in ${policy.portRange.min}-${policy.portRange.max} for project "${req.projectId}" (${req.env}).`,
+      'Destroy unused projects (`codeb destroy`), or widen the range with CODEB_PORT_RANGE=3000-4999.',
+    );
+  };
+  for (const s of req.services) {
+    if (!s.needsPorts || ports[s.name]) continue;
+    ports[s.name] = { blue: next(), green: next() };
+  }
+
+  let redisDb: number | null = null;
+  if (req.needsRedis) {
+    if (existing?.redisDb != null && !others.redis.has(existing.redisDb)) {
+      redisDb = existing.redisDb;
+    } else {
+      for (let db = FIRST_PROJECT_REDIS_DB; db < policy.redisDatabases; db++) {
+        if (!others.redis.has(db)) {
+          redisDb = db;
+          break;
+        }
+      }
+      if (redisDb === null) {
+        throw new AllocationError(
+          `All Redis DBs ${FIRST_PROJECT_REDIS_DB}-${policy.redisDatabases - 1} are taken (${others.redis.size} deployments hold one).`,
+          'Destroy unused projects, use features.cache: false for projects without a cache, or raise `databases` in redis.conf and CODEB_REDIS_DATABASES.',
+        );
+      }
+    }
+  }
+  return { ports, redisDb };
+}
+
+/** Parse "3000-3999". */
+export function parsePortRange(text: string): PortRange {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  const min = Number(m?.[1]);
+  const max = Number(m?.[2]);
+  if (!m || min < 1024 || max > 65535 || min > max) {
+    throw new CodebError(`Invalid port range ${JSON.stringify(text)}.`, { exitCode: 2, hint: 'Write it as MIN-MAX within 1024-65535, e.g. 3000-3999.' });
+  }
+  return { min, max };
+}
+
+/** Policy from the environment (CODEB_PORT_RANGE, CODEB_REDIS_DATABASES) with the given busy ports. */
+export function policyFromEnv(env: NodeJS.ProcessEnv, busyPorts: ReadonlySet<number> = new Set()): AllocationPolicy {
+  const dbs = env.CODEB_REDIS_DATABASES ? Number(env.CODEB_REDIS_DATABASES) : DEFAULT_POLICY.redisDatabases;
+  if (!Number.isInteger(dbs) || dbs < 3 || dbs > 1024) {
+    throw new CodebError(`Invalid CODEB_REDIS_DATABASES ${JSON.stringify(env.CODEB_REDIS_DATABASES)}.`, { exitCode: 2, hint: 'Use the `databases` value of redis.conf (16 by default).' });
+  }
+  return {
+    portRange: env.CODEB_PORT_RANGE ? parsePortRange(env.CODEB_PORT_RANGE) : DEFAULT_POLICY.portRange,
+    redisDatabases: dbs,
+    busyPorts,
+  };
+}

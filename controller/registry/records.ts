@@ -1,0 +1,75 @@
+/** Pure changes to the registry document: record an allocation, release a deployment. */
+import type { Deployment } from '../manifest/types.js';
+import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
+import type { Allocation, AllocationRequest } from './allocate.js';
+import type { EnvironmentRecord, RegistryDocument } from './types.js';
+
+export function allocationRequest(d: Deployment): AllocationRequest {
+  return {
+    projectId: d.projectId,
+    env: d.env,
+    // Web and internal services get a blue and a green host port (internal ones bind to 127.0.0.1
+    // only, for codeb's health probes); workers listen on nothing.
+    services: d.services.map((s) => ({ name: s.name, needsPorts: s.port !== null, explicit: s.hostPorts })),
+    needsRedis: d.features.cache !== null,
+  };
+}
+
+/**
+ * Names reach Postgres, Redis and S3 once and must never change under a running deployment, so a
+ * known deployment keeps the names it was given even if the manifest later grows environments.
+ */
+export function deploymentNames(d: Deployment, existing: EnvironmentRecord | undefined) {
+  const scope: NameScope = { projectId: d.projectId, env: d.env, multiEnv: d.multiEnv };
+  const buckets = d.features.storage ? d.features.storage.buckets.map((b) => bucketName(scope, b)) : [];
+  return {
+    database: d.features.database ? existing?.database ?? databaseName(scope) : null,
+    databaseRole: d.features.database ? existing?.databaseRole ?? databaseRole(scope) : null,
+    redisUser: d.features.cache ? existing?.redisUser ?? redisUser(scope) : null,
+    buckets: existing?.buckets.length && buckets.length ? mergeKeepingOld(existing.buckets, buckets) : buckets,
+  };
+}
+
+function mergeKeepingOld(old: string[], wanted: string[]): string[] {
+  // Same count and order as wanted; a kept name wins where the suffix (last segment) matches.
+  return wanted.map((w) => old.find((o) => o.split('-').pop() === w.split('-').pop()) ?? w);
+}
+
+export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Allocation, now: string): EnvironmentRecord {
+  const project = (doc.projects[d.projectId] ??= { id: d.projectId, name: d.projectName, createdAt: now, updatedAt: now, environments: {} });
+  project.name = d.projectName;
+  project.updatedAt = now;
+  const existing = project.environments[d.env];
+  const names = deploymentNames(d, existing);
+  const rec: EnvironmentRecord = {
+    env: d.env,
+    status: existing?.status ?? 'allocated',
+    createdAt: existing?.createdAt ?? now,
+    updatedAt: now,
+    domain: d.domain,
+    aliases: d.aliases,
+    ports: a.ports,
+    redisDb: a.redisDb,
+    redisUser: names.redisUser,
+    database: names.database,
+    databaseRole: names.databaseRole,
+    bucket: names.buckets[0] ?? null,
+    buckets: names.buckets,
+    liveSlot: existing?.liveSlot ?? null,
+    containers: existing?.containers ?? [],
+    health: existing?.health ?? { status: 'unknown', lastCheck: null },
+    history: existing?.history ?? [],
+    ...(existing?.journal ? { journal: existing.journal } : {}),
+  };
+  project.environments[d.env] = rec;
+  return rec;
+}
+
+/** Remove a deployment (its ports and Redis slot become free). Returns false when it was not there. */
+export function releaseDeployment(doc: RegistryDocument, projectId: string, env: string): boolean {
+  const project = doc.projects[projectId];
+  if (!project?.environments[env]) return false;
+  delete project.environments[env];
+  if (Object.keys(project.environments).length === 0) delete doc.projects[projectId];
+  return true;
+}

@@ -1,0 +1,73 @@
+/** The registry document: what codeb has handed out and what it believes runs where. No secrets. */
+import type { Slot } from '../manifest/names.js';
+
+export const REGISTRY_FORMAT_VERSION = 1;
+
+export type DeploymentStatus = 'allocated' | 'provisioning' | 'running' | 'degraded' | 'failed';
+
+export interface PortPair {
+  blue: number;
+  green: number;
+}
+
+export interface ContainerRecord {
+  service: string;
+  slot: Slot;
+  name: string;
+  id: string | null;
+  image: string;
+  hostPort: number | null;
+  state: string;
+  startedAt: string | null;
+}
+
+export interface HistoryEntry {
+  at: string;
+  /** user@host that ran the command. */
+  by: string;
+  action: string;
+  result: 'ok' | 'failed' | 'rolled-back';
+  detail?: Record<string, unknown>;
+}
+
+export interface EnvironmentRecord {
+  env: string;
+  status: DeploymentStatus;
+  createdAt: string;
+  updatedAt: string;
+  domain: string | null;
+  aliases: string[];
+  /** Host ports per routed or probed service: one for blue, one for green. */
+  ports: Record<string, PortPair>;
+  redisDb: number | null;
+  redisUser: string | null;
+  database: string | null;
+  databaseRole: string | null;
+  /** The first bucket; `buckets` has all of them. */
+  bucket: string | null;
+  buckets: string[];
+  liveSlot: Slot | null;
+  containers: ContainerRecord[];
+  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string };
+  history: HistoryEntry[];
+  /** Steps of the last apply, recorded as each completes (a crash leaves a true record). */
+  journal?: Array<{ step: string; at: string; status: 'done' | 'failed'; detail?: string }>;
+}
+
+export interface ProjectRecord {
+  id: string;
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+  environments: Record<string, EnvironmentRecord>;
+}
+
+export interface RegistryDocument {
+  formatVersion: number;
+  updatedAt: string;
+  projects: Record<string, ProjectRecord>;
+}
+
+export function emptyRegistry(now = new Date().toISOString()): RegistryDocument {
+  return { formatVersion: REGISTRY_FORMAT_VERSION, updatedAt: now, projects: {} };
+}

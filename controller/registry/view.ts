@@ -1,0 +1,90 @@
+/** What `registry list` and `registry inspect` show. Pure: document in, rows and text out. */
+import type { EnvironmentRecord, ProjectRecord, RegistryDocument } from './types.js';
+
+export interface ListRow {
+  project: string;
+  env: string;
+  status: string;
+  domain: string | null;
+  ports: string;
+  redisDb: number | null;
+  database: string | null;
+  bucket: string | null;
+  health: string;
+  liveSlot: string | null;
+}
+
+export function listRows(doc: RegistryDocument): ListRow[] {
+  const rows: ListRow[] = [];
+  for (const p of Object.values(doc.projects).sort((a, b) => a.id.localeCompare(b.id))) {
+    for (const e of Object.values(p.environments).sort((a, b) => a.env.localeCompare(b.env))) {
+      rows.push({
+        project: p.id,
+        env: e.env,
+        status: e.status,
+        domain: e.domain,
+        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.blue}/${pp.green}`).join(' '),
+        redisDb: e.redisDb,
+        database: e.database,
+        bucket: e.bucket,
+        health: e.health.status,
+        liveSlot: e.liveSlot,
+      });
+    }
+  }
+  return rows;
+}
+
+export function renderTable(rows: ListRow[]): string {
+  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH'];
+  const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health]);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(head), ...cells.map(line)].join('\n');
+}
+
+/** Keys that would hold secrets are never shown, even if something put them in the registry. */
+const SECRET_KEY = /pass(word)?|secret|token|private|credential|api[-_]?key|access[-_]?key/i;
+
+export function redact<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v) => redact(v)) as T;
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : redact(v);
+    return out as T;
+  }
+  return value;
+}
+
+export interface InspectView {
+  id: string;
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+  environments: Record<string, EnvironmentRecord>;
+}
+
+export function inspectView(p: ProjectRecord, env?: string): InspectView {
+  const envs = env ? { [env]: p.environments[env]! } : p.environments;
+  return redact({ id: p.id, name: p.name, createdAt: p.createdAt, updatedAt: p.updatedAt, environments: envs });
+}
+
+export function renderInspect(v: InspectView): string {
+  const out: string[] = [`project  ${v.id} (${v.name})`, `created  ${v.createdAt}`, `updated  ${v.updatedAt}`];
+  for (const e of Object.values(v.environments)) {
+    out.push('', `environment ${e.env}: ${e.status}`);
+    out.push(`  domain      ${e.domain ?? '-'}${e.aliases?.length ? ` (aliases: ${e.aliases.join(', ')})` : ''}`);
+    const ports = Object.entries(e.ports);
+    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} blue ${p.blue} green ${p.green}`).join('; ') : '-'}`);
+    out.push(`  live slot   ${e.liveSlot ?? '-'}`);
+    out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
+    out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);
+    out.push(`  buckets     ${e.buckets?.length ? e.buckets.join(', ') : '-'}`);
+    out.push(`  health      ${e.health.status}${e.health.lastCheck ? ` (last check ${e.health.lastCheck})` : ''}${e.health.detail ? `: ${e.health.detail}` : ''}`);
+    out.push(`  containers  ${e.containers.length ? '' : '-'}`);
+    for (const c of e.containers) out.push(`    ${c.name}  ${c.image}  ${c.state}${c.hostPort ? `  :${c.hostPort}` : ''}${c.id ? `  ${c.id.slice(0, 12)}` : ''}`);
+    out.push(`  history     ${e.history.length ? '' : '-'}`);
+    for (const h of e.history.slice(-10)) out.push(`    ${h.at}  ${h.action}  ${h.result}  by ${h.by}`);
+  }
+  return out.join('\n');
+}
