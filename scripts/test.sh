@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what is missing (Debian packages when root,
+# npm ci), builds the CLI, starts the embedded local stack the integration tests talk to, and runs
+# vitest (unit and integration). Extra arguments go to vitest, e.g. `npm test -- test/unit`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+npm run --silent build
+
+# The tests' own stack and state, apart from a developer's ~/.codeb.
+export CODEB_HOME="${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
+mkdir -p "$CODEB_HOME"
+node bin/codeb.js stack up
+
+status=0
+npx vitest run "$@" || status=$?
+if [ "${CI:-}" = "true" ]; then node bin/codeb.js stack down || true; fi
+exit "$status"
