@@ -1,5 +1,6 @@
 /** Printing helpers shared by the commands: plain text for people, JSON for scripts. */
 import { CodebError, EXIT } from '../errors.js';
+import { redactText } from '../redact.js';
 
 export interface GlobalOptions {
   json?: boolean;
@@ -7,15 +8,15 @@ export interface GlobalOptions {
 }
 
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  process.stdout.write(redactText(JSON.stringify(value, null, 2)) + '\n');
 }
 
 export function println(line = ''): void {
-  process.stdout.write(line + '\n');
+  process.stdout.write(redactText(line) + '\n');
 }
 
 export function eprintln(line = ''): void {
-  process.stderr.write(line + '\n');
+  process.stderr.write(redactText(line) + '\n');
 }
 
 /** Turn any thrown value into a readable message and the exit code it means. */

@@ -1,0 +1,102 @@
+/**
+ * desired(deployment, names, settings): every resource one deployment needs, in dependency order.
+ * Pure: the same inputs always give the same resources. Secret values never appear, only their
+ * names as `${secret:NAME}` placeholders that the files provider fills in when it writes.
+ */
+import type { Deployment } from '../manifest/types.js';
+import { envFileName, redisKeyPrefix, routeId, BACKUP_BUCKET } from '../manifest/names.js';
+import type { EnvironmentRecord } from '../registry/types.js';
+import type { Settings } from '../settings.js';
+import { makeResource, resourceKey, type Resource } from './model.js';
+
+/** The registry names and allocation a deployment was given (see registry/records.ts). */
+export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot'>;
+
+export function secretRef(name: string): string {
+  return `\${secret:${name}}`;
+}
+
+export interface RouteUpstream {
+  path: string | null;
+  port: number;
+  service: string;
+}
+
+export interface RouteSpec extends Record<string, unknown> {
+  domains: string[];
+  tls: 'auto' | 'internal' | 'off';
+  upstreams: RouteUpstream[];
+  websockets: boolean;
+  sse: boolean;
+}
+
+export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resource[] {
+  const out: Resource[] = [];
+  const env: Record<string, string> = {};
+  const owner = `${d.projectId}/${d.env}`;
+
+  if (d.features.database && n.database && n.databaseRole) {
+    const role = makeResource('postgres.role', n.databaseRole, { login: true, secret: 'postgres' });
+    out.push(role);
+    out.push(
+      makeResource('postgres.database', n.database, { owner: n.databaseRole, publicConnect: false, extensions: [...d.features.database.extensions].sort() }, [role.key], true),
+    );
+    env.DATABASE_URL = `postgresql://${n.databaseRole}:${secretRef('postgres')}@${s.postgres.host}:${s.postgres.port}/${n.database}`;
+    env.PGDATABASE = n.database;
+  }
+
+  if (d.features.cache && n.redisDb !== null && n.redisUser) {
+    const slot = makeResource('redis.slot', String(n.redisDb), { db: n.redisDb, owner }, [], true);
+    out.push(slot);
+    const prefix = d.features.cache.isolation === 'prefix' ? redisKeyPrefix({ projectId: d.projectId, env: d.env, multiEnv: d.multiEnv }) : null;
+    out.push(makeResource('redis.user', n.redisUser, { db: n.redisDb, isolation: d.features.cache.isolation, keyPrefix: prefix, secret: 'redis' }, [slot.key]));
+    env.REDIS_URL = `redis://${n.redisUser}:${secretRef('redis')}@${s.redis.host}:${s.redis.port}/${n.redisDb}`;
+    if (prefix) env.REDIS_KEY_PREFIX = prefix;
+  }
+
+  if (d.features.storage && n.buckets.length) {
+    for (const b of n.buckets) out.push(makeResource('storage.bucket', b, { public: d.features.storage.public }, [], true));
+    if (d.backup.enabled && d.backup.include.length) {
+      // Shared by every project: created when missing, never deleted by a project's destroy.
+      out.push(makeResource('storage.bucket', BACKUP_BUCKET, { public: false, shared: true }, [], true));
+    }
+    const scheme = s.storage.useSSL ? 'https' : 'http';
+    env.S3_ENDPOINT = `${scheme}://${s.storage.endPoint}:${s.storage.port}`;
+    env.S3_REGION = s.storage.region;
+    env.S3_BUCKET = n.buckets[0]!;
+    env.S3_ACCESS_KEY = secretRef('storageAccessKey');
+    env.S3_SECRET_KEY = secretRef('storageSecretKey');
+  }
+
+  const deps = out.filter((r) => r.kind !== 'storage.bucket' || r.name !== BACKUP_BUCKET).map((r) => r.key);
+  const envFile = makeResource('files.envfile', envFileName(d.projectId, d.env), { variables: env }, deps);
+  out.push(envFile);
+
+  const web = d.services.filter((svc) => svc.type === 'web' && svc.port !== null);
+  if (web.length) {
+    const slot = n.liveSlot ?? 'blue';
+    const upstreams: RouteUpstream[] = web
+      .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]![slot], service: svc.name }))
+      // Longest path prefix first; the catch-all (null) last.
+      .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
+    const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse };
+    out.push(makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]));
+  }
+  return out;
+}
+
+/**
+ * What a deployment owns, from its registry record alone (destroy has no manifest). The shared
+ * backup bucket is never in here.
+ */
+export function ownedResources(projectId: string, rec: EnvironmentRecord): Resource[] {
+  const out: Resource[] = [];
+  if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true }));
+  if (rec.database) out.push(makeResource('postgres.database', rec.database, {}, rec.databaseRole ? [resourceKey('postgres.role', rec.databaseRole)] : [], true));
+  if (rec.redisDb !== null) out.push(makeResource('redis.slot', String(rec.redisDb), { db: rec.redisDb, owner: `${projectId}/${rec.env}` }, [], true));
+  if (rec.redisUser) out.push(makeResource('redis.user', rec.redisUser, { db: rec.redisDb }));
+  for (const b of rec.buckets) out.push(makeResource('storage.bucket', b, {}, [], true));
+  out.push(makeResource('files.envfile', envFileName(projectId, rec.env), {}));
+  out.push(makeResource('proxy.route', routeId(projectId, rec.env), {}));
+  return out;
+}

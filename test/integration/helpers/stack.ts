@@ -1,0 +1,21 @@
+/**
+ * Integration tests talk to the real services of the local stack that scripts/test.sh starts
+ * (`codeb stack up` with CODEB_HOME set). This hands them its settings, or fails with what to do.
+ */
+import { loadSettings, type Settings } from '../../../controller/settings.js';
+
+export function stackSettings(): Settings {
+  try {
+    return loadSettings();
+  } catch (err) {
+    throw new Error(
+      `The local stack is not running for these tests (${(err as Error).message}). ` +
+        'Run the suite with `npm test`, or start it yourself: `CODEB_HOME=$PWD/.codeb/test-home node bin/codeb.js stack up` and run vitest with the same CODEB_HOME.',
+    );
+  }
+}
+
+/** A project id unique to this test run, so parallel test files never share resources. */
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${process.pid.toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`.slice(0, 40);
+}
