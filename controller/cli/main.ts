@@ -7,6 +7,8 @@ import { registerInit } from './init.js';
 import { registerValidate } from './validate.js';
 import { registerRegistry } from './registry.js';
 import { registerStack } from './stack.js';
+import { registerApply } from './apply.js';
+import { registerDestroy } from './destroy.js';
 
 const program = new Command('codeb')
   .description(
@@ -26,6 +28,8 @@ Docs: docs/manifest.md (every field), docs/cli.md (commands), docs/stack.md (loc
 
 registerInit(program);
 registerValidate(program);
+registerApply(program);
+registerDestroy(program);
 registerRegistry(program);
 registerStack(program);
 

@@ -7,7 +7,8 @@ interface Opts {
   env?: string;
 }
 
-function registryOption(cmd: Command): string | undefined {
+/** The global --registry option, from any subcommand. */
+export function globalRegistry(cmd: Command): string | undefined {
   // --registry is a global option on the root program.
   let root: Command = cmd;
   while (root.parent) root = root.parent;
@@ -28,7 +29,7 @@ export function registerRegistry(program: Command): void {
         const { registryPath } = await import('../settings.js');
         const { readRegistryFile } = await import('../registry/store.js');
         const { listRows, renderTable } = await import('../registry/view.js');
-        const file = registryPath(registryOption(cmd));
+        const file = registryPath(globalRegistry(cmd));
         const rows = listRows(readRegistryFile(file));
         if (opts.json) printJson({ registry: file, deployments: rows });
         else if (rows.length === 0) println(`No projects in ${file}.`);
@@ -47,7 +48,7 @@ export function registerRegistry(program: Command): void {
         const { registryPath } = await import('../settings.js');
         const { readRegistryFile } = await import('../registry/store.js');
         const { inspectView, renderInspect } = await import('../registry/view.js');
-        const file = registryPath(registryOption(cmd));
+        const file = registryPath(globalRegistry(cmd));
         const doc = readRegistryFile(file);
         const rec = doc.projects[project];
         if (!rec) {
@@ -72,7 +73,7 @@ export function registerRegistry(program: Command): void {
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
         const { allocateForManifest } = await import('../registry/allocate-manifest.js');
-        const rec = await allocateForManifest(manifest, opts.env, registryOption(cmd));
+        const rec = await allocateForManifest(manifest, opts.env, globalRegistry(cmd));
         if (opts.json) printJson(rec);
         else {
           println(`Allocated ${rec.project} (${rec.env}) in ${rec.registry}`);
@@ -93,7 +94,7 @@ export function registerRegistry(program: Command): void {
         const { registryPath } = await import('../settings.js');
         const { updateRegistry } = await import('../registry/store.js');
         const { releaseDeployment } = await import('../registry/records.js');
-        const file = registryPath(registryOption(cmd));
+        const file = registryPath(globalRegistry(cmd));
         const env = opts.env ?? 'production';
         const released = await updateRegistry(file, { command: `codeb registry release ${project}` }, (doc) => releaseDeployment(doc, project, env));
         if (!released) throw new CodebError(`No deployment ${project} (${env}) in ${file}.`, { exitCode: EXIT.failure, hint: 'See `codeb registry list`.' });

@@ -36,7 +36,8 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
   const owner = `${d.projectId}/${d.env}`;
 
   if (d.features.database && n.database && n.databaseRole) {
-    const role = makeResource('postgres.role', n.databaseRole, { login: true, secret: 'postgres' });
+    // The role goes with its database: kept (with its password) unless data is deleted.
+    const role = makeResource('postgres.role', n.databaseRole, { login: true, secret: 'postgres' }, [], true);
     out.push(role);
     out.push(
       makeResource('postgres.database', n.database, { owner: n.databaseRole, publicConnect: false, extensions: [...d.features.database.extensions].sort() }, [role.key], true),
@@ -46,7 +47,8 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
   }
 
   if (d.features.cache && n.redisDb !== null && n.redisUser) {
-    const slot = makeResource('redis.slot', String(n.redisDb), { db: n.redisDb, owner }, [], true);
+    // A Redis slot is a cache: destroy flushes it so the slot can be handed to the next project.
+    const slot = makeResource('redis.slot', String(n.redisDb), { db: n.redisDb, owner });
     out.push(slot);
     const prefix = d.features.cache.isolation === 'prefix' ? redisKeyPrefix({ projectId: d.projectId, env: d.env, multiEnv: d.multiEnv }) : null;
     out.push(makeResource('redis.user', n.redisUser, { db: n.redisDb, isolation: d.features.cache.isolation, keyPrefix: prefix, secret: 'redis' }, [slot.key]));
@@ -91,9 +93,9 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
  */
 export function ownedResources(projectId: string, rec: EnvironmentRecord): Resource[] {
   const out: Resource[] = [];
-  if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true }));
+  if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true }, [], true));
   if (rec.database) out.push(makeResource('postgres.database', rec.database, {}, rec.databaseRole ? [resourceKey('postgres.role', rec.databaseRole)] : [], true));
-  if (rec.redisDb !== null) out.push(makeResource('redis.slot', String(rec.redisDb), { db: rec.redisDb, owner: `${projectId}/${rec.env}` }, [], true));
+  if (rec.redisDb !== null) out.push(makeResource('redis.slot', String(rec.redisDb), { db: rec.redisDb, owner: `${projectId}/${rec.env}` }));
   if (rec.redisUser) out.push(makeResource('redis.user', rec.redisUser, { db: rec.redisDb }));
   for (const b of rec.buckets) out.push(makeResource('storage.bucket', b, {}, [], true));
   out.push(makeResource('files.envfile', envFileName(projectId, rec.env), {}));

@@ -3,7 +3,9 @@ import type { Slot } from '../manifest/names.js';
 
 export const REGISTRY_FORMAT_VERSION = 1;
 
-export type DeploymentStatus = 'allocated' | 'provisioning' | 'running' | 'degraded' | 'failed';
+/** allocated: ports and slot reserved; provisioning: an apply is under way or was cut short;
+ * provisioned: every resource exists, no containers run yet; running / degraded / failed: containers. */
+export type DeploymentStatus = 'allocated' | 'provisioning' | 'provisioned' | 'running' | 'degraded' | 'failed';
 
 export interface PortPair {
   blue: number;

@@ -1,0 +1,69 @@
+import type { Command } from 'commander';
+import { EXIT } from '../errors.js';
+import { eprintln, printJson, println, runCommand } from './output.js';
+import { globalRegistry } from './registry.js';
+
+interface Opts {
+  env?: string;
+  json?: boolean;
+}
+
+export function registerApply(program: Command): void {
+  program
+    .command('plan')
+    .description('Show what apply would change, resource by resource, without changing anything')
+    .argument('<manifest>', 'manifest file')
+    .option('-e, --env <name>', 'environment (default: the primary one)')
+    .option('--json', 'print the plan as JSON')
+    .addHelpText('after', '\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest, 1 codeb or a service failed (or a resource is blocked).')
+    .action((manifest: string, opts: Opts, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { applyManifest } = await import('../reconcile/apply.js');
+        const { renderPlan } = await import('../reconcile/render.js');
+        const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), planOnly: true });
+        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, changed: r.changed, summary: r.summary, actions: r.planned, notes: r.notes });
+        else println(renderPlan(r));
+        return r.changed ? EXIT.pending : EXIT.ok;
+      }),
+    );
+
+  program
+    .command('apply')
+    .description('Make the servers match the manifest: allocate, then Postgres, Redis, storage, env file, Caddy route, registry')
+    .argument('<manifest>', 'manifest file')
+    .option('-e, --env <name>', 'environment (default: the primary one)')
+    .option('--json', 'print the result as JSON (progress is not shown)')
+    .addHelpText(
+      'after',
+      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed.',
+    )
+    .action((manifest: string, opts: Opts, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { applyManifest } = await import('../reconcile/apply.js');
+        const { renderApplySummary } = await import('../reconcile/render.js');
+        const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
+        if (!opts.json) eprintln(`Applying ${manifest}${opts.env ? ` (${opts.env})` : ''}`);
+        const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), reporter: opts.json ? silentReporter : consoleReporter() });
+        if (opts.json) {
+          const { record } = r;
+          printJson({
+            ok: true,
+            project: r.project,
+            env: r.env,
+            applied: r.applied,
+            summary: r.summary,
+            steps: r.planned,
+            durationMs: r.durationMs,
+            url: r.url,
+            ports: record.ports,
+            database: record.database,
+            redisDb: record.redisDb,
+            buckets: record.buckets,
+            envFile: r.envFile,
+            notes: r.notes,
+          });
+        } else println(renderApplySummary(r));
+        return EXIT.ok;
+      }),
+    );
+}

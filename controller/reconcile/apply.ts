@@ -1,0 +1,230 @@
+/**
+ * `codeb plan` and `codeb apply`: validate -> lock -> allocate -> desired -> observe -> plan ->
+ * execute, recording each completed step in the registry as it happens. Nothing is written and no
+ * service is changed before observe has succeeded everywhere and the plan has no blocked action,
+ * so bad input, an unreachable service or an exhausted range leave everything as it was.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { CodebError } from '../errors.js';
+import { requireManifest } from '../manifest/index.js';
+import { resolveDeployment } from '../manifest/normalize.js';
+import type { Deployment } from '../manifest/types.js';
+import { allocate, policyFromEnv } from '../registry/allocate.js';
+import { listeningPorts } from '../registry/ports-in-use.js';
+import { allocationRequest, recordAllocation } from '../registry/records.js';
+import { actor, withRegistryLock, type RegistryTx } from '../registry/store.js';
+import type { EnvironmentRecord, HistoryEntry, RegistryDocument } from '../registry/types.js';
+import { loadSettings, registryPath, secretsDir, type Settings } from '../settings.js';
+import { desired } from './desired.js';
+import type { Action, ExecContext } from './model.js';
+import { hasChanges, planApply, summarize, type PlanSummary } from './plan.js';
+import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } from './providers.js';
+import { silentReporter, type Reporter } from './reporter.js';
+import { SecretStore, type SecretValues } from './secrets.js';
+
+export interface ApplyOptions {
+  manifestFile: string;
+  env?: string;
+  registry?: string;
+  reporter?: Reporter;
+  /** Stop after planning (codeb plan). */
+  planOnly?: boolean;
+  /** Injected in tests; default: loadSettings(). */
+  settings?: Settings;
+}
+
+export interface StepResult {
+  op: Action['op'];
+  key: string;
+  kind: string;
+  name: string;
+  reason: string;
+  changes: Action['changes'];
+  ms?: number;
+}
+
+export interface ApplyResult {
+  project: string;
+  env: string;
+  planned: StepResult[];
+  summary: PlanSummary;
+  changed: boolean;
+  applied: boolean;
+  durationMs: number;
+  record: EnvironmentRecord;
+  url: string | null;
+  envFile: string;
+  notes: string[];
+}
+
+const HISTORY_LIMIT = 50;
+
+/** Secrets a deployment needs, by feature. Storage keys come from the settings (see secretValue). */
+function secretNames(d: Deployment): string[] {
+  return [...(d.features.database ? ['postgres'] : []), ...(d.features.cache ? ['redis'] : [])];
+}
+
+function secretResolver(values: SecretValues, settings: Settings): (name: string) => string {
+  return (name) => {
+    // One S3 key pair for every project until a real MinIO admin API gives per-project keys.
+    if (name === 'storageAccessKey') return settings.storage.accessKey;
+    if (name === 'storageSecretKey') return settings.storage.secretKey;
+    const v = values[name];
+    if (v === undefined) throw new CodebError(`Secret "${name}" has not been generated yet.`);
+    return v;
+  };
+}
+
+export function stepResult(a: Action, ms?: number): StepResult {
+  return { op: a.op, key: a.key, kind: a.kind, name: a.name, reason: a.reason, changes: a.changes, ...(ms === undefined ? {} : { ms }) };
+}
+
+export function deploymentUrl(d: Pick<Deployment, 'domain' | 'tls'>, settings: Settings): string {
+  const https = d.tls !== 'off';
+  const port = https ? settings.caddy.httpsPort : settings.caddy.httpPort;
+  const standard = (https && port === 443) || (!https && port === 80);
+  return `${https ? 'https' : 'http'}://${d.domain}${standard ? '' : `:${port}`}/`;
+}
+
+function sameRecord(a: EnvironmentRecord | undefined, b: EnvironmentRecord): boolean {
+  if (!a) return false;
+  const strip = (r: EnvironmentRecord) => ({ ...r, updatedAt: '' });
+  return isDeepStrictEqual(strip(a), strip(b));
+}
+
+export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
+  const started = Date.now();
+  const reporter = opts.reporter ?? silentReporter;
+  const manifest = requireManifest(opts.manifestFile);
+  const d = resolveDeployment(manifest, opts.env);
+  const settings = opts.settings ?? loadSettings();
+  const file = registryPath(opts.registry);
+  const secrets = new SecretStore(secretsDir(file));
+  const busy = d.server.host === 'local' ? listeningPorts() : new Set<number>();
+  const policy = policyFromEnv(process.env, busy);
+  if (d.server.host !== 'local') {
+    throw new CodebError(`Environment ${d.env} targets server ${d.server.name} (${d.server.host}); remote servers are not supported by this version yet.`, {
+      hint: 'Use host: local for now.',
+    });
+  }
+
+  const command = `codeb ${opts.planOnly ? 'plan' : 'apply'} ${opts.manifestFile}${opts.env ? ` --env ${opts.env}` : ''}`;
+  return withRegistryLock(file, { command }, async (tx) => {
+    const doc = tx.read();
+    const existing = doc.projects[d.projectId]?.environments[d.env];
+    const allocation = allocate(doc, allocationRequest(d), policy);
+    const draft: RegistryDocument = structuredClone(doc);
+    const now = new Date().toISOString();
+    const rec = recordAllocation(draft, d, allocation, now);
+
+    let values = secrets.load(d.projectId, d.env);
+    const providers = openProviders(settings, secretsDir(file), (name) => secretResolver(values, settings)(name));
+    try {
+      const resources = desired(d, rec, settings);
+      const observed = await observeAll(providers, resources);
+      const actions = planApply(resources, observed);
+      const blocked = actions.filter((a) => a.op === 'blocked');
+      if (blocked.length) {
+        throw new CodebError(`Cannot apply ${d.projectId} (${d.env}): ${blocked.map((a) => `${a.kind} ${a.name}: ${a.reason}`).join('; ')}.`, {
+          hint: 'Nothing was changed. Free or rename the resource named above, or choose another one, then apply again.',
+        });
+      }
+      const changed = hasChanges(actions) || !sameRecord(existing, rec);
+      const notes = [containerNote(d)];
+      const envFile = `${secretsDir(file)}/${resources.find((r) => r.kind === 'files.envfile')!.name}`;
+      const base = {
+        project: d.projectId,
+        env: d.env,
+        summary: summarize(actions),
+        changed,
+        url: d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null,
+        envFile,
+        notes,
+      };
+      if (opts.planOnly) {
+        return { ...base, planned: actions.map((a) => stepResult(a)), applied: false, durationMs: Date.now() - started, record: existing ?? rec };
+      }
+      if (!changed) {
+        return { ...base, planned: actions.map((a) => stepResult(a)), applied: false, durationMs: Date.now() - started, record: rec };
+      }
+
+      // First effect: the allocation is recorded, so a crash from here on keeps it (no leak, no double).
+      rec.status = 'provisioning';
+      rec.journal = [];
+      await tx.write(draft);
+      values = await secrets.ensure(d.projectId, d.env, secretNames(d));
+
+      const done = await execute(actions, providers, tx, draft, rec, secretResolver(values, settings), reporter);
+      rec.status = rec.containers.length ? rec.status : 'provisioned';
+      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'ok', detail: { ...summaryDetail(actions), durationMs: Date.now() - started } });
+      await tx.write(draft);
+      return { ...base, planned: done, applied: true, durationMs: Date.now() - started, record: rec };
+    } finally {
+      await closeAll(providers);
+    }
+  });
+}
+
+function containerNote(d: Deployment): string {
+  const n = d.services.length;
+  return `containers: not yet supported by this version (${n} service${n === 1 ? '' : 's'} in the manifest are not started; the route points at each web service's blue port)`;
+}
+
+function summaryDetail(actions: Action[]): Record<string, number> {
+  const s = summarize(actions);
+  return { created: s.create, updated: s.update, deleted: s.delete };
+}
+
+export function pushHistory(rec: EnvironmentRecord, entry: HistoryEntry): void {
+  rec.history.push(entry);
+  if (rec.history.length > HISTORY_LIMIT) rec.history.splice(0, rec.history.length - HISTORY_LIMIT);
+}
+
+/** Carry out the actions in order, journaling each completed step; stop at the first failure. */
+export async function execute(
+  actions: Action[],
+  providers: ProviderSet,
+  tx: RegistryTx,
+  draft: RegistryDocument,
+  rec: EnvironmentRecord,
+  secret: (name: string) => string,
+  reporter: Reporter,
+): Promise<StepResult[]> {
+  const results: StepResult[] = [];
+  const symbol: Record<string, string> = { create: '+', update: '~', delete: '-' };
+  const verb: Record<string, string> = { create: 'created', update: 'updated', delete: 'deleted' };
+  for (const a of actions) {
+    if (a.op !== 'create' && a.op !== 'update' && a.op !== 'delete') {
+      results.push(stepResult(a));
+      continue;
+    }
+    const label = `${symbol[a.op]} ${a.kind} ${a.name}`;
+    const t0 = Date.now();
+    reporter.start(label);
+    const notes: string[] = [];
+    const ctx: ExecContext = { secret, progress: (m) => notes.push(m) };
+    try {
+      await providerFor(providers, a).execute(a, ctx);
+    } catch (err) {
+      const ms = Date.now() - t0;
+      const message = err instanceof Error ? err.message : String(err);
+      reporter.fail(label, message, ms);
+      (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'failed', detail: message.slice(0, 500) });
+      rec.status = 'failed';
+      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'failed', detail: { step: a.key, error: message.slice(0, 500) } });
+      await tx.write(draft);
+      if (err instanceof CodebError) throw err;
+      throw new CodebError(`${a.kind} ${a.name}: ${a.op} failed: ${message}`, {
+        cause: err,
+        hint: 'The steps before it are recorded in the registry (registry inspect shows the journal); fix the cause and apply again: it resumes from what exists.',
+      });
+    }
+    const ms = Date.now() - t0;
+    reporter.done(label, verb[a.op]! + (notes.length ? `, ${notes.join(', ')}` : ''), ms);
+    (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'done' });
+    await tx.write(draft);
+    results.push(stepResult(a, ms));
+  }
+  return results;
+}
+
