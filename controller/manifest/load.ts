@@ -45,6 +45,9 @@ export function parseManifest(source: string, file: string): LoadedManifest {
     version: '1.2',
     schema: 'core',
     customTags: [],
+    // Without this, explicit YAML 1.1 tags (!!binary, !!set, !!omap, !!pairs, !!timestamp) still
+    // resolve to Buffers, Sets, Maps and Dates even under the core schema; report them instead.
+    resolveKnownTags: false,
   });
   const issues: ManifestIssue[] = [];
   for (const e of [...doc.errors, ...doc.warnings]) {
