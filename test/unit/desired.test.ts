@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { parseManifest } from '../../controller/manifest/load.js';
+import { validateLoaded } from '../../controller/manifest/validate.js';
+import { resolveDeployment } from '../../controller/manifest/normalize.js';
+import { allocate, DEFAULT_POLICY } from '../../controller/registry/allocate.js';
+import { allocationRequest, recordAllocation } from '../../controller/registry/records.js';
+import { emptyRegistry } from '../../controller/registry/types.js';
+import { desired, ownedResources } from '../../controller/reconcile/desired.js';
+import type { Settings } from '../../controller/settings.js';
+import { readFileSync } from 'node:fs';
+
+const settings: Settings = {
+  postgres: { host: '127.0.0.1', port: 25432, user: 'codeb_admin', password: 'x', database: 'postgres' },
+  redis: { host: '127.0.0.1', port: 26379, user: 'default', password: 'x', databases: 16 },
+  storage: { endPoint: '127.0.0.1', port: 29000, useSSL: false, accessKey: 'AK', secretKey: 'SK', region: 'us-east-1', kind: 's3rver' },
+  caddy: { adminUrl: 'http://127.0.0.1:22019', httpPort: 28080, httpsPort: 28443 },
+  podman: { socketPath: '/tmp/podman.sock' },
+};
+
+function deploymentOf(file: string, env?: string) {
+  const loaded = parseManifest(readFileSync(file, 'utf8'), file);
+  const { manifest, issues } = validateLoaded(loaded);
+  expect(issues).toEqual([]);
+  const d = resolveDeployment(manifest!, env);
+  const doc = emptyRegistry();
+  const rec = recordAllocation(doc, d, allocate(doc, allocationRequest(d), DEFAULT_POLICY), '2026-01-01T00:00:00.000Z');
+  return { d, rec };
+}
+
+describe('desired state', () => {
+  it('food-delivery-app: role, database, Redis slot and user, buckets, env file, route in dependency order', () => {
+    const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const rs = desired(d, rec, settings);
+    expect(rs.map((r) => r.key)).toEqual([
+      'postgres.role/food_delivery_db_owner',
+      'postgres.database/food_delivery_db',
+      'redis.slot/2',
+      'redis.user/codeb-food-delivery-app-prod',
+      'storage.bucket/food-delivery-uploads',
+      'storage.bucket/backup',
+      'files.envfile/food-delivery-app.production.env',
+      'proxy.route/codeb-food-delivery-app-production',
+    ]);
+    const db = rs.find((r) => r.kind === 'postgres.database')!;
+    expect(db.spec).toEqual({ owner: 'food_delivery_db_owner', publicConnect: false, extensions: ['pg_trgm'] });
+    const route = rs.find((r) => r.kind === 'proxy.route')!;
+    expect(route.spec).toMatchObject({ domains: ['food-delivery.localhost'], tls: 'off', upstreams: [{ path: null, port: 3000, service: 'web' }], websockets: true });
+  });
+
+  it('env file carries secret placeholders, never secret values', () => {
+    const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const envFile = desired(d, rec, settings).find((r) => r.kind === 'files.envfile')!;
+    const vars = envFile.spec.variables as Record<string, string>;
+    expect(vars.DATABASE_URL).toBe('postgresql://food_delivery_db_owner:${secret:postgres}@127.0.0.1:25432/food_delivery_db');
+    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app-prod:${secret:redis}@127.0.0.1:26379/2');
+    expect(vars.S3_SECRET_KEY).toBe('${secret:storageSecretKey}');
+    expect(JSON.stringify(envFile.spec)).not.toContain('SK');
+  });
+
+  it('stock-analysis: path-prefixed upstream comes before the catch-all; prefix isolation for Redis', () => {
+    const { d, rec } = deploymentOf('manifests/stock-analysis.yaml');
+    const rs = desired(d, rec, settings);
+    const route = rs.find((r) => r.kind === 'proxy.route')!;
+    expect(route.spec.upstreams).toEqual([
+      { path: '/api', port: 3310, service: 'gateway' },
+      { path: null, port: 3300, service: 'frontend' },
+    ]);
+    expect(rs.find((r) => r.kind === 'redis.user')!.spec).toMatchObject({ isolation: 'prefix', keyPrefix: 'stock-analysis:' });
+    expect(rs.some((r) => r.kind === 'storage.bucket')).toBe(false);
+  });
+
+  it('minimal: no database, cache or storage means only the env file and the route', () => {
+    const { d, rec } = deploymentOf('manifests/minimal.yaml');
+    expect(desired(d, rec, settings).map((r) => r.kind)).toEqual(['files.envfile', 'proxy.route']);
+  });
+
+  it('owned resources come from the registry record alone and exclude the shared backup bucket', () => {
+    const { rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const owned = ownedResources('food-delivery-app', rec);
+    expect(owned.map((r) => r.key)).not.toContain('storage.bucket/backup');
+    expect(owned.filter((r) => r.holdsData).map((r) => r.kind)).toEqual(['postgres.role', 'postgres.database', 'storage.bucket']);
+  });
+
+  it('is pure: same inputs, same output', () => {
+    const { d, rec } = deploymentOf('manifests/stock-analysis.yaml');
+    expect(desired(d, rec, settings)).toEqual(desired(d, rec, settings));
+  });
+});
