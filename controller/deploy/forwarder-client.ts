@@ -1,0 +1,44 @@
+/** Talk to the forwarder daemon over its Unix control socket. */
+import { request } from 'node:http';
+import { ServiceUnavailableError } from '../errors.js';
+import type { ForwarderEntry } from './forwarder.js';
+
+export class ForwarderClient {
+  constructor(readonly socketPath: string) {}
+
+  private call<T>(method: string, path: string, payload?: unknown): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const data = payload === undefined ? undefined : JSON.stringify(payload);
+      const req = request({ socketPath: this.socketPath, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          const value = text ? (JSON.parse(text) as T & { error?: string }) : ({} as T & { error?: string });
+          if ((res.statusCode ?? 500) >= 400) reject(new Error(`forwarder: ${value.error ?? res.statusCode}`));
+          else resolve(value);
+        });
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+      req.on('error', (err) => reject(new ServiceUnavailableError('codeb forwarder', this.socketPath, err)));
+      if (data) req.write(data);
+      req.end();
+    });
+  }
+
+  health(): Promise<{ ok: boolean; pid: number; entries: number }> {
+    return this.call('GET', '/health');
+  }
+  async list(): Promise<ForwarderEntry[]> {
+    return (await this.call<{ entries: ForwarderEntry[] }>('GET', '/entries')).entries;
+  }
+  set(id: string, entryPort: number, target: number): Promise<{ previous: number | null; switchMs: number }> {
+    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target });
+  }
+  async retire(id: string, port: number, graceMs: number): Promise<number> {
+    return (await this.call<{ closed: number }>('POST', `/entries/${encodeURIComponent(id)}/retire`, { port, graceMs })).closed;
+  }
+  async remove(id: string): Promise<boolean> {
+    return (await this.call<{ removed: boolean }>('DELETE', `/entries/${encodeURIComponent(id)}`)).removed;
+  }
+}

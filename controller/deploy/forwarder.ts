@@ -1,0 +1,212 @@
+/**
+ * The blue-green switch. Caddy (2.6) reloads its whole configuration on every admin API change and
+ * drops in-flight connections doing so, so a deploy must not touch Caddy. Instead each web or
+ * internal service has a stable entry port on 127.0.0.1 served by this forwarder; Caddy's route
+ * points at the entry port once and for all, and a switch only changes which slot port the entry
+ * forwards new requests to — an in-memory assignment, no reload, no dropped request.
+ *
+ * Per-request HTTP forwarding (not TCP splicing) so that Caddy's pooled keep-alive connections
+ * follow the switch at the next request. Requests already in flight finish on the old slot.
+ * Websockets and server-sent event streams opened before a switch stay on the old slot until it
+ * is retired; retiring closes them cleanly so clients reconnect to the new slot (docs/deploy.md).
+ *
+ * Written on node:http because the maintained proxy libraries need Node 22 and the old ones are
+ * unmaintained; the job is small: forward, retry once on connect failure, track streams per slot.
+ */
+import { createServer, request as httpRequest, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+
+export interface ForwarderEntry {
+  id: string;
+  entryPort: number;
+  target: number;
+  previous: number | null;
+  updatedAt: string;
+}
+
+interface LiveEntry extends ForwarderEntry {
+  server: Server;
+  /** Long-lived or in-flight connections per slot port, closed when that slot is retired. */
+  open: Map<number, Set<Socket>>;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export class Forwarder {
+  private readonly entries = new Map<string, LiveEntry>();
+  private readonly agents = new Map<number, Agent>();
+
+  constructor(private readonly tableFile: string) {}
+
+  list(): ForwarderEntry[] {
+    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt }) => ({ id, entryPort, target, previous, updatedAt }));
+  }
+
+  /** Load the persisted table and listen on every entry port (after a restart). */
+  async restore(): Promise<void> {
+    if (!existsSync(this.tableFile)) return;
+    const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[] };
+    for (const e of saved.entries) await this.set(e.id, e.entryPort, e.target, false);
+  }
+
+  /**
+   * Point an entry at a slot port. New requests go there from the moment this returns; the
+   * returned time is how long the switch itself took.
+   */
+  async set(id: string, entryPort: number, target: number, persist = true): Promise<{ previous: number | null; switchMs: number }> {
+    const t0 = process.hrtime.bigint();
+    let e = this.entries.get(id);
+    if (e && e.entryPort !== entryPort) {
+      await this.remove(id, false);
+      e = undefined;
+    }
+    let previous: number | null = null;
+    if (e) {
+      previous = e.target === target ? e.previous : e.target;
+      e.target = target;
+      e.previous = previous;
+      e.updatedAt = new Date().toISOString();
+    } else {
+      const server = createServer();
+      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), server, open: new Map() };
+      server.keepAliveTimeout = 65_000;
+      server.on('request', (req, res) => this.forward(live, req, res));
+      server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(entryPort, '127.0.0.1', () => resolve());
+      });
+      this.entries.set(id, live);
+    }
+    const switchMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (persist) await this.save();
+    return { previous, switchMs };
+  }
+
+  async remove(id: string, persist = true): Promise<boolean> {
+    const e = this.entries.get(id);
+    if (!e) return false;
+    this.entries.delete(id);
+    for (const set of e.open.values()) for (const s of set) s.destroy();
+    await new Promise<void>((resolve) => e.server.close(() => resolve()));
+    if (persist) await this.save();
+    return true;
+  }
+
+  /** Close what is still open to a retired slot port, after a grace period for in-flight requests. */
+  async retire(id: string, port: number, graceMs: number): Promise<number> {
+    const e = this.entries.get(id);
+    if (!e) return 0;
+    if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
+    const set = e.open.get(port);
+    let closed = 0;
+    if (set) {
+      for (const s of set) {
+        s.end();
+        closed++;
+      }
+      e.open.delete(port);
+    }
+    if (e.previous === port) {
+      e.previous = null;
+      await this.save();
+    }
+    this.agents.get(port)?.destroy();
+    this.agents.delete(port);
+    return closed;
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.entries.keys()]) await this.remove(id, false);
+    for (const a of this.agents.values()) a.destroy();
+  }
+
+  private async save(): Promise<void> {
+    mkdirSync(dirname(this.tableFile), { recursive: true });
+    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: this.list() }, null, 2) + '\n');
+  }
+
+  private agent(port: number): Agent {
+    let a = this.agents.get(port);
+    if (!a) {
+      a = new Agent({ keepAlive: true, maxSockets: 256 });
+      this.agents.set(port, a);
+    }
+    return a;
+  }
+
+  private track(e: LiveEntry, port: number, socket: Socket): void {
+    let set = e.open.get(port);
+    if (!set) e.open.set(port, (set = new Set()));
+    set.add(socket);
+    socket.once('close', () => set!.delete(socket));
+  }
+
+  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0): void {
+    const port = e.target;
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    const upstream = httpRequest({ host: '127.0.0.1', port, method: req.method, path: req.url, headers, agent: this.agent(port) });
+    let responded = false;
+    upstream.on('response', (up) => {
+      responded = true;
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
+      // Streams (SSE) are flushed chunk by chunk and tracked so retiring the slot can end them.
+      if (String(up.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+        res.flushHeaders();
+        this.track(e, port, req.socket);
+      }
+      up.pipe(res);
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (responded || res.headersSent) {
+        res.destroy(err);
+        return;
+      }
+      // A slot that refuses a connection may have just been retired: a safe method is retried
+      // once against whatever the entry points at now. Bodies cannot be replayed, so no others.
+      const retry = attempt === 0 && RETRYABLE.has(req.method ?? '') && (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET');
+      if (retry) {
+        setTimeout(() => this.forward(e, req, res, 1), 50);
+        return;
+      }
+      res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(`codeb forwarder: upstream 127.0.0.1:${port} failed: ${err.code ?? err.message}\n`);
+    });
+    // A retry only happens for body-less methods whose request stream has already ended.
+    if (attempt === 0) req.pipe(upstream);
+    else upstream.end();
+  }
+
+  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer): void {
+    const port = e.target;
+    const upstream = connect(port, '127.0.0.1', () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstream.write(lines.join('\r\n') + '\r\n\r\n');
+      if (head.length) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    this.track(e, port, client);
+    this.track(e, port, upstream);
+    const closeBoth = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    upstream.on('error', closeBoth);
+    client.on('error', closeBoth);
+    upstream.on('end', () => client.end());
+    client.on('end', () => upstream.end());
+  }
+}
+
+export function removeTable(file: string): void {
+  rmSync(file, { force: true });
+}

@@ -1,0 +1,161 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, get, request, type Server } from 'node:http';
+import { createServer as netServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Forwarder } from '../../controller/deploy/forwarder.js';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = netServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function app(version: string): Server {
+  return createServer((req, res) => {
+    if (req.url === '/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write(`data: ${version}-0\n\n`);
+      const t = setInterval(() => res.write(`data: ${version}\n\n`), 50);
+      res.on('close', () => clearInterval(t));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(version);
+  });
+}
+
+function fetchText(port: number, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+describe('forwarder (the blue-green switch)', () => {
+  let blue: Server, green: Server, bluePort: number, greenPort: number, entry: number;
+  let fwd: Forwarder;
+  const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-')), 'table.json');
+
+  beforeAll(async () => {
+    [bluePort, greenPort, entry] = [await freePort(), await freePort(), await freePort()];
+    blue = app('v1').listen(bluePort, '127.0.0.1');
+    green = app('v2').listen(greenPort, '127.0.0.1');
+    fwd = new Forwarder(table);
+    await fwd.set('shop-production-web', entry, bluePort);
+  });
+  afterAll(async () => {
+    await fwd.close();
+    blue.close();
+    green.close();
+  });
+
+  it('forwards to the assigned slot and switches new requests at once', async () => {
+    expect((await fetchText(entry)).body).toBe('v1');
+    const { previous } = await fwd.set('shop-production-web', entry, greenPort);
+    expect(previous).toBe(bluePort);
+    expect((await fetchText(entry)).body).toBe('v2');
+    await fwd.set('shop-production-web', entry, bluePort);
+    expect((await fetchText(entry)).body).toBe('v1');
+  });
+
+  it('loses no request while switching back and forth under load', async () => {
+    let failed = 0;
+    let ok = 0;
+    const seen = new Set<string>();
+    const worker = async () => {
+      for (let i = 0; i < 150; i++) {
+        try {
+          const r = await fetchText(entry);
+          if (r.status === 200) {
+            ok++;
+            seen.add(r.body);
+          } else failed++;
+        } catch {
+          failed++;
+        }
+      }
+    };
+    const switcher = async () => {
+      for (let i = 0; i < 20; i++) {
+        await fwd.set('shop-production-web', entry, i % 2 ? bluePort : greenPort);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker(), switcher()]);
+    expect(failed).toBe(0);
+    expect(ok).toBe(600);
+    expect([...seen].sort()).toEqual(['v1', 'v2']);
+  });
+
+  it('keeps an event stream on its slot across a switch and ends it when that slot retires', async () => {
+    await fwd.set('shop-production-web', entry, bluePort);
+    const events: string[] = [];
+    const ended = new Promise<void>((resolve) => {
+      get({ host: '127.0.0.1', port: entry, path: '/events' }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => events.push(...c.split('\n\n').filter(Boolean)));
+        res.on('end', () => resolve());
+        res.on('error', () => resolve());
+      });
+    });
+    await new Promise((r) => setTimeout(r, 120));
+    await fwd.set('shop-production-web', entry, greenPort);
+    expect((await fetchText(entry)).body).toBe('v2');
+    const before = events.length;
+    await new Promise((r) => setTimeout(r, 150));
+    expect(events.length).toBeGreaterThan(before); // still streaming from v1 after the switch
+    expect(events.every((e) => e.startsWith('data: v1'))).toBe(true);
+    const closed = await fwd.retire('shop-production-web', bluePort, 0);
+    expect(closed).toBeGreaterThanOrEqual(1);
+    await ended;
+  });
+
+  it('passes a websocket-style upgrade through to the slot', async () => {
+    const upPort = await freePort();
+    const upgradeServer = createServer();
+    upgradeServer.on('upgrade', (_req, socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d) => socket.write(`echo:${d.toString()}`));
+    });
+    upgradeServer.listen(upPort, '127.0.0.1');
+    await fwd.set('ws-production-web', await freePort().then(async (p) => p), upPort);
+    const e = fwd.list().find((x) => x.id === 'ws-production-web')!;
+    const reply = await new Promise<string>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: e.entryPort, path: '/ws', headers: { connection: 'Upgrade', upgrade: 'websocket' } });
+      req.on('upgrade', (_res, socket) => {
+        socket.write('hello');
+        socket.once('data', (d) => {
+          resolve(d.toString());
+          socket.destroy();
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(reply).toBe('echo:hello');
+    await fwd.remove('ws-production-web');
+    upgradeServer.close();
+  });
+
+  it('answers 502 with the reason when the slot is down, and restores its table after a restart', async () => {
+    const dead = await freePort();
+    const deadEntry = await freePort();
+    await fwd.set('dead-production-web', deadEntry, dead);
+    const r = await fetchText(deadEntry);
+    expect(r.status).toBe(502);
+    expect(r.body).toContain('ECONNREFUSED');
+    await fwd.close();
+    fwd = new Forwarder(table);
+    await fwd.restore();
+    expect(fwd.list().map((x) => x.id).sort()).toEqual(['dead-production-web', 'shop-production-web']);
+    expect((await fetchText(entry)).body).toBe('v2');
+  });
+});
