@@ -1,0 +1,79 @@
+/**
+ * One container as codeb wants it, independent of how it is run (Podman API, Quadlet or systemd
+ * units, Kubernetes later). Built by a pure function from the deployment; drivers only translate.
+ */
+import type { Slot } from '../manifest/names.js';
+
+export interface ContainerSpec {
+  /** <project>-<env>-<service>-<slot> */
+  name: string;
+  projectId: string;
+  env: string;
+  service: string;
+  serviceType: 'web' | 'internal' | 'worker';
+  slot: Slot;
+  image: string;
+  /** Argument array (no shell); null = the image's own command. */
+  command: string[] | null;
+  /** Plain (non-secret) variables: the manifest's env plus PORT, HOST and service URLs. */
+  environment: Record<string, string>;
+  /** The deployment's 0600 env file with connection details and secrets (read by the runtime). */
+  envFile: string | null;
+  labels: Record<string, string>;
+  /**
+   * 'host': the container shares the host's network, listens on $PORT (its slot port) on
+   * 127.0.0.1 and reaches Postgres, Redis and S3 on the host's loopback. See docs/deploy.md.
+   */
+  network: 'host';
+  /** The slot's host port the app listens on (PORT); null for workers. */
+  port: number | null;
+  cpu: number;
+  memoryBytes: number;
+  restart: 'always' | 'on-failure' | 'no';
+  logs: { maxSizeBytes: number; maxFiles: number };
+  /** For units that carry their own health check (Quadlet); codeb probes health itself anyway. */
+  healthCheck: { kind: 'http' | 'command' | 'uptime'; path: string; command: string[]; intervalMs: number; timeoutMs: number; startPeriodMs: number; retries: number };
+  stopTimeoutSeconds: number;
+}
+
+export interface ContainerState {
+  name: string;
+  id: string;
+  image: string;
+  running: boolean;
+  status: string;
+  restartCount: number;
+  startedAt: string | null;
+  exitCode: number | null;
+  labels: Record<string, string>;
+}
+
+/** What every container runtime driver can do. */
+export interface Runtime {
+  readonly kind: 'podman' | 'quadlet' | 'systemd' | 'kubernetes';
+  /** The image is present (or can be pulled); a clear error otherwise. */
+  ensureImage(image: string): Promise<void>;
+  /** Create and start; replaces a stopped leftover of the same name. */
+  start(spec: ContainerSpec): Promise<ContainerState>;
+  /** Stop (with the spec's grace period) and remove; no error if it is already gone. */
+  remove(name: string, stopTimeoutSeconds?: number): Promise<void>;
+  inspect(name: string): Promise<ContainerState | null>;
+  /** Containers carrying every given label. */
+  list(labels: Record<string, string>): Promise<ContainerState[]>;
+  /** Run a command in a running container: its exit code and output. */
+  exec(name: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }>;
+  /** Run a one-off container to completion (release commands): exit code and output tail. */
+  runOnce(spec: ContainerSpec, timeoutMs: number): Promise<{ exitCode: number; output: string }>;
+  logsTail(name: string, lines: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const LABEL = {
+  managed: 'codeb.managed',
+  project: 'codeb.project',
+  env: 'codeb.env',
+  service: 'codeb.service',
+  slot: 'codeb.slot',
+  version: 'codeb.version',
+  specHash: 'codeb.spec-hash',
+} as const;
