@@ -7,6 +7,7 @@ import type { ErrorObject } from 'ajv';
 import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
+import { envShort } from './names.js';
 import type { Manifest } from './types.js';
 
 type SchemaNode = Record<string, unknown>;
@@ -201,6 +202,17 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     if (o.server !== undefined && !serverNames.includes(o.server)) {
       add(['environments', env, 'server'], 'reference', `no server named "${o.server}"`, { allowed: serverNames.join(', ') || 'define servers first', suggestion: closest(o.server, serverNames) });
     }
+  }
+
+  // Database, bucket and Redis user names carry the short environment name (production -> prod,
+  // development -> dev), so no two environments may shorten to the same name.
+  const shortNames = new Map<string, string>([[envShort(primary), primary]]);
+  for (const env of Object.keys(m.environments ?? {})) {
+    if (env === primary) continue; // reported above
+    const short = envShort(env);
+    const holder = shortNames.get(short);
+    if (holder) add(['environments', env], 'conflict', `environments "${holder}" and "${env}" would share database, bucket and Redis names (both shorten to "${short}")`, { allowed: 'rename one of them' }, 'key');
+    else shortNames.set(short, env);
   }
 
   // Domains must differ between environments, or two deployments would fight over one route.
