@@ -1,0 +1,316 @@
+/**
+ * The embedded local stack for real: a stack of its own in a temporary CODEB_HOME on other ports
+ * (base 31000, override with CODEB_TEST_STACK_PORT_BASE) so it never touches a developer's stack or
+ * the one scripts/test.sh starts for the other integration tests.
+ *
+ * Checks that each part really answers (and really wants its credentials), that `up` twice is a
+ * no-op, that `status --json` tells the truth, that data and Caddy routes survive down/up, and that
+ * `down` leaves no process behind. The `codeb stack` commands are bundled from the current sources.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import * as Minio from 'minio';
+import { ensureStack, stackStatus, stopStack, PART_NAMES } from '../../controller/stack/index.js';
+import type { Settings } from '../../controller/settings.js';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE ?? 31000);
+const home = mkdtempSync(join(tmpdir(), 'codeb-stack-test-'));
+
+// Only what this test means: no settings/stack/port variables inherited from the caller.
+const env: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => !/^CODEB_(SETTINGS|STACK_|HOME|PG_|REDIS_|S3_|CADDY_|PODMAN_)/.test(k)),
+);
+env.CODEB_HOME = home;
+env.CODEB_STACK_PORT_BASE = String(portBase);
+
+let cli = '';
+let settings: Settings;
+let firstPids: Record<string, number> = {};
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function codeb(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function pidFiles(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of PART_NAMES) {
+    const f = join(home, 'stack', 'run', `${name}.pid`);
+    if (existsSync(f)) out[name] = (JSON.parse(readFileSync(f, 'utf8')) as { pid: number }).pid;
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** Live processes whose command line or working directory mentions the test's home. */
+function processesUsingHome(): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${entry}/cwd`);
+      } catch {
+        /* another user's process */
+      }
+      if ((cmd.includes(home) || cwd.startsWith(home)) && alive(Number(entry))) found.push(`${entry}: ${cmd.trim()} (cwd ${cwd})`);
+    } catch {
+      /* process ended while we looked */
+    }
+  }
+  return found;
+}
+
+/** GET over a unix socket, or over TCP with an explicit Host header (fetch cannot set Host). */
+function httpGet(where: { socketPath: string } | { port: number; host: string }, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const target =
+      'socketPath' in where
+        ? { socketPath: where.socketPath }
+        : { host: '127.0.0.1', port: where.port, headers: { host: where.host } };
+    const req = request({ ...target, path, method: 'GET', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function minio(s: Settings, secretKey = s.storage.secretKey, accessKey = s.storage.accessKey): Minio.Client {
+  return new Minio.Client({
+    endPoint: s.storage.endPoint,
+    port: s.storage.port,
+    useSSL: s.storage.useSSL,
+    accessKey,
+    secretKey,
+    region: s.storage.region,
+  });
+}
+
+async function pgQuery(s: Settings, sql: string, password = s.postgres.password): Promise<unknown[]> {
+  const client = new pg.Client({ ...s.postgres, password, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+beforeAll(async () => {
+  // Bundle just the stack commands from source, under the repo's git-ignored .codeb/ so that
+  // bare imports resolve from node_modules and scripts/stack-s3rver.mjs is found.
+  const outDir = join(repo, '.codeb', 'test-build');
+  mkdirSync(outDir, { recursive: true });
+  cli = join(outDir, `stack-cli-${process.pid}.mjs`);
+  await build({
+    entryPoints: [join(repo, 'test', 'integration', 'stack-cli.entry.ts')],
+    outfile: cli,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+}, 60_000);
+
+afterAll(async () => {
+  try {
+    await stopStack({ env, purge: true });
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+    rmSync(cli, { force: true });
+  }
+}, 120_000);
+
+describe('codeb stack (real services on 127.0.0.1)', () => {
+  it('starts every part from nothing and writes the settings file with mode 0600', async () => {
+    settings = await ensureStack({ env });
+    const file = join(home, 'settings.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(settings);
+    expect(settings.postgres).toMatchObject({ host: '127.0.0.1', port: portBase + 5432, user: 'codeb', database: 'postgres' });
+    expect(settings.redis).toMatchObject({ host: '127.0.0.1', port: portBase + 6379, user: 'default', databases: 16 });
+    expect(settings.storage).toMatchObject({ endPoint: '127.0.0.1', port: portBase + 9000, useSSL: false, kind: 's3rver' });
+    expect(settings.caddy).toEqual({ adminUrl: `http://127.0.0.1:${portBase + 2019}`, httpPort: portBase + 8080, httpsPort: portBase + 8443 });
+    expect(settings.podman.socketPath).toBe(join(home, 'stack', 'podman', 'podman.sock'));
+    for (const secret of [settings.postgres.password, settings.redis.password, settings.storage.secretKey]) {
+      expect(secret ?? '').toMatch(/^[A-Za-z0-9_-]{24,}$/);
+    }
+    firstPids = pidFiles();
+    expect(Object.keys(firstPids).sort()).toEqual([...PART_NAMES].sort());
+  }, 120_000);
+
+  it('postgres: the admin role logs in with its password over TCP, a wrong password is refused', async () => {
+    expect(await pgQuery(settings, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    const rows = (await pgQuery(settings, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user')) as { rolsuper: boolean }[];
+    expect(rows[0]?.rolsuper).toBe(true);
+    await expect(pgQuery(settings, 'SELECT 1', 'wrong-password')).rejects.toThrow(/password authentication failed/);
+  }, 30_000);
+
+  it('redis: PING works with the password and is refused without it', async () => {
+    const ok = new Redis({ ...settings.redis, username: settings.redis.user, lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await ok.connect();
+      expect(await ok.ping()).toBe('PONG');
+      expect(await ok.config('GET', 'databases')).toEqual(['databases', '16']);
+    } finally {
+      ok.disconnect();
+    }
+    // Without credentials (raw protocol: ioredis would fail earlier, at its HELLO handshake).
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect({ host: settings.redis.host, port: settings.redis.port }, () => sock.write('PING\r\n'));
+      sock.once('data', (d) => {
+        resolve(d.toString());
+        sock.destroy();
+      });
+      sock.once('error', reject);
+    });
+    expect(answer).toMatch(/^-NOAUTH/);
+  }, 30_000);
+
+  it('s3: a bucket and an object round-trip with the generated keys; anonymous and unknown keys are refused', async () => {
+    const s3 = minio(settings);
+    await s3.makeBucket('stack-test-uploads', settings.storage.region);
+    expect(await s3.bucketExists('stack-test-uploads')).toBe(true);
+    await s3.putObject('stack-test-uploads', 'hello.txt', Buffer.from('hello from the stack test'));
+    let body = '';
+    for await (const chunk of await s3.getObject('stack-test-uploads', 'hello.txt')) body += String(chunk);
+    expect(body).toBe('hello from the stack test');
+
+    const anon = await fetch(`http://127.0.0.1:${settings.storage.port}/stack-test-uploads/hello.txt`);
+    expect(anon.status).toBe(403);
+    await expect(minio(settings, 'x', 'UNKNOWNKEY').listBuckets()).rejects.toThrow();
+  }, 30_000);
+
+  it('caddy: the admin API answers and an added route serves on the HTTP port', async () => {
+    const cfg = await fetch(`${settings.caddy.adminUrl}/config/`);
+    expect(cfg.status).toBe(200);
+    const json = (await cfg.json()) as { apps: { http: { servers: Record<string, { listen: string[] }> } } };
+    expect(json.apps.http.servers.codeb?.listen).toEqual([`127.0.0.1:${settings.caddy.httpPort}`]);
+    const add = await fetch(`${settings.caddy.adminUrl}/config/apps/http/servers/codeb/routes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ match: [{ host: ['stack-test.localhost'] }], handle: [{ handler: 'static_response', body: 'routed' }] }),
+    });
+    expect(add.status).toBe(200);
+    expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
+  }, 30_000);
+
+  it("podman: the Docker-compatible API answers on the stack's socket with storage under the stack", async () => {
+    const ping = await httpGet({ socketPath: settings.podman.socketPath }, '/v1.40/_ping');
+    expect(ping).toEqual({ status: 200, body: 'OK' });
+    const info = JSON.parse((await httpGet({ socketPath: settings.podman.socketPath }, '/v4.0.0/libpod/info')).body) as {
+      store: { graphRoot: string };
+      host: { ociRuntime: { name: string } };
+    };
+    expect(info.store.graphRoot).toBe(join(home, 'stack', 'podman', 'storage'));
+    expect(info.host.ociRuntime.name).toBe('runc');
+  }, 30_000);
+
+  it('`stack up` again is a no-op: every part already running, same processes, no secret printed', async () => {
+    const r = await codeb('stack', 'up', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { ok: boolean; parts: { name: string; state: string; pid: number }[] };
+    expect(out.ok).toBe(true);
+    expect(out.parts.map((p) => [p.name, p.state]).sort()).toEqual(PART_NAMES.map((n) => [n, 'running']).sort());
+    expect(pidFiles()).toEqual(firstPids);
+    const text = await codeb('stack', 'up');
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/postgres\s+\.\.\. already running \(127\.0\.0\.1:\d+\)/);
+    for (const secret of [settings.postgres.password!, settings.redis.password!, settings.storage.secretKey]) {
+      expect(r.stdout + r.stderr + text.stdout + text.stderr).not.toContain(secret);
+    }
+    expect(JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8'))).toEqual(settings);
+  }, 60_000);
+
+  it('`stack status --json` reports each part up with its address and pid', async () => {
+    const r = await codeb('stack', 'status', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const st = JSON.parse(r.stdout) as { allUp: boolean; parts: { name: string; state: string; address: string; pid?: number }[] };
+    expect(st.allUp).toBe(true);
+    const by = Object.fromEntries(st.parts.map((p) => [p.name, p]));
+    expect(by.postgres).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 5432}`, pid: firstPids.postgres });
+    expect(by.redis).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 6379}`, pid: firstPids.redis });
+    expect(by.s3).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 9000}`, pid: firstPids.s3 });
+    expect(by.caddy).toMatchObject({ state: 'up', pid: firstPids.caddy });
+    expect(by.caddy?.address).toContain(`127.0.0.1:${portBase + 8080}`);
+    expect(by.podman).toMatchObject({ state: 'up', address: `unix://${settings.podman.socketPath}`, pid: firstPids.podman });
+  }, 30_000);
+
+  it('data, credentials and Caddy routes survive `down` + `up`', async () => {
+    await pgQuery(settings, 'CREATE TABLE IF NOT EXISTS survives (v text); INSERT INTO survives VALUES (\'kept\')');
+    const r0 = new Redis({ ...settings.redis, username: settings.redis.user, maxRetriesPerRequest: 0 });
+    await r0.set('stack-test:key', 'kept');
+    await r0.save();
+    r0.disconnect();
+
+    const down = await codeb('stack', 'down');
+    expect(down.code, down.stderr).toBe(0);
+    const again = await ensureStack({ env });
+    expect(again).toEqual(settings); // same ports, same credentials
+
+    expect(await pgQuery(settings, 'SELECT v FROM survives')).toEqual([{ v: 'kept' }]);
+    const r1 = new Redis({ ...settings.redis, username: settings.redis.user, maxRetriesPerRequest: 0 });
+    expect(await r1.get('stack-test:key')).toBe('kept');
+    r1.disconnect();
+    expect(await minio(settings).bucketExists('stack-test-uploads')).toBe(true);
+    expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
+  }, 120_000);
+
+  it('`stack down` stops every part and leaves no process behind', async () => {
+    const pids = pidFiles();
+    expect(Object.keys(pids)).toHaveLength(PART_NAMES.length);
+    const r = await codeb('stack', 'down', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { parts: { name: string; state: string }[] };
+    expect(out.parts.every((p) => p.state === 'stopped')).toBe(true);
+
+    for (const [name, pid] of Object.entries(pids)) expect(alive(pid), `${name} (pid ${pid}) still alive`).toBe(false);
+    expect(processesUsingHome()).toEqual([]);
+    expect(pidFiles()).toEqual({});
+
+    const st = await stackStatus({ env });
+    expect(st.parts.map((p) => p.state)).toEqual(PART_NAMES.map(() => 'down'));
+    expect(st.allUp).toBe(false);
+
+    const again = await codeb('stack', 'down');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/postgres\s+\.\.\. not running/);
+  }, 120_000);
+});
