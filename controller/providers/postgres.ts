@@ -1,0 +1,440 @@
+/**
+ * Postgres: one login role and one database per deployment (see docs/providers.md).
+ *
+ * - `postgres.role`     name = role name; spec { login: true, secret: 'postgres' }.
+ * - `postgres.database` name = database;  spec { owner, publicConnect: false, extensions: string[] }.
+ *
+ * Talks to the admin database with a small pool (connected on first use). Identifiers and literals in
+ * DDL (which takes no bind parameters) go through pg's escapeIdentifier / escapeLiteral; every other
+ * query uses $n parameters. Passwords never appear in SQL text: the SCRAM-SHA-256 verifier is computed
+ * here and sent instead, so server logs, pg_stat_activity and error messages never see the password.
+ *
+ * Ownership: a role codeb creates carries the comment `codeb: ...`. An existing role without it, or a
+ * database owned by a role without it, is reported as a conflict: codeb never takes over what another
+ * application created.
+ */
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { CodebError, ServiceUnavailableError } from '../errors.js';
+import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
+import type { Settings } from '../settings.js';
+
+const { Pool, Client, escapeIdentifier: ident, escapeLiteral: literal } = pg;
+
+type PgSettings = Settings['postgres'];
+
+/** The comment that marks a role as created (and so owned) by codeb. */
+export const ROLE_MARKER_PREFIX = 'codeb:';
+const ROLE_MARKER = 'codeb: created by codeb; password in the deployment secrets file';
+
+/** Extensions Postgres installs in every database; never reported, never managed. */
+const BUILTIN_EXTENSIONS = new Set(['plpgsql']);
+
+/** Error codes and messages meaning "cannot reach or log in to the server", not "this query failed". */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE',
+  '28P01', // invalid_password
+  '28000', // invalid_authorization_specification (no pg_hba entry, role cannot log in)
+  '57P03', // cannot_connect_now (starting up, shutting down)
+  '53300', // too_many_connections
+]);
+
+function errCode(err: unknown): string | undefined {
+  const c = (err as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+function isUnreachable(err: unknown): boolean {
+  const code = errCode(err);
+  if (code && UNREACHABLE_CODES.has(code)) return true;
+  const msg = err instanceof Error ? err.message : String(err);
+  return /timeout expired|Connection terminated|connect ECONNREFUSED|Connection refused|server closed the connection/i.test(msg);
+}
+
+function msgOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The SCRAM-SHA-256 verifier Postgres stores for a password (as PQencryptPasswordConn builds it):
+ * SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>. Postgres normalises passwords with
+ * SASLprep, which leaves printable ASCII unchanged; for anything else this returns undefined and
+ * the server hashes the password itself (password_encryption = scram-sha-256).
+ */
+export function scramVerifier(password: string, iterations = 4096, salt: Buffer = randomBytes(16)): string | undefined {
+  if (!/^[\x20-\x7e]+$/.test(password)) return undefined;
+  const salted = pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+/** The PASSWORD clause value: the verifier when we can compute it, else the password (server hashes it). */
+function passwordClause(password: string): string {
+  if (!password) throw new CodebError('Refusing to set an empty Postgres password.');
+  return literal(scramVerifier(password) ?? password);
+}
+
+interface RoleRow {
+  rolname: string;
+  rolcanlogin: boolean;
+  marker: string | null;
+}
+
+interface DatabaseRow {
+  datname: string;
+  owner: string | null;
+  owner_marker: string | null;
+  public_connect: boolean;
+  datallowconn: boolean;
+}
+
+export class PostgresProvider implements Provider {
+  readonly system = 'postgres' as const;
+  private pool: pg.Pool | undefined;
+
+  constructor(private readonly settings: PgSettings) {}
+
+  /** host:port, as named in errors. */
+  get address(): string {
+    return `${this.settings.host}:${this.settings.port}`;
+  }
+
+  private clientConfig(database: string): pg.ClientConfig {
+    return {
+      host: this.settings.host,
+      port: this.settings.port,
+      user: this.settings.user,
+      password: this.settings.password,
+      database,
+      connectionTimeoutMillis: 5000,
+      application_name: 'codeb',
+    };
+  }
+
+  private unavailable(err: unknown): ServiceUnavailableError {
+    return new ServiceUnavailableError('Postgres', this.address, err);
+  }
+
+  private getPool(): pg.Pool {
+    if (!this.pool) {
+      this.pool = new Pool({ ...this.clientConfig(this.settings.database), max: 2, idleTimeoutMillis: 10_000 });
+      // An idle connection dropped by the server must not crash the process; the next query reconnects.
+      this.pool.on('error', () => {});
+    }
+    return this.pool;
+  }
+
+  /** One query on the admin database; connection problems become ServiceUnavailableError. */
+  private async q<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.getPool().query<R>(text, values);
+    } catch (err) {
+      if (isUnreachable(err)) throw this.unavailable(err);
+      throw err;
+    }
+  }
+
+  /** Several statements on one admin connection, in one transaction. */
+  private async tx(fn: (c: pg.PoolClient) => Promise<void>): Promise<void> {
+    let c: pg.PoolClient;
+    try {
+      c = await this.getPool().connect();
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+    try {
+      await c.query('BEGIN');
+      await fn(c);
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      if (isUnreachable(err)) throw this.unavailable(err);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  /**
+   * Run fn connected to another database as the admin. Returns undefined (instead of throwing)
+   * when that database cannot be entered and `tolerant` is set: observe reports what it can.
+   */
+  private async inDatabase<T>(database: string, fn: (c: pg.Client) => Promise<T>, tolerant = false): Promise<T | undefined> {
+    const c = new Client(this.clientConfig(database));
+    c.on('error', () => {});
+    try {
+      await c.connect();
+    } catch (err) {
+      await c.end().catch(() => {});
+      const code = errCode(err);
+      if (tolerant && (code === '3D000' || code === '42501' || code === '55000')) return undefined;
+      if (isUnreachable(err)) throw this.unavailable(err);
+      throw err;
+    }
+    try {
+      return await fn(c);
+    } catch (err) {
+      if (isUnreachable(err)) throw this.unavailable(err);
+      throw err;
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+
+  // ---------------------------------------------------------------- observe
+
+  async observe(resources: Resource[]): Promise<Observed[]> {
+    const roles = resources.filter((r) => r.kind === 'postgres.role');
+    const dbs = resources.filter((r) => r.kind === 'postgres.database');
+    const out = new Map<string, Observed>();
+    if (roles.length) for (const o of await this.observeRoles(roles)) out.set(o.key, o);
+    if (dbs.length) for (const o of await this.observeDatabases(dbs)) out.set(o.key, o);
+    return resources.filter((r) => out.has(r.key)).map((r) => out.get(r.key)!);
+  }
+
+  private async observeRoles(roles: Resource[]): Promise<Observed[]> {
+    const res = await this.q<RoleRow>(
+      `SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') AS marker FROM pg_roles WHERE rolname = ANY($1::text[])`,
+      [roles.map((r) => r.name)],
+    );
+    const found = new Map(res.rows.map((row) => [row.rolname, row]));
+    return roles.map((r): Observed => {
+      const row = found.get(r.name);
+      if (!row) return { key: r.key, exists: false };
+      const o: Observed = { key: r.key, exists: true, spec: { login: row.rolcanlogin } };
+      if (!row.marker?.startsWith(ROLE_MARKER_PREFIX)) {
+        o.conflict =
+          `Postgres role ${r.name} exists but was not created by codeb (it has no codeb comment), so it may belong to another application. ` +
+          `If it is this deployment's, mark it with: COMMENT ON ROLE ${ident(r.name)} IS ${literal(ROLE_MARKER)}`;
+      }
+      return o;
+    });
+  }
+
+  private async observeDatabases(dbs: Resource[]): Promise<Observed[]> {
+    const res = await this.q<DatabaseRow>(
+      `SELECT d.datname, r.rolname AS owner, shobj_description(r.oid, 'pg_authid') AS owner_marker,
+              has_database_privilege('public', d.oid, 'CONNECT') AS public_connect, d.datallowconn
+         FROM pg_database d LEFT JOIN pg_roles r ON r.oid = d.datdba
+        WHERE d.datname = ANY($1::text[])`,
+      [dbs.map((r) => r.name)],
+    );
+    const found = new Map(res.rows.map((row) => [row.datname, row]));
+    return Promise.all(
+      dbs.map(async (r): Promise<Observed> => {
+        const row = found.get(r.name);
+        if (!row) return { key: r.key, exists: false };
+        const spec: Record<string, unknown> = { owner: row.owner, publicConnect: row.public_connect };
+        const installed = row.datallowconn ? await this.installedExtensions(r.name) : undefined;
+        if (installed) {
+          // codeb adds extensions and never drops one, so only the ones it manages are reported:
+          // an extension someone added by hand is not drift.
+          const want = r.spec.extensions;
+          spec.extensions = Array.isArray(want) ? installed.filter((e) => want.includes(e)) : installed;
+        }
+        const o: Observed = { key: r.key, exists: true, spec };
+        if (!row.owner_marker?.startsWith(ROLE_MARKER_PREFIX)) {
+          o.conflict =
+            `Postgres database ${r.name} exists and is owned by role ${row.owner ?? '(unknown)'}, which codeb did not create, ` +
+            'so it may belong to another application';
+        }
+        return o;
+      }),
+    );
+  }
+
+  /** Installed extensions of a database (sorted, plpgsql left out); undefined if it cannot be entered. */
+  private async installedExtensions(database: string): Promise<string[] | undefined> {
+    return this.inDatabase(
+      database,
+      async (c) => {
+        const res = await c.query<{ extname: string }>('SELECT extname FROM pg_extension');
+        return res.rows.map((row) => row.extname).filter((e) => !BUILTIN_EXTENSIONS.has(e)).sort();
+      },
+      true,
+    );
+  }
+
+  // ---------------------------------------------------------------- execute
+
+  async execute(action: Action, ctx: ExecContext): Promise<void> {
+    if (action.op !== 'create' && action.op !== 'update' && action.op !== 'delete') return;
+    try {
+      switch (action.kind) {
+        case 'postgres.role':
+          if (action.op === 'delete') return await this.deleteRole(action.name, ctx);
+          return await this.ensureRole(action.name, action.resource.spec, ctx);
+        case 'postgres.database':
+          if (action.op === 'delete') return await this.deleteDatabase(action.name, ctx);
+          return await this.ensureDatabase(action.name, action.resource.spec, ctx);
+        default:
+          throw new CodebError(`The Postgres provider does not handle ${action.kind} resources.`);
+      }
+    } catch (err) {
+      if (err instanceof CodebError) throw err;
+      // pg's messages name objects, never statement text or parameter values.
+      throw new CodebError(`Postgres: ${action.op} ${action.kind} ${action.name} failed: ${msgOf(err)}`, {
+        cause: err,
+        hint: hintFor(err),
+      });
+    }
+  }
+
+  /** Create or fix the role: LOGIN, codeb's marker, and the password from the secret store. */
+  private async ensureRole(name: string, spec: Record<string, unknown>, ctx: ExecContext): Promise<void> {
+    const password = ctx.secret(typeof spec.secret === 'string' ? spec.secret : 'postgres');
+    const login = spec.login === false ? 'NOLOGIN' : 'LOGIN';
+    let created = false;
+    await this.tx(async (c) => {
+      await c.query(`SET LOCAL password_encryption = 'scram-sha-256'`);
+      const row = await c.query<RoleRow>(`SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') AS marker FROM pg_roles WHERE rolname = $1`, [name]);
+      const existing = row.rows[0];
+      if (existing && !existing.marker?.startsWith(ROLE_MARKER_PREFIX)) {
+        throw new CodebError(`Postgres role ${name} exists but was not created by codeb; refusing to change its password.`, {
+          hint: `If it belongs to this deployment, mark it with COMMENT ON ROLE ${ident(name)} IS ${literal(ROLE_MARKER)} and apply again.`,
+        });
+      }
+      if (existing) {
+        await c.query(`ALTER ROLE ${ident(name)} ${login} PASSWORD ${passwordClause(password)}`);
+      } else {
+        await c.query(`CREATE ROLE ${ident(name)} ${login} PASSWORD ${passwordClause(password)}`);
+        created = true;
+      }
+      // Same transaction as CREATE ROLE: a role without the marker would later look foreign.
+      await c.query(`COMMENT ON ROLE ${ident(name)} IS ${literal(ROLE_MARKER)}`);
+    });
+    ctx.progress(created ? 'role created with a SCRAM-SHA-256 password' : 'role updated (login, password)');
+  }
+
+  /** `codeb secrets rotate`: set a codeb-created role's password (stored as a SCRAM verifier). */
+  async setPassword(role: string, password: string): Promise<void> {
+    try {
+      await this.tx(async (c) => {
+        await c.query(`SET LOCAL password_encryption = 'scram-sha-256'`);
+        const row = await c.query<RoleRow>(`SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') AS marker FROM pg_roles WHERE rolname = $1`, [role]);
+        if (!row.rows[0]) throw new CodebError(`Postgres role ${role} does not exist.`, { hint: 'Run `codeb apply` first: it creates the role.' });
+        if (!row.rows[0].marker?.startsWith(ROLE_MARKER_PREFIX)) throw new CodebError(`Postgres role ${role} was not created by codeb; refusing to change its password.`);
+        await c.query(`ALTER ROLE ${ident(role)} PASSWORD ${passwordClause(password)}`);
+      });
+    } catch (err) {
+      if (err instanceof CodebError) throw err;
+      throw new CodebError(`Postgres: could not set the password of role ${role}: ${msgOf(err)}`, { cause: err, hint: hintFor(err) });
+    }
+  }
+
+  private async deleteRole(name: string, ctx: ExecContext): Promise<void> {
+    const role = await this.q<RoleRow>(`SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') AS marker FROM pg_roles WHERE rolname = $1`, [name]);
+    if (!role.rows[0]) {
+      ctx.progress('already gone');
+      return;
+    }
+    if (!role.rows[0].marker?.startsWith(ROLE_MARKER_PREFIX)) {
+      throw new CodebError(`Postgres role ${name} was not created by codeb; refusing to drop it.`);
+    }
+    const owned = await this.q<{ datname: string }>(
+      `SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1 ORDER BY 1`,
+      [name],
+    );
+    if (owned.rows.length) {
+      ctx.progress(`kept: it still owns database ${owned.rows.map((r) => r.datname).join(', ')}`);
+      return;
+    }
+    try {
+      await this.q(`DROP ROLE IF EXISTS ${ident(name)}`);
+    } catch (err) {
+      if (errCode(err) === '2BP01') {
+        throw new CodebError(`Postgres role ${name} cannot be dropped: ${msgOf(err)}`, {
+          cause: err,
+          hint: `It still owns objects or holds privileges elsewhere. Move or drop them (REASSIGN OWNED BY ${ident(name)} TO <role>; DROP OWNED BY ${ident(name)}; in each database) and run destroy again.`,
+        });
+      }
+      throw err;
+    }
+    ctx.progress('role dropped');
+  }
+
+  /** Create the database if missing, then fix owner, CONNECT privileges and extensions. */
+  private async ensureDatabase(name: string, spec: Record<string, unknown>, ctx: ExecContext): Promise<void> {
+    const owner = typeof spec.owner === 'string' ? spec.owner : undefined;
+    if (!owner) throw new CodebError(`Postgres database ${name} has no owner in its spec.`);
+    const extensions = Array.isArray(spec.extensions) ? (spec.extensions as string[]) : [];
+    const db = ident(name);
+
+    const before = (await this.observeDatabases([{ kind: 'postgres.database', name, key: `postgres.database/${name}`, spec, dependsOn: [] }]))[0]!;
+    if (before.exists && before.conflict) throw new CodebError(before.conflict + '; refusing to change it.');
+    if (!before.exists) {
+      try {
+        await this.q(`CREATE DATABASE ${db} OWNER ${ident(owner)} ENCODING 'UTF8' TEMPLATE template0`);
+        ctx.progress('database created');
+      } catch (err) {
+        // Someone created it between observe and now: carry on and fix what differs.
+        if (errCode(err) !== '42P04') throw err;
+      }
+    } else if (before.spec?.owner !== owner) {
+      await this.q(`ALTER DATABASE ${db} OWNER TO ${ident(owner)}`);
+      ctx.progress(`owner set to ${owner}`);
+    }
+    if (!before.exists || before.spec?.publicConnect !== false || spec.publicConnect === true) {
+      if (spec.publicConnect === true) {
+        await this.q(`GRANT CONNECT ON DATABASE ${db} TO PUBLIC`);
+      } else {
+        // Postgres grants CONNECT (and TEMPORARY) to PUBLIC on every new database: without this,
+        // any role on the server could log in to it.
+        await this.q(`REVOKE CONNECT, TEMPORARY ON DATABASE ${db} FROM PUBLIC`);
+        if (before.exists) ctx.progress('CONNECT revoked from PUBLIC');
+      }
+    }
+    await this.q(`GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO ${ident(owner)}`);
+
+    if (extensions.length) {
+      const added = await this.inDatabase(name, async (c) => {
+        const have = new Set((await c.query<{ extname: string }>('SELECT extname FROM pg_extension')).rows.map((r) => r.extname));
+        const missing = extensions.filter((e) => !have.has(e));
+        for (const e of missing) await c.query(`CREATE EXTENSION IF NOT EXISTS ${ident(e)}`);
+        return missing;
+      });
+      if (added?.length) ctx.progress(`extension${added.length === 1 ? '' : 's'} ${added.join(', ')} created`);
+    }
+  }
+
+  /** Explicit data-deleting destroy only: drop the database, ending its sessions. */
+  private async deleteDatabase(name: string, ctx: ExecContext): Promise<void> {
+    const before = (await this.observeDatabases([{ kind: 'postgres.database', name, key: `postgres.database/${name}`, spec: {}, dependsOn: [] }]))[0]!;
+    if (!before.exists) {
+      ctx.progress('already gone');
+      return;
+    }
+    if (before.conflict) throw new CodebError(before.conflict + '; refusing to drop it.');
+    const version = Number((await this.q<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]?.v ?? 0);
+    if (version >= 130000) {
+      await this.q(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
+    } else {
+      await this.q(`UPDATE pg_database SET datallowconn = false WHERE datname = $1`, [name]);
+      await this.q(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
+      await this.q(`DROP DATABASE IF EXISTS ${ident(name)}`);
+    }
+    ctx.progress('database dropped');
+  }
+
+  async close(): Promise<void> {
+    const p = this.pool;
+    this.pool = undefined;
+    if (p) await p.end().catch(() => {});
+  }
+}
+
+function hintFor(err: unknown): string | undefined {
+  switch (errCode(err)) {
+    case '42501':
+      return 'The admin user in the settings lacks a privilege codeb needs (CREATEROLE, CREATEDB, and superuser for most extensions). Use a superuser, as the local stack does.';
+    case '0A000':
+    case '58P01':
+      return 'The extension is not installed on the Postgres server: install its package (e.g. postgresql-contrib) there, or remove it from the manifest.';
+    case '55006':
+      return 'The database is in use by other sessions; stop the clients using it and try again.';
+    default:
+      return undefined;
+  }
+}
