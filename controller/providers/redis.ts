@@ -183,7 +183,12 @@ export class RedisProvider implements Provider {
 
   /** Run fn on the connection for a DB; connection-level failures become ServiceUnavailableError. */
   private async on<T>(db: number, fn: (r: Redis) => Promise<T>): Promise<T> {
-    const r = await this.conn(db);
+    let r = await this.conn(db);
+    if (r.status === 'end') {
+      // Lost and given up on (no endless reconnects): try once more with a fresh connection.
+      this.conns.delete(db);
+      r = await this.conn(db);
+    }
     try {
       return await fn(r);
     } catch (err) {
