@@ -14,7 +14,7 @@ import { findBinaries } from './binaries.js';
 import { buildSettings, loadOrCreateCredentials, writeSettings, type StackCredentials } from './credentials.js';
 import { PART_NAMES, resolveStack, type PartName, type ResolvedStack, type StackOptions, type StackPorts } from './layout.js';
 import type { Part, PartContext, StartContext } from './part.js';
-import { livePidRecord, portFree, processAlive, readPidRecord, sleep, spawnDetached, stopProcess, tailFile } from './process.js';
+import { livePidRecord, portFree, processAlive, readPidRecord, sleep, spawnDetached, stopProcess, tailFile, writePidRecord } from './process.js';
 import { postgresPart } from './postgres.js';
 import { redisPart } from './redis.js';
 import { s3Part } from './s3.js';
@@ -100,7 +100,12 @@ async function withLock<T>(r: ResolvedStack, body: () => Promise<T>): Promise<T>
 }
 
 /** Probe until it answers, the process dies, the answer is final, or time runs out. */
-async function waitReady(part: Part, ctx: PartContext, pid: number, startTime: string | undefined, exited?: Promise<string>): Promise<string | undefined> {
+async function waitReady(
+  part: Part,
+  ctx: PartContext,
+  proc: { pid: number; startTime?: string },
+  exited?: Promise<string>,
+): Promise<string | undefined> {
   const deadline = Date.now() + part.startTimeoutMs;
   let last = 'no answer yet';
   let interval = 50;
@@ -111,9 +116,14 @@ async function waitReady(part: Part, ctx: PartContext, pid: number, startTime: s
     if (r.ok) return undefined;
     if (r.fatal) return r.reason;
     last = r.reason;
-    if (!processAlive(pid, startTime)) {
-      await sleep(20);
-      return `the process ${exitText ?? 'ended'} before answering at ${part.address(ctx)}`;
+    if (!processAlive(proc.pid, proc.startTime)) {
+      const server = part.findServer?.(ctx); // handed over to a child?
+      if (server) {
+        proc = server;
+      } else {
+        await sleep(20);
+        return `the process ${exitText ?? 'ended'} before answering at ${part.address(ctx)}`;
+      }
     }
     if (Date.now() > deadline) return `no answer at ${part.address(ctx)} within ${part.startTimeoutMs / 1000}s (last: ${last})`;
     await sleep(interval);
@@ -150,7 +160,7 @@ async function startPart(part: Part, ctx: StartContext): Promise<PartReport> {
       rec = undefined;
     }
     if (rec) {
-      const problem = await waitReady(part, ctx, rec.pid, rec.startTime);
+      const problem = await waitReady(part, ctx, rec);
       return problem ? fail(problem) : report('running', { pid: rec.pid });
     }
 
@@ -172,14 +182,19 @@ async function startPart(part: Part, ctx: StartContext): Promise<PartReport> {
     const spec = part.launch(ctx);
     const started = await spawnDetached({ ...spec, logFile, pidFile, address });
     const startTime = readPidRecord(pidFile)?.startTime;
-    const problem = await waitReady(part, ctx, started.pid, startTime, started.exited);
+    const problem = await waitReady(part, ctx, { pid: started.pid, startTime }, started.exited);
+    const server = part.findServer?.(ctx);
+    if (server && server.pid !== started.pid) {
+      // Record the process that really serves, so `down` stops that one.
+      writePidRecord(pidFile, { pid: server.pid, startTime: server.startTime, address, startedAt: new Date().toISOString() });
+    }
     if (problem) {
       const r = readPidRecord(pidFile);
       if (r && processAlive(r.pid, r.startTime)) await stopProcess(r, part.stopSignal, 10_000);
       rmSync(pidFile, { force: true });
       return fail(problem);
     }
-    return report('started', { pid: started.pid });
+    return report('started', { pid: readPidRecord(pidFile)?.pid ?? started.pid });
   } catch (err) {
     return fail(err instanceof Error ? err.message : String(err));
   }

@@ -46,6 +46,8 @@ export interface Part {
   probe(ctx: PartContext): Promise<ProbeResult>;
   stopSignal: NodeJS.Signals;
   startTimeoutMs: number;
+  /** The process that really serves, when the started one hands over to a child (rootless podman). */
+  findServer?(ctx: PartContext): { pid: number; startTime: string } | undefined;
   /** Runs on `down` before the process is signalled (even when it is not running). */
   beforeStop?(ctx: PartContext): Promise<void>;
   /** Runs on `down` after the process ended (even when it was not running). */

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { promisify } from 'node:util';
 import type { StackPaths } from './layout.js';
 import { findProgram } from './binaries.js';
+import { findOwnProcess, processAlive, processStartTime, stopProcess } from './process.js';
 import { baseEnv, errorText, httpGet, type Part, type PartContext, type ProbeResult, type StartContext } from './part.js';
 
 const run = promisify(execFile);
@@ -71,6 +72,8 @@ function mountsBelow(root: string): string[] {
   }
 }
 
+const serviceArgs = (paths: StackPaths): string[] => ['system', 'service', '--time=0', `unix://${paths.podman.socket}`];
+
 export const podmanPart: Part = {
   name: 'podman',
   stopSignal: 'SIGTERM',
@@ -90,7 +93,7 @@ export const podmanPart: Part = {
   launch(ctx: StartContext) {
     return {
       command: ctx.bins.podman,
-      args: ['system', 'service', '--time=0', `unix://${ctx.paths.podman.socket}`],
+      args: serviceArgs(ctx.paths),
       env: podmanEnv(ctx.paths, ctx.env),
       cwd: ctx.paths.podman.root,
     };
@@ -106,6 +109,10 @@ export const podmanPart: Part = {
     }
   },
 
+  // Rootless podman re-executes itself inside a user namespace: the service is then a child
+  // process with the same arguments, and the process we started may already have exited.
+  findServer: (ctx) => (ctx.isRoot ? undefined : findOwnProcess(serviceArgs(ctx.paths))),
+
   /** The stack's containers belong to the stack: stop them before the API goes away. */
   async beforeStop(ctx: PartContext): Promise<void> {
     const podman = findProgram('podman', ctx.env);
@@ -120,7 +127,18 @@ export const podmanPart: Part = {
   },
 
   async afterStop(ctx: PartContext): Promise<void> {
-    if (!ctx.isRoot) return;
+    if (!ctx.isRoot) {
+      // Rootless: podman keeps a pause process (catatonit -P) holding the user namespace; with the
+      // stack's own tmp_dir it is the stack's, recorded in tmp/pause.pid. Nothing needs it any more.
+      const pauseFile = `${ctx.paths.podman.tmp}/pause.pid`;
+      const pid = Number(existsSync(pauseFile) ? readFileSync(pauseFile, 'utf8').trim() : NaN);
+      if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) {
+        const argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+        if (/catatonit|pause/.test(argv0)) await stopProcess({ pid, startTime: processStartTime(pid) ?? '', address: '', startedAt: '' }, 'SIGKILL', 5_000);
+      }
+      rmSync(pauseFile, { force: true });
+      return;
+    }
     const umount = findProgram('umount', ctx.env);
     if (!umount) return;
     for (const m of mountsBelow(ctx.paths.podman.root)) {

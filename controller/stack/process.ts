@@ -4,7 +4,7 @@
  * and `down` only ever signals processes the stack itself started.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 
@@ -25,6 +25,10 @@ function procStat(pid: number): { state: string; startTime: string } | undefined
   } catch {
     return undefined;
   }
+}
+
+export function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.startTime;
 }
 
 /** A process that exists and is not a zombie. */
@@ -61,7 +65,7 @@ export function livePidRecord(file: string): PidRecord | undefined {
   return undefined;
 }
 
-function writePidRecord(file: string, rec: PidRecord): void {
+export function writePidRecord(file: string, rec: PidRecord): void {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(rec) + '\n', { mode: 0o644 });
@@ -116,6 +120,37 @@ export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The newest live process of ours whose arguments (after argv[0]) are exactly `args` — for programs
+ * that re-exec themselves, like rootless podman, which continues in a child inside a user namespace.
+ */
+export function findOwnProcess(args: string[]): { pid: number; startTime: string } | undefined {
+  const uid = process.getuid?.();
+  let best: { pid: number; startTime: string } | undefined;
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  const want = args.join('\0');
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (statSync(`/proc/${e}`).uid !== uid) continue;
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      if (argv[argv.length - 1] === '') argv.pop();
+      if (argv.slice(1).join('\0') !== want) continue;
+      const st = procStat(Number(e));
+      if (!st || st.state === 'Z' || st.state === 'X') continue;
+      if (!best || Number(st.startTime) >= Number(best.startTime)) best = { pid: Number(e), startTime: st.startTime };
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return best;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
