@@ -29,6 +29,9 @@ export const SLOT_MARKER = '_codeb:owner';
 
 export type Isolation = 'db' | 'prefix';
 
+/** Appended to progress when the server has no aclfile: the change lasts until Redis restarts. */
+const NOT_SAVED = '; not saved: Redis has no aclfile';
+
 /**
  * Commands every codeb ACL user is denied, on top of -@admin -@dangerous (listed by name too, so the
  * rule set does not depend on how a Redis version files commands into categories):
@@ -366,10 +369,8 @@ export class RedisProvider implements Provider {
     const existed = (await this.getUser(r.name)) !== null;
     await this.setUser(r.name, ['reset', 'on', `#${passwordHash(password)}`, ...aclRules(isolation, keyPrefix)]);
     const saved = await this.persist();
-    ctx.progress(
-      `${existed ? 'ACL user updated' : 'ACL user created'} (${isolation === 'prefix' ? `keys ${keyPrefix}*` : 'all keys: db mode is not isolation'})` +
-        (saved ? '' : '; no aclfile: Redis forgets it on restart until apply runs again'),
-    );
+    const scope = isolation === 'prefix' ? `keys ${keyPrefix}*` : 'db mode: all keys';
+    ctx.progress(`ACL user ${existed ? 'updated' : 'created'} (${scope})${saved ? '' : NOT_SAVED}`);
   }
 
   /** `codeb secrets rotate`: replace the user's password, keeping its rules. Open connections stay logged in. */
@@ -394,7 +395,7 @@ export class RedisProvider implements Provider {
   private async deleteUser(name: string, ctx: ExecContext): Promise<void> {
     const n = Number(await this.on(0, (c) => c.call('ACL', 'DELUSER', name)));
     const saved = await this.persist();
-    ctx.progress((n ? 'ACL user deleted' : 'already gone') + (saved || !n ? '' : '; no aclfile to save to'));
+    ctx.progress((n ? 'ACL user deleted' : 'already gone') + (saved || !n ? '' : NOT_SAVED));
   }
 
   /** ACL SAVE when the server keeps users in an aclfile; false when there is none (nothing persists). */
