@@ -42,14 +42,16 @@ export function findProgram(name: string, env: NodeJS.ProcessEnv = process.env, 
 
 /** Debian keeps each major version in /usr/lib/postgresql/<major>/bin; take the newest with both programs. */
 function postgresBinDirs(env: NodeJS.ProcessEnv): string[] {
-  if (env.CODEB_STACK_PG_BINDIR) return [env.CODEB_STACK_PG_BINDIR];
   const root = '/usr/lib/postgresql';
-  if (!existsSync(root)) return [];
-  return readdirSync(root)
-    .filter((v) => /^\d+$/.test(v))
-    .sort((a, b) => Number(b) - Number(a))
-    .map((v) => join(root, v, 'bin'))
-    .filter((d) => isExecutable(join(d, 'postgres')) && isExecutable(join(d, 'initdb')));
+  const candidates = env.CODEB_STACK_PG_BINDIR
+    ? [env.CODEB_STACK_PG_BINDIR]
+    : existsSync(root)
+      ? readdirSync(root)
+          .filter((v) => /^\d+$/.test(v))
+          .sort((a, b) => Number(b) - Number(a))
+          .map((v) => join(root, v, 'bin'))
+      : [];
+  return candidates.filter((d) => isExecutable(join(d, 'postgres')) && isExecutable(join(d, 'initdb')));
 }
 
 /** Which programs each part needs and the Debian package that ships them. */
@@ -73,8 +75,15 @@ export function findBinaries(parts: readonly PartName[], env: NodeJS.ProcessEnv 
     s3rverScript: '',
   };
   if (want.has('postgres')) {
-    out.postgres = pgDir ? join(pgDir, 'postgres') : need('postgres', 'postgresql');
-    out.initdb = pgDir ? join(pgDir, 'initdb') : need('initdb', 'postgresql');
+    if (pgDir) {
+      out.postgres = join(pgDir, 'postgres');
+      out.initdb = join(pgDir, 'initdb');
+    } else if (env.CODEB_STACK_PG_BINDIR) {
+      missing.push({ program: `postgres and initdb in CODEB_STACK_PG_BINDIR=${env.CODEB_STACK_PG_BINDIR}`, pkg: 'postgresql' });
+    } else {
+      out.postgres = need('postgres', 'postgresql');
+      out.initdb = need('initdb', 'postgresql');
+    }
   }
   if (want.has('redis')) out.redis = need('redis-server', 'redis-server');
   if (want.has('caddy')) out.caddy = need('caddy', 'caddy');

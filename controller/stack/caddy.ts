@@ -40,7 +40,7 @@ export const caddyPart: Part = {
   name: 'caddy',
   stopSignal: 'SIGTERM',
   startTimeoutMs: 20_000,
-  address: (ctx) => `${LOOPBACK}:${ctx.ports.http} (admin ${LOOPBACK}:${ctx.ports.caddyAdmin})`,
+  address: (ctx) => `${LOOPBACK}:${ctx.ports.http}, admin ${LOOPBACK}:${ctx.ports.caddyAdmin}`,
   tcpPorts: (ctx) => [ctx.ports.caddyAdmin, ctx.ports.http],
 
   async prepare(ctx: StartContext): Promise<void> {

@@ -73,6 +73,12 @@ export class StackStartError extends CodebError {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
+/** Same endpoints: compares the ports (or the socket path), not the wording of the address. */
+function sameAddress(a: string, b: string): boolean {
+  const key = (s: string): string => (s.startsWith('unix://') ? s : [...s.matchAll(/:(\d+)/g)].map((m) => m[1]).join(','));
+  return key(a) === key(b);
+}
+
 async function withLock<T>(r: ResolvedStack, body: () => Promise<T>): Promise<T> {
   // As root, Postgres runs as the postgres user and must be able to enter these folders (not list them).
   mkdirSync(r.paths.dir, { recursive: true, mode: isRoot() ? 0o711 : 0o700 });
@@ -149,7 +155,7 @@ async function startPart(part: Part, ctx: StartContext): Promise<PartReport> {
 
   try {
     let rec = livePidRecord(pidFile);
-    if (rec && rec.address !== address) {
+    if (rec && !sameAddress(rec.address, address)) {
       return fail(`it is already running at ${rec.address} (pid ${rec.pid}), not at ${address}; run \`codeb stack down\` first to move it`, false);
     }
     const freshCreds = part.name in ctx.creds.fresh && ctx.creds.fresh[part.name as keyof StackCredentials['fresh']];
@@ -213,7 +219,7 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
     const moved = names.flatMap((name) => {
       const rec = livePidRecord(r.paths.pidFile(name));
       const want = PARTS[name].address(probeCtx);
-      return rec && rec.address !== want ? [`${name} runs at ${rec.address}, not ${want}`] : [];
+      return rec && !sameAddress(rec.address, want) ? [`${name} runs at ${rec.address}, not ${want}`] : [];
     });
     if (moved.length > 0) {
       throw new CodebError(`The stack in ${r.paths.dir} already runs with other ports: ${moved.join('; ')}.`, {

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,8 +45,12 @@ interface Run {
 }
 
 function codeb(...args: string[]): Promise<Run> {
+  return codebWith(env, ...args);
+}
+
+function codebWith(runEnv: NodeJS.ProcessEnv, ...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [cli, ...args], { env: runEnv, timeout: 120_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -149,11 +154,17 @@ beforeAll(async () => {
   });
 }, 60_000);
 
+// A second, broken stack for the failure paths.
+const home2 = mkdtempSync(join(tmpdir(), 'codeb-stack-fail-'));
+const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + 200) };
+
 afterAll(async () => {
   try {
     await stopStack({ env, purge: true });
+    await stopStack({ env: env2, purge: true });
   } finally {
     rmSync(home, { recursive: true, force: true });
+    rmSync(home2, { recursive: true, force: true });
     rmSync(cli, { force: true });
   }
 }, 120_000);
@@ -312,5 +323,40 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     const again = await codeb('stack', 'down');
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/postgres\s+\.\.\. not running/);
+  }, 120_000);
+});
+
+describe('codeb stack when something is wrong', () => {
+  it('names the missing Debian package and how to install it, and starts nothing', async () => {
+    const r = await codebWith({ ...env2, CODEB_STACK_PG_BINDIR: '/nonexistent/bin' }, 'stack', 'up');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('Debian package postgresql');
+    expect(r.stderr).toMatch(/apt-get install -y postgresql/);
+    expect(r.stderr).toMatch(/bash \S*scripts\/setup\.sh/);
+    expect(existsSync(join(home2, 'stack', 'run'))).toBe(false);
+  }, 30_000);
+
+  it('a part that cannot start makes `up` exit 1 with its reason and log tail; the others come up', async () => {
+    const redisPort = portBase + 200 + 6379;
+    const blocker = createServer().listen(redisPort, '127.0.0.1');
+    await once(blocker, 'listening');
+    try {
+      const r = await codebWith({ ...env2, CODEB_STACK_PODMAN_DRIVER: 'bogus' }, 'stack', 'up');
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(/redis\s+\.\.\. FAILED/);
+      expect(r.stdout).toMatch(/podman\s+\.\.\. FAILED/);
+      expect(r.stdout).toMatch(/postgres\s+\.\.\. up \(127\.0\.0\.1:\d+\)/);
+      expect(r.stderr).toContain(`port ${redisPort} on 127.0.0.1 is in use by another program`);
+      expect(r.stderr).toContain(`last lines of ${join(home2, 'stack', 'logs', 'podman.log')}`);
+      expect(r.stderr).toContain('bogus'); // podman's own complaint about the storage driver, from its log
+
+      const st = await stackStatus({ env: env2 });
+      const state = Object.fromEntries(st.parts.map((p) => [p.name, p.state]));
+      expect(state).toEqual({ postgres: 'up', redis: 'down', s3: 'up', caddy: 'up', podman: 'down' });
+      expect(st.allUp).toBe(false);
+    } finally {
+      blocker.close();
+      await stopStack({ env: env2, purge: true });
+    }
   }, 120_000);
 });
