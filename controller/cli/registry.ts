@@ -52,7 +52,7 @@ export function registerRegistry(program: Command): void {
         const doc = readRegistryFile(file);
         const rec = doc.projects[project];
         if (!rec) {
-          const known = Object.keys(doc.projects);
+          const known = Object.keys(doc.projects).sort();
           throw new CodebError(`No project "${project}" in ${file}.`, { hint: known.length ? `Known projects: ${known.join(', ')}.` : 'The registry is empty: `codeb apply <manifest>` adds projects.' });
         }
         if (opts.env && !rec.environments[opts.env]) {

@@ -23,8 +23,36 @@ export interface LockHolder {
 export interface LockOptions {
   /** What the holder is doing, shown to anyone who has to wait. */
   command: string;
-  /** How long to wait for another holder before giving up (ms). Default: CODEB_LOCK_TIMEOUT or 60 s. */
+  /** How long to wait for another holder before giving up (ms). Default: CODEB_LOCK_TIMEOUT_MS or 60 s. */
   waitMs?: number;
+  /**
+   * A lock not refreshed for this long (ms) belongs to a dead process and is taken over.
+   * Default: CODEB_LOCK_STALE_MS or 10 s; at least 2 s (proper-lockfile refreshes it every stale/2, at most every 1 s).
+   */
+  staleMs?: number;
+}
+
+export const DEFAULT_LOCK_WAIT_MS = 60_000;
+export const DEFAULT_LOCK_STALE_MS = 10_000;
+/** proper-lockfile's floor: it refreshes a held lock at most once a second, so stale must be >= 2 s. */
+export const MIN_LOCK_STALE_MS = 2_000;
+
+function msFromEnv(name: string, fallback: number, min: number, env: NodeJS.ProcessEnv): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < min) {
+    throw new CodebError(`Invalid ${name} ${JSON.stringify(raw)}.`, { exitCode: 2, hint: `Give a whole number of milliseconds, at least ${min}.` });
+  }
+  return ms;
+}
+
+/** Lock timings from the options, else the environment (CODEB_LOCK_TIMEOUT_MS, CODEB_LOCK_STALE_MS), else the defaults. */
+export function lockTimings(opts: Pick<LockOptions, 'waitMs' | 'staleMs'>, env: NodeJS.ProcessEnv = process.env): { waitMs: number; staleMs: number } {
+  return {
+    waitMs: opts.waitMs ?? msFromEnv('CODEB_LOCK_TIMEOUT_MS', DEFAULT_LOCK_WAIT_MS, 0, env),
+    staleMs: Math.max(opts.staleMs ?? msFromEnv('CODEB_LOCK_STALE_MS', DEFAULT_LOCK_STALE_MS, MIN_LOCK_STALE_MS, env), MIN_LOCK_STALE_MS),
+  };
 }
 
 export interface RegistryTx {
@@ -43,7 +71,7 @@ export function readRegistryFile(file: string): RegistryDocument {
       hint: 'codeb writes it atomically, so this file was changed by hand or by another program. Restore it from a backup.',
     });
   }
-  const version = (doc as { formatVersion?: unknown }).formatVersion;
+  const version = (doc as { formatVersion?: unknown } | null)?.formatVersion;
   if (version !== REGISTRY_FORMAT_VERSION) {
     throw new CodebError(`The registry ${file} has format version ${JSON.stringify(version)}; this codeb reads version ${REGISTRY_FORMAT_VERSION}.`, {
       hint: 'Use the codeb version that wrote it, or upgrade codeb.',
@@ -84,9 +112,12 @@ function describeHolder(h: LockHolder | undefined): string {
 
 export async function withRegistryLock<T>(file: string, opts: LockOptions, body: (tx: RegistryTx) => Promise<T>): Promise<T> {
   mkdirSync(dirname(file), { recursive: true });
-  const waitMs = opts.waitMs ?? Number(process.env.CODEB_LOCK_TIMEOUT_MS ?? 60_000);
+  const { waitMs, staleMs } = lockTimings(opts);
   const started = Date.now();
   let release: (() => Promise<void>) | undefined;
+  // Set when proper-lockfile finds our lock taken over (we were stalled longer than `stale`):
+  // from then on another process may be writing, so this one must not.
+  let compromised: Error | undefined;
   // proper-lockfile's own retries have no overall deadline, so poll with a bounded loop.
   for (;;) {
     try {
@@ -95,10 +126,11 @@ export async function withRegistryLock<T>(file: string, opts: LockOptions, body:
         lockfilePath: lockPath(file),
         // A holder refreshes the lock's mtime every `update` ms; a lock older than `stale` belongs
         // to a process that died (SIGKILL) and is taken over.
-        stale: 10_000,
-        update: 2_000,
+        stale: staleMs,
+        update: Math.min(2_000, staleMs / 2),
+        // Called from a timer: throwing here would crash the process, so only remember it.
         onCompromised: (err) => {
-          throw new CodebError(`Lost the registry lock: ${err.message}`, { hint: 'Another process took it over; re-run the command.' });
+          compromised = err;
         },
       });
       break;
@@ -106,18 +138,23 @@ export async function withRegistryLock<T>(file: string, opts: LockOptions, body:
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
       if (Date.now() - started >= waitMs) {
         throw new CodebError(`The registry ${file} is locked by ${describeHolder(readLockHolder(file))}; waited ${Math.round((Date.now() - started) / 1000)} s.`, {
-          hint: 'Wait for that command to finish and run again. If that process is gone, the lock is taken over after 10 s by itself.',
+          hint: `Wait for that command to finish and run again. If that process is gone, the lock is taken over by itself once it is ${Math.round(staleMs / 1000)} s old (CODEB_LOCK_STALE_MS).`,
         });
       }
       await new Promise((r) => setTimeout(r, 25 + Math.random() * 75));
     }
   }
+  const lost = (): CodebError =>
+    new CodebError(`Lost the registry lock on ${file}: ${compromised?.message}. Nothing was written.`, {
+      hint: 'This process stalled longer than the stale time and another process took the lock over; re-run the command.',
+    });
   const holder: LockHolder = { host: hostname(), pid: process.pid, user: safeUser(), since: new Date().toISOString(), command: opts.command };
   writeFileSync(holderPath(file), JSON.stringify(holder) + '\n');
   try {
     const tx: RegistryTx = {
       read: () => readRegistryFile(file),
       write: async (doc) => {
+        if (compromised) throw lost();
         doc.updatedAt = new Date().toISOString();
         assertValidRegistry(doc, file);
         await writeFileAtomic(file, JSON.stringify(doc, null, 2) + '\n', { fsync: true, mode: 0o644 });
@@ -125,8 +162,11 @@ export async function withRegistryLock<T>(file: string, opts: LockOptions, body:
     };
     return await body(tx);
   } finally {
-    rmSync(holderPath(file), { force: true });
-    await release();
+    // A taken-over lock and its holder file belong to the new holder now.
+    if (!compromised) {
+      rmSync(holderPath(file), { force: true });
+      await release();
+    }
   }
 }
 
