@@ -1,17 +1,27 @@
 /**
- * Redis for the local stack: ACLs on, the `default` user needs the generated password
- * (stored in redis.conf only as its SHA-256), 16 databases, data in <stack>/redis/data.
+ * Redis for the local stack: the `default` user needs the generated password, 16 databases, data
+ * in <stack>/redis/data. Users live in an aclfile (<stack>/redis/users.acl, passwords only as
+ * SHA-256), so users that codeb's Redis provider creates and saves with ACL SAVE survive a restart.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { LOOPBACK } from './layout.js';
 import { REDIS_USER } from './credentials.js';
 import { baseEnv, errorText, tcpExchange, type Part, type PartContext, type ProbeResult, type StartContext } from './part.js';
 
 const quote = (s: string): string => `"${s.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 
-export function redisConf(ctx: StartContext): string {
+const aclFile = (ctx: PartContext): string => join(ctx.paths.redis.root, 'users.acl');
+
+/** The aclfile with the `default` user (re)set to the stack's password; other users are kept. */
+export function aclFileText(ctx: StartContext, previous = ''): string {
   const hash = createHash('sha256').update(ctx.creds.redisPassword).digest('hex');
+  const others = previous.split('\n').filter((l) => l.trim() !== '' && !/^user\s+default\s/.test(l));
+  return [`user ${REDIS_USER} on #${hash} ~* &* +@all`, ...others, ''].join('\n');
+}
+
+export function redisConf(ctx: StartContext): string {
   return [
     '# Written by codeb stack up on every start; edits are overwritten.',
     `bind ${LOOPBACK}`,
@@ -24,8 +34,8 @@ export function redisConf(ctx: StartContext): string {
     'databases 16',
     'save 3600 1 300 100 60 10000',
     'appendonly no',
-    // Every client must log in; only the password hash is stored here.
-    `user ${REDIS_USER} on #${hash} ~* &* +@all`,
+    // Every client must log in (the default user has a password); ACL SAVE writes here.
+    `aclfile ${quote(aclFile(ctx))}`,
     '',
   ].join('\n');
 }
@@ -41,6 +51,9 @@ export const redisPart: Part = {
     mkdirSync(ctx.paths.redis.data, { recursive: true, mode: 0o700 });
     writeFileSync(ctx.paths.redis.conf, redisConf(ctx), { mode: 0o600 });
     chmodSync(ctx.paths.redis.conf, 0o600);
+    const acl = aclFile(ctx);
+    writeFileSync(acl, aclFileText(ctx, existsSync(acl) ? readFileSync(acl, 'utf8') : ''), { mode: 0o600 });
+    chmodSync(acl, 0o600);
   },
 
   launch(ctx: StartContext) {

@@ -289,6 +289,9 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     const r0 = new Redis({ ...settings.redis, username: settings.redis.user, maxRetriesPerRequest: 0 });
     await r0.set('stack-test:key', 'kept');
     await r0.save();
+    // Users saved with ACL SAVE (what the Redis provider does when there is an aclfile) are kept.
+    await r0.call('ACL', 'SETUSER', 'stack-test-user', 'on', '>user-password', '~stack-test:*', '+get');
+    await r0.call('ACL', 'SAVE');
     r0.disconnect();
 
     const down = await codeb('stack', 'down');
@@ -299,6 +302,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(await pgQuery(settings, 'SELECT v FROM survives')).toEqual([{ v: 'kept' }]);
     const r1 = new Redis({ ...settings.redis, username: settings.redis.user, maxRetriesPerRequest: 0 });
     expect(await r1.get('stack-test:key')).toBe('kept');
+    expect(await r1.call('ACL', 'USERS')).toEqual(expect.arrayContaining(['default', 'stack-test-user']));
     r1.disconnect();
     expect(await minio(settings).bucketExists('stack-test-uploads')).toBe(true);
     expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
