@@ -53,6 +53,8 @@ export interface Settings {
   };
   caddy: { adminUrl: string; httpPort: number; httpsPort: number };
   podman: { socketPath: string };
+  /** The codeb forwarder's control socket (blue-green entry ports). */
+  forwarder: { socketPath: string };
 }
 
 /** Environment variables override single fields so CI or a server can point codeb elsewhere. */
@@ -89,5 +91,6 @@ export function applyEnvOverrides(s: Settings, env: NodeJS.ProcessEnv): Settings
   if (env.CODEB_S3_SECRET_KEY) out.storage.secretKey = env.CODEB_S3_SECRET_KEY;
   if (env.CODEB_CADDY_ADMIN) out.caddy.adminUrl = env.CODEB_CADDY_ADMIN;
   if (env.CODEB_PODMAN_SOCKET) out.podman.socketPath = env.CODEB_PODMAN_SOCKET;
+  if (env.CODEB_FORWARDER_SOCKET) out.forwarder.socketPath = env.CODEB_FORWARDER_SOCKET;
   return out;
 }

@@ -9,6 +9,7 @@ import { registerRegistry } from './registry.js';
 import { registerStack } from './stack.js';
 import { registerApply } from './apply.js';
 import { registerDestroy } from './destroy.js';
+import { registerForwarder } from './forwarder.js';
 
 const program = new Command('codeb')
   .description(
@@ -32,10 +33,16 @@ registerApply(program);
 registerDestroy(program);
 registerRegistry(program);
 registerStack(program);
+registerForwarder(program);
 
 program.exitOverride((err) => {
   // commander's own usage errors (unknown option, missing argument) are invalid input.
   process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
+// Output piped into `head` and the like: stop quietly when the reader goes away.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
 });
 
 await program.parseAsync(process.argv);

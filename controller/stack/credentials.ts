@@ -73,6 +73,7 @@ export function buildSettings(creds: StackCredentials, ports: StackPorts, paths:
     },
     caddy: { adminUrl: `http://${LOOPBACK}:${ports.caddyAdmin}`, httpPort: ports.http, httpsPort: ports.https },
     podman: { socketPath: paths.podman.socket },
+    forwarder: { socketPath: paths.forwarder.socket },
   };
 }
 

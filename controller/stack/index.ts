@@ -20,12 +20,13 @@ import { redisPart } from './redis.js';
 import { s3Part } from './s3.js';
 import { caddyPart } from './caddy.js';
 import { podmanPart, podmanEnv } from './podman.js';
+import { forwarderPart } from './forwarder.js';
 
 export { PART_NAMES, stackPorts, stackPaths, resolveStack, DEFAULT_PORT_BASE } from './layout.js';
 export type { PartName, StackOptions, StackPorts, StackPaths } from './layout.js';
 export { podmanEnv };
 
-const PARTS: Record<PartName, Part> = { postgres: postgresPart, redis: redisPart, s3: s3Part, caddy: caddyPart, podman: podmanPart };
+const PARTS: Record<PartName, Part> = { postgres: postgresPart, redis: redisPart, s3: s3Part, caddy: caddyPart, podman: podmanPart, forwarder: forwarderPart };
 
 export interface PartReport {
   name: PartName;

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { settingsPath, stackDir } from '../settings.js';
 import { CodebError, EXIT } from '../errors.js';
 
-export const PART_NAMES = ['postgres', 'redis', 's3', 'caddy', 'podman'] as const;
+export const PART_NAMES = ['postgres', 'redis', 's3', 'caddy', 'podman', 'forwarder'] as const;
 export type PartName = (typeof PART_NAMES)[number];
 
 export const LOOPBACK = '127.0.0.1';
@@ -99,6 +99,8 @@ export interface StackPaths {
     xdgRuntime: string;
     socket: string;
   };
+  /** The blue-green forwarder: control socket and its persisted table of entries. */
+  forwarder: { root: string; socket: string; table: string };
 }
 
 export function stackPaths(dir: string): StackPaths {
@@ -135,6 +137,7 @@ export function stackPaths(dir: string): StackPaths {
       xdgRuntime: join(podmanRoot, 'xdg-runtime'),
       socket: join(podmanRoot, 'podman.sock'),
     },
+    forwarder: { root: join(d, 'forwarder'), socket: join(d, 'forwarder', 'control.sock'), table: join(d, 'forwarder', 'table.json') },
   };
 }
 

@@ -1,0 +1,40 @@
+/**
+ * The codeb forwarder for the local stack: `codeb forwarder run` as a detached process. It owns the
+ * entry ports that blue-green deploys switch (controller/deploy/forwarder.ts). On a server the same
+ * command runs as a systemd unit.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from './layout.js';
+import { baseEnv, errorText, httpGet, type Part, type PartContext, type ProbeResult, type StartContext } from './part.js';
+
+export const forwarderPart: Part = {
+  name: 'forwarder',
+  stopSignal: 'SIGTERM',
+  startTimeoutMs: 10_000,
+  address: (ctx) => `unix://${ctx.paths.forwarder.socket}`,
+  // Entry ports are opened on demand by deploys; the control socket is not a TCP port.
+  tcpPorts: () => [],
+
+  async prepare(ctx: StartContext): Promise<void> {
+    mkdirSync(ctx.paths.forwarder.root, { recursive: true, mode: 0o700 });
+  },
+
+  launch(ctx: StartContext) {
+    return {
+      command: ctx.bins.node,
+      args: [join(packageRoot(), 'bin', 'codeb.js'), 'forwarder', 'run', '--socket', ctx.paths.forwarder.socket, '--table', ctx.paths.forwarder.table],
+      env: baseEnv(ctx.env),
+      cwd: ctx.paths.forwarder.root,
+    };
+  },
+
+  async probe(ctx: PartContext): Promise<ProbeResult> {
+    try {
+      const a = await httpGet({ socketPath: ctx.paths.forwarder.socket, path: '/health' });
+      return a.status === 200 && a.body.includes('"ok":true') ? { ok: true } : { ok: false, reason: `unexpected answer (HTTP ${a.status})` };
+    } catch (err) {
+      return { ok: false, reason: errorText(err) };
+    }
+  },
+};
