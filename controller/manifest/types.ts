@@ -7,6 +7,7 @@ export type EnvVars = Record<string, string | number | boolean>;
 export interface HostPorts {
   blue: number;
   green: number;
+  entry?: number;
 }
 export interface ServiceResources {
   cpu?: number;

@@ -242,6 +242,7 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     if (hp) {
       claimPort(hp.blue, `${n} (blue)`, ['services', n, 'hostPorts', 'blue']);
       claimPort(hp.green, `${n} (green)`, ['services', n, 'hostPorts', 'green']);
+      if (hp.entry !== undefined) claimPort(hp.entry, `${n} (entry)`, ['services', n, 'hostPorts', 'entry']);
     }
   }
   for (const [env, o] of Object.entries(m.environments ?? {})) {
@@ -249,6 +250,7 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
       if (so.hostPorts) {
         claimPort(so.hostPorts.blue, `${svc} (blue, ${env})`, ['environments', env, 'services', svc, 'hostPorts', 'blue']);
         claimPort(so.hostPorts.green, `${svc} (green, ${env})`, ['environments', env, 'services', svc, 'hostPorts', 'green']);
+        if (so.hostPorts.entry !== undefined) claimPort(so.hostPorts.entry, `${svc} (entry, ${env})`, ['environments', env, 'services', svc, 'hostPorts', 'entry']);
       }
     }
   }

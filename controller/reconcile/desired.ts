@@ -76,9 +76,10 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
 
   const web = d.services.filter((svc) => svc.type === 'web' && svc.port !== null);
   if (web.length) {
-    const slot = n.liveSlot ?? 'blue';
+    // The route points at each service's stable entry port, never at a slot: switching slots
+    // happens in the forwarder, so a deploy never changes (and reloads) Caddy's configuration.
     const upstreams: RouteUpstream[] = web
-      .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]![slot], service: svc.name }))
+      .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]!.entry, service: svc.name }))
       // Longest path prefix first; the catch-all (null) last.
       .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
     const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse };

@@ -4,7 +4,7 @@
  * new ports skip anything held in the registry or (on the local target) listened on by another process.
  */
 import { CodebError } from '../errors.js';
-import type { PortPair, RegistryDocument } from './types.js';
+import type { PortPair, PortRole, RegistryDocument } from './types.js';
 
 export interface PortRange {
   min: number;
@@ -28,11 +28,21 @@ export const DEFAULT_POLICY: AllocationPolicy = {
 /** DB 0 is the system's own cache, DB 1 is shared: projects get 2 and up. */
 export const FIRST_PROJECT_REDIS_DB = 2;
 
+/** Each web or internal service holds three host ports: one per slot, and the stable entry port. */
+export const PORT_ROLES: readonly PortRole[] = ['blue', 'green', 'entry'];
+
 export interface AllocationRequest {
   projectId: string;
   env: string;
-  services: Array<{ name: string; needsPorts: boolean; explicit: PortPair | null }>;
+  /** explicit: host ports the manifest names (entry may be left to allocation). */
+  services: Array<{ name: string; needsPorts: boolean; explicit: ExplicitPorts | null }>;
   needsRedis: boolean;
+}
+
+export interface ExplicitPorts {
+  blue: number;
+  green: number;
+  entry?: number;
 }
 
 export interface Allocation {
@@ -50,11 +60,11 @@ interface Holder {
   projectId: string;
   env: string;
   service: string;
-  slot: 'blue' | 'green';
+  slot: PortRole;
 }
 
 function describe(h: Holder): string {
-  return `project "${h.projectId}" (environment ${h.env}, service ${h.service}, ${h.slot})`;
+  return `project "${h.projectId}" (environment ${h.env}, service ${h.service}, ${h.slot === 'entry' ? 'entry port' : h.slot})`;
 }
 
 /** Every port and Redis DB held by deployments other than (projectId, env). */
@@ -65,8 +75,7 @@ function heldByOthers(doc: RegistryDocument, projectId: string, env: string): { 
     for (const e of Object.values(p.environments)) {
       if (p.id === projectId && e.env === env) continue;
       for (const [service, pair] of Object.entries(e.ports)) {
-        ports.set(pair.blue, { projectId: p.id, env: e.env, service, slot: 'blue' });
-        ports.set(pair.green, { projectId: p.id, env: e.env, service, slot: 'green' });
+        for (const role of PORT_ROLES) ports.set(pair[role], { projectId: p.id, env: e.env, service, slot: role });
       }
       if (e.redisDb !== null) redis.set(e.redisDb, `${p.id} (${e.env})`);
     }
@@ -81,31 +90,37 @@ export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: 
   const ports: Record<string, PortPair> = {};
 
   // Explicit ports first, so an automatic pick never steals a port the manifest names.
+  const explicit: Record<string, Partial<PortPair>> = {};
   for (const s of req.services) {
     if (!s.needsPorts || !s.explicit) continue;
-    for (const slot of ['blue', 'green'] as const) {
-      const port = s.explicit[slot];
+    for (const role of PORT_ROLES) {
+      const port = s.explicit[role];
+      if (port === undefined) continue;
       const holder = others.ports.get(port);
       if (holder) {
         throw new AllocationError(
-          `Port ${port} (service ${s.name}, ${slot}) is already held by ${describe(holder)}.`,
+          `Port ${port} (service ${s.name}, ${role === 'entry' ? 'entry port' : role}) is already held by ${describe(holder)}.`,
           'Choose another hostPorts value in the manifest, or leave hostPorts out to have free ports assigned.',
         );
       }
+      taken.add(port);
     }
-    ports[s.name] = { ...s.explicit };
-    taken.add(s.explicit.blue).add(s.explicit.green);
+    explicit[s.name] = { ...s.explicit };
   }
   // Kept allocations next: a known deployment keeps its ports on every run.
   for (const s of req.services) {
-    if (!s.needsPorts || s.explicit) continue;
+    if (!s.needsPorts) continue;
     const kept = existing?.ports[s.name];
-    if (kept && !taken.has(kept.blue) && !taken.has(kept.green)) {
-      ports[s.name] = { ...kept };
-      taken.add(kept.blue).add(kept.green);
+    if (!kept) continue;
+    const want = (explicit[s.name] ??= {});
+    for (const role of PORT_ROLES) {
+      if (want[role] === undefined && kept[role] !== undefined && !taken.has(kept[role])) {
+        want[role] = kept[role];
+        taken.add(kept[role]);
+      }
     }
   }
-  // Then new pairs from the range.
+  // Then new ports from the range for whatever is still missing.
   let cursor = policy.portRange.min;
   const next = (): number => {
     while (cursor <= policy.portRange.max) {
@@ -121,8 +136,9 @@ export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: 
     );
   };
   for (const s of req.services) {
-    if (!s.needsPorts || ports[s.name]) continue;
-    ports[s.name] = { blue: next(), green: next() };
+    if (!s.needsPorts) continue;
+    const want = explicit[s.name] ?? {};
+    ports[s.name] = { blue: want.blue ?? next(), green: want.green ?? next(), entry: want.entry ?? next() };
   }
 
   let redisDb: number | null = null;

@@ -7,9 +7,16 @@ export const REGISTRY_FORMAT_VERSION = 1;
  * provisioned: every resource exists, no containers run yet; running / degraded / failed: containers. */
 export type DeploymentStatus = 'allocated' | 'provisioning' | 'provisioned' | 'running' | 'degraded' | 'failed';
 
+export type PortRole = 'blue' | 'green' | 'entry';
+
+/**
+ * Host ports of one service: blue and green are the two slots' ports; entry is the stable port
+ * the forwarder listens on and Caddy routes to (the blue-green switch re-points it; docs/deploy.md).
+ */
 export interface PortPair {
   blue: number;
   green: number;
+  entry: number;
 }
 
 export interface ContainerRecord {

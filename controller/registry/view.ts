@@ -23,7 +23,7 @@ export function listRows(doc: RegistryDocument): ListRow[] {
         env: e.env,
         status: e.status,
         domain: e.domain,
-        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.blue}/${pp.green}`).join(' '),
+        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.entry}>${pp.blue}/${pp.green}`).join(' '),
         redisDb: e.redisDb,
         database: e.database,
         bucket: e.bucket,
@@ -36,7 +36,7 @@ export function listRows(doc: RegistryDocument): ListRow[] {
 }
 
 export function renderTable(rows: ListRow[]): string {
-  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH'];
+  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (entry>blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH'];
   const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
@@ -75,7 +75,7 @@ export function renderInspect(v: InspectView): string {
     out.push('', `environment ${e.env}: ${e.status}`);
     out.push(`  domain      ${e.domain ?? '-'}${e.aliases?.length ? ` (aliases: ${e.aliases.join(', ')})` : ''}`);
     const ports = Object.entries(e.ports);
-    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} blue ${p.blue} green ${p.green}`).join('; ') : '-'}`);
+    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${p.blue}, green ${p.green})`).join('; ') : '-'}`);
     out.push(`  live slot   ${e.liveSlot ?? '-'}`);
     out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
     out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);
