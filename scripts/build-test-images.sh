@@ -106,7 +106,7 @@ EOF
 inputs_hash="$(
   {
     echo "format 1"
-    sha256sum "$0" test/app/app.js test/app/package.json "$node_real" "${libs[@]}"
+    sha256sum scripts/build-test-images.sh test/app/app.js test/app/package.json "$node_real" "${libs[@]}"
     for p in "${pkgs[@]}"; do find "$p" -type f -not -path '*/node_modules/*/node_modules/*' -print0 | sort -z | xargs -0 sha256sum; done
   } | sha256sum | cut -c1-32
 )"
@@ -162,7 +162,7 @@ for v in "${VERSIONS[@]}"; do
   [ -n "$id" ] && old_ids+=("$id")
 done
 for v in "${VERSIONS[@]}"; do
-  "${PODMAN[@]}" import \
+  "${PODMAN[@]}" import --quiet \
     --change 'CMD ["/usr/bin/node","/app/app.js"]' \
     --change 'WORKDIR /app' \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
