@@ -21,6 +21,10 @@ import { hasChanges, planApply, summarize, type PlanSummary } from './plan.js';
 import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } from './providers.js';
 import { silentReporter, type Reporter } from './reporter.js';
 import { SecretStore, type SecretValues } from './secrets.js';
+import { ReleaseProvider } from './runtime-provider.js';
+import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/bluegreen.js';
+import { versionOf } from './release.js';
+import { envFileName } from '../manifest/names.js';
 
 export interface ApplyOptions {
   manifestFile: string;
@@ -55,6 +59,7 @@ export interface ApplyResult {
   url: string | null;
   envFile: string;
   notes: string[];
+  deploy?: DeployOutcome;
 }
 
 const HISTORY_LIMIT = 50;
@@ -119,6 +124,29 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
 
     let values = secrets.load(d.projectId, d.env);
     const providers = openProviders(settings, secretsDir(file), (name) => secretResolver(values, settings)(name));
+    const envFilePath = `${secretsDir(file)}/${envFileName(d.projectId, d.env)}`;
+    let lastDeploy: DeployOutcome | null = null;
+    providers.set(
+      'runtime',
+      new ReleaseProvider({
+        settings,
+        rec,
+        projectId: d.projectId,
+        d,
+        deploy: async (_a, runtime, forwarder) => {
+          const outcome = await deployRelease(
+            { d, rec, runtime, forwarder, envFile: envFilePath, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft) },
+            versionOf(d),
+          );
+          lastDeploy = outcome;
+          recordDeploy(rec, d, outcome);
+          await tx.write(draft);
+          const err = outcomeError(outcome, d.projectId, d.env);
+          if (err) throw err;
+          return `${outcome.fromSlot ?? 'none'} -> ${outcome.toSlot}, switched in ${outcome.switchMs?.toFixed(1)} ms`;
+        },
+      }),
+    );
     try {
       const resources = desired(d, rec, settings);
       const observed = await observeAll(providers, resources);
@@ -130,8 +158,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
         });
       }
       const changed = hasChanges(actions) || !sameRecord(existing, rec);
-      const notes = [containerNote(d)];
-      const envFile = `${secretsDir(file)}/${resources.find((r) => r.kind === 'files.envfile')!.name}`;
+      const notes: string[] = d.services.some((svc) => svc.replicas > 1) ? ['replicas above 1 are not supported yet: one container per service and slot is started'] : [];
+      const envFile = envFilePath;
       const base = {
         project: d.projectId,
         env: d.env,
@@ -155,19 +183,49 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       values = await secrets.ensure(d.projectId, d.env, secretNames(d));
 
       const done = await execute(actions, providers, tx, draft, rec, secretResolver(values, settings), reporter);
-      rec.status = rec.containers.length ? rec.status : 'provisioned';
+      rec.status = rec.liveSlot ? 'running' : 'provisioned';
       pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'ok', detail: { ...summaryDetail(actions), durationMs: Date.now() - started } });
       await tx.write(draft);
-      return { ...base, planned: done, applied: true, durationMs: Date.now() - started, record: rec };
+      return { ...base, planned: done, applied: true, durationMs: Date.now() - started, record: rec, deploy: lastDeploy ?? undefined };
     } finally {
       await closeAll(providers);
     }
   });
 }
 
-function containerNote(d: Deployment): string {
-  const n = d.services.length;
-  return `containers: not yet supported by this version (${n} service${n === 1 ? '' : 's'} in the manifest are not started; the route points at each web service's blue port)`;
+/** Deploy steps are printed one level deeper than the apply step that runs them. */
+function indented(r: Reporter): Reporter {
+  return { start: (l) => r.start(`  ${l}`), done: (l, res, ms) => r.done(`  ${l}`, res, ms), fail: (l, m, ms) => r.fail(`  ${l}`, m, ms), info: (l) => r.info(`  ${l}`) };
+}
+
+/** The deploy's entry in history (the audit trail) and the record's live state. */
+export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOutcome): void {
+  const now = new Date();
+  const result = o.result === 'deployed' ? 'ok' : o.result === 'rolled-back' ? 'rolled-back' : 'failed';
+  pushHistory(rec, {
+    at: now.toISOString(),
+    by: actor(),
+    action: 'deploy',
+    result,
+    detail: {
+      version: versionOf(d),
+      images: o.images,
+      from: o.fromSlot,
+      to: o.toSlot,
+      outcome: o.result,
+      reason: o.reason,
+      switchMs: o.switchMs === null ? null : Math.round(o.switchMs * 10) / 10,
+      health: o.health.map((h) => ({ service: h.service, healthy: h.healthy, ms: h.elapsedMs, firstOkMs: h.firstOkMs })),
+    },
+  });
+  rec.health = { status: o.result === 'deployed' ? 'healthy' : rec.liveSlot ? 'healthy' : 'unhealthy', lastCheck: now.toISOString(), detail: o.result === 'deployed' ? undefined : o.reason.slice(0, 300) };
+  if (o.result === 'deployed' && o.fromSlot) {
+    const previous = rec.history.filter((h) => h.action === 'deploy' && h.result === 'ok').at(-2)?.detail?.images as Record<string, string> | undefined;
+    rec.retained = { slot: o.fromSlot, until: new Date(now.getTime() + d.deploy.keepPreviousMs).toISOString(), images: previous ?? {} };
+  } else if (o.result === 'deployed') {
+    rec.retained = null;
+  }
+  rec.status = rec.liveSlot ? 'running' : 'failed';
 }
 
 function summaryDetail(actions: Action[]): Record<string, number> {

@@ -8,6 +8,7 @@ import { envFileName, redisKeyPrefix, routeId, BACKUP_BUCKET } from '../manifest
 import type { EnvironmentRecord } from '../registry/types.js';
 import type { Settings } from '../settings.js';
 import { makeResource, resourceKey, type Resource } from './model.js';
+import { releaseName, releaseResource } from './release.js';
 
 /** The registry names and allocation a deployment was given (see registry/records.ts). */
 export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot'>;
@@ -75,16 +76,23 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
   out.push(envFile);
 
   const web = d.services.filter((svc) => svc.type === 'web' && svc.port !== null);
+  const routeKeys: string[] = [];
   if (web.length) {
     // The route points at each service's stable entry port, never at a slot: switching slots
     // happens in the forwarder, so a deploy never changes (and reloads) Caddy's configuration.
+    // That is also why the route may exist before the first container: until the first deploy
+    // passes its health gate the entry has no target and Caddy answers 502.
     const upstreams: RouteUpstream[] = web
       .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]!.entry, service: svc.name }))
       // Longest path prefix first; the catch-all (null) last.
       .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
     const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse };
-    out.push(makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]));
+    const route = makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]);
+    out.push(route);
+    routeKeys.push(route.key);
   }
+  // Containers last: they need the env file, and the deploy verifies through the route.
+  out.push(releaseResource(d, n, null, [envFile.key, ...routeKeys]));
   return out;
 }
 
@@ -101,5 +109,7 @@ export function ownedResources(projectId: string, rec: EnvironmentRecord): Resou
   for (const b of rec.buckets) out.push(makeResource('storage.bucket', b, {}, [], true));
   out.push(makeResource('files.envfile', envFileName(projectId, rec.env), {}));
   out.push(makeResource('proxy.route', routeId(projectId, rec.env), {}));
+  // Containers of both slots and the forwarder's entries.
+  out.push(makeResource('runtime.release', releaseName(projectId, rec.env), {}));
   return out;
 }

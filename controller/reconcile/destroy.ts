@@ -15,6 +15,7 @@ import { closeAll, observeAll, openProviders } from './providers.js';
 import { execute, stepResult, type StepResult } from './apply.js';
 import { silentReporter, type Reporter } from './reporter.js';
 import { SecretStore } from './secrets.js';
+import { ReleaseProvider } from './runtime-provider.js';
 
 export interface DestroyOptions {
   project: string;
@@ -54,6 +55,9 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
     }
     const values = secrets.load(opts.project, opts.env);
     const providers = openProviders(settings, secretsDir(file), (n) => values[n] ?? '');
+    const draft = structuredClone(doc);
+    const draftRec = draft.projects[opts.project]!.environments[opts.env]!;
+    providers.set('runtime', new ReleaseProvider({ settings, rec: draftRec, projectId: opts.project }));
     try {
       const owned = ownedResources(opts.project, rec);
       const observed = await observeAll(providers, owned);
@@ -66,8 +70,6 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
       if (opts.confirm && !(await opts.confirm(actions))) {
         return { ...base, steps: actions.map((a) => stepResult(a)), kept: [], deleted: [], cancelled: true };
       }
-      const draft = structuredClone(doc);
-      const draftRec = draft.projects[opts.project]!.environments[opts.env]!;
       draftRec.journal = [];
       const steps = await execute(actions, providers, tx, draft, draftRec, (n) => values[n] ?? '', reporter);
       releaseDeployment(draft, opts.project, opts.env);

@@ -10,8 +10,7 @@ export type ResourceKind =
   | 'redis.user'
   | 'storage.bucket'
   | 'files.envfile'
-  | 'runtime.network'
-  | 'runtime.container'
+  | 'runtime.release'
   | 'proxy.route';
 
 export type System = 'postgres' | 'redis' | 'storage' | 'files' | 'runtime' | 'proxy';

@@ -59,6 +59,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     containers: existing?.containers ?? [],
     health: existing?.health ?? { status: 'unknown', lastCheck: null },
     history: existing?.history ?? [],
+    ...(existing?.retained !== undefined ? { retained: existing.retained } : {}),
     ...(existing?.journal ? { journal: existing.journal } : {}),
   };
   project.environments[d.env] = rec;

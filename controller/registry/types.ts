@@ -59,6 +59,8 @@ export interface EnvironmentRecord {
   containers: ContainerRecord[];
   health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string };
   history: HistoryEntry[];
+  /** The previous slot, kept running for an instant rollback until `until` (then `codeb gc` stops it). */
+  retained?: { slot: Slot; until: string; images: Record<string, string> } | null;
   /** Steps of the last apply, recorded as each completes (a crash leaves a true record). */
   journal?: Array<{ step: string; at: string; status: 'done' | 'failed'; detail?: string }>;
 }

@@ -1,0 +1,61 @@
+/**
+ * The containers of a deployment as one resource, `runtime.release/<project>-<env>`: its spec is
+ * the spec hash of every service (what the manifest asks to run) and the slot port each entry
+ * should forward to. Observing reads the live slot's containers and the forwarder's table;
+ * executing either re-points entries (the forwarder lost them) or runs a blue-green deploy.
+ */
+import { containerName } from '../manifest/names.js';
+import type { Deployment } from '../manifest/types.js';
+import type { EnvironmentRecord } from '../registry/types.js';
+import { entryId, specsFor } from '../deploy/bluegreen.js';
+import type { ForwarderClient } from '../deploy/forwarder-client.js';
+import { LABEL, type Runtime } from '../runtime/types.js';
+import { makeResource, type Observed, type Resource } from './model.js';
+
+export interface ReleaseSpec extends Record<string, unknown> {
+  /** service -> spec hash of the container the manifest asks for. */
+  services: Record<string, string>;
+  /** service -> slot port its entry forwards to (web and internal services). */
+  entries: Record<string, number>;
+}
+
+export function releaseName(projectId: string, env: string): string {
+  return `${projectId}-${env}`;
+}
+
+/** What version label a deploy gets: the tags of the images, e.g. "v2" or "web:v2,api:v1". */
+export function versionOf(d: Deployment): string {
+  const tags = [...new Set(d.services.map((s) => s.image.split('@')[0]!.split('/').pop()!.split(':')[1] ?? 'latest'))];
+  return tags.length === 1 ? tags[0]! : d.services.map((s) => `${s.name}:${s.image.split(':').pop()}`).join(',');
+}
+
+export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'ports' | 'liveSlot'>, envFile: string | null, dependsOn: string[]): Resource<ReleaseSpec> {
+  const slot = rec.liveSlot ?? 'blue';
+  const specs = specsFor(d, rec as EnvironmentRecord, slot, envFile, versionOf(d));
+  const services = Object.fromEntries(specs.map((s) => [s.service, s.labels[LABEL.specHash]!]));
+  const entries: Record<string, number> = {};
+  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = rec.ports[s.name]![slot];
+  return makeResource('runtime.release', releaseName(d.projectId, d.env), { services, entries }, dependsOn);
+}
+
+export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord, 'liveSlot'>, runtime: Runtime, forwarder: ForwarderClient, r: Resource): Promise<Observed> {
+  if (!rec.liveSlot) return { key: r.key, exists: false };
+  const services: Record<string, string> = {};
+  for (const s of d.services) {
+    const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, rec.liveSlot));
+    services[s.name] = st?.running ? st.labels[LABEL.specHash] ?? '(unlabelled)' : st ? `(${st.status})` : '(missing)';
+  }
+  const table = await forwarder.list();
+  const entries: Record<string, number> = {};
+  for (const s of d.services) {
+    const e = table.find((x) => x.id === entryId(d.projectId, d.env, s.name));
+    if (e) entries[s.name] = e.target;
+  }
+  const anyRunning = Object.values(services).some((h) => !h.startsWith('('));
+  return { key: r.key, exists: anyRunning, spec: { services, entries } };
+}
+
+/** Only the entries differ (the forwarder lost its table): re-pointing them is enough. */
+export function onlyEntriesDiffer(changes: Array<{ field: string }>): boolean {
+  return changes.length > 0 && changes.every((c) => c.field === 'entries');
+}
