@@ -10,6 +10,7 @@ import { registerStack } from './stack.js';
 import { registerApply } from './apply.js';
 import { registerDestroy } from './destroy.js';
 import { registerForwarder } from './forwarder.js';
+import { registerDeploy } from './deploy.js';
 
 const program = new Command('codeb')
   .description(
@@ -30,6 +31,7 @@ Docs: docs/manifest.md (every field), docs/cli.md (commands), docs/stack.md (loc
 registerInit(program);
 registerValidate(program);
 registerApply(program);
+registerDeploy(program);
 registerDestroy(program);
 registerRegistry(program);
 registerStack(program);

@@ -18,7 +18,7 @@ export const DEFAULTS = {
   releaseTimeout: '5m',
   checksAfterDeploy: 3,
   backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as Array<'database' | 'storage'> },
-  deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '30s', keepPrevious: '1h', drain: '10s' },
+  deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '10s', keepPrevious: '1h', drain: '10s' },
   storageBuckets: ['uploads'],
   cacheIsolation: 'db' as const,
 };

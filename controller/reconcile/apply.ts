@@ -35,6 +35,8 @@ export interface ApplyOptions {
   planOnly?: boolean;
   /** Injected in tests; default: loadSettings(). */
   settings?: Settings;
+  /** `codeb deploy --image`: `ref` or `service=ref`. */
+  images?: string[];
 }
 
 export interface StepResult {
@@ -101,7 +103,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const started = Date.now();
   const reporter = opts.reporter ?? silentReporter;
   const manifest = requireManifest(opts.manifestFile);
-  const d = resolveDeployment(manifest, opts.env);
+  const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));
@@ -191,6 +193,37 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       await closeAll(providers);
     }
   });
+}
+
+const IMAGE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+
+function repository(image: string): string {
+  const bare = image.split('@')[0]!;
+  const slash = bare.lastIndexOf('/');
+  const colon = bare.lastIndexOf(':');
+  return colon > slash ? bare.slice(0, colon) : bare;
+}
+
+/** `codeb deploy --image`: replace images by repository, or by service name with `service=ref`. Pure. */
+export function overrideImages(d: Deployment, images: string[]): Deployment {
+  if (!images.length) return d;
+  const services = d.services.map((s) => ({ ...s }));
+  for (const arg of images) {
+    const eq = arg.indexOf('=');
+    const [svc, ref] = eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [null, arg];
+    if (!IMAGE.test(ref) || ref.length > 255) {
+      throw new CodebError(`--image ${JSON.stringify(arg)} is not a valid image reference.`, { exitCode: 2, hint: 'Use [registry/]name[:tag][@sha256:digest] in lowercase, e.g. ghcr.io/org/app:1f2e3d4, or service=ref.' });
+    }
+    const targets = svc ? services.filter((s) => s.name === svc) : services.filter((s) => repository(s.image) === repository(ref));
+    if (!targets.length) {
+      throw new CodebError(svc ? `--image ${arg}: no service named "${svc}".` : `--image ${ref}: no service uses the repository ${repository(ref)}.`, {
+        exitCode: 2,
+        hint: `Services: ${d.services.map((s) => `${s.name} (${s.image})`).join(', ')}. Name one with --image <service>=<ref>.`,
+      });
+    }
+    for (const t of targets) t.image = ref;
+  }
+  return { ...d, services };
 }
 
 /** Deploy steps are printed one level deeper than the apply step that runs them. */

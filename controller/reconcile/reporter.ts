@@ -27,6 +27,8 @@ export function consoleReporter(stream: NodeJS.WriteStream = process.stderr): Re
       write(tty ? ` ${result} (${formatMs(ms)})\n` : `  ${label} ... ${result} (${formatMs(ms)})\n`);
     },
     fail: (label, message, ms) => {
+      // The full error (with details) is printed once at the end; the step line gets its headline.
+      message = message.split('\n')[0] ?? message;
       write(tty ? ` FAILED (${formatMs(ms)})\n    ${message}\n` : `  ${label} ... FAILED (${formatMs(ms)})\n    ${message}\n`);
     },
     info: (line) => write(line + '\n'),

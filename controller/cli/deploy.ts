@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { CodebError, EXIT } from '../errors.js';
+import { eprintln, printJson, println, runCommand } from './output.js';
+import { globalRegistry } from './registry.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function registerDeploy(program: Command): void {
+  program
+    .command('deploy')
+    .description('Deploy a new image blue-green: apply the manifest with the image(s) replaced (what CI runs)')
+    .argument('<manifest>', 'manifest file')
+    .option('-i, --image <ref>', 'new image: `ref` (replaces the image of every service with the same repository) or `service=ref`; repeatable', collect, [])
+    .option('-e, --env <name>', 'environment (default: the primary one)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 deployed (or nothing to change), 1 codeb or a service failed, 2 invalid manifest or --image,
+            3 health gate failed and traffic untouched, 4 rolled back after the switch.
+Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env production`,
+    )
+    .action((manifest: string, opts: { image: string[]; env?: string; json?: boolean }, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        if (!opts.image.length) throw new CodebError('deploy needs at least one --image.', { exitCode: EXIT.invalid, hint: 'Use `codeb apply` to apply the manifest as written.' });
+        const { applyManifest } = await import('../reconcile/apply.js');
+        const { renderApplySummary } = await import('../reconcile/render.js');
+        const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
+        if (!opts.json) eprintln(`Deploying ${opts.image.join(', ')} with ${manifest}${opts.env ? ` (${opts.env})` : ''}`);
+        const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), images: opts.image, reporter: opts.json ? silentReporter : consoleReporter() });
+        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, applied: r.applied, url: r.url, deploy: r.deploy ?? null, durationMs: r.durationMs });
+        else println(renderApplySummary(r));
+        return EXIT.ok;
+      }),
+    );
+
+  program
+    .command('rollback')
+    .description('Switch traffic back to the previous version (the retained slot) in one step')
+    .argument('<project>', 'project id')
+    .option('-e, --env <name>', 'environment', 'production')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nWhen the previous slot is gone (after `codeb gc` or its keepPrevious window), redeploy an earlier image with `codeb deploy --image` (see `codeb history`).')
+    .action((project: string, opts: { env: string; json?: boolean }, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { rollback } = await import('../deploy/rollback.js');
+        const r = await rollback({ project, env: opts.env, registry: globalRegistry(cmd) });
+        if (opts.json) printJson({ ok: true, ...r });
+        else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
+      }),
+    );
+
+  program
+    .command('history')
+    .description('Deploys, rollbacks and applies of a project: who, when, image, result, health timings, switch time')
+    .argument('<project>', 'project id')
+    .option('-e, --env <name>', 'environment', 'production')
+    .option('--json', 'print as JSON')
+    .action((project: string, opts: { env: string; json?: boolean }, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { registryPath } = await import('../settings.js');
+        const { readRegistryFile } = await import('../registry/store.js');
+        const file = registryPath(globalRegistry(cmd));
+        const rec = readRegistryFile(file).projects[project]?.environments[opts.env];
+        if (!rec) throw new CodebError(`No deployment ${project} (${opts.env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
+        if (opts.json) return void printJson({ project, env: opts.env, history: rec.history });
+        if (!rec.history.length) return void println('No history yet.');
+        for (const h of rec.history) {
+          const d = (h.detail ?? {}) as Record<string, unknown>;
+          const parts = [h.at, h.action.padEnd(8), h.result.padEnd(11), `by ${h.by}`];
+          if (d.version) parts.push(`version ${String(d.version)}`);
+          if (d.from !== undefined || d.to !== undefined) parts.push(`${String(d.from ?? 'none')} -> ${String(d.to)}`);
+          if (typeof d.switchMs === 'number') parts.push(`switch ${d.switchMs} ms`);
+          if (Array.isArray(d.health)) parts.push(`health ${(d.health as Array<{ service: string; ms: number }>).map((x) => `${x.service} ${x.ms} ms`).join(', ')}`);
+          if (h.result !== 'ok' && d.reason) parts.push(`: ${String(d.reason)}`);
+          println(parts.join('  '));
+        }
+      }),
+    );
+
+  program
+    .command('gc')
+    .description('Stop previous slots whose keepPrevious window has passed (closing their long-lived connections)')
+    .option('--now', 'retire every retained slot now, whatever its window')
+    .option('--json', 'print as JSON')
+    .action((opts: { now?: boolean; json?: boolean }, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { gc } = await import('../deploy/rollback.js');
+        const r = await gc({ registry: globalRegistry(cmd), force: opts.now });
+        if (opts.json) printJson({ ok: true, ...r });
+        else if (!r.retired.length) println('Nothing to retire.');
+        else for (const x of r.retired) println(`Retired ${x.project} (${x.env}) ${x.slot}: ${x.containers} container(s) stopped, ${x.streamsClosed} open connection(s) closed.`);
+      }),
+    );
+}

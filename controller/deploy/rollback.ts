@@ -1,0 +1,110 @@
+/**
+ * `codeb rollback` (back to the retained slot in one switch) and `codeb gc` (retire slots past
+ * their retention window). Both work from the registry record: no manifest needed.
+ */
+import { CodebError } from '../errors.js';
+import { containerName, type Slot } from '../manifest/names.js';
+import { actor, withRegistryLock } from '../registry/store.js';
+import type { EnvironmentRecord, RegistryDocument } from '../registry/types.js';
+import { PodmanApiRuntime } from '../runtime/podman-api.js';
+import type { Runtime } from '../runtime/types.js';
+import { loadSettings, registryPath, type Settings } from '../settings.js';
+import { pushHistory } from '../reconcile/apply.js';
+import { entryId, otherSlot } from './bluegreen.js';
+import { ForwarderClient } from './forwarder-client.js';
+
+export interface RollbackResult {
+  project: string;
+  env: string;
+  from: Slot;
+  to: Slot;
+  switchMs: number;
+  images: Record<string, string>;
+}
+
+function findRecord(doc: RegistryDocument, file: string, project: string, env: string): EnvironmentRecord {
+  const rec = doc.projects[project]?.environments[env];
+  if (!rec) throw new CodebError(`No deployment ${project} (${env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
+  return rec;
+}
+
+/** Services whose slot containers serve traffic through an entry. */
+function routedServices(rec: EnvironmentRecord): string[] {
+  return Object.keys(rec.ports);
+}
+
+export async function rollback(opts: { project: string; env: string; registry?: string; settings?: Settings }): Promise<RollbackResult> {
+  const settings = opts.settings ?? loadSettings();
+  const file = registryPath(opts.registry);
+  const runtime = new PodmanApiRuntime(settings.podman.socketPath);
+  const forwarder = new ForwarderClient(settings.forwarder.socketPath);
+  try {
+    return await withRegistryLock(file, { command: `codeb rollback ${opts.project} --env ${opts.env}` }, async (tx) => {
+      const doc = tx.read();
+      const rec = findRecord(doc, file, opts.project, opts.env);
+      if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
+      const back = otherSlot(rec.liveSlot);
+      const missing: string[] = [];
+      for (const s of routedServices(rec)) {
+        const st = await runtime.inspect(containerName(opts.project, opts.env, s, back));
+        if (!st?.running) missing.push(s);
+      }
+      if (!rec.retained || rec.retained.slot !== back || missing.length) {
+        throw new CodebError(`No previous version of ${opts.project} (${opts.env}) is running to switch back to${missing.length ? ` (${missing.join(', ')} not running in the ${back} slot)` : ''}.`, {
+          hint: 'Redeploy an earlier image instead: `codeb deploy <manifest> --image <earlier image>` (`codeb history` lists the images deployed before).',
+        });
+      }
+      const t0 = performance.now();
+      await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back])));
+      const switchMs = performance.now() - t0;
+      const from = rec.liveSlot;
+      const currentImages = Object.fromEntries(rec.containers.filter((c) => c.slot === from).map((c) => [c.service, c.image]));
+      const images = rec.retained.images;
+      rec.liveSlot = back;
+      // The version rolled back from is now the retained one, for a roll forward.
+      rec.retained = { slot: from, until: rec.retained.until, images: currentImages };
+      rec.health = { status: 'healthy', lastCheck: new Date().toISOString() };
+      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'rollback', result: 'ok', detail: { from, to: back, switchMs: Math.round(switchMs * 10) / 10, images } });
+      await tx.write(doc);
+      return { project: opts.project, env: opts.env, from, to: back, switchMs, images };
+    });
+  } finally {
+    await runtime.close();
+  }
+}
+
+export interface GcResult {
+  retired: Array<{ project: string; env: string; slot: Slot; containers: number; streamsClosed: number }>;
+}
+
+/** Retire every retained slot whose window has passed (or all of them with `now`). */
+export async function gc(opts: { registry?: string; settings?: Settings; force?: boolean; runtime?: Runtime }): Promise<GcResult> {
+  const settings = opts.settings ?? loadSettings();
+  const file = registryPath(opts.registry);
+  const runtime = opts.runtime ?? new PodmanApiRuntime(settings.podman.socketPath);
+  const forwarder = new ForwarderClient(settings.forwarder.socketPath);
+  try {
+    return await withRegistryLock(file, { command: 'codeb gc' }, async (tx) => {
+      const doc = tx.read();
+      const retired: GcResult['retired'] = [];
+      for (const p of Object.values(doc.projects)) {
+        for (const rec of Object.values(p.environments)) {
+          const r = rec.retained;
+          if (!r || (!opts.force && Date.parse(r.until) > Date.now())) continue;
+          let streamsClosed = 0;
+          for (const s of routedServices(rec)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), rec.ports[s]![r.slot], 0).catch(() => 0);
+          const names = rec.containers.filter((c) => c.slot === r.slot).map((c) => c.name);
+          for (const n of names) await runtime.remove(n);
+          rec.containers = rec.containers.filter((c) => c.slot !== r.slot);
+          rec.retained = null;
+          pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'gc', result: 'ok', detail: { slot: r.slot, containers: names.length, streamsClosed } });
+          retired.push({ project: p.id, env: rec.env, slot: r.slot, containers: names.length, streamsClosed });
+        }
+      }
+      if (retired.length) await tx.write(doc);
+      return { retired };
+    });
+  } finally {
+    if (!opts.runtime) await runtime.close();
+  }
+}
