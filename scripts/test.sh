@@ -12,6 +12,8 @@ npm run --silent build
 export CODEB_HOME="${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
 mkdir -p "$CODEB_HOME"
 node bin/codeb.js stack up
+# Test images (no registry is reachable): built into the stack's Podman, skipped when up to date.
+bash scripts/build-test-images.sh
 
 status=0
 npx vitest run "$@" || status=$?
