@@ -90,7 +90,7 @@ describe('resolveDeployment: defaults', () => {
       features: { database: null, cache: null, storage: null, websockets: false, sse: false },
       monitoring: { checksAfterDeploy: 3, alerts: { webhook: undefined, email: [] } },
       backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] },
-      deploy: { strategy: 'blue-green', deadlineMs: 120_000, verifyAfterSwitch: 3, watchAfterSwitchMs: 30_000, keepPreviousMs: 3_600_000, drainMs: 10_000 },
+      deploy: { strategy: 'blue-green', deadlineMs: 120_000, verifyAfterSwitch: 3, watchAfterSwitchMs: 10_000, keepPreviousMs: 3_600_000, drainMs: 10_000 },
     });
   });
 
