@@ -9,6 +9,7 @@ import { containerName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, EnvironmentRecord } from '../registry/types.js';
 import type { Reporter } from '../reconcile/reporter.js';
+import { listeningPorts } from '../registry/ports-in-use.js';
 import { containerSpec } from '../runtime/spec.js';
 import type { ContainerSpec, Runtime } from '../runtime/types.js';
 import type { ForwarderClient } from './forwarder-client.js';
@@ -213,6 +214,15 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
 
   // A slot still retained from the deploy before last is replaced by this one.
   await removeSlot(ctx, toSlot);
+  // With host networking a slot port taken by some other process would make the new container
+  // crash-loop (or, worse, the health probe would reach that process): say so before starting.
+  const listening = listeningPorts();
+  const taken = specs.filter((s) => s.port !== null && listening.has(s.port));
+  if (taken.length) {
+    throw new CodebError(`Port${taken.length > 1 ? 's' : ''} ${taken.map((s) => `${s.port} (${s.service}, ${toSlot} slot)`).join(', ')} ${taken.length > 1 ? 'are' : 'is'} in use by another process on this machine.`, {
+      hint: 'Stop that process, or give the service other hostPorts in the manifest (`codeb registry release` + apply re-allocates free ones).',
+    });
+  }
   for (const spec of specs) {
     const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
     rec.containers.push(containerRecord(spec, st.id, 'starting'));
