@@ -28,6 +28,12 @@ Exit codes: 0 ok, 1 codeb or a service failed, 2 invalid input, 3 health gate fa
 Docs: docs/manifest.md (every field), docs/cli.md (commands), docs/stack.md (local stack).`,
   );
 
+// Before the commands are added, so every subcommand inherits it.
+program.exitOverride((err) => {
+  // commander's own usage errors (unknown option, missing argument) are invalid input.
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
 registerInit(program);
 registerValidate(program);
 registerApply(program);
@@ -37,10 +43,7 @@ registerRegistry(program);
 registerStack(program);
 registerForwarder(program);
 
-program.exitOverride((err) => {
-  // commander's own usage errors (unknown option, missing argument) are invalid input.
-  process.exit(err.exitCode === 0 ? 0 : 2);
-});
+
 
 // Output piped into `head` and the like: stop quietly when the reader goes away.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

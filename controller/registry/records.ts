@@ -1,7 +1,7 @@
 /** Pure changes to the registry document: record an allocation, release a deployment. */
 import type { Deployment } from '../manifest/types.js';
 import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
-import type { Allocation, AllocationRequest } from './allocate.js';
+import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
 import type { EnvironmentRecord, RegistryDocument } from './types.js';
 
 export function allocationRequest(d: Deployment): AllocationRequest {
@@ -35,12 +35,36 @@ function mergeKeepingOld(old: string[], wanted: string[]): string[] {
   return wanted.map((w) => old.find((o) => o.split('-').pop() === w.split('-').pop()) ?? w);
 }
 
+/**
+ * Different project ids can derive the same names (food-app and food both give food_db): a name
+ * another deployment holds is refused, never shared — sharing would hand one project the other's
+ * database, bucket or Redis user.
+ */
+export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: ReturnType<typeof deploymentNames>): void {
+  for (const p of Object.values(doc.projects)) {
+    for (const e of Object.values(p.environments)) {
+      if (p.id === d.projectId && e.env === d.env) continue;
+      const clash =
+        (names.database && (e.database === names.database || e.databaseRole === names.databaseRole) && `database ${names.database}`) ||
+        (names.redisUser && e.redisUser === names.redisUser && `Redis user ${names.redisUser}`) ||
+        names.buckets.find((b) => e.buckets.includes(b));
+      if (clash) {
+        throw new AllocationError(
+          `${d.projectId} (${d.env}) would use ${clash.startsWith('database') || clash.startsWith('Redis') ? clash : `bucket ${clash}`}, which project "${p.id}" (${e.env}) already has: both ids derive the same name.`,
+          'Choose a project id that differs after the naming rule (a trailing -app is dropped, dashes become underscores); docs/manifest.md lists the rules.',
+        );
+      }
+    }
+  }
+}
+
 export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Allocation, now: string): EnvironmentRecord {
   const project = (doc.projects[d.projectId] ??= { id: d.projectId, name: d.projectName, createdAt: now, updatedAt: now, environments: {} });
   project.name = d.projectName;
   project.updatedAt = now;
   const existing = project.environments[d.env];
   const names = deploymentNames(d, existing);
+  assertNamesFree(doc, d, names);
   const rec: EnvironmentRecord = {
     env: d.env,
     status: existing?.status ?? 'allocated',
