@@ -59,8 +59,20 @@ export function registerRegistry(program: Command): void {
           throw new CodebError(`Project "${project}" has no environment "${opts.env}" in the registry.`, { hint: `It has: ${Object.keys(rec.environments).join(', ') || 'none'}.` });
         }
         const view = inspectView(rec, opts.env);
-        if (opts.json) printJson(view);
-        else println(renderInspect(view));
+        // Say how the project's buckets are accessed: per-project keys need a real MinIO admin API.
+        let storage: { perProjectKeys: boolean; note: string } | undefined;
+        if (Object.values(view.environments).some((e) => e.buckets?.length)) {
+          try {
+            const { loadSettings } = await import('../settings.js');
+            const { storageCapabilities } = await import('../providers/storage.js');
+            const caps = storageCapabilities(loadSettings());
+            storage = { perProjectKeys: caps.perProjectKeys, note: caps.note };
+          } catch {
+            storage = undefined; // no settings here: nothing to say about the storage server
+          }
+        }
+        if (opts.json) printJson(storage ? { ...view, storage } : view);
+        else println(renderInspect(view) + (storage ? `\n\nstorage access: ${storage.note}` : ''));
       }),
     );
 

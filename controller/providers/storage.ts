@@ -49,7 +49,7 @@ export function storageCapabilities(settings: StorageSettings | Pick<Settings, '
   return {
     policies: true,
     lifecycle: true,
-    perProjectKeys: true,
+    perProjectKeys: false,
     note:
       'MinIO: bucket policies and lifecycle rules are applied by codeb. Per-project access keys need the MinIO admin API ' +
       '(mc admin user/policy), which codeb does not drive yet: projects get the configured key until it does.',

@@ -76,7 +76,7 @@ export function renderInspect(v: InspectView): string {
     out.push(`  domain      ${e.domain ?? '-'}${e.aliases?.length ? ` (aliases: ${e.aliases.join(', ')})` : ''}`);
     const ports = Object.entries(e.ports);
     out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${p.blue}, green ${p.green})`).join('; ') : '-'}`);
-    out.push(`  live slot   ${e.liveSlot ?? '-'}`);
+    out.push(`  live slot   ${e.liveSlot ?? '-'}${e.retained ? ` (previous version retained in ${e.retained.slot} until ${e.retained.until})` : ''}`);
     out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
     out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);
     out.push(`  buckets     ${e.buckets?.length ? e.buckets.join(', ') : '-'}`);
@@ -84,7 +84,10 @@ export function renderInspect(v: InspectView): string {
     out.push(`  containers  ${e.containers.length ? '' : '-'}`);
     for (const c of e.containers) out.push(`    ${c.name}  ${c.image}  ${c.state}${c.hostPort ? `  :${c.hostPort}` : ''}${c.id ? `  ${c.id.slice(0, 12)}` : ''}`);
     out.push(`  history     ${e.history.length ? '' : '-'}`);
-    for (const h of e.history.slice(-10)) out.push(`    ${h.at}  ${h.action}  ${h.result}  by ${h.by}`);
+    for (const h of e.history.slice(-10)) {
+      const d = (h.detail ?? {}) as Record<string, unknown>;
+      out.push(`    ${h.at}  ${h.action}  ${h.result}  by ${h.by}${d.version ? `  ${String(d.version)}` : ''}${typeof d.switchMs === 'number' ? `  switch ${d.switchMs} ms` : ''}`);
+    }
   }
   return out.join('\n');
 }
