@@ -54,10 +54,11 @@ function json<T = Record<string, unknown>>(r: Run): T {
   }
 }
 
-function manifest(id: string, opts: { cache?: boolean; hostPorts?: PortPair } = {}): string {
+function manifest(id: string, opts: { cache?: boolean; hostPorts?: { blue: number; green: number; entry?: number } } = {}): string {
   const file = join(dir, 'manifests', `${id}.yaml`);
   mkdirSync(dirname(file), { recursive: true });
-  const hostPorts = opts.hostPorts ? `\n    hostPorts: { blue: ${opts.hostPorts.blue}, green: ${opts.hostPorts.green} }` : '';
+  const hp = opts.hostPorts;
+  const hostPorts = hp ? `\n    hostPorts: { blue: ${hp.blue}, green: ${hp.green}${hp.entry === undefined ? '' : `, entry: ${hp.entry}`} }` : '';
   writeFileSync(
     file,
     `apiVersion: codeb/v1
@@ -95,7 +96,7 @@ function holdings(doc: RegistryDocument): { ports: number[]; redis: number[] } {
   const redis: number[] = [];
   for (const p of Object.values(doc.projects)) {
     for (const e of Object.values(p.environments)) {
-      for (const pair of Object.values(e.ports)) ports.push(pair.blue, pair.green);
+      for (const pair of Object.values(e.ports)) ports.push(pair.blue, pair.green, pair.entry);
       if (e.redisDb !== null) redis.push(e.redisDb);
     }
   }
@@ -133,11 +134,14 @@ describe('20 allocations at once', () => {
     const outs = runs.map((r) => json<AllocateOut>(r));
     expect(outs.map((o) => o.project).sort()).toEqual(ids);
 
-    const pairs = outs.map((o) => o.ports.web!);
+    const triples = outs.map((o) => o.ports.web!);
     expect(outs.every((o) => Object.keys(o.ports).join() === 'web')).toBe(true); // the worker gets no ports
-    expect(new Set(pairs.map((p) => `${p.blue}/${p.green}`)).size).toBe(COUNT);
-    const ports = pairs.flatMap((p) => [p.blue, p.green]);
-    expect(new Set(ports).size).toBe(2 * COUNT);
+    for (const p of triples) expect(Object.keys(p).sort()).toEqual(['blue', 'entry', 'green']);
+    expect(new Set(triples.map((p) => `${p.entry}>${p.blue}/${p.green}`)).size).toBe(COUNT);
+    // 20 processes, three ports each (blue, green, entry): 60 distinct ports.
+    const ports = triples.flatMap((p) => [p.blue, p.green, p.entry]);
+    expect(ports).toHaveLength(3 * COUNT);
+    expect(new Set(ports).size).toBe(3 * COUNT);
     for (const p of ports) expect(p >= 3000 && p <= 3999, `port ${p} in 3000-3999`).toBe(true);
     const dbs = outs.map((o) => o.redisDb!);
     expect(new Set(dbs).size).toBe(COUNT);
@@ -194,8 +198,9 @@ describe('20 allocations at once', () => {
     expect(Object.keys(doc.projects).sort()).toEqual(winners);
     const h = holdings(doc);
     expect([...h.redis].sort((a, b) => a - b)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
-    expect(new Set(h.ports).size).toBe(28);
-    expect(h.ports).toHaveLength(28);
+    // 14 deployments, three ports each.
+    expect(new Set(h.ports).size).toBe(42);
+    expect(h.ports).toHaveLength(42);
     expect(readdirSync(dirname(file)).sort()).toEqual(['projects.json']);
 
     // Plain output says the same to a person, on stderr.
@@ -219,7 +224,8 @@ describe('reading and releasing the result', () => {
     const doc = readDoc(file());
     for (const d of out.deployments) {
       const rec = doc.projects[d.project]!.environments.production!;
-      expect(d).toMatchObject({ env: 'production', status: 'allocated', redisDb: rec.redisDb, ports: `web:${rec.ports.web!.blue}/${rec.ports.web!.green}` });
+      const web = rec.ports.web!;
+      expect(d).toMatchObject({ env: 'production', status: 'allocated', redisDb: rec.redisDb, ports: `web:${web.entry}>${web.blue}/${web.green}` });
     }
   });
 
@@ -227,8 +233,10 @@ describe('reading and releasing the result', () => {
     const r = await codeb(['registry', 'list'], { CODEB_REGISTRY: file() });
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^PROJECT\s+ENV\s+STATUS/);
+    expect(lines[0]).toMatch(/^PROJECT\s+ENV\s+STATUS\s+DOMAIN\s+PORTS \(entry>blue\/green\)\s/);
     expect(lines).toHaveLength(COUNT + 1);
+    const web = readDoc(file()).projects['conc-07']!.environments.production!.ports.web!;
+    expect(lines.find((l) => l.startsWith('conc-07 '))).toContain(` web:${web.entry}>${web.blue}/${web.green} `);
   });
 
   it('inspects one project, whole or one environment', async () => {
@@ -247,7 +255,7 @@ describe('reading and releasing the result', () => {
     const text = await codeb(['--registry', file(), 'registry', 'inspect', 'conc-07']);
     expect(text.code).toBe(0);
     const web = doc.projects['conc-07']!.environments.production!.ports.web!;
-    expect(text.stdout).toContain(`web blue ${web.blue} green ${web.green}`);
+    expect(text.stdout).toContain(`web entry ${web.entry} (blue ${web.blue}, green ${web.green})`);
     expect(text.stdout).toContain(`redis db    ${doc.projects['conc-07']!.environments.production!.redisDb}`);
   });
 
@@ -277,6 +285,14 @@ describe('reading and releasing the result', () => {
     const refused = await codeb(['--registry', file(), 'registry', 'allocate', newcomer, '--json'], { CODEB_REDIS_DATABASES: '22' });
     expect(refused.code).toBe(1);
     expect(json<{ error: { message: string } }>(refused).error.message).toContain(`held by project "conc-03" (environment production, service web, blue)`);
+    // ...and so is one that wants only conc-03's entry port.
+    const entryOnly = manifest('entrycomer', { hostPorts: { blue: 3950, green: 3951, entry: freed.ports.web!.entry } });
+    const refusedEntry = await codeb(['--registry', file(), 'registry', 'allocate', entryOnly, '--json'], { CODEB_REDIS_DATABASES: '22' });
+    expect(refusedEntry.code).toBe(1);
+    expect(json<{ error: { message: string } }>(refusedEntry).error.message).toBe(
+      `Port ${freed.ports.web!.entry} (service web, entry port) is already held by project "conc-03" (environment production, service web, entry port).`,
+    );
+    expect(readDoc(file())).toEqual(before);
 
     const rel = await codeb(['--registry', file(), 'registry', 'release', 'conc-03', '--json']);
     expect(rel.code).toBe(0);

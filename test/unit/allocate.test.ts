@@ -14,15 +14,16 @@ import {
   type Allocation,
   type AllocationPolicy,
   type AllocationRequest,
+  type ExplicitPorts,
 } from '../../controller/registry/allocate.js';
 import { parseProcNetTcp } from '../../controller/registry/ports-in-use.js';
 import { releaseDeployment } from '../../controller/registry/records.js';
-import { emptyRegistry, type EnvironmentRecord, type PortPair, type RegistryDocument } from '../../controller/registry/types.js';
+import { emptyRegistry, type EnvironmentRecord, type PortPair, type PortRole, type RegistryDocument } from '../../controller/registry/types.js';
 
 const NOW = '2025-01-01T00:00:00.000Z';
 
 type Svc = AllocationRequest['services'][number];
-const web = (name = 'web', explicit: PortPair | null = null): Svc => ({ name, needsPorts: true, explicit });
+const web = (name = 'web', explicit: ExplicitPorts | null = null): Svc => ({ name, needsPorts: true, explicit });
 const worker = (name = 'worker'): Svc => ({ name, needsPorts: false, explicit: null });
 
 function request(projectId: string, services: Svc[], opts: { env?: string; redis?: boolean } = {}): AllocationRequest {
@@ -67,7 +68,7 @@ function allocateAndRecord(doc: RegistryDocument, req: AllocationRequest, pol = 
 }
 
 function allPorts(doc: RegistryDocument): number[] {
-  return Object.values(doc.projects).flatMap((p) => Object.values(p.environments).flatMap((e) => Object.values(e.ports).flatMap((pp) => [pp.blue, pp.green])));
+  return Object.values(doc.projects).flatMap((p) => Object.values(p.environments).flatMap((e) => Object.values(e.ports).flatMap((pp) => [pp.blue, pp.green, pp.entry])));
 }
 
 function catchError(fn: () => unknown): Error {
@@ -81,22 +82,24 @@ function catchError(fn: () => unknown): Error {
 
 describe('allocate: ports', () => {
   it.each([
-    { case: 'one web service', services: [web()], want: { web: { blue: 3000, green: 3001 } } },
-    { case: 'two web services', services: [web('api'), web('web')], want: { api: { blue: 3000, green: 3001 }, web: { blue: 3002, green: 3003 } } },
+    // Three ports per service, taken in the order blue, green, entry.
+    { case: 'one web service', services: [web()], want: { web: { blue: 3000, green: 3001, entry: 3002 } } },
+    { case: 'two web services', services: [web('api'), web('web')], want: { api: { blue: 3000, green: 3001, entry: 3002 }, web: { blue: 3003, green: 3004, entry: 3005 } } },
     { case: 'a worker only', services: [worker()], want: {} },
-    { case: 'web and worker', services: [worker('beat'), web('web'), worker('celery')], want: { web: { blue: 3000, green: 3001 } } },
+    { case: 'web and worker', services: [worker('beat'), web('web'), worker('celery')], want: { web: { blue: 3000, green: 3001, entry: 3002 } } },
   ])('first allocation in an empty registry: $case', ({ services, want }) => {
     const a = allocate(emptyRegistry(NOW), request('alpha', services));
     expect(a.ports).toEqual(want);
     expect(a.redisDb).toBeNull();
   });
 
-  it('gives a second project the next free pair and never a port twice', () => {
+  it('gives a second project the next free ports and never a port twice, entry ports included', () => {
     const doc = emptyRegistry(NOW);
     allocateAndRecord(doc, request('alpha', [web('api'), web('web')]));
     const b = allocateAndRecord(doc, request('beta', [web()]));
-    expect(b.ports).toEqual({ web: { blue: 3004, green: 3005 } });
+    expect(b.ports).toEqual({ web: { blue: 3006, green: 3007, entry: 3008 } });
     const ports = allPorts(doc);
+    expect(ports).toHaveLength(9);
     expect(new Set(ports).size).toBe(ports.length);
   });
 
@@ -104,85 +107,145 @@ describe('allocate: ports', () => {
     const doc = emptyRegistry(NOW);
     allocateAndRecord(doc, request('alpha', [web()], { env: 'production' }));
     const staging = allocateAndRecord(doc, request('alpha', [web()], { env: 'staging' }));
-    expect(staging.ports).toEqual({ web: { blue: 3002, green: 3003 } });
+    expect(staging.ports).toEqual({ web: { blue: 3003, green: 3004, entry: 3005 } });
   });
 
   it('keeps the ports of a known deployment on re-run, even though its own containers now listen on them', () => {
     const doc = emptyRegistry(NOW);
     allocateAndRecord(doc, request('alpha', [web()]));
     const first = allocateAndRecord(doc, request('beta', [web()], { redis: true }));
-    expect(first).toEqual({ ports: { web: { blue: 3002, green: 3003 } }, redisDb: 2 });
-    // alpha goes away, so the lowest free pair is 3000/3001 again; beta must still keep 3002/3003.
+    expect(first).toEqual({ ports: { web: { blue: 3003, green: 3004, entry: 3005 } }, redisDb: 2 });
+    // alpha goes away, so the lowest free ports are 3000-3002 again; beta must still keep 3003-3005,
+    // although its containers and its forwarder (on the entry port) listen on all three.
     releaseDeployment(doc, 'alpha', 'production');
-    const again = allocate(doc, request('beta', [web()], { redis: true }), policy({ busyPorts: new Set([3002, 3003]) }));
+    const again = allocate(doc, request('beta', [web()], { redis: true }), policy({ busyPorts: new Set([3003, 3004, 3005]) }));
     expect(again).toEqual(first);
   });
 
-  it('adds a pair for a service new to a known deployment and keeps the old ones', () => {
+  it('adds three ports for a service new to a known deployment and keeps the old ones', () => {
     const doc = emptyRegistry(NOW);
     allocateAndRecord(doc, request('alpha', [web()]));
     allocateAndRecord(doc, request('beta', [web()]));
     const grown = allocate(doc, request('alpha', [web(), web('admin')]));
-    expect(grown.ports).toEqual({ web: { blue: 3000, green: 3001 }, admin: { blue: 3004, green: 3005 } });
+    expect(grown.ports).toEqual({ web: { blue: 3000, green: 3001, entry: 3002 }, admin: { blue: 3006, green: 3007, entry: 3008 } });
   });
 
-  it('honours explicit hostPorts, also outside the automatic range, and keeps automatic picks off them', () => {
-    const a = allocate(emptyRegistry(NOW), request('stock', [web('gateway'), web('frontend', { blue: 3000, green: 3001 }), web('admin', { blue: 8100, green: 8101 })]));
+  it('honours explicit hostPorts, also outside the automatic range, allocates a missing entry, and keeps automatic picks off them', () => {
+    const a = allocate(
+      emptyRegistry(NOW),
+      request('stock', [web('gateway'), web('frontend', { blue: 3000, green: 3001 }), web('admin', { blue: 8100, green: 8101, entry: 8102 }), web('api', { blue: 3100, green: 3101, entry: 3003 })]),
+    );
     expect(a.ports).toEqual({
-      frontend: { blue: 3000, green: 3001 },
-      admin: { blue: 8100, green: 8101 },
-      gateway: { blue: 3002, green: 3003 },
+      // Automatic picks skip every port the manifest names (3000, 3001 and api's entry 3003)...
+      gateway: { blue: 3002, green: 3004, entry: 3005 },
+      // ...and frontend, which names no entry, gets the next free one.
+      frontend: { blue: 3000, green: 3001, entry: 3006 },
+      admin: { blue: 8100, green: 8101, entry: 8102 },
+      api: { blue: 3100, green: 3101, entry: 3003 },
     });
   });
 
-  it.each(['blue', 'green'] as const)('rejects an explicit port (%s) held by another project, naming that project, env, service and slot', (slot) => {
+  const roleName = (role: PortRole): string => (role === 'entry' ? 'entry port' : role);
+  const HELD: PortPair = { blue: 3300, green: 3301, entry: 3302 };
+  const conflicts = (['blue', 'green', 'entry'] as const).flatMap((wantedRole) => (['blue', 'green', 'entry'] as const).map((heldRole) => ({ wantedRole, heldRole })));
+
+  it.each(conflicts)(
+    'rejects an explicit $wantedRole port that another project holds as its $heldRole port, naming that project, env, service and role',
+    ({ wantedRole, heldRole }) => {
+      const doc = emptyRegistry(NOW);
+      put(doc, 'alpha', 'staging', { ports: { api: { ...HELD } }, redisDb: null });
+      const port = HELD[heldRole];
+      const wanted: ExplicitPorts = { blue: 3500, green: 3501, entry: 3502, [wantedRole]: port };
+      const err = catchError(() => allocate(doc, request('beta', [web('frontend', wanted)])));
+      expect(err).toBeInstanceOf(AllocationError);
+      expect(err.message).toBe(`Port ${port} (service frontend, ${roleName(wantedRole)}) is already held by project "alpha" (environment staging, service api, ${roleName(heldRole)}).`);
+      expect((err as AllocationError).hint).toMatch(/hostPorts/);
+      expect((err as AllocationError).exitCode).toBe(1);
+    },
+  );
+
+  it('rejects an explicit port that is the automatically allocated entry port of another project', () => {
     const doc = emptyRegistry(NOW);
-    put(doc, 'alpha', 'staging', { ports: { api: { blue: 3300, green: 3301 } }, redisDb: null });
-    const wanted = slot === 'blue' ? { blue: 3300, green: 3500 } : { blue: 3500, green: 3301 };
-    const err = catchError(() => allocate(doc, request('beta', [web('frontend', wanted)])));
+    // alpha names blue and green only; its entry port (3000) comes from the range.
+    expect(allocateAndRecord(doc, request('alpha', [web('web', { blue: 3300, green: 3301 })])).ports).toEqual({ web: { blue: 3300, green: 3301, entry: 3000 } });
+    const err = catchError(() => allocate(doc, request('beta', [web('web', { blue: 3400, green: 3401, entry: 3000 })])));
     expect(err).toBeInstanceOf(AllocationError);
-    const port = slot === 'blue' ? 3300 : 3301;
-    expect(err.message).toContain(`Port ${port}`);
-    expect(err.message).toContain('service frontend');
-    expect(err.message).toContain('"alpha"');
-    expect(err.message).toContain('environment staging');
-    expect(err.message).toContain('service api');
-    expect(err.message).toContain(`, ${slot})`);
-    expect((err as AllocationError).hint).toMatch(/hostPorts/);
-    expect((err as AllocationError).exitCode).toBe(1);
+    expect(err.message).toBe('Port 3000 (service web, entry port) is already held by project "alpha" (environment production, service web, entry port).');
   });
 
   it('allows the same explicit ports again for the deployment that already holds them', () => {
     const doc = emptyRegistry(NOW);
-    allocateAndRecord(doc, request('stock', [web('frontend', { blue: 3300, green: 3301 })]));
-    expect(allocate(doc, request('stock', [web('frontend', { blue: 3300, green: 3301 })])).ports).toEqual({ frontend: { blue: 3300, green: 3301 } });
+    allocateAndRecord(doc, request('stock', [web('frontend', { blue: 3300, green: 3301, entry: 3302 })]));
+    expect(allocate(doc, request('stock', [web('frontend', { blue: 3300, green: 3301, entry: 3302 })])).ports).toEqual({ frontend: { blue: 3300, green: 3301, entry: 3302 } });
   });
 
-  it('skips busy ports for new allocations', () => {
-    const a = allocate(emptyRegistry(NOW), request('alpha', [web('api'), web('web')]), policy({ busyPorts: new Set([3000, 3002, 3003]) }));
-    expect(a.ports).toEqual({ api: { blue: 3001, green: 3004 }, web: { blue: 3005, green: 3006 } });
+  it('explicit blue and green without entry: the entry port is allocated once and kept on every re-run', () => {
+    const doc = emptyRegistry(NOW);
+    const first = allocateAndRecord(doc, request('stock', [web('frontend', { blue: 3300, green: 3301 })]));
+    expect(first.ports).toEqual({ frontend: { blue: 3300, green: 3301, entry: 3000 } });
+    // Its forwarder now listens on 3000, and another project takes the next ports...
+    allocateAndRecord(doc, request('beta', [web()]));
+    expect(doc.projects.beta!.environments.production!.ports).toEqual({ web: { blue: 3001, green: 3002, entry: 3003 } });
+    // ...yet the re-run keeps 3000 as the entry port instead of picking a new one.
+    const again = allocateAndRecord(doc, request('stock', [web('frontend', { blue: 3300, green: 3301 })]), policy({ busyPorts: new Set([3000, 3300, 3301]) }));
+    expect(again).toEqual(first);
+  });
+
+  it('a known deployment whose manifest now names ports gets them and keeps the rest', () => {
+    const doc = emptyRegistry(NOW);
+    allocateAndRecord(doc, request('alpha', [web('api'), web('web')]));
+    expect(doc.projects.alpha!.environments.production!.ports).toEqual({ api: { blue: 3000, green: 3001, entry: 3002 }, web: { blue: 3003, green: 3004, entry: 3005 } });
+    // api now names new slot ports and no entry (its entry is kept); web names all three, with a new entry.
+    const a = allocate(doc, request('alpha', [web('api', { blue: 3400, green: 3401 }), web('web', { blue: 3003, green: 3004, entry: 3500 })]));
+    expect(a.ports).toEqual({ api: { blue: 3400, green: 3401, entry: 3002 }, web: { blue: 3003, green: 3004, entry: 3500 } });
+  });
+
+  it('skips busy ports for new allocations, entry ports included', () => {
+    // 3005 would be api's entry port and 3009 web's entry port, were they free.
+    const busy = new Set([3000, 3002, 3003, 3005, 3009]);
+    const a = allocate(emptyRegistry(NOW), request('alpha', [web('api'), web('web')]), policy({ busyPorts: busy }));
+    expect(a.ports).toEqual({ api: { blue: 3001, green: 3004, entry: 3006 }, web: { blue: 3007, green: 3008, entry: 3010 } });
   });
 
   it('uses the configured port range', () => {
     const a = allocate(emptyRegistry(NOW), request('alpha', [web()]), policy({ portRange: { min: 4500, max: 4600 } }));
-    expect(a.ports).toEqual({ web: { blue: 4500, green: 4501 } });
+    expect(a.ports).toEqual({ web: { blue: 4500, green: 4501, entry: 4502 } });
   });
 
-  it('fails clearly when the port range is exhausted', () => {
+  it.each([3, 4, 5, 6, 8, 9, 10])('a range of %i ports fits floor(N/3) services, then fails clearly', (size) => {
     const doc = emptyRegistry(NOW);
-    const pol = policy({ portRange: { min: 3000, max: 3004 } });
-    allocateAndRecord(doc, request('alpha', [web()]), pol);
-    allocateAndRecord(doc, request('beta', [web()]), pol);
-    // One port (3004) is left: not enough for a blue-green pair.
+    const max = 3000 + size - 1;
+    const pol = policy({ portRange: { min: 3000, max } });
+    const fits = Math.floor(size / 3);
+    for (let i = 0; i < fits; i++) allocateAndRecord(doc, request(`p${i}`, [web()]), pol);
+    const ports = allPorts(doc);
+    expect(ports).toHaveLength(3 * fits);
+    expect(new Set(ports).size).toBe(ports.length);
+    for (const p of ports) expect(p >= 3000 && p <= max).toBe(true);
+    // What is left (size mod 3 ports) is not enough for blue, green and entry.
     const err = catchError(() => allocate(doc, request('gamma', [web()]), pol));
     expect(err).toBeInstanceOf(AllocationError);
-    expect(err.message).toMatch(/No free ports left in 3000-3004 for project "gamma" \(production\)/);
+    expect(err.message).toBe(`No free ports left in 3000-${max} for project "gamma" (production).`);
     expect((err as AllocationError).hint).toMatch(/CODEB_PORT_RANGE/);
   });
 
+  it('two services need six ports: a range of five fits neither completely', () => {
+    const pol = policy({ portRange: { min: 3000, max: 3004 } });
+    expect(() => allocate(emptyRegistry(NOW), request('alpha', [web('api'), web('web')]), pol)).toThrow(/No free ports left in 3000-3004/);
+    expect(allocate(emptyRegistry(NOW), request('alpha', [web('api'), web('web')]), policy({ portRange: { min: 3000, max: 3005 } })).ports).toEqual({
+      api: { blue: 3000, green: 3001, entry: 3002 },
+      web: { blue: 3003, green: 3004, entry: 3005 },
+    });
+  });
+
   it('counts busy ports towards exhaustion', () => {
-    const err = catchError(() => allocate(emptyRegistry(NOW), request('alpha', [web()]), policy({ portRange: { min: 3000, max: 3002 }, busyPorts: new Set([3001, 3002]) })));
+    const range = { min: 3000, max: 3003 };
+    // Four ports, one busy: three are left, exactly enough.
+    expect(allocate(emptyRegistry(NOW), request('alpha', [web()]), policy({ portRange: range, busyPorts: new Set([3001]) })).ports).toEqual({ web: { blue: 3000, green: 3002, entry: 3003 } });
+    // Two busy: no room for the entry port.
+    const err = catchError(() => allocate(emptyRegistry(NOW), request('alpha', [web()]), policy({ portRange: range, busyPorts: new Set([3001, 3002]) })));
     expect(err).toBeInstanceOf(AllocationError);
+    expect(err.message).toMatch(/No free ports left in 3000-3003/);
   });
 
   it('does not change the document it allocates against', () => {
@@ -247,7 +310,7 @@ describe('release', () => {
     const doc = emptyRegistry(NOW);
     const alpha = allocateAndRecord(doc, request('alpha', [web()], { redis: true }));
     allocateAndRecord(doc, request('beta', [web()], { redis: true }));
-    expect(allocate(doc, request('gamma', [web()], { redis: true }))).toEqual({ ports: { web: { blue: 3004, green: 3005 } }, redisDb: 4 });
+    expect(allocate(doc, request('gamma', [web()], { redis: true }))).toEqual({ ports: { web: { blue: 3006, green: 3007, entry: 3008 } }, redisDb: 4 });
 
     expect(releaseDeployment(doc, 'alpha', 'production')).toBe(true);
     expect(doc.projects.alpha).toBeUndefined();
@@ -264,12 +327,14 @@ describe('release', () => {
     expect(releaseDeployment(doc, 'nobody', 'production')).toBe(false);
   });
 
-  it('frees an explicit port for another project', () => {
+  it('frees explicit and allocated entry ports for another project', () => {
     const doc = emptyRegistry(NOW);
     allocateAndRecord(doc, request('alpha', [web('web', { blue: 3300, green: 3301 })]));
     expect(() => allocate(doc, request('beta', [web('web', { blue: 3300, green: 3301 })]))).toThrow(AllocationError);
+    expect(() => allocate(doc, request('beta', [web('web', { blue: 3400, green: 3401, entry: 3000 })]))).toThrow(AllocationError);
     releaseDeployment(doc, 'alpha', 'production');
-    expect(allocate(doc, request('beta', [web('web', { blue: 3300, green: 3301 })])).ports.web).toEqual({ blue: 3300, green: 3301 });
+    expect(allocate(doc, request('beta', [web('web', { blue: 3300, green: 3301 })])).ports.web).toEqual({ blue: 3300, green: 3301, entry: 3000 });
+    expect(allocate(doc, request('beta', [web('web', { blue: 3400, green: 3401, entry: 3000 })])).ports.web).toEqual({ blue: 3400, green: 3401, entry: 3000 });
   });
 });
 

@@ -41,11 +41,32 @@ describe('desired state', () => {
       'storage.bucket/backup',
       'files.envfile/food-delivery-app.production.env',
       'proxy.route/codeb-food-delivery-app-production',
+      'runtime.release/food-delivery-app-production',
     ]);
     const db = rs.find((r) => r.kind === 'postgres.database')!;
     expect(db.spec).toEqual({ owner: 'food_delivery_db_owner', publicConnect: false, extensions: ['pg_trgm'] });
+    // Caddy routes to the stable entry port (the third port allocated), never to a slot's port.
+    expect(rec.ports.web).toEqual({ blue: 3000, green: 3001, entry: 3002 });
     const route = rs.find((r) => r.kind === 'proxy.route')!;
-    expect(route.spec).toMatchObject({ domains: ['food-delivery.localhost'], tls: 'off', upstreams: [{ path: null, port: 3000, service: 'web' }], websockets: true });
+    expect(route.spec).toMatchObject({ domains: ['food-delivery.localhost'], tls: 'off', upstreams: [{ path: null, port: rec.ports.web!.entry, service: 'web' }], websockets: true });
+  });
+
+  it('the route stays on the entry ports whichever slot is live; only the forwarder entries follow the slot', () => {
+    const { d, rec } = deploymentOf('manifests/stock-analysis.yaml');
+    const routeFor = (liveSlot: 'blue' | 'green' | null) => desired(d, { ...rec, liveSlot }, settings).find((r) => r.kind === 'proxy.route')!;
+    const releaseFor = (liveSlot: 'blue' | 'green' | null) => desired(d, { ...rec, liveSlot }, settings).find((r) => r.kind === 'runtime.release')!;
+    // Same route (so no Caddy reload) before the first deploy, on blue and on green.
+    expect(routeFor('green')).toEqual(routeFor('blue'));
+    expect(routeFor(null)).toEqual(routeFor('blue'));
+    const upstreamPorts = (routeFor('green').spec.upstreams as Array<{ port: number }>).map((u) => u.port);
+    const slotPorts = Object.values(rec.ports).flatMap((p) => [p.blue, p.green]);
+    for (const port of upstreamPorts) expect(slotPorts).not.toContain(port);
+    // The forwarder's entries point at the live slot's ports.
+    for (const slot of ['blue', 'green'] as const) {
+      const entries = releaseFor(slot).spec.entries as Record<string, number>;
+      expect(entries.frontend).toBe(rec.ports.frontend![slot]);
+      expect(entries.gateway).toBe(rec.ports.gateway![slot]);
+    }
   });
 
   it('env file carries secret placeholders, never secret values', () => {
@@ -61,18 +82,22 @@ describe('desired state', () => {
   it('stock-analysis: path-prefixed upstream comes before the catch-all; prefix isolation for Redis', () => {
     const { d, rec } = deploymentOf('manifests/stock-analysis.yaml');
     const rs = desired(d, rec, settings);
+    // hostPorts name blue and green only: the entry ports come from the range, allocated after the
+    // explicit ports are set aside, in manifest order (frontend, then gateway, then the internal services).
+    expect(rec.ports.frontend).toEqual({ blue: 3300, green: 3301, entry: 3000 });
+    expect(rec.ports.gateway).toEqual({ blue: 3310, green: 3311, entry: 3001 });
     const route = rs.find((r) => r.kind === 'proxy.route')!;
     expect(route.spec.upstreams).toEqual([
-      { path: '/api', port: 3310, service: 'gateway' },
-      { path: null, port: 3300, service: 'frontend' },
+      { path: '/api', port: rec.ports.gateway!.entry, service: 'gateway' },
+      { path: null, port: rec.ports.frontend!.entry, service: 'frontend' },
     ]);
     expect(rs.find((r) => r.kind === 'redis.user')!.spec).toMatchObject({ isolation: 'prefix', keyPrefix: 'stock-analysis:' });
     expect(rs.some((r) => r.kind === 'storage.bucket')).toBe(false);
   });
 
-  it('minimal: no database, cache or storage means only the env file and the route', () => {
+  it('minimal: no database, cache or storage means only the env file, the route and the release', () => {
     const { d, rec } = deploymentOf('manifests/minimal.yaml');
-    expect(desired(d, rec, settings).map((r) => r.kind)).toEqual(['files.envfile', 'proxy.route']);
+    expect(desired(d, rec, settings).map((r) => r.kind)).toEqual(['files.envfile', 'proxy.route', 'runtime.release']);
   });
 
   it('owned resources come from the registry record alone and exclude the shared backup bucket', () => {

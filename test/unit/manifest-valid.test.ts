@@ -123,6 +123,39 @@ describe('manifests/qna-community.yaml (the regional Q&A community)', () => {
   });
 });
 
+describe('explicit hostPorts', () => {
+  it('may name the entry port beside blue and green, or leave it to allocation, here and in an environment', () => {
+    const file = join(tmp, 'entry-ports.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: codeb/v1
+project: { id: entry-ports }
+services:
+  web:
+    image: localhost/demo:v1
+    port: 8080
+    hostPorts: { blue: 3100, green: 3101, entry: 3102 }
+  api:
+    image: localhost/demo-api:v1
+    port: 8081
+    routePath: /api
+    hostPorts: { blue: 3110, green: 3111 }
+environments:
+  staging:
+    services:
+      web:
+        hostPorts: { blue: 3200, green: 3201, entry: 3202 }
+`,
+    );
+    const checked = checkManifest(file);
+    expect(checked.issues).toEqual([]);
+    const prod = Object.fromEntries(resolveDeployment(checked.manifest!).services.map((s) => [s.name, s.hostPorts]));
+    expect(prod).toEqual({ web: { blue: 3100, green: 3101, entry: 3102 }, api: { blue: 3110, green: 3111 } });
+    const staging = Object.fromEntries(resolveDeployment(checked.manifest!, 'staging').services.map((s) => [s.name, s.hostPorts]));
+    expect(staging).toEqual({ web: { blue: 3200, green: 3201, entry: 3202 }, api: null });
+  });
+});
+
 describe('codeb validate', () => {
   const rel = (name: string) => `manifests/${name}`;
 

@@ -196,7 +196,7 @@ describe('resolveDeployment: environments', () => {
         replicas: 1,
         env: { LOG_LEVEL: 'debug' },
         server: 'app2',
-        services: { web: { env: { SERVICE: 'web-staging' }, hostPorts: { blue: 3200, green: 3201 } }, worker: { image: 'ghcr.io/acme/shop-worker:canary', replicas: 0, resources: { memory: '64Mi' } } },
+        services: { web: { env: { SERVICE: 'web-staging' }, hostPorts: { blue: 3200, green: 3201, entry: 3202 } }, worker: { image: 'ghcr.io/acme/shop-worker:canary', replicas: 0, resources: { memory: '64Mi' } } },
       },
       development: { tls: 'internal' },
     },
@@ -300,7 +300,7 @@ describe('resolveDeployment: environments', () => {
 
   it('explicit hostPorts belong to the primary environment; others get them only from their own override', () => {
     expect(svc(prod(), 'web').hostPorts).toEqual({ blue: 3100, green: 3101 });
-    expect(svc(staging(), 'web').hostPorts).toEqual({ blue: 3200, green: 3201 });
+    expect(svc(staging(), 'web').hostPorts).toEqual({ blue: 3200, green: 3201, entry: 3202 });
     expect(svc(dev(), 'web').hostPorts).toBeNull();
     expect(svc(prod(), 'api').hostPorts).toBeNull();
   });

@@ -50,7 +50,7 @@ function envRecord(over: Partial<EnvironmentRecord> = {}): EnvironmentRecord {
     updatedAt: NOW,
     domain: 'alpha.localhost',
     aliases: [],
-    ports: { web: { blue: 3000, green: 3001 } },
+    ports: { web: { blue: 3000, green: 3001, entry: 3002 } },
     redisDb: 2,
     redisUser: 'alpha',
     database: 'alpha_db',
@@ -162,6 +162,9 @@ describe('readRegistryFile', () => {
     ['a Redis DB that is not a number', (d: RegistryDocument) => ((d.projects.alpha!.environments.production as unknown as Record<string, unknown>).redisDb = 'two'), '/projects/alpha/environments/production/redisDb'],
     ['an unknown status', (d: RegistryDocument) => ((d.projects.alpha!.environments.production as unknown as Record<string, unknown>).status = 'sleeping'), '/projects/alpha/environments/production/status'],
     ['a port out of range', (d: RegistryDocument) => (d.projects.alpha!.environments.production!.ports.web!.green = 70000), '/projects/alpha/environments/production/ports/web/green'],
+    ['an entry port out of range', (d: RegistryDocument) => (d.projects.alpha!.environments.production!.ports.web!.entry = 70000), '/projects/alpha/environments/production/ports/web/entry'],
+    ['a service without an entry port', (d: RegistryDocument) => delete (d.projects.alpha!.environments.production!.ports.web as unknown as Record<string, unknown>).entry, '/projects/alpha/environments/production/ports/web'],
+    ['an unknown port role', (d: RegistryDocument) => ((d.projects.alpha!.environments.production!.ports.web as unknown as Record<string, unknown>).canary = 3003), '/projects/alpha/environments/production/ports/web'],
     ['a missing field', (d: RegistryDocument) => delete (d.projects.alpha!.environments.production as unknown as Record<string, unknown>).health, '/projects/alpha/environments/production'],
     ['an unknown top-level key', (d: RegistryDocument) => ((d as unknown as Record<string, unknown>).extra = 1), '/'],
   ])('refuses a document with %s, naming where', (_case, spoil, where) => {
