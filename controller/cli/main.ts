@@ -11,6 +11,8 @@ import { registerApply } from './apply.js';
 import { registerDestroy } from './destroy.js';
 import { registerForwarder } from './forwarder.js';
 import { registerDeploy } from './deploy.js';
+import { registerServer } from './server.js';
+import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
 const program = new Command('codeb')
   .description(
@@ -23,10 +25,15 @@ const program = new Command('codeb')
   .addHelpText(
     'after',
     `
-Exit codes: 0 ok, 1 codeb or a service failed, 2 invalid input, 3 health gate failed (traffic untouched),
-            4 rolled back after the switch, 10 plan has pending changes.
-Docs: docs/manifest.md (every field), docs/cli.md (commands), docs/stack.md (local stack).`,
+Remote servers: plan, apply, deploy, destroy, rollback, history, gc and registry list/inspect run ON the
+server (its codeb, registry and services) over SSH when --host or the manifest's servers[].host is not local.
+Exit codes: 0 ok, 1 codeb or a service failed (or the SSH connection), 2 invalid input, 3 health gate failed
+            (traffic untouched), 4 rolled back after the switch, 10 plan has pending changes.
+Docs: docs/manifest.md (every field), docs/remote.md (SSH, servers), docs/ci.md (GitHub Actions), docs/stack.md.`,
   );
+addTransportOptions(program);
+program.hook('preAction', beforeAction);
+program.hook('postAction', afterAction);
 
 // Before the commands are added, so every subcommand inherits it.
 program.exitOverride((err) => {
@@ -42,12 +49,18 @@ registerDestroy(program);
 registerRegistry(program);
 registerStack(program);
 registerForwarder(program);
+registerServer(program);
 
 
 
-// Output piped into `head` and the like: stop quietly when the reader goes away.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-});
+if (process.env.CODEB_REMOTE_SESSION === '1') {
+  // Started over SSH by another codeb: a dropped connection must not cut a deploy in half.
+  keepRunningWithoutOutput();
+} else {
+  // Output piped into `head` and the like: stop quietly when the reader goes away.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
+}
 
 await program.parseAsync(process.argv);

@@ -19,8 +19,16 @@ export function eprintln(line = ''): void {
   process.stderr.write(redactText(line) + '\n');
 }
 
+let lastFailure: { message: string; exitCode: number } | undefined;
+
+/** The error the command ended with, if any (for the GitHub step summary). */
+export function commandFailure(): { message: string; exitCode: number } | undefined {
+  return lastFailure;
+}
+
 /** Turn any thrown value into a readable message and the exit code it means. */
 export function reportError(err: unknown, json: boolean): number {
+  lastFailure = { message: redactText(err instanceof Error ? err.message : String(err)), exitCode: err instanceof CodebError ? err.exitCode : EXIT.failure };
   if (err instanceof CodebError) {
     if (json) {
       printJson({ ok: false, error: { message: err.message, where: err.where, hint: err.hint } });
