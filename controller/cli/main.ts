@@ -25,8 +25,9 @@ const program = new Command('codeb')
   .addHelpText(
     'after',
     `
-Remote servers: plan, apply, deploy, destroy, rollback, history, gc and registry list/inspect run ON the
-server (its codeb, registry and services) over SSH when --host or the manifest's servers[].host is not local.
+Remote servers: plan, apply, deploy, destroy, rollback, history, gc and registry list/inspect/allocate/release
+run ON the server (its codeb, registry and services) over SSH when --host or the manifest's servers[].host
+is not local (docs/remote.md).
 Exit codes: 0 ok, 1 codeb or a service failed (or the SSH connection), 2 invalid input, 3 health gate failed
             (traffic untouched), 4 rolled back after the switch, 10 plan has pending changes.
 Docs: docs/manifest.md (every field), docs/remote.md (SSH, servers), docs/ci.md (GitHub Actions), docs/stack.md.`,

@@ -14,8 +14,8 @@ import type { Deployment } from '../manifest/types.js';
 import { commandFailure, reportError } from './output.js';
 
 /** Commands that act on a server, by path; the first argument of MANIFEST_COMMANDS is a manifest. */
-const REMOTE_COMMANDS = new Set(['plan', 'apply', 'deploy', 'destroy', 'rollback', 'history', 'gc', 'registry list', 'registry inspect']);
-const MANIFEST_COMMANDS = new Set(['plan', 'apply', 'deploy']);
+const REMOTE_COMMANDS = new Set(['plan', 'apply', 'deploy', 'destroy', 'rollback', 'history', 'gc', 'registry list', 'registry inspect', 'registry allocate', 'registry release']);
+const MANIFEST_COMMANDS = new Set(['plan', 'apply', 'deploy', 'registry allocate']);
 const SUMMARY_COMMANDS = new Set(['apply', 'deploy']);
 /** Global options that choose and reach the server; never forwarded to it. */
 const TRANSPORT_OPTIONS = new Set(['host', 'identity', 'remoteCodeb']);

@@ -129,6 +129,11 @@ afterAll(async () => {
 
 describe.sequential('codeb over SSH (real sshd on 127.0.0.1)', () => {
   it('apply over SSH: the server registry has the deployment, the app answers through Caddy, a local plan on the server finds nothing to change', async () => {
+    // The allocation is made in the server's registry too (registry allocate takes the manifest's server).
+    const allocated = await codeb(['--registry', registry, 'registry', 'allocate', manifest, '--json'], clientEnv());
+    expect(allocated.code).toBe(0);
+    expect(readRegistryFile(registry).projects[project]?.environments.production?.status).toBe('allocated');
+
     const r = await codeb(['--registry', registry, 'apply', manifest], clientEnv());
     expect(r.stderr).not.toContain('error:');
     expect(r.code).toBe(0);
