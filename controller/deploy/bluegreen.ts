@@ -12,7 +12,7 @@ import type { Reporter } from '../reconcile/reporter.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
 import { containerSpec } from '../runtime/spec.js';
 import type { ContainerSpec, Runtime } from '../runtime/types.js';
-import type { ForwarderClient } from './forwarder-client.js';
+import { switchTimes, type ForwarderClient } from './forwarder-client.js';
 import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
 
 export const otherSlot = (s: Slot): Slot => (s === 'blue' ? 'green' : 'blue');
@@ -46,8 +46,10 @@ export interface DeployOutcome {
   toSlot: Slot;
   images: Record<string, string>;
   health: ServiceHealth[];
-  /** From "every new container healthy" to "every entry switched". */
+  /** From "every new container healthy" to "every entry switched" (in the forwarder). */
   switchMs: number | null;
+  /** From "every new container healthy" until the forwarder confirmed every entry (table saved). */
+  switchAckMs?: number;
   verify: ProbeResult[];
   reason: string;
   logTail?: string;
@@ -114,7 +116,8 @@ export async function gateService(ctx: DeployContext, spec: ContainerSpec, s: Re
       const st = await runtime.inspect(spec.name);
       const up = Boolean(st?.running) && (st?.restartCount ?? 0) === restarts0;
       const long = clock.now() - started >= hc.startPeriodMs;
-      return { ok: up && long, at: new Date().toISOString(), ms: 0, detail: up ? (long ? 'up' : 'up, within start period') : `not running (${st?.status ?? 'gone'})` };
+      const detail = up ? (long ? 'up' : 'up, within start period') : st?.running ? `restarted ${st.restartCount - restarts0} time(s) since it started` : `not running (${st?.status ?? 'gone'})`;
+      return { ok: up && long, at: new Date().toISOString(), ms: 0, detail };
     };
   }
   const opts = hc.kind === 'uptime' ? { ...gateOptions(ctx.d, s), successes: 1, startPeriodMs: 0, deadlineMs: ctx.d.deploy.deadlineMs + hc.startPeriodMs } : gateOptions(ctx.d, s);
@@ -126,16 +129,20 @@ function containerRecord(spec: ContainerSpec, id: string | null, state: string):
   return { service: spec.service, slot: spec.slot, name: spec.name, id, image: spec.image, hostPort: spec.port, state, startedAt: new Date().toISOString() };
 }
 
-/** Point every routed or internal service's entry at a slot. Returns the time the switch took. */
-async function switchEntries(ctx: DeployContext, slot: Slot): Promise<number> {
-  const t0 = performance.now();
-  await Promise.all(
+/**
+ * Point every routed or internal service's entry at a slot. switchMs: from `since` until the
+ * forwarder had switched the last entry; ackMs: until the last answer (after it saved its table).
+ */
+async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrtime.bigint()): Promise<{ switchMs: number; ackMs: number }> {
+  const acks = await Promise.all(
     ctx.d.services
       .filter((s) => s.port !== null && ctx.rec.ports[s.name])
       .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot])),
   );
-  return performance.now() - t0;
+  return switchTimes(since, acks);
 }
+
+const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.switchMs.toFixed(1)} ms${v.ackMs - v.switchMs >= 1 ? ` (confirmed after ${v.ackMs.toFixed(1)} ms)` : ''}`;
 
 async function removeSlot(ctx: DeployContext, slot: Slot, only?: (s: ResolvedService) => boolean): Promise<void> {
   await Promise.all(
@@ -214,6 +221,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
 
   // A slot still retained from the deploy before last is replaced by this one.
   await removeSlot(ctx, toSlot);
+  if (rec.retained?.slot === toSlot) rec.retained = null;
   // With host networking a slot port taken by some other process would make the new container
   // crash-loop (or, worse, the health probe would reach that process): say so before starting.
   const listening = listeningPorts();
@@ -241,9 +249,12 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
     await ctx.persist();
     return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; '), logTail };
   }
+  // switchMs runs from "every new container healthy" to "every entry switched".
+  const healthyAt = process.hrtime.bigint();
   for (const c of rec.containers) if (c.slot === toSlot) c.state = 'running';
 
-  const switchMs = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot), (ms) => `switched in ${ms.toFixed(1)} ms`);
+  const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt), switched);
+  const switchMs = sw.switchMs;
   rec.liveSlot = toSlot;
   await ctx.persist();
 
@@ -256,14 +267,14 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
     const logTail = await runtime.logsTail(specs[0]!.name, 30).catch(() => '');
     const canGoBack = fromSlot !== null && (await Promise.all(d.services.filter((s) => s.port !== null).map((s) => runtime.inspect(containerName(d.projectId, d.env, s.name, fromSlot))))).every((st) => st?.running);
     if (canGoBack) {
-      await step(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), (ms) => `switched in ${ms.toFixed(1)} ms`);
+      await step(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
       rec.liveSlot = fromSlot;
     } else {
       rec.liveSlot = fromSlot;
     }
     await removeSlot(ctx, toSlot);
     await ctx.persist();
-    return { ...base, result: 'rolled-back', health, switchMs, verify: verify.results, reason: watchFailure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
+    return { ...base, result: 'rolled-back', health, switchMs, switchAckMs: sw.ackMs, verify: verify.results, reason: watchFailure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
   }
   // Old workers ran beside the new ones during the watch so a rollback needs no restart; now they
   // stop, so no queue is consumed and no schedule fired twice for longer than the watch window.
@@ -271,7 +282,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
     await removeSlot(ctx, fromSlot, (s) => s.type === 'worker');
     await ctx.persist();
   }
-  return { ...base, result: 'deployed', health, switchMs, verify: verify.results, reason: 'healthy, switched and verified' };
+  return { ...base, result: 'deployed', health, switchMs, switchAckMs: sw.ackMs, verify: verify.results, reason: 'healthy, switched and verified' };
 }
 
 /** Exit code and error for a failed outcome. */

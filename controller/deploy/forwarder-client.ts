@@ -1,7 +1,7 @@
 /** Talk to the forwarder daemon over its Unix control socket. */
 import { request } from 'node:http';
 import { ServiceUnavailableError } from '../errors.js';
-import type { ForwarderEntry } from './forwarder.js';
+import type { ForwarderEntry, SetResult } from './forwarder.js';
 
 export class ForwarderClient {
   constructor(readonly socketPath: string) {}
@@ -32,7 +32,8 @@ export class ForwarderClient {
   async list(): Promise<ForwarderEntry[]> {
     return (await this.call<{ entries: ForwarderEntry[] }>('GET', '/entries')).entries;
   }
-  set(id: string, entryPort: number, target: number): Promise<{ previous: number | null; switchMs: number }> {
+  /** `switchedAt` may be missing when the forwarder runs an older codeb. */
+  set(id: string, entryPort: number, target: number): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
     return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target });
   }
   async retire(id: string, port: number, graceMs: number): Promise<number> {
@@ -41,4 +42,19 @@ export class ForwarderClient {
   async remove(id: string): Promise<boolean> {
     return (await this.call<{ removed: boolean }>('DELETE', `/entries/${encodeURIComponent(id)}`)).removed;
   }
+}
+
+/**
+ * Time from `since` (process.hrtime.bigint()) until traffic was switched by every acknowledged
+ * set (the forwarder's own switch instant), and until the last acknowledgement arrived.
+ */
+export function switchTimes(since: bigint, acks: Array<{ switchedAt?: string }>): { switchMs: number; ackMs: number } {
+  const done = process.hrtime.bigint();
+  let last = since;
+  for (const a of acks) {
+    const at = a.switchedAt ? BigInt(a.switchedAt) : done; // an older forwarder: only the answer is known
+    if (at > last) last = at;
+  }
+  if (last > done) last = done;
+  return { switchMs: Number(last - since) / 1e6, ackMs: Number(done - since) / 1e6 };
 }

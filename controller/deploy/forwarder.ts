@@ -27,6 +27,18 @@ export interface ForwarderEntry {
   updatedAt: string;
 }
 
+export interface SetResult {
+  previous: number | null;
+  /** How long the in-memory switch took. */
+  switchMs: number;
+  /**
+   * When new requests started going to the new target: process.hrtime.bigint() (CLOCK_MONOTONIC,
+   * the same clock in every process on the machine), as a decimal string. The answer itself comes
+   * later: the table is persisted (fsync) first, and a busy forwarder answers later still.
+   */
+  switchedAt: string;
+}
+
 interface LiveEntry extends ForwarderEntry {
   server: Server;
   /** Long-lived or in-flight connections per slot port, closed when that slot is retired. */
@@ -57,7 +69,7 @@ export class Forwarder {
    * Point an entry at a slot port. New requests go there from the moment this returns; the
    * returned time is how long the switch itself took.
    */
-  async set(id: string, entryPort: number, target: number, persist = true): Promise<{ previous: number | null; switchMs: number }> {
+  async set(id: string, entryPort: number, target: number, persist = true): Promise<SetResult> {
     const t0 = process.hrtime.bigint();
     let e = this.entries.get(id);
     if (e && e.entryPort !== entryPort) {
@@ -82,9 +94,10 @@ export class Forwarder {
       });
       this.entries.set(id, live);
     }
-    const switchMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    const switchedAt = process.hrtime.bigint();
+    const switchMs = Number(switchedAt - t0) / 1e6;
     if (persist) await this.save();
-    return { previous, switchMs };
+    return { previous, switchMs, switchedAt: switchedAt.toString() };
   }
 
   async remove(id: string, persist = true): Promise<boolean> {
@@ -139,11 +152,14 @@ export class Forwarder {
     return a;
   }
 
-  private track(e: LiveEntry, port: number, socket: Socket): void {
+  /** Remember a connection to a slot until it closes; the returned function forgets it sooner. */
+  private track(e: LiveEntry, port: number, socket: Socket): () => void {
     let set = e.open.get(port);
     if (!set) e.open.set(port, (set = new Set()));
     set.add(socket);
-    socket.once('close', () => set!.delete(socket));
+    const forget = () => set!.delete(socket);
+    socket.once('close', forget);
+    return forget;
   }
 
   private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0): void {
@@ -160,7 +176,9 @@ export class Forwarder {
       // Streams (SSE) are flushed chunk by chunk and tracked so retiring the slot can end them.
       if (String(up.headers['content-type'] ?? '').startsWith('text/event-stream')) {
         res.flushHeaders();
-        this.track(e, port, req.socket);
+        // Only while the stream lasts: Caddy reuses the connection afterwards (keep-alive), maybe
+        // for requests to the other slot, which retiring this one must not cut.
+        res.once('close', this.track(e, port, req.socket));
       }
       up.pipe(res);
     });

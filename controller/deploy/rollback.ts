@@ -11,14 +11,17 @@ import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
 import { entryId, otherSlot } from './bluegreen.js';
-import { ForwarderClient } from './forwarder-client.js';
+import { ForwarderClient, switchTimes } from './forwarder-client.js';
 
 export interface RollbackResult {
   project: string;
   env: string;
   from: Slot;
   to: Slot;
+  /** From the command's switch request until the forwarder had switched every entry. */
   switchMs: number;
+  /** ... until the forwarder confirmed every entry (after saving its table). */
+  switchAckMs: number;
   images: Record<string, string>;
 }
 
@@ -54,9 +57,9 @@ export async function rollback(opts: { project: string; env: string; registry?: 
           hint: 'Redeploy an earlier image instead: `codeb deploy <manifest> --image <earlier image>` (`codeb history` lists the images deployed before).',
         });
       }
-      const t0 = performance.now();
-      await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back])));
-      const switchMs = performance.now() - t0;
+      const t0 = process.hrtime.bigint();
+      const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back])));
+      const { switchMs, ackMs } = switchTimes(t0, acks);
       const from = rec.liveSlot;
       const currentImages = Object.fromEntries(rec.containers.filter((c) => c.slot === from).map((c) => [c.service, c.image]));
       const images = rec.retained.images;
@@ -64,9 +67,9 @@ export async function rollback(opts: { project: string; env: string; registry?: 
       // The version rolled back from is now the retained one, for a roll forward.
       rec.retained = { slot: from, until: rec.retained.until, images: currentImages };
       rec.health = { status: 'healthy', lastCheck: new Date().toISOString() };
-      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'rollback', result: 'ok', detail: { from, to: back, switchMs: Math.round(switchMs * 10) / 10, images } });
+      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'rollback', result: 'ok', detail: { from, to: back, switchMs: Math.round(switchMs * 10) / 10, switchAckMs: Math.round(ackMs * 10) / 10, images } });
       await tx.write(doc);
-      return { project: opts.project, env: opts.env, from, to: back, switchMs, images };
+      return { project: opts.project, env: opts.env, from, to: back, switchMs, switchAckMs: ackMs, images };
     });
   } finally {
     await runtime.close();
@@ -91,10 +94,13 @@ export async function gc(opts: { registry?: string; settings?: Settings; force?:
         for (const rec of Object.values(p.environments)) {
           const r = rec.retained;
           if (!r || (!opts.force && Date.parse(r.until) > Date.now())) continue;
-          let streamsClosed = 0;
-          for (const s of routedServices(rec)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), rec.ports[s]![r.slot], 0).catch(() => 0);
+          // Stop the containers first: an app that handles SIGTERM ends its streams itself (a last
+          // SSE chunk, a websocket close frame 1000) and that reaches the client through the
+          // forwarder and Caddy. Then the forwarder closes whatever is still open to that slot.
           const names = rec.containers.filter((c) => c.slot === r.slot).map((c) => c.name);
           for (const n of names) await runtime.remove(n);
+          let streamsClosed = 0;
+          for (const s of routedServices(rec)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), rec.ports[s]![r.slot], 0).catch(() => 0);
           rec.containers = rec.containers.filter((c) => c.slot !== r.slot);
           rec.retained = null;
           pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'gc', result: 'ok', detail: { slot: r.slot, containers: names.length, streamsClosed } });

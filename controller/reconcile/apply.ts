@@ -253,8 +253,9 @@ export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOut
   });
   rec.health = { status: o.result === 'deployed' ? 'healthy' : rec.liveSlot ? 'healthy' : 'unhealthy', lastCheck: now.toISOString(), detail: o.result === 'deployed' ? undefined : o.reason.slice(0, 300) };
   if (o.result === 'deployed' && o.fromSlot) {
-    const previous = rec.history.filter((h) => h.action === 'deploy' && h.result === 'ok').at(-2)?.detail?.images as Record<string, string> | undefined;
-    rec.retained = { slot: o.fromSlot, until: new Date(now.getTime() + d.deploy.keepPreviousMs).toISOString(), images: previous ?? {} };
+    // What really runs in the previous slot (after a rollback it is not the deploy before last).
+    const previous = Object.fromEntries(rec.containers.filter((c) => c.slot === o.fromSlot).map((c) => [c.service, c.image]));
+    rec.retained = { slot: o.fromSlot, until: new Date(now.getTime() + d.deploy.keepPreviousMs).toISOString(), images: previous };
   } else if (o.result === 'deployed') {
     rec.retained = null;
   }

@@ -13,12 +13,12 @@ import { describe, expect, it } from 'vitest';
 import { parseManifest } from '../../controller/manifest/load.js';
 import { validateLoaded } from '../../controller/manifest/validate.js';
 import { resolveDeployment } from '../../controller/manifest/normalize.js';
-import type { Deployment, ResolvedService } from '../../controller/manifest/types.js';
-import type { Slot } from '../../controller/manifest/names.js';
+import type { Deployment } from '../../controller/manifest/types.js';
+import { specsFor } from '../../controller/deploy/bluegreen.js';
+import type { EnvironmentRecord } from '../../controller/registry/types.js';
 import { allocate, DEFAULT_POLICY } from '../../controller/registry/allocate.js';
 import { allocationRequest } from '../../controller/registry/records.js';
 import { emptyRegistry } from '../../controller/registry/types.js';
-import { containerSpec } from '../../controller/runtime/spec.js';
 import type { ContainerSpec } from '../../controller/runtime/types.js';
 import {
   chooseUnitKind,
@@ -44,34 +44,18 @@ function deploymentOf(file: string): Deployment {
   return resolveDeployment(manifest!);
 }
 
-/** Specs for every service and slot, from a fixed allocation against an empty registry. */
+/**
+ * Specs for every service and slot, from a fixed allocation against an empty registry, made by
+ * the same function a deploy uses (specsFor: environment, entry URLs of the project's services).
+ */
 function specsOf(file: string): ContainerSpec[] {
   const d = deploymentOf(file);
   const { ports } = allocate(emptyRegistry('2026-01-01T00:00:00.000Z'), allocationRequest(d), DEFAULT_POLICY);
-  const urlOf = (s: ResolvedService): Record<string, string> => {
-    // Each service gets the entry URLs of what it depends on (the forwarder's stable entry port;
-    // the blue port where an allocation has no entry port).
-    const out: Record<string, string> = {};
-    for (const dep of s.dependsOn) {
-      const p = ports[dep] as { blue: number; entry?: number } | undefined;
-      if (p) out[`${dep.toUpperCase().replaceAll('-', '_')}_URL`] = `http://127.0.0.1:${p.entry ?? p.blue}`;
-    }
-    return out;
-  };
-  const out: ContainerSpec[] = [];
-  for (const s of d.services) {
-    for (const slot of ['blue', 'green'] as Slot[]) {
-      out.push(
-        containerSpec(d, s, slot, {
-          port: ports[s.name]?.[slot] ?? null,
-          envFile: `${ENV_FILE_DIR}/${d.projectId}.${d.env}.env`,
-          serviceUrls: urlOf(s),
-          version: VERSION,
-        }),
-      );
-    }
-  }
-  return out;
+  const rec = { ports } as unknown as EnvironmentRecord;
+  const envFile = `${ENV_FILE_DIR}/${d.projectId}.${d.env}.env`;
+  const blue = specsFor(d, rec, 'blue', envFile, VERSION);
+  const green = specsFor(d, rec, 'green', envFile, VERSION);
+  return blue.flatMap((b, i) => [b, green[i]!]);
 }
 
 const MANIFESTS = ['manifests/food-delivery-app.yaml', 'manifests/stock-analysis.yaml'];

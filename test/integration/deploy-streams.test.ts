@@ -1,0 +1,100 @@
+/**
+ * Long-lived connections across a blue-green switch, through Caddy and the forwarder, as
+ * docs/deploy.md promises: a server-sent event stream and a websocket opened before a v1 -> v2
+ * switch stay on v1 (still receiving v1 messages) while new requests get v2; retiring v1
+ * (`codeb gc --now`) ends them cleanly so clients reconnect to v2; streams to v2 are untouched.
+ * And what a Caddy reload (a route added for another project) does to open streams.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeployEnv, manifest, openSse, openWs, uniqueId, until, type Run, type SseStream, type WsStream } from './helpers/deploy.js';
+
+const t = new DeployEnv('4200-4249');
+const id = uniqueId('st');
+const other = uniqueId('st-other');
+const domain = `${id}.localhost`;
+const caddyPort = () => t.settings.caddy.httpPort;
+const file = t.write('project.yaml', manifest({ id, database: false, features: '  sse: true\n  websockets: true\n' }));
+const otherFile = t.write('other.yaml', manifest({ id: other, database: false }));
+const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+const versions = (m: Array<{ version: string }>) => [...new Set(m.map((x) => x.version))];
+
+describe('server-sent events and websockets across a switch', () => {
+  let sse1: SseStream, ws1: WsStream, sse2: SseStream, ws2: WsStream;
+
+  beforeAll(async () => {
+    await t.privateProxy();
+    const r = await t.codeb('apply', file);
+    expect(r.code, show(r)).toBe(0);
+  });
+  afterAll(async () => {
+    for (const s of [sse1, ws1, sse2, ws2]) s?.close();
+    const a = await t.codeb('destroy', id, '--delete-data', '--yes');
+    const b = await t.codeb('destroy', other, '--delete-data', '--yes');
+    await t.close();
+    expect(a.code, show(a)).toBe(0);
+    expect(b.code, show(b)).toBe(0);
+  });
+
+  it('streams opened on v1 keep receiving v1 after the switch; new requests and streams get v2', async () => {
+    sse1 = await openSse(caddyPort(), domain);
+    ws1 = await openWs(caddyPort(), domain);
+    expect(sse1.status).toBe(200);
+    await until(() => sse1.events.length >= 3 && ws1.messages.length >= 3, 10_000, 'v1 stream messages');
+
+    const r = await t.codeb('deploy', file, '--image', 'localhost/codeb-testapp:v2');
+    expect(r.code, show(r)).toBe(0);
+    const switched = Date.now();
+    expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v2\n');
+
+    sse2 = await openSse(caddyPort(), domain);
+    ws2 = await openWs(caddyPort(), domain);
+    await until(() => sse1.events.some((e) => e.at > switched + 500) && ws1.messages.some((m) => m.at > switched + 500), 10_000, 'v1 messages after the switch');
+    await until(() => sse2.events.length >= 3 && ws2.messages.length >= 3, 10_000, 'v2 stream messages');
+
+    expect(sse1.state).toBe('open');
+    expect(ws1.state).toBe('open');
+    expect(versions(sse1.events)).toEqual(['v1']);
+    expect(versions(ws1.messages)).toEqual(['v1']);
+    expect(versions(sse2.events)).toEqual(['v2']);
+    expect(versions(ws2.messages)).toEqual(['v2']);
+    // No gap: the v1 stream kept its 100 ms rhythm through the switch (numbers consecutive).
+    expect(sse1.events.map((e) => e.n)).toEqual(sse1.events.map((_, i) => sse1.events[0]!.n + i));
+  });
+
+  it('gc --now (retiring v1) ends the v1 stream and websocket cleanly; the v2 ones go on', async () => {
+    const r = await t.codeb('gc', '--now', '--json');
+    expect(r.code, show(r)).toBe(0);
+    expect((JSON.parse(r.stdout) as { retired: Array<{ project: string; slot: string }> }).retired).toEqual([expect.objectContaining({ project: id, slot: 'blue' })]);
+    await Promise.race([Promise.all([sse1.closed, ws1.closed]), new Promise((_, rej) => setTimeout(() => rej(new Error('v1 streams still open 10 s after gc')), 10_000))]);
+    // An SSE response ended with its last chunk (EventSource reconnects), a websocket close frame
+    // "normal closure" from the app, then the TCP end: nothing was cut.
+    expect(sse1.state).toBe('end');
+    expect(ws1.closeCode).toBe(1000);
+    expect(ws1.state).toBe('end');
+
+    const n2 = sse2.events.length;
+    const m2 = ws2.messages.length;
+    await until(() => sse2.events.length > n2 + 3 && ws2.messages.length > m2 + 3, 10_000, 'v2 messages after gc');
+    expect(sse2.state).toBe('open');
+    expect(ws2.state).toBe('open');
+    // A client reconnecting now lands on v2.
+    const again = await openSse(caddyPort(), domain);
+    await until(() => again.events.length >= 1, 10_000, 'a reconnected stream');
+    expect(again.events[0]!.version).toBe('v2');
+    again.close();
+  });
+
+  it('a Caddy reload (another project gets a route) closes the open streams of every project (Caddy 2.6)', async () => {
+    const n2 = sse2.events.length;
+    const r = await t.codeb('apply', otherFile);
+    expect(r.code, show(r)).toBe(0);
+    await Promise.race([Promise.all([sse2.closed, ws2.closed]), new Promise((_, rej) => setTimeout(() => rej(new Error('streams survived the reload')), 10_000))]);
+    expect(sse2.events.length).toBeGreaterThan(n2);
+    // Closed by Caddy, not reset: the stream ends with its last chunk; the websocket usually gets
+    // a close frame 1001 "going away" (Caddy writes it while the proxied stream may still be
+    // writing, so now and then only the TCP end arrives), then the TCP end.
+    expect(sse2.state).toBe('end');
+    expect([1001, null]).toContain(ws2.closeCode);
+    expect(ws2.state).toBe('end');
+  });
+});
