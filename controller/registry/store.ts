@@ -188,7 +188,15 @@ export function safeUser(): string {
   }
 }
 
-/** user@host, for history and audit entries. */
-export function actor(): string {
+/**
+ * Who is acting, for history and audit entries: user@host; under GitHub Actions the workflow's
+ * actor; on a server reached over SSH, the CODEB_ACTOR the client passed (validated, short).
+ */
+export function actor(env: NodeJS.ProcessEnv = process.env): string {
+  const given = env.CODEB_ACTOR;
+  if (given && /^[A-Za-z0-9._@() -]{1,100}$/.test(given)) return given;
+  if (env.GITHUB_ACTIONS === 'true' && env.GITHUB_ACTOR && /^[A-Za-z0-9-]{1,39}$/.test(env.GITHUB_ACTOR)) {
+    return `${env.GITHUB_ACTOR} (GitHub Actions${env.GITHUB_RUN_ID && /^\d+$/.test(env.GITHUB_RUN_ID) ? ` run ${env.GITHUB_RUN_ID}` : ''})`;
+  }
   return `${safeUser()}@${hostname()}`;
 }

@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { actor } from '../registry/store.js';
 import { CodebError, EXIT } from '../errors.js';
 import { SshSession, type SshOptions } from './ssh.js';
 import type { SshTarget } from './target.js';
@@ -98,7 +99,8 @@ export async function runRemote(target: SshTarget, argv: string[], opts: RemoteO
     const manifestPath = opts.upload ? `${dir}/in/${uploadName(opts.upload.localFile)}` : '';
     const args = argv.map((a) => (a === UPLOADED_MANIFEST ? manifestPath : a));
     if (args.some((a) => a.includes('\0'))) throw new CodebError('UPLOADED_MANIFEST given without an upload.');
-    const env: Record<string, string> = { [REMOTE_SESSION_ENV]: '1', ...opts.remoteEnv };
+    // The audit trail on the server names who asked, not the SSH account it ran as.
+    const env: Record<string, string> = { [REMOTE_SESSION_ENV]: '1', CODEB_ACTOR: actor(), ...opts.remoteEnv };
     if (opts.stepSummary) env.GITHUB_STEP_SUMMARY = `${dir}/summary.md`;
     const command = ['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...codeb, ...args];
     const run = await session.exec(['sh', '-c', RUN, 'codeb-run', dir, ...command], {

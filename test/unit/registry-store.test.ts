@@ -374,3 +374,13 @@ describe('lockTimings', () => {
     expect(err.exitCode).toBe(2);
   });
 });
+
+describe('actor (who is named in history)', () => {
+  it('is user@host by default, the validated CODEB_ACTOR when a client passed one, the GitHub actor in Actions', async () => {
+    const { actor } = await import('../../controller/registry/store.js');
+    expect(actor({})).toMatch(/^.+@.+$/);
+    expect(actor({ CODEB_ACTOR: 'alice@laptop' })).toBe('alice@laptop');
+    expect(actor({ CODEB_ACTOR: 'x; rm -rf /' })).not.toContain(';');
+    expect(actor({ GITHUB_ACTIONS: 'true', GITHUB_ACTOR: 'octocat', GITHUB_RUN_ID: '42' })).toBe('octocat (GitHub Actions run 42)');
+  });
+});
