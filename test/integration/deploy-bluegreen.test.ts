@@ -63,9 +63,10 @@ describe('blue-green deploys with the health gate (real containers)', () => {
   });
   afterAll(async () => {
     const r = await t.codeb('destroy', id, '--delete-data', '--yes');
-    for (const slot of ['blue', 'green']) if (await t.running(name(slot))) throw new Error(`${name(slot)} still runs after destroy: ${show(r)}`);
+    const left = await t.runtime.list({ 'codeb.project': id });
     await t.close();
     expect(r.code, show(r)).toBe(0);
+    expect(left.map((c) => c.name)).toEqual([]);
   });
 
   it('v1: apply starts the blue slot and Caddy serves it', async () => {
