@@ -240,6 +240,20 @@ export class RedisProvider implements Provider {
     return { key: r.key, exists: false };
   }
 
+  /**
+   * DBs in [first, databases) that belong to someone else: another owner's marker, or keys without
+   * a marker. Allocation skips them, so a Redis shared with another registry (or an application
+   * that is not codeb's) never makes codeb hand out a slot it would then refuse to claim.
+   */
+  async occupiedDbs(owner: string, first: number, databases: number): Promise<Set<number>> {
+    const out = new Set<number>();
+    for (let db = first; db < databases; db++) {
+      const [marker, size] = await this.on(db, async (c) => [await c.get(SLOT_MARKER), await c.dbsize()] as const);
+      if ((marker !== null && marker !== owner) || (marker === null && size > 0)) out.add(db);
+    }
+    return out;
+  }
+
   private async getUser(name: string): Promise<AclUser | null> {
     return this.on(0, async (c) => parseGetUser(await c.call('ACL', 'GETUSER', name)));
   }

@@ -17,6 +17,8 @@ export interface AllocationPolicy {
   redisDatabases: number;
   /** Ports some other process listens on (local target only); never handed out anew. */
   busyPorts: ReadonlySet<number>;
+  /** Redis DBs another owner holds on the server (its marker, or keys without one); never handed out anew. */
+  busyRedisDbs?: ReadonlySet<number>;
 }
 
 export const DEFAULT_POLICY: AllocationPolicy = {
@@ -147,14 +149,14 @@ export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: 
       redisDb = existing.redisDb;
     } else {
       for (let db = FIRST_PROJECT_REDIS_DB; db < policy.redisDatabases; db++) {
-        if (!others.redis.has(db)) {
+        if (!others.redis.has(db) && !policy.busyRedisDbs?.has(db)) {
           redisDb = db;
           break;
         }
       }
       if (redisDb === null) {
         throw new AllocationError(
-          `All Redis DBs ${FIRST_PROJECT_REDIS_DB}-${policy.redisDatabases - 1} are taken (${others.redis.size} deployments hold one).`,
+          `All Redis DBs ${FIRST_PROJECT_REDIS_DB}-${policy.redisDatabases - 1} are taken (${others.redis.size} deployments hold one${policy.busyRedisDbs?.size ? `, ${policy.busyRedisDbs.size} hold data of other owners` : ''}).`,
           'Destroy unused projects, use features.cache: false for projects without a cache, or raise `databases` in redis.conf and CODEB_REDIS_DATABASES.',
         );
       }

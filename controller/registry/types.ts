@@ -4,7 +4,8 @@ import type { Slot } from '../manifest/names.js';
 export const REGISTRY_FORMAT_VERSION = 1;
 
 /** allocated: ports and slot reserved; provisioning: an apply is under way or was cut short;
- * provisioned: every resource exists, no containers run yet; running / degraded / failed: containers. */
+ * provisioned: every resource exists, no containers run yet; running: the live version is healthy;
+ * degraded: the last apply or deploy failed while the previous version keeps serving; failed: nothing serves. */
 export type DeploymentStatus = 'allocated' | 'provisioning' | 'provisioned' | 'running' | 'degraded' | 'failed';
 
 export type PortRole = 'blue' | 'green' | 'entry';
