@@ -36,17 +36,53 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
 
   program
     .command('rollback')
-    .description('Switch traffic back to the previous version (the retained slot) in one step')
+    .description('Back to the previous version: one switch to the retained slot, or a redeploy of an earlier image from history')
     .argument('<project>', 'project id')
     .option('-e, --env <name>', 'environment', 'production')
+    .option('--to <version>', 'redeploy this earlier version (a version or image tag from `codeb history`)')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', '\nWhen the previous slot is gone (after `codeb gc` or its keepPrevious window), redeploy an earlier image with `codeb deploy --image` (see `codeb history`).')
-    .action((project: string, opts: { env: string; json?: boolean }, cmd: Command) =>
+    .addHelpText(
+      'after',
+      '\nWithout --to: switches traffic back to the retained slot (instant); when that slot is gone (after `codeb gc` or its\nkeepPrevious window), redeploys the newest earlier image from history with the last applied manifest.\nExit codes as for deploy: 0, 1, 3 health gate failed (traffic untouched), 4 rolled back.',
+    )
+    .action((project: string, opts: { env: string; to?: string; json?: boolean }, cmd: Command) =>
       runCommand(opts.json, async () => {
-        const { rollback } = await import('../deploy/rollback.js');
-        const r = await rollback({ project, env: opts.env, registry: globalRegistry(cmd) });
-        if (opts.json) printJson({ ok: true, ...r });
-        else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
+        const { rollback, NoRetainedSlotError, chooseEarlierDeploy } = await import('../deploy/rollback.js');
+        if (!opts.to) {
+          try {
+            const r = await rollback({ project, env: opts.env, registry: globalRegistry(cmd) });
+            if (opts.json) printJson({ ok: true, mode: 'switch', ...r });
+            else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
+            return EXIT.ok;
+          } catch (err) {
+            if (!(err instanceof NoRetainedSlotError)) throw err;
+            if (!opts.json) eprintln(`${err.message} Redeploying the earlier image instead.`);
+          }
+        }
+        const { registryPath } = await import('../settings.js');
+        const { readRegistryFile } = await import('../registry/store.js');
+        const { storedManifestPath, hasStoredManifest } = await import('../reconcile/manifest-store.js');
+        const file = registryPath(globalRegistry(cmd));
+        const rec = readRegistryFile(file).projects[project]?.environments[opts.env];
+        if (!rec) throw new CodebError(`No deployment ${project} (${opts.env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
+        const choice = chooseEarlierDeploy(rec, opts.to);
+        if (!hasStoredManifest(file, project, opts.env)) {
+          throw new CodebError(`No applied manifest is stored for ${project} (${opts.env}).`, { hint: `Deploy the earlier image yourself: codeb deploy <manifest> ${Object.entries(choice.images).map(([s, i]) => `--image ${s}=${i}`).join(' ')}` });
+        }
+        const { applyManifest } = await import('../reconcile/apply.js');
+        const { renderApplySummary } = await import('../reconcile/render.js');
+        const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
+        if (!opts.json) eprintln(`Redeploying ${project} (${opts.env}) version ${choice.version} from ${choice.at}`);
+        const r = await applyManifest({
+          manifestFile: storedManifestPath(file, project, opts.env),
+          env: opts.env,
+          registry: globalRegistry(cmd),
+          images: Object.entries(choice.images).map(([s, i]) => `${s}=${i}`),
+          reporter: opts.json ? silentReporter : consoleReporter(),
+        });
+        if (opts.json) printJson({ ok: true, mode: 'redeploy', version: choice.version, images: choice.images, deploy: r.deploy ?? null });
+        else println(renderApplySummary(r));
+        return EXIT.ok;
       }),
     );
 

@@ -53,7 +53,7 @@ export async function rollback(opts: { project: string; env: string; registry?: 
         if (!st?.running) missing.push(s);
       }
       if (!rec.retained || rec.retained.slot !== back || missing.length) {
-        throw new CodebError(`No previous version of ${opts.project} (${opts.env}) is running to switch back to${missing.length ? ` (${missing.join(', ')} not running in the ${back} slot)` : ''}.`, {
+        throw new NoRetainedSlotError(`No previous version of ${opts.project} (${opts.env}) is running to switch back to${missing.length ? ` (${missing.join(', ')} not running in the ${back} slot)` : ''}.`, {
           hint: 'Redeploy an earlier image instead: `codeb deploy <manifest> --image <earlier image>` (`codeb history` lists the images deployed before).',
         });
       }
@@ -74,6 +74,37 @@ export async function rollback(opts: { project: string; env: string; registry?: 
   } finally {
     await runtime.close();
   }
+}
+
+/** The previous slot is gone: a rollback has to redeploy an earlier image instead. */
+export class NoRetainedSlotError extends CodebError {}
+
+export interface RedeployChoice {
+  version: string;
+  images: Record<string, string>;
+  at: string;
+}
+
+/**
+ * Which earlier deploy to go back to: the one whose version (or an image tag) is `to`, or else the
+ * newest successful deploy whose images differ from what runs now. Pure.
+ */
+export function chooseEarlierDeploy(rec: EnvironmentRecord, to?: string): RedeployChoice {
+  const deploys = rec.history
+    .filter((h) => h.action === 'deploy' && h.result === 'ok' && h.detail?.images)
+    .map((h) => ({ version: String(h.detail!.version ?? ''), images: h.detail!.images as Record<string, string>, at: h.at }));
+  const live = rec.containers.filter((c) => c.slot === rec.liveSlot).map((c) => [c.service, c.image] as const);
+  const current = JSON.stringify(Object.fromEntries([...live].sort()));
+  const pick = to
+    ? [...deploys].reverse().find((x) => x.version === to || Object.values(x.images).some((i) => i === to || i.endsWith(`:${to}`)))
+    : [...deploys].reverse().find((x) => JSON.stringify(Object.fromEntries(Object.entries(x.images).sort())) !== current);
+  if (!pick) {
+    const known = [...new Set(deploys.map((x) => x.version))].join(', ') || 'none';
+    throw new CodebError(to ? `No successful deploy of version "${to}" in the history.` : 'No earlier successful deploy in the history to go back to.', {
+      hint: `Versions deployed before: ${known}. \`codeb history\` lists them.`,
+    });
+  }
+  return pick;
 }
 
 export interface GcResult {

@@ -9,7 +9,8 @@ import { CodebError } from '../errors.js';
 import { requireManifest } from '../manifest/index.js';
 import { resolveDeployment } from '../manifest/normalize.js';
 import type { Deployment } from '../manifest/types.js';
-import { allocate, policyFromEnv } from '../registry/allocate.js';
+import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/allocate.js';
+import { RedisProvider } from '../providers/redis.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
 import { allocationRequest, recordAllocation } from '../registry/records.js';
 import { actor, withRegistryLock, type RegistryTx } from '../registry/store.js';
@@ -22,9 +23,11 @@ import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } fr
 import { silentReporter, type Reporter } from './reporter.js';
 import { SecretStore, type SecretValues } from './secrets.js';
 import { ReleaseProvider } from './runtime-provider.js';
+import { storeManifest } from './manifest-store.js';
 import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/bluegreen.js';
 import { versionOf } from './release.js';
 import { envFileName } from '../manifest/names.js';
+import { LABEL } from '../runtime/types.js';
 
 export interface ApplyOptions {
   manifestFile: string;
@@ -119,6 +122,15 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   return withRegistryLock(file, { command }, async (tx) => {
     const doc = tx.read();
     const existing = doc.projects[d.projectId]?.environments[d.env];
+    // A new Redis slot must not be one another owner already uses on the server (observe only).
+    if (d.features.cache && existing?.redisDb == null) {
+      const redis = new RedisProvider(settings.redis);
+      try {
+        policy.busyRedisDbs = await redis.occupiedDbs(`${d.projectId}/${d.env}`, FIRST_PROJECT_REDIS_DB, policy.redisDatabases);
+      } finally {
+        await redis.close();
+      }
+    }
     const allocation = allocate(doc, allocationRequest(d), policy);
     const draft: RegistryDocument = structuredClone(doc);
     const now = new Date().toISOString();
@@ -159,8 +171,18 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
           hint: 'Nothing was changed. Free or rename the resource named above, or choose another one, then apply again.',
         });
       }
-      const changed = hasChanges(actions) || !sameRecord(existing, rec);
+      // The release is observed only while a slot is live, so before a first deploy nothing has
+      // talked to Podman or the forwarder yet: check both now, before the first effect.
+      if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) {
+        const release = providers.get('runtime') as ReleaseProvider;
+        await release.runtime.list({ [LABEL.project]: d.projectId });
+        await release.forwarder.list();
+      }
+      // An apply cut short (killed, crashed) leaves status provisioning: even when every resource
+      // already exists, this run completes it (status, history) instead of reporting No changes.
+      const changed = hasChanges(actions) || !sameRecord(existing, rec) || existing?.status === 'provisioning';
       const notes: string[] = d.services.some((svc) => svc.replicas > 1) ? ['replicas above 1 are not supported yet: one container per service and slot is started'] : [];
+      if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
       const envFile = envFilePath;
       const base = {
         project: d.projectId,
@@ -188,6 +210,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
       pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'ok', detail: { ...summaryDetail(actions), durationMs: Date.now() - started } });
       await tx.write(draft);
+      storeManifest(file, d.projectId, d.env, opts.manifestFile);
       return { ...base, planned: done, applied: true, durationMs: Date.now() - started, record: rec, deploy: lastDeploy ?? undefined };
     } finally {
       await closeAll(providers);
@@ -259,7 +282,7 @@ export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOut
   } else if (o.result === 'deployed') {
     rec.retained = null;
   }
-  rec.status = rec.liveSlot ? 'running' : 'failed';
+  rec.status = rec.liveSlot ? (o.result === 'deployed' ? 'running' : 'degraded') : 'failed';
 }
 
 function summaryDetail(actions: Action[]): Record<string, number> {
@@ -302,7 +325,8 @@ export async function execute(
       const message = err instanceof Error ? err.message : String(err);
       reporter.fail(label, message, ms);
       (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'failed', detail: message.slice(0, 500) });
-      rec.status = 'failed';
+      // The previous version may still be serving (a failed deploy never moves traffic, or moves it back).
+      rec.status = rec.liveSlot ? 'degraded' : 'failed';
       pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'failed', detail: { step: a.key, error: message.slice(0, 500) } });
       await tx.write(draft);
       if (err instanceof CodebError) throw err;

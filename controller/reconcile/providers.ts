@@ -34,8 +34,13 @@ export async function observeAll(set: ProviderSet, resources: Resource[]): Promi
     list.push(r);
     bySystem.set(systemOf(r.kind), list);
   }
-  const results = await Promise.all([...bySystem].map(([, rs]) => providerFor(set, rs[0]!).observe(rs)));
-  return results.flat();
+  // Wait for every system even when one fails: a provider still observing when closeAll runs
+  // would open its connection again afterwards (a Postgres pool kept the process alive for its
+  // 10 s idle timeout after another service was found unreachable).
+  const settled = await Promise.allSettled([...bySystem].map(([, rs]) => providerFor(set, rs[0]!).observe(rs)));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
 }
 
 export async function closeAll(set: ProviderSet): Promise<void> {
