@@ -2,7 +2,7 @@
  * Blue-green deploys for real, on the local stack with the test images: v1 (apply), v2 (deploy
  * --image: traffic moves through Caddy, v1 retained), rollback, a v3 that never turns healthy, a
  * v4 that fails after the switch (automatic rollback), a failing release command, `gc --now` and
- * a rollback once nothing is retained. A poller requests the site through Caddy during every deploy
+ * a rollback once nothing is retained (a redeploy of the earlier image). A poller requests the site through Caddy during every deploy
  * and must never see anything but a 200 from a version that is supposed to be serving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,7 +178,7 @@ describe('blue-green deploys with the health gate (real containers)', () => {
     expect(lastDeploy((await t.record(id)).history)).toMatchObject({ result: 'failed', detail: { outcome: 'release-failed' } });
   });
 
-  it('gc --now retires the retained slot; a rollback then says to redeploy with --image', async () => {
+  it('gc --now retires the retained slot; a rollback then redeploys the earlier image; --to picks a version', async () => {
     const d = await t.codeb('deploy', withRelease, '--image', image('v2'));
     expect(d.code, show(d)).toBe(0);
     expect(d.stderr).toMatch(/release command for web \.\.\. exit 0/);
@@ -199,10 +199,23 @@ describe('blue-green deploys with the health gate (real containers)', () => {
     const again = await t.codeb('gc', '--now');
     expect(again.stdout).not.toContain(id);
 
+    // Nothing retained: rollback redeploys the previous image (v1) with the last applied manifest.
     const rb = await t.codeb('rollback', id);
-    expect(rb.code, show(rb)).toBe(1);
+    expect(rb.code, show(rb)).toBe(0);
     expect(rb.stderr).toContain(`No previous version of ${id} (production) is running to switch back to`);
-    expect(rb.stderr).toContain('codeb deploy <manifest> --image <earlier image>');
+    expect(rb.stderr).toContain('Redeploying');
+    expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');
+    expect(lastDeploy((await t.record(id)).history)).toMatchObject({ result: 'ok', detail: { version: 'v1' } });
+
+    // --to a version never deployed successfully: a clear error, traffic untouched.
+    const bad = await t.codeb('rollback', id, '--to', 'v3');
+    expect(bad.code, show(bad)).toBe(1);
+    expect(bad.stderr).toContain('No successful deploy of version "v3"');
+    expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');
+
+    // --to v2 goes forward again.
+    const fwd = await t.codeb('rollback', id, '--to', 'v2');
+    expect(fwd.code, show(fwd)).toBe(0);
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v2\n');
   });
 });
