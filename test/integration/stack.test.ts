@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleChild } from '../helpers/bundle-child.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
@@ -139,19 +139,7 @@ async function pgQuery(s: Settings, sql: string, password = s.postgres.password)
 beforeAll(async () => {
   // Bundle just the stack commands from source, under the repo's git-ignored .codeb/ so that
   // bare imports resolve from node_modules and scripts/stack-s3rver.mjs is found.
-  const outDir = join(repo, '.codeb', 'test-build');
-  mkdirSync(outDir, { recursive: true });
-  cli = join(outDir, `stack-cli-${process.pid}.mjs`);
-  await build({
-    entryPoints: [join(repo, 'test', 'integration', 'stack-cli.entry.ts')],
-    outfile: cli,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'warning',
-  });
+  cli = await bundleChild(join(repo, 'test', 'integration', 'stack-cli.entry.ts'));
 }, 60_000);
 
 // A second, broken stack for the failure paths.
