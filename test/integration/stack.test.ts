@@ -344,7 +344,7 @@ describe('codeb stack when something is wrong', () => {
 
       const st = await stackStatus({ env: env2 });
       const state = Object.fromEntries(st.parts.map((p) => [p.name, p.state]));
-      expect(state).toEqual({ postgres: 'up', redis: 'down', s3: 'up', caddy: 'up', podman: 'down' });
+      expect(state).toEqual({ postgres: 'up', redis: 'down', s3: 'up', caddy: 'up', podman: 'down', forwarder: 'up' });
       expect(st.allUp).toBe(false);
     } finally {
       blocker.close();
