@@ -17,5 +17,6 @@ bash scripts/build-test-images.sh
 
 status=0
 npx vitest run "$@" || status=$?
-if [ "${CI:-}" = "true" ]; then node bin/codeb.js stack down || true; fi
+# Stop the stack in CI, quietly: vitest's summary must stay the last lines of the log.
+if [ "${CI:-}" = "true" ]; then node bin/codeb.js stack down >/dev/null 2>&1 || true; fi
 exit "$status"

@@ -174,7 +174,7 @@ describe('storage capabilities and policies (pure)', () => {
     const local = storageCapabilities({ ...settingsLike(), kind: 's3rver' });
     expect(local).toMatchObject({ policies: false, lifecycle: false, perProjectKeys: false });
     expect(local.note).toMatch(/MinIO/);
-    expect(storageCapabilities({ storage: { ...settingsLike(), kind: 'minio' } })).toMatchObject({ policies: true, lifecycle: true, perProjectKeys: true });
+    expect(storageCapabilities({ storage: { ...settingsLike(), kind: 'minio' } })).toMatchObject({ policies: true, lifecycle: true, perProjectKeys: false });
   });
 
   it('recognises an anonymous read policy, and only that', () => {
