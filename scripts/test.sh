@@ -15,6 +15,9 @@ node bin/codeb.js stack up
 # Test images (no registry is reachable): built into the stack's Podman, skipped when up to date.
 bash scripts/build-test-images.sh
 
+# Plain output in logs (CI parses vitest's closing lines).
+if [ ! -t 1 ]; then export NO_COLOR=1; unset FORCE_COLOR; fi
+
 status=0
 npx vitest run "$@" || status=$?
 # Stop the stack in CI, quietly: vitest's summary must stay the last lines of the log.
