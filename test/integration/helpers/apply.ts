@@ -38,6 +38,7 @@ let snapshot: string | undefined;
 export function cliEntry(): string {
   if (snapshot) return join(snapshot, 'codeb.mjs');
   const dist = join(root, 'dist');
+  removeStaleSnapshots();
   for (let attempt = 0; attempt < 50; attempt++) {
     const dest = join(root, '.codeb', 'test-build', `dist-${process.pid}-${Date.now()}-${attempt}`);
     try {
@@ -61,6 +62,21 @@ export function cliEntry(): string {
     }
   }
   throw new Error('unreachable');
+}
+
+/** Copies left by test processes that are gone (a worker killed at teardown never runs 'exit'). */
+function removeStaleSnapshots(): void {
+  const dir = join(root, '.codeb', 'test-build');
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const pid = Number(/^dist-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(dir, name), { recursive: true, force: true });
+    }
+  }
 }
 
 export interface Run {
