@@ -15,6 +15,7 @@ import Docker from 'dockerode';
 import { Redis } from 'ioredis';
 import { Client as MinioClient } from 'minio';
 import pg from 'pg';
+import { afterAll } from 'vitest';
 import { parseDocument } from 'yaml';
 import { SLOT_MARKER } from '../../../controller/providers/redis.js';
 import { updateRegistry } from '../../../controller/registry/store.js';
@@ -54,6 +55,9 @@ export function cliEntry(): string {
       }
       snapshot = dest;
       process.on('exit', () => rmSync(dest, { recursive: true, force: true }));
+      // Registered while the file's tests are collected, so it runs after the file's own afterAll
+      // hooks (vitest runs them in reverse); workers are often ended without an 'exit' event.
+      afterAll(() => rmSync(dest, { recursive: true, force: true }));
       return join(dest, 'codeb.mjs');
     } catch (err) {
       rmSync(dest, { recursive: true, force: true });
@@ -104,6 +108,7 @@ export class Sandbox {
     this.registry = join(this.dir, 'registry', 'projects.json');
     this.secretsDir = join(this.dir, 'registry', 'secrets');
     mkdirSync(dirname(this.registry), { recursive: true });
+    cliEntry(); // copy the CLI now, while the test file is being collected (see cliEntry)
   }
 
   /** Start `codeb --registry <file> ...args` without waiting (stdin is not a terminal). */
