@@ -157,7 +157,15 @@ async function verifyThroughProxy(ctx: DeployContext, checks: number): Promise<{
   if (!web || checks === 0) return { ok: true, results: [] };
   const results: ProbeResult[] = [];
   for (let i = 0; i < checks; i++) {
-    const r = await probeHttp({ port: ctx.caddyHttpPort, path: web.healthCheck.path, expectStatus: web.healthCheck.expectStatus, timeoutMs: Math.max(web.healthCheck.timeoutMs, 1000), hostHeader: ctx.d.domain });
+    const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: web.healthCheck.path, expectStatus: web.healthCheck.expectStatus, timeoutMs: Math.max(web.healthCheck.timeoutMs, 1000), hostHeader: ctx.d.domain });
+    let r = await probe();
+    // A connection reset with no HTTP answer is Caddy reloading (another project's route change),
+    // not the new version failing: try again a couple of times before judging.
+    for (let retry = 0; !r.ok && r.status === undefined && retry < 2; retry++) {
+      results.push(r);
+      await (ctx.clock ?? realClock).sleep(250);
+      r = await probe();
+    }
     results.push(r);
     if (!r.ok) return { ok: false, results };
     await (ctx.clock ?? realClock).sleep(Math.min(web.healthCheck.intervalMs, 500));
