@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { bundleTs } from './lib/bundle-ts.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -59,11 +59,8 @@ function codeb(argv, expect = 0) {
 
 /** The registry's own functions (store, allocation, records, manifest), bundled for plain node. */
 async function registryTools() {
-  const outDir = join(root, '.codeb', 'bench-build');
-  mkdirSync(outDir, { recursive: true });
-  const outfile = join(outDir, `registry-tools-${process.pid}.mjs`);
-  await build({
-    stdin: {
+  const outfile = join(root, '.codeb', 'bench-build', `registry-tools-${process.pid}.mjs`);
+  await bundleTs({
       contents: `
         export { updateRegistry } from './controller/registry/store.ts';
         export { allocate, DEFAULT_POLICY } from './controller/registry/allocate.ts';
@@ -74,16 +71,7 @@ async function registryTools() {
       `,
       resolveDir: root,
       loader: 'ts',
-    },
-    outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'warning',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
+    }, outfile);
   const mod = await import(pathToFileURL(outfile).href);
   rmSync(outfile, { force: true });
   return mod;
