@@ -11,6 +11,7 @@ import { registerApply } from './apply.js';
 import { registerDestroy } from './destroy.js';
 import { registerForwarder } from './forwarder.js';
 import { registerDeploy } from './deploy.js';
+import { registerSecrets } from './secrets.js';
 import { registerServer } from './server.js';
 import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
@@ -47,6 +48,7 @@ registerValidate(program);
 registerApply(program);
 registerDeploy(program);
 registerDestroy(program);
+registerSecrets(program);
 registerRegistry(program);
 registerStack(program);
 registerForwarder(program);

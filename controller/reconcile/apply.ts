@@ -40,6 +40,8 @@ export interface ApplyOptions {
   settings?: Settings;
   /** `codeb deploy --image`: `ref` or `service=ref`. */
   images?: string[];
+  /** Redeploy the containers even when nothing differs (e.g. `codeb secrets rotate`), with this reason. */
+  redeployReason?: string;
 }
 
 export interface StepResult {
@@ -164,7 +166,11 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     try {
       const resources = desired(d, rec, settings);
       const observed = await observeAll(providers, resources);
-      const actions = planApply(resources, observed);
+      const actions = planApply(resources, observed).map((a) =>
+        // After a secret rotation the containers must restart with the new env file even though
+        // the manifest is unchanged: a blue-green redeploy of the same images.
+        opts.redeployReason && a.kind === 'runtime.release' && a.op === 'unchanged' ? { ...a, op: 'update' as const, reason: opts.redeployReason } : a,
+      );
       const blocked = actions.filter((a) => a.op === 'blocked');
       if (blocked.length) {
         throw new CodebError(`Cannot apply ${d.projectId} (${d.env}): ${blocked.map((a) => `${a.kind} ${a.name}: ${a.reason}`).join('; ')}.`, {
