@@ -1,5 +1,5 @@
 /** GitHub Actions workflow commands: annotations that point at a manifest line. */
-import type { ManifestIssue } from '../manifest/issues.js';
+import { issueText, type ManifestIssue } from '../manifest/issues.js';
 
 /** Escape per the workflow-command rules: % CR LF in data; also : and , in properties. */
 function escapeData(s: string): string {
@@ -10,6 +10,6 @@ function escapeProperty(s: string): string {
 }
 
 export function annotation(i: ManifestIssue): string {
-  const msg = `${i.path || '(document)'}: ${i.message}${i.suggestion ? ` (did you mean "${i.suggestion}"?)` : ''}${i.allowed ? ` — allowed: ${i.allowed}` : ''}`;
+  const msg = `${issueText(i)}${i.allowed ? ` — allowed: ${i.allowed}` : ''}`;
   return `::error file=${escapeProperty(i.file)},line=${i.line},col=${i.col},title=codeb manifest::${escapeData(msg)}`;
 }

@@ -1,7 +1,7 @@
 /** Load and validate manifest files: the entry point the commands use. */
 import { existsSync, statSync } from 'node:fs';
 import { CodebError, EXIT } from '../errors.js';
-import type { ManifestIssue } from './issues.js';
+import { issueText, type ManifestIssue } from './issues.js';
 import { loadManifestFile } from './load.js';
 import type { Manifest } from './types.js';
 import { validateLoaded } from './validate.js';
@@ -28,7 +28,7 @@ export function checkManifest(file: string): CheckedManifest {
 export function requireManifest(file: string): Manifest {
   const checked = checkManifest(file);
   if (!checked.manifest) {
-    const lines = checked.issues.map((i) => `  ${i.file}:${i.line}:${i.col}: ${i.path || '(document)'}: ${i.message}${i.suggestion ? ` (did you mean "${i.suggestion}"?)` : ''}`);
+    const lines = checked.issues.map((i) => `  ${i.file}:${i.line}:${i.col}: ${issueText(i)}`);
     throw new CodebError(`${file} is not a valid manifest (${checked.issues.length} problem${checked.issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`, {
       exitCode: EXIT.invalid,
       hint: `Run \`codeb validate ${file}\` for details; docs/manifest.md describes every field.`,

@@ -14,9 +14,13 @@ export interface ManifestIssue {
   suggestion?: string;
 }
 
+/** "path: message (did you mean ...?)": the part every rendering of an issue shares. */
+export function issueText(i: ManifestIssue): string {
+  return `${i.path || '(document)'}: ${i.message}${i.suggestion ? ` (did you mean "${i.suggestion}"?)` : ''}`;
+}
+
 export function formatIssue(i: ManifestIssue): string {
-  let out = `${i.file}:${i.line}:${i.col}: ${i.path || '(document)'}: ${i.message}`;
-  if (i.suggestion) out += ` (did you mean "${i.suggestion}"?)`;
+  let out = `${i.file}:${i.line}:${i.col}: ${issueText(i)}`;
   if (i.allowed) out += `\n    allowed: ${i.allowed}`;
   return out;
 }
