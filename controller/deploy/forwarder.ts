@@ -15,7 +15,7 @@
  */
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 
@@ -223,8 +223,4 @@ export class Forwarder {
     upstream.on('end', () => client.end());
     client.on('end', () => upstream.end());
   }
-}
-
-export function removeTable(file: string): void {
-  rmSync(file, { force: true });
 }
