@@ -14,7 +14,7 @@ const PLACEHOLDER = /\$\{secret:([A-Za-z0-9_]+)\}/g;
 export function renderEnvFile(variables: Record<string, string>, secret: (name: string) => string): string {
   const lines = ['# Written by codeb. Connection details and secrets for this deployment; do not edit or commit.'];
   for (const key of Object.keys(variables).sort()) {
-    const value = variables[key]!.replace(PLACEHOLDER, (_, name: string) => secret(name));
+    const value = renderValue(variables[key]!, secret);
     if (/[\n\r]/.test(value)) throw new CodebError(`Env value for ${key} contains a line break.`);
     lines.push(`${key}=${value}`);
   }
