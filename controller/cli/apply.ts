@@ -2,6 +2,41 @@ import type { Command } from 'commander';
 import { EXIT } from '../errors.js';
 import { eprintln, printJson, println, runCommand } from './output.js';
 import { globalRegistry } from './registry.js';
+import type { ApplyOptions } from '../reconcile/apply.js';
+
+/**
+ * Run an apply (apply, deploy, rollback's redeploy, secrets rotate) with progress on stderr, and
+ * print one result shape: the summary for people, or the same JSON document for every command.
+ */
+export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boolean | undefined, banner: string, extra: Record<string, unknown> = {}): Promise<number> {
+  const { applyManifest } = await import('../reconcile/apply.js');
+  const { renderApplySummary } = await import('../reconcile/render.js');
+  const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
+  if (!json) eprintln(banner);
+  const r = await applyManifest({ ...o, reporter: json ? silentReporter : consoleReporter() });
+  if (json) {
+    const { record } = r;
+    printJson({
+      ok: true,
+      ...extra,
+      project: r.project,
+      env: r.env,
+      applied: r.applied,
+      summary: r.summary,
+      steps: r.planned,
+      durationMs: r.durationMs,
+      url: r.url,
+      ports: record.ports,
+      database: record.database,
+      redisDb: record.redisDb,
+      buckets: record.buckets,
+      envFile: r.envFile,
+      notes: r.notes,
+      deploy: r.deploy ?? null,
+    });
+  } else println(renderApplySummary(r));
+  return EXIT.ok;
+}
 
 interface Opts {
   env?: string;
@@ -39,31 +74,7 @@ export function registerApply(program: Command): void {
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
-        const { applyManifest } = await import('../reconcile/apply.js');
-        const { renderApplySummary } = await import('../reconcile/render.js');
-        const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
-        if (!opts.json) eprintln(`Applying ${manifest}${opts.env ? ` (${opts.env})` : ''}`);
-        const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), reporter: opts.json ? silentReporter : consoleReporter() });
-        if (opts.json) {
-          const { record } = r;
-          printJson({
-            ok: true,
-            project: r.project,
-            env: r.env,
-            applied: r.applied,
-            summary: r.summary,
-            steps: r.planned,
-            durationMs: r.durationMs,
-            url: r.url,
-            ports: record.ports,
-            database: record.database,
-            redisDb: record.redisDb,
-            buckets: record.buckets,
-            envFile: r.envFile,
-            notes: r.notes,
-          });
-        } else println(renderApplySummary(r));
-        return EXIT.ok;
+        return applyAndPrint({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd) }, opts.json, `Applying ${manifest}${opts.env ? ` (${opts.env})` : ''}`);
       }),
     );
 }

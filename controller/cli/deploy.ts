@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { CodebError, EXIT } from '../errors.js';
 import { eprintln, printJson, println, runCommand } from './output.js';
 import { globalRegistry } from './registry.js';
+import { applyAndPrint } from './apply.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -23,14 +24,11 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
     .action((manifest: string, opts: { image: string[]; env?: string; json?: boolean }, cmd: Command) =>
       runCommand(opts.json, async () => {
         if (!opts.image.length) throw new CodebError('deploy needs at least one --image.', { exitCode: EXIT.invalid, hint: 'Use `codeb apply` to apply the manifest as written.' });
-        const { applyManifest } = await import('../reconcile/apply.js');
-        const { renderApplySummary } = await import('../reconcile/render.js');
-        const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
-        if (!opts.json) eprintln(`Deploying ${opts.image.join(', ')} with ${manifest}${opts.env ? ` (${opts.env})` : ''}`);
-        const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), images: opts.image, reporter: opts.json ? silentReporter : consoleReporter() });
-        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, applied: r.applied, url: r.url, deploy: r.deploy ?? null, durationMs: r.durationMs });
-        else println(renderApplySummary(r));
-        return EXIT.ok;
+        return applyAndPrint(
+          { manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), images: opts.image },
+          opts.json,
+          `Deploying ${opts.image.join(', ')} with ${manifest}${opts.env ? ` (${opts.env})` : ''}`,
+        );
       }),
     );
 
@@ -69,20 +67,17 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
         if (!hasStoredManifest(file, project, opts.env)) {
           throw new CodebError(`No applied manifest is stored for ${project} (${opts.env}).`, { hint: `Deploy the earlier image yourself: codeb deploy <manifest> ${Object.entries(choice.images).map(([s, i]) => `--image ${s}=${i}`).join(' ')}` });
         }
-        const { applyManifest } = await import('../reconcile/apply.js');
-        const { renderApplySummary } = await import('../reconcile/render.js');
-        const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
-        if (!opts.json) eprintln(`Redeploying ${project} (${opts.env}) version ${choice.version} from ${choice.at}`);
-        const r = await applyManifest({
-          manifestFile: storedManifestPath(file, project, opts.env),
-          env: opts.env,
-          registry: globalRegistry(cmd),
-          images: Object.entries(choice.images).map(([s, i]) => `${s}=${i}`),
-          reporter: opts.json ? silentReporter : consoleReporter(),
-        });
-        if (opts.json) printJson({ ok: true, mode: 'redeploy', version: choice.version, images: choice.images, deploy: r.deploy ?? null });
-        else println(renderApplySummary(r));
-        return EXIT.ok;
+        return applyAndPrint(
+          {
+            manifestFile: storedManifestPath(file, project, opts.env),
+            env: opts.env,
+            registry: globalRegistry(cmd),
+            images: Object.entries(choice.images).map(([s, i]) => `${s}=${i}`),
+          },
+          opts.json,
+          `Redeploying ${project} (${opts.env}) version ${choice.version} from ${choice.at}`,
+          { mode: 'redeploy', version: choice.version, images: choice.images },
+        );
       }),
     );
 
