@@ -59,10 +59,10 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
         }
         const { registryPath } = await import('../settings.js');
         const { readRegistryFile } = await import('../registry/store.js');
+        const { requireDeployment } = await import('../registry/records.js');
         const { storedManifestPath, hasStoredManifest } = await import('../reconcile/manifest-store.js');
         const file = registryPath(globalRegistry(cmd));
-        const rec = readRegistryFile(file).projects[project]?.environments[opts.env];
-        if (!rec) throw new CodebError(`No deployment ${project} (${opts.env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
+        const rec = requireDeployment(readRegistryFile(file), file, project, opts.env);
         const choice = chooseEarlierDeploy(rec, opts.to);
         if (!hasStoredManifest(file, project, opts.env)) {
           throw new CodebError(`No applied manifest is stored for ${project} (${opts.env}).`, { hint: `Deploy the earlier image yourself: codeb deploy <manifest> ${Object.entries(choice.images).map(([s, i]) => `--image ${s}=${i}`).join(' ')}` });
@@ -91,9 +91,9 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
       runCommand(opts.json, async () => {
         const { registryPath } = await import('../settings.js');
         const { readRegistryFile } = await import('../registry/store.js');
+        const { requireDeployment } = await import('../registry/records.js');
         const file = registryPath(globalRegistry(cmd));
-        const rec = readRegistryFile(file).projects[project]?.environments[opts.env];
-        if (!rec) throw new CodebError(`No deployment ${project} (${opts.env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
+        const rec = requireDeployment(readRegistryFile(file), file, project, opts.env);
         if (opts.json) return void printJson({ project, env: opts.env, history: rec.history });
         if (!rec.history.length) return void println('No history yet.');
         for (const h of rec.history) {

@@ -3,6 +3,7 @@ import type { Deployment } from '../manifest/types.js';
 import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
 import type { EnvironmentRecord, RegistryDocument } from './types.js';
+import { CodebError } from '../errors.js';
 
 export function allocationRequest(d: Deployment): AllocationRequest {
   return {
@@ -97,4 +98,14 @@ export function releaseDeployment(doc: RegistryDocument, projectId: string, env:
   delete project.environments[env];
   if (Object.keys(project.environments).length === 0) delete doc.projects[projectId];
   return true;
+}
+
+/** The record of one deployment, or an error that says which environments the project does have. */
+export function requireDeployment(doc: RegistryDocument, file: string, projectId: string, env: string): EnvironmentRecord {
+  const rec = doc.projects[projectId]?.environments[env];
+  if (rec) return rec;
+  const envs = Object.keys(doc.projects[projectId]?.environments ?? {});
+  throw new CodebError(`No deployment ${projectId} (${env}) in ${file}.`, {
+    hint: envs.length ? `${projectId} has environments: ${envs.join(', ')} (use --env).` : 'See `codeb registry list`.',
+  });
 }
