@@ -363,7 +363,3 @@ export function renderSystemdUnit(spec: ContainerSpec): RenderedUnit {
   );
   return { kind: 'systemd', fileName: `${spec.name}.service`, content };
 }
-
-export function renderUnit(spec: ContainerSpec, kind: UnitKind): RenderedUnit {
-  return kind === 'quadlet' ? renderQuadlet(spec) : renderSystemdUnit(spec);
-}
