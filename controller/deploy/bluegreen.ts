@@ -8,7 +8,7 @@ import { CodebError, EXIT } from '../errors.js';
 import { containerName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, EnvironmentRecord } from '../registry/types.js';
-import type { Reporter } from '../reconcile/reporter.js';
+import { reportStep, type Reporter } from '../reconcile/reporter.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
 import { containerSpec } from '../runtime/spec.js';
 import type { ContainerSpec, Runtime } from '../runtime/types.js';
@@ -201,18 +201,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
   const base = { fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
 
-  const step = async <T>(label: string, fn: () => Promise<T>, describe: (v: T) => string = () => 'done'): Promise<T> => {
-    const t0 = performance.now();
-    reporter.start(label);
-    try {
-      const v = await fn();
-      reporter.done(label, describe(v), performance.now() - t0);
-      return v;
-    } catch (err) {
-      reporter.fail(label, (err as Error).message, performance.now() - t0);
-      throw err;
-    }
-  };
+  const step = <T>(label: string, fn: () => Promise<T>, describe?: (v: T) => string) => reportStep(reporter, label, fn, describe);
 
   await step(`images ${[...new Set(Object.values(images))].join(', ')}`, async () => {
     for (const img of new Set(Object.values(images))) await runtime.ensureImage(img);

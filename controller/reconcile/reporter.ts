@@ -35,4 +35,18 @@ export function consoleReporter(stream: NodeJS.WriteStream = process.stderr): Re
   };
 }
 
+/** Run one step under a reporter: its line starts, then ends with `describe(result)` or the error, with the time taken. */
+export async function reportStep<T>(reporter: Reporter, label: string, fn: () => Promise<T>, describe: (v: T) => string = () => 'done'): Promise<T> {
+  const t0 = performance.now();
+  reporter.start(label);
+  try {
+    const v = await fn();
+    reporter.done(label, describe(v), performance.now() - t0);
+    return v;
+  } catch (err) {
+    reporter.fail(label, (err as Error).message, performance.now() - t0);
+    throw err;
+  }
+}
+
 export const silentReporter: Reporter = { start() {}, done() {}, fail() {}, info() {} };
