@@ -15,7 +15,6 @@ import {
   caddyRoute,
   databaseFacts,
   describeRun,
-  freePort,
   fullManifest,
   projectContainers,
   redisAdmin,
@@ -27,7 +26,7 @@ import {
   type Run,
 } from './helpers/apply.js';
 import { SLOT_MARKER } from '../../controller/providers/redis.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 // This file's own ports (outside the default 3000-3999 and the other test files' ranges).
 const PORT_RANGE = '4790-4839';

@@ -4,7 +4,6 @@
  * roles are conflicts, passwords are SCRAM and never appear in messages, and an unreachable server
  * gives ServiceUnavailableError.
  */
-import { createServer } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceUnavailableError } from '../../controller/errors.js';
@@ -14,7 +13,7 @@ import { planApply, planDestroy } from '../../controller/reconcile/plan.js';
 import { generateSecret } from '../../controller/reconcile/secrets.js';
 import { registerSecret } from '../../controller/redact.js';
 import type { Settings } from '../../controller/settings.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 let settings: Settings;
 let provider: PostgresProvider;
@@ -87,16 +86,6 @@ async function refusedConnect(user: string, password: string, database: string):
   throw new Error(`${user} could connect to ${database}`);
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   settings = stackSettings();

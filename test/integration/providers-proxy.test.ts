@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createTcpServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -28,7 +28,7 @@ import type { Settings } from '../../controller/settings.js';
 import { caddyConfig } from '../../controller/stack/caddy.js';
 import { resolveStack } from '../../controller/stack/layout.js';
 import type { PartContext } from '../../controller/stack/part.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 let settings: Settings;
 let provider: ProxyProvider;
@@ -72,13 +72,6 @@ async function upstream(name: string, handler?: (req: IncomingMessage, res: Serv
 }
 
 /** A port nobody listens on right now (bound then released). */
-async function freePort(): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 interface Reply {
   status: number;

@@ -8,7 +8,6 @@
  * are denied are they sent for real as the user, so a broken rule set cannot wipe the shared stack.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +18,7 @@ import { planApply, planDestroy } from '../../controller/reconcile/plan.js';
 import { generateSecret } from '../../controller/reconcile/secrets.js';
 import { registerSecret } from '../../controller/redact.js';
 import type { Settings } from '../../controller/settings.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 let settings: Settings;
 let provider: RedisProvider;
@@ -137,16 +136,6 @@ async function dryRunDenied(user: string, ...cmd: string[]): Promise<void> {
   expect(res, `${cmd.join(' ')} must be denied`).not.toBe('OK');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   settings = stackSettings();

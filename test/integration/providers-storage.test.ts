@@ -6,7 +6,6 @@
  * clearly, the shared backup bucket is never deleted, and an unreachable server gives
  * ServiceUnavailableError.
  */
-import { createServer } from 'node:net';
 import { Client } from 'minio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CodebError, ServiceUnavailableError } from '../../controller/errors.js';
@@ -15,7 +14,7 @@ import { BACKUP_LIFECYCLE_RULE, StorageProvider, policyGrantsPublicRead, publicR
 import { makeResource, type Action, type ExecContext, type Resource } from '../../controller/reconcile/model.js';
 import { planApply, planDestroy } from '../../controller/reconcile/plan.js';
 import type { Settings } from '../../controller/settings.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 // Read at load time so MinIO-only tests show as skipped (not silently passed) on s3rver.
 const settings: Settings = stackSettings();
@@ -146,13 +145,7 @@ describe('StorageProvider (real object storage)', () => {
   });
 
   it('an unreachable server is a ServiceUnavailableError naming it', async () => {
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await freePort();
     const p = new StorageProvider({ ...settings.storage, endPoint: '127.0.0.1', port });
     const err = await p.observe([makeResource('storage.bucket', `${run}-x`, { public: false })]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ServiceUnavailableError);

@@ -6,7 +6,6 @@
  * is removed idempotently, and no env-file secret reaches an error or an output codeb returns.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +20,7 @@ import { PodmanApiRuntime, TIMEOUT_EXIT_CODE } from '../../controller/runtime/po
 import { containerSpec, releaseSpec } from '../../controller/runtime/spec.js';
 import { LABEL, type ContainerSpec } from '../../controller/runtime/types.js';
 import type { Settings } from '../../controller/settings.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 const IMAGE = 'localhost/codeb-testapp:v1';
 const project = uniqueId('rt');
@@ -56,16 +55,6 @@ services:
   return resolveDeployment(manifest!);
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function specFor(service: 'web' | 'worker', slot: Slot, extraEnv: Record<string, string> = {}): Promise<ContainerSpec> {
   const d = deployment();

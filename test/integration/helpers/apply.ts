@@ -7,7 +7,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,7 @@ import { LABEL } from '../../../controller/runtime/types.js';
 import type { Settings } from '../../../controller/settings.js';
 import { caddyConfig } from '../../../controller/stack/caddy.js';
 import type { PartContext } from '../../../controller/stack/part.js';
+import { freePort } from './stack.js';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -202,17 +202,6 @@ export class Sandbox {
   record(projectId: string, env = 'production'): EnvironmentRecord | undefined {
     return this.readRegistry().projects[projectId]?.environments[env];
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export function describeRun(r: Run): string {

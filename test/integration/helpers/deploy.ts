@@ -9,7 +9,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,7 +18,7 @@ import type { EnvironmentRecord, RegistryDocument } from '../../../controller/re
 import type { Settings } from '../../../controller/settings.js';
 import { caddyConfig } from '../../../controller/stack/caddy.js';
 import type { PartContext } from '../../../controller/stack/part.js';
-import { stackSettings } from './stack.js';
+import { freePort, stackSettings } from './stack.js';
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cliPath = join(repo, 'bin', 'codeb.js');
@@ -120,16 +119,6 @@ export class DeployEnv {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 export function get(port: number, path: string, host?: string, timeoutMs = 5000, socketPath?: string): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {

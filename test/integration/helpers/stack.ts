@@ -2,6 +2,7 @@
  * Integration tests talk to the real services of the local stack that scripts/test.sh starts
  * (`codeb stack up` with CODEB_HOME set). This hands them its settings, or fails with what to do.
  */
+import { createServer } from 'node:net';
 import { loadSettings, type Settings } from '../../../controller/settings.js';
 
 export function stackSettings(): Settings {
@@ -18,4 +19,16 @@ export function stackSettings(): Settings {
 /** A project id unique to this test run, so parallel test files never share resources. */
 export function uniqueId(prefix: string): string {
   return `${prefix}-${process.pid.toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`.slice(0, 40);
+}
+
+/** A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
