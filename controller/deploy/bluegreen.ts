@@ -144,31 +144,38 @@ async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrt
 
 const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.switchMs.toFixed(1)} ms${v.ackMs - v.switchMs >= 1 ? ` (confirmed after ${v.ackMs.toFixed(1)} ms)` : ''}`;
 
-async function removeSlot(ctx: DeployContext, slot: Slot, only?: (s: ResolvedService) => boolean): Promise<void> {
-  await Promise.all(
-    ctx.d.services.filter((s) => !only || only(s)).map((s) => ctx.runtime.remove(containerName(ctx.d.projectId, ctx.d.env, s.name, slot), Math.ceil(ctx.d.deploy.drainMs / 1000))),
-  );
-  ctx.rec.containers = ctx.rec.containers.filter((c) => c.slot !== slot || (only && !only(ctx.d.services.find((s) => s.name === c.service)!)));
+/**
+ * Remove a slot's containers: those of `services` (default: every service, plus any the record
+ * holds in that slot for a service no longer in the manifest), each stopped with deploy.drain.
+ */
+async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedService[]): Promise<void> {
+  const { d, rec } = ctx;
+  const names = new Set((services ?? d.services).map((s) => containerName(d.projectId, d.env, s.name, slot)));
+  if (!services) for (const c of rec.containers) if (c.slot === slot) names.add(c.name);
+  await Promise.all([...names].map((n) => ctx.runtime.remove(n, Math.ceil(d.deploy.drainMs / 1000))));
+  rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
 
 /** Verify through Caddy: the catch-all web service's health path, via the domain, N in a row. */
 async function verifyThroughProxy(ctx: DeployContext, checks: number): Promise<{ ok: boolean; results: ProbeResult[] }> {
   const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.healthCheck.kind === 'http');
   if (!web || checks === 0) return { ok: true, results: [] };
+  const clock = ctx.clock ?? realClock;
+  const hc = web.healthCheck;
+  const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: hc.path, expectStatus: hc.expectStatus, timeoutMs: Math.max(hc.timeoutMs, 1000), hostHeader: ctx.d.domain });
   const results: ProbeResult[] = [];
   for (let i = 0; i < checks; i++) {
-    const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: web.healthCheck.path, expectStatus: web.healthCheck.expectStatus, timeoutMs: Math.max(web.healthCheck.timeoutMs, 1000), hostHeader: ctx.d.domain });
     let r = await probe();
     // A connection reset with no HTTP answer is Caddy reloading (another project's route change),
     // not the new version failing: try again a couple of times before judging.
     for (let retry = 0; !r.ok && r.status === undefined && retry < 2; retry++) {
       results.push(r);
-      await (ctx.clock ?? realClock).sleep(250);
+      await clock.sleep(250);
       r = await probe();
     }
     results.push(r);
     if (!r.ok) return { ok: false, results };
-    await (ctx.clock ?? realClock).sleep(Math.min(web.healthCheck.intervalMs, 500));
+    await clock.sleep(Math.min(hc.intervalMs, 500));
   }
   return { ok: true, results };
 }
@@ -276,7 +283,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   // Old workers ran beside the new ones during the watch so a rollback needs no restart; now they
   // stop, so no queue is consumed and no schedule fired twice for longer than the watch window.
   if (fromSlot) {
-    await removeSlot(ctx, fromSlot, (s) => s.type === 'worker');
+    await removeSlot(ctx, fromSlot, d.services.filter((s) => s.type === 'worker'));
     await ctx.persist();
   }
   return { ...base, result: 'deployed', health, switchMs, switchAckMs: sw.ackMs, verify: verify.results, reason: 'healthy, switched and verified' };
