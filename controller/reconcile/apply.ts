@@ -139,7 +139,9 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     const rec = recordAllocation(draft, d, allocation, now);
 
     let values = secrets.load(d.projectId, d.env);
-    const providers = openProviders(settings, secretsDir(file), (name) => secretResolver(values, settings)(name));
+    // Reads `values` at call time: the same resolver serves observe (loaded) and execute (ensured).
+    const secret = (name: string) => secretResolver(values, settings)(name);
+    const providers = openProviders(settings, secretsDir(file), secret);
     const envFilePath = `${secretsDir(file)}/${envFileName(d.projectId, d.env)}`;
     let lastDeploy: DeployOutcome | null = null;
     providers.set(
@@ -212,7 +214,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       await tx.write(draft);
       values = await secrets.ensure(d.projectId, d.env, secretNames(d));
 
-      const done = await execute(actions, providers, tx, draft, rec, secretResolver(values, settings), reporter);
+      const done = await execute(actions, providers, tx, draft, rec, secret, reporter);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
       pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'ok', detail: { ...summaryDetail(actions), durationMs: Date.now() - started } });
       await tx.write(draft);
