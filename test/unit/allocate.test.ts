@@ -18,7 +18,8 @@ import {
 } from '../../controller/registry/allocate.js';
 import { parseProcNetTcp } from '../../controller/registry/ports-in-use.js';
 import { releaseDeployment } from '../../controller/registry/records.js';
-import { emptyRegistry, type EnvironmentRecord, type PortPair, type PortRole, type RegistryDocument } from '../../controller/registry/types.js';
+import { placeholderRecord } from '../helpers/records.js';
+import { emptyRegistry, type PortPair, type PortRole, type RegistryDocument } from '../../controller/registry/types.js';
 
 const NOW = '2025-01-01T00:00:00.000Z';
 
@@ -37,25 +38,7 @@ function policy(over: Partial<AllocationPolicy> = {}): AllocationPolicy {
 /** Record an allocation the way recordAllocation does, without needing a whole manifest. */
 function put(doc: RegistryDocument, projectId: string, env: string, a: Allocation): RegistryDocument {
   const project = (doc.projects[projectId] ??= { id: projectId, name: projectId, createdAt: NOW, updatedAt: NOW, environments: {} });
-  const rec: EnvironmentRecord = {
-    env,
-    status: 'allocated',
-    createdAt: NOW,
-    updatedAt: NOW,
-    domain: `${projectId}.localhost`,
-    aliases: [],
-    ports: a.ports,
-    redisDb: a.redisDb,
-    redisUser: null,
-    database: null,
-    databaseRole: null,
-    bucket: null,
-    buckets: [],
-    liveSlot: null,
-    containers: [],
-    health: { status: 'unknown', lastCheck: null },
-    history: [],
-  };
+  const rec = placeholderRecord({ now: NOW, env, domain: `${projectId}.localhost`, ports: a.ports, redisDb: a.redisDb });
   project.environments[env] = rec;
   return doc;
 }

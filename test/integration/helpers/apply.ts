@@ -20,6 +20,7 @@ import { SLOT_MARKER } from '../../../controller/providers/redis.js';
 import { updateRegistry } from '../../../controller/registry/store.js';
 import type { EnvironmentRecord, RegistryDocument } from '../../../controller/registry/types.js';
 import { LABEL } from '../../../controller/runtime/types.js';
+import { placeholderRecord } from '../../helpers/records.js';
 import type { Settings } from '../../../controller/settings.js';
 import { caddyConfig } from '../../../controller/stack/caddy.js';
 import type { PartContext } from '../../../controller/stack/part.js';
@@ -335,28 +336,7 @@ export async function reserveRedisDbs(settings: Settings, registry: string, pref
   return picked;
 }
 
-/** A registry record for a deployment that holds an allocation and nothing else. */
-export function placeholderRecord(o: { redisDb?: number | null; ports?: EnvironmentRecord['ports']; now: string; name?: string }): EnvironmentRecord {
-  return {
-    env: 'production',
-    status: 'allocated',
-    createdAt: o.now,
-    updatedAt: o.now,
-    domain: null,
-    aliases: [],
-    ports: o.ports ?? {},
-    redisDb: o.redisDb ?? null,
-    redisUser: null,
-    database: null,
-    databaseRole: null,
-    bucket: null,
-    buckets: [],
-    liveSlot: null,
-    containers: [],
-    health: { status: 'unknown', lastCheck: null },
-    history: [],
-  };
-}
+export { placeholderRecord };
 
 export function redisAdmin(settings: Settings, db: number): Redis {
   return new Redis({
