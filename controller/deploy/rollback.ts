@@ -5,7 +5,8 @@
 import { CodebError } from '../errors.js';
 import { containerName, type Slot } from '../manifest/names.js';
 import { actor, withRegistryLock } from '../registry/store.js';
-import type { EnvironmentRecord, RegistryDocument } from '../registry/types.js';
+import { requireDeployment } from '../registry/records.js';
+import type { EnvironmentRecord } from '../registry/types.js';
 import { PodmanApiRuntime } from '../runtime/podman-api.js';
 import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
@@ -25,11 +26,6 @@ export interface RollbackResult {
   images: Record<string, string>;
 }
 
-function findRecord(doc: RegistryDocument, file: string, project: string, env: string): EnvironmentRecord {
-  const rec = doc.projects[project]?.environments[env];
-  if (!rec) throw new CodebError(`No deployment ${project} (${env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
-  return rec;
-}
 
 /** Services whose slot containers serve traffic through an entry. */
 function routedServices(rec: EnvironmentRecord): string[] {
@@ -44,7 +40,7 @@ export async function rollback(opts: { project: string; env: string; registry?: 
   try {
     return await withRegistryLock(file, { command: `codeb rollback ${opts.project} --env ${opts.env}` }, async (tx) => {
       const doc = tx.read();
-      const rec = findRecord(doc, file, opts.project, opts.env);
+      const rec = requireDeployment(doc, file, opts.project, opts.env);
       if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
       const back = otherSlot(rec.liveSlot);
       const missing: string[] = [];
@@ -54,7 +50,7 @@ export async function rollback(opts: { project: string; env: string; registry?: 
       }
       if (!rec.retained || rec.retained.slot !== back || missing.length) {
         throw new NoRetainedSlotError(`No previous version of ${opts.project} (${opts.env}) is running to switch back to${missing.length ? ` (${missing.join(', ')} not running in the ${back} slot)` : ''}.`, {
-          hint: 'Redeploy an earlier image instead: `codeb deploy <manifest> --image <earlier image>` (`codeb history` lists the images deployed before).',
+          hint: '`codeb rollback` then redeploys the earlier image from history; `codeb rollback --to <version>` picks one (`codeb history` lists them).',
         });
       }
       const t0 = process.hrtime.bigint();

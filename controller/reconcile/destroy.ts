@@ -4,9 +4,8 @@
  * Works from the registry record alone: no manifest needed.
  */
 import { CodebError } from '../errors.js';
-import { releaseDeployment } from '../registry/records.js';
+import { releaseDeployment, requireDeployment } from '../registry/records.js';
 import { withRegistryLock } from '../registry/store.js';
-import type { EnvironmentRecord } from '../registry/types.js';
 import { loadSettings, registryPath, secretsDir, type Settings } from '../settings.js';
 import { ownedResources } from './desired.js';
 import type { Action } from './model.js';
@@ -46,13 +45,7 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
   const command = `codeb destroy ${opts.project} --env ${opts.env}${opts.deleteData ? ' --delete-data' : ''}`;
   return withRegistryLock(file, { command }, async (tx) => {
     const doc = tx.read();
-    const rec: EnvironmentRecord | undefined = doc.projects[opts.project]?.environments[opts.env];
-    if (!rec) {
-      const envs = Object.keys(doc.projects[opts.project]?.environments ?? {});
-      throw new CodebError(`No deployment ${opts.project} (${opts.env}) in ${file}.`, {
-        hint: envs.length ? `It has environments: ${envs.join(', ')} (use --env).` : 'See `codeb registry list`.',
-      });
-    }
+    const rec = requireDeployment(doc, file, opts.project, opts.env);
     const values = secrets.load(opts.project, opts.env);
     const providers = openProviders(settings, secretsDir(file), (n) => values[n] ?? '');
     const draft = structuredClone(doc);

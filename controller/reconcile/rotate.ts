@@ -7,6 +7,7 @@ import { CodebError } from '../errors.js';
 import { PostgresProvider } from '../providers/postgres.js';
 import { RedisProvider } from '../providers/redis.js';
 import { withRegistryLock } from '../registry/store.js';
+import { requireDeployment } from '../registry/records.js';
 import { loadSettings, registryPath, secretsDir, type Settings } from '../settings.js';
 import { applyManifest, type ApplyResult } from './apply.js';
 import { hasStoredManifest, storedManifestPath } from './manifest-store.js';
@@ -25,8 +26,7 @@ export async function rotateSecret(opts: { project: string; env: string; secret:
     });
   }
   await withRegistryLock(file, { command: `codeb secrets rotate ${opts.project} --env ${opts.env} ${opts.secret}` }, async (tx) => {
-    const rec = tx.read().projects[opts.project]?.environments[opts.env];
-    if (!rec) throw new CodebError(`No deployment ${opts.project} (${opts.env}) in ${file}.`, { hint: 'See `codeb registry list`.' });
+    const rec = requireDeployment(tx.read(), file, opts.project, opts.env);
     const store = new SecretStore(secretsDir(file));
     if (opts.secret === 'postgres') {
       if (!rec.databaseRole) throw new CodebError(`${opts.project} (${opts.env}) has no database.`);
