@@ -1,7 +1,8 @@
 /**
  * The embedded local stack for real: a stack of its own in a temporary CODEB_HOME on other ports
- * (base 31000, override with CODEB_TEST_STACK_PORT_BASE) so it never touches a developer's stack or
- * the one scripts/test.sh starts for the other integration tests.
+ * (CODEB_TEST_STACK_PORT_BASE, which scripts/test.sh picks free and clear of the demo's and the test
+ * stack's ports; 3500 when unset) so it never touches a developer's stack, the demo's or the one
+ * scripts/test.sh starts for the other integration tests.
  *
  * Checks that each part really answers (and really wants its credentials), that `up` twice is a
  * no-op, that `status --json` tells the truth, that data and Caddy routes survive down/up, and that
@@ -24,7 +25,7 @@ import { ensureStack, stackStatus, stopStack, PART_NAMES } from '../../controlle
 import type { Settings } from '../../controller/settings.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE ?? 31000);
+const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || 3500);
 const home = mkdtempSync(join(tmpdir(), 'codeb-stack-test-'));
 
 // Only what this test means: no settings/stack/port variables inherited from the caller.
