@@ -38,6 +38,8 @@ const registry = join(tmp, 'server', 'registry.json');
 const project = uniqueId('ssh');
 const manifest = join(tmp, 'app.yaml');
 let caddyPort = 0;
+// The server's codeb allocates this file's own ports, never the 3000-3999 a running demo stack uses.
+const PORT_RANGE = '4890-4949';
 
 /** The client's environment: its own empty CODEB_HOME, the test sshd's key and known_hosts, no agent. */
 function clientEnv(extra: Record<string, string> = {}, remoteEnv = ''): NodeJS.ProcessEnv {
@@ -49,7 +51,7 @@ function clientEnv(extra: Record<string, string> = {}, remoteEnv = ''): NodeJS.P
     CODEB_SSH_KEY_FILE: sshd.clientKey,
     SSH_AUTH_SOCK: '',
     // The server's codeb: this checkout, with the test stack's CODEB_HOME (on a real server: /opt/codeb).
-    CODEB_REMOTE_COMMAND: `env CODEB_HOME=${codebHome()} ${remoteEnv} ${process.execPath} ${CLI}`,
+    CODEB_REMOTE_COMMAND: `env CODEB_HOME=${codebHome()} CODEB_PORT_RANGE=${PORT_RANGE} ${remoteEnv} ${process.execPath} ${CLI}`,
     ...extra,
   };
   return env;
@@ -69,7 +71,7 @@ function codeb(args: string[], env: NodeJS.ProcessEnv, onStderr?: (all: string) 
 
 /** On the server itself (same machine): a local codeb with the stack's CODEB_HOME. */
 function onServer(args: string[]): Promise<Run> {
-  return codeb(['--registry', registry, ...args], { ...process.env, CODEB_HOME: codebHome(), GITHUB_ACTIONS: '' });
+  return codeb(['--registry', registry, ...args], { ...process.env, CODEB_HOME: codebHome(), CODEB_PORT_RANGE: PORT_RANGE, GITHUB_ACTIONS: '' });
 }
 
 function viaCaddy(path = '/'): Promise<{ status: number; body: string }> {
