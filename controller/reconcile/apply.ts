@@ -21,6 +21,7 @@ import type { Action, ExecContext } from './model.js';
 import { hasChanges, planApply, summarize, type PlanSummary } from './plan.js';
 import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } from './providers.js';
 import { silentReporter, type Reporter } from './reporter.js';
+import { withCrashPoints } from './crash-points.js';
 import { SecretStore, type SecretValues } from './secrets.js';
 import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
@@ -106,7 +107,7 @@ function sameRecord(a: EnvironmentRecord | undefined, b: EnvironmentRecord): boo
 
 export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const started = Date.now();
-  const reporter = opts.reporter ?? silentReporter;
+  const reporter = withCrashPoints(opts.reporter ?? silentReporter);
   const manifest = requireManifest(opts.manifestFile);
   const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
   const settings = opts.settings ?? loadSettings();
