@@ -14,12 +14,15 @@
  * application created.
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
+import { lazyModule } from '../lazy-module.js';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
 
-const { Pool, Client, escapeIdentifier: ident, escapeLiteral: literal } = pg;
+const pgModule = lazyModule<typeof pg>('pg');
+const ident = (name: string): string => pgModule().escapeIdentifier(name);
+const literal = (text: string): string => pgModule().escapeLiteral(text);
 
 type PgSettings = Settings['postgres'];
 
@@ -119,7 +122,7 @@ export class PostgresProvider implements Provider {
 
   private getPool(): pg.Pool {
     if (!this.pool) {
-      this.pool = new Pool({ ...this.clientConfig(this.settings.database), max: 2, idleTimeoutMillis: 10_000 });
+      this.pool = new (pgModule().Pool)({ ...this.clientConfig(this.settings.database), max: 2, idleTimeoutMillis: 10_000 });
       // An idle connection dropped by the server must not crash the process; the next query reconnects.
       this.pool.on('error', () => {});
     }
@@ -162,7 +165,7 @@ export class PostgresProvider implements Provider {
    * when that database cannot be entered and `tolerant` is set: observe reports what it can.
    */
   private async inDatabase<T>(database: string, fn: (c: pg.Client) => Promise<T>, tolerant = false): Promise<T | undefined> {
-    const c = new Client(this.clientConfig(database));
+    const c = new (pgModule().Client)(this.clientConfig(database));
     c.on('error', () => {});
     try {
       await c.connect();

@@ -14,7 +14,7 @@
  * rule, error or log line can carry one.
  */
 import { createHash } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
@@ -161,6 +161,7 @@ export class RedisProvider implements Provider {
     let p = this.conns.get(db);
     if (!p) {
       p = (async () => {
+        const { Redis } = await import('ioredis');
         const r = new Redis(this.options(db));
         let lastError: unknown;
         r.on('error', (err: unknown) => (lastError = err)); // reported through the rejected command

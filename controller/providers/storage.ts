@@ -15,7 +15,10 @@
  *
  * What only a real MinIO can check (see docs/providers.md): policies, lifecycle, per-project keys.
  */
-import { Client, type LifecycleConfig } from 'minio';
+import type { Client, LifecycleConfig } from 'minio';
+import { lazyModule } from '../lazy-module.js';
+
+const minio = lazyModule<typeof import('minio')>('minio');
 import { BACKUP_BUCKET } from '../manifest/names.js';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
@@ -116,14 +119,20 @@ export function policyGrantsPublicRead(policyJson: string, bucket: string): bool
 
 export class StorageProvider implements Provider {
   readonly system = 'storage' as const;
-  private readonly client: Client;
+  private s3?: Client;
   private readonly retentionDays: number;
 
   constructor(
     private readonly settings: StorageSettings,
     opts: StorageProviderOptions = {},
   ) {
-    this.client = new Client({
+    this.retentionDays = opts.backupRetentionDays ?? 30;
+  }
+
+  /** The S3 client, made (and its library loaded) on first use. */
+  private get client(): Client {
+    const settings = this.settings;
+    return (this.s3 ??= new (minio().Client)({
       endPoint: settings.endPoint,
       port: settings.port,
       useSSL: settings.useSSL,
@@ -134,8 +143,7 @@ export class StorageProvider implements Provider {
       // The client's own retry prints to the console (noise in codeb's output) and hides the S3 error
       // text behind "Retryable HTTP status"; the one place that needs a retry does its own (destroy).
       retryOptions: { disableRetry: true },
-    });
-    this.retentionDays = opts.backupRetentionDays ?? 30;
+    }));
   }
 
   get address(): string {
