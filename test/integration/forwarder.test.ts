@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Forwarder } from '../../controller/deploy/forwarder.js';
+import { until } from './helpers/deploy.js';
 import { freePort } from './helpers/stack.js';
 
 function app(version: string): Server {
@@ -97,12 +98,11 @@ describe('forwarder (the blue-green switch)', () => {
         res.on('error', () => resolve());
       });
     });
-    await new Promise((r) => setTimeout(r, 120));
+    await until(() => events.length > 0, 30_000, 'the first event from v1');
     await fwd.set('shop-production-web', entry, greenPort);
     expect((await fetchText(entry)).body).toBe('v2');
     const before = events.length;
-    await new Promise((r) => setTimeout(r, 150));
-    expect(events.length).toBeGreaterThan(before); // still streaming from v1 after the switch
+    await until(() => events.length > before, 30_000, 'more events from v1 after the switch'); // still streaming from v1
     expect(events.every((e) => e.startsWith('data: v1'))).toBe(true);
     const closed = await fwd.retire('shop-production-web', bluePort, 0);
     expect(closed).toBeGreaterThanOrEqual(1);
