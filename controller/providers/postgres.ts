@@ -111,7 +111,9 @@ export class PostgresProvider implements Provider {
       user: this.settings.user,
       password: this.settings.password,
       database,
-      connectionTimeoutMillis: 5000,
+      // A new connection (a forked backend, SCRAM) can take seconds on a loaded machine; waiting
+      // costs nothing, an unreachable server still fails at once (connection refused).
+      connectionTimeoutMillis: 30_000,
       application_name: 'codeb',
     };
   }

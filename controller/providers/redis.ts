@@ -142,7 +142,7 @@ export class RedisProvider implements Provider {
       password: this.settings.password,
       db,
       lazyConnect: true,
-      connectTimeout: 3000,
+      connectTimeout: 10_000,
       commandTimeout: 15_000,
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,

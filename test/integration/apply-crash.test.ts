@@ -211,7 +211,7 @@ describe('apply killed with SIGKILL at 20 named points', () => {
         else await box.run(['destroy', id, '--yes', '--delete-data']);
       }
     },
-    90_000,
+    300_000,
   );
 });
 

@@ -16,7 +16,7 @@ const name = (slot: string) => `${id}-production-web-${slot}`;
 const image = (v: string) => `localhost/codeb-testapp:${v}`;
 
 const base = t.write('project.yaml', manifest({ id }));
-// v3: never healthy (health answers 500); a short deadline so the test does not wait 15 s.
+// v3: never healthy (health answers 500); a short deadline so the test does not wait 120 s.
 const unhealthy = t.write('unhealthy.yaml', manifest({ id, env: { FAIL_MODE: 'unhealthy' }, deadline: '5s' }));
 // v4: healthy until the test turns it unhealthy (/api/chaos) once the deploy reports the switch
 // verified, while the watch window is still open (a long one: it ends at the first failed probe).

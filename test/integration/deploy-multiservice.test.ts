@@ -86,7 +86,8 @@ describe('a multi-service project: web + internal api + worker', () => {
       expect(st?.running, s).toBe(true);
       expect(st?.labels).toMatchObject({ 'codeb.project': id, 'codeb.env': 'production', 'codeb.service': s, 'codeb.slot': 'blue', 'codeb.version': 'v1' });
     }
-    expect(await t.runtime.logsTail(name('worker', 'blue'), 20)).toContain('worker started');
+    // Its first line, however many 500 ms ticks followed it on a slow machine (1000 lines: ~8 min).
+    expect(await t.runtime.logsTail(name('worker', 'blue'), 1000)).toContain('worker started');
     const rec = await t.record(id);
     const health = lastDeploy(rec.history).detail!.health as Array<{ service: string; healthy: boolean; ms: number }>;
     expect(health.map((h) => h.service).sort()).toEqual(['api', 'web', 'worker']);

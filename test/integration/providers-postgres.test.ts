@@ -70,7 +70,7 @@ async function plan(d: Deployment): Promise<Action[]> {
 }
 
 async function connectAs(user: string, password: string, database: string): Promise<pg.Client> {
-  const c = new pg.Client({ host: settings.postgres.host, port: settings.postgres.port, user, password, database, connectionTimeoutMillis: 5000 });
+  const c = new pg.Client({ host: settings.postgres.host, port: settings.postgres.port, user, password, database, connectionTimeoutMillis: 30_000 });
   c.on('error', () => {});
   await c.connect();
   return c;

@@ -175,7 +175,7 @@ describe.sequential('codeb over SSH (real sshd on 127.0.0.1)', () => {
     expect(md).toContain('| Result | ✅ deployed (exit code 0) |');
     expect(md).toContain('| Version | `v2` |');
     expect(md).toContain('| Traffic | blue → green |');
-    expect(md).toMatch(/\| Health gate \| web: healthy after \d+ ms \(first ok at \d+ ms\) \|/);
+    expect(md).toMatch(/\| Health gate \| web: healthy after [\d.]+ m?s \(first ok at [\d.]+ m?s\) \|/);
     expect(md).toMatch(/\| Switch \| [\d.]+ ms \|/);
     expect(md).toContain(`| URL | http://${project}.localhost:${caddyPort}/ |`);
     expect(md).toContain(`| Ran on | ${sshd.target} (over SSH) |`);

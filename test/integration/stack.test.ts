@@ -128,7 +128,7 @@ function minio(s: Settings, secretKey = s.storage.secretKey, accessKey = s.stora
 }
 
 async function pgQuery(s: Settings, sql: string, password = s.postgres.password): Promise<unknown[]> {
-  const client = new pg.Client({ ...s.postgres, password, connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({ ...s.postgres, password, connectionTimeoutMillis: 30_000 });
   await client.connect();
   try {
     return (await client.query(sql)).rows;
