@@ -39,7 +39,7 @@ const project = uniqueId('ssh');
 const manifest = join(tmp, 'app.yaml');
 let caddyPort = 0;
 // The server's codeb allocates this file's own ports, never the 3000-3999 a running demo stack uses.
-const PORT_RANGE = '4890-4949';
+const PORT_RANGE = '4900-4949';
 
 /** The client's environment: its own empty CODEB_HOME, the test sshd's key and known_hosts, no agent. */
 function clientEnv(extra: Record<string, string> = {}, remoteEnv = ''): NodeJS.ProcessEnv {
