@@ -12,6 +12,7 @@ import type { Deployment } from '../manifest/types.js';
 import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/allocate.js';
 import { RedisProvider } from '../providers/redis.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
+import { reservedPorts } from '../registry/reserved-ports.js';
 import { allocationRequest, recordAllocation } from '../registry/records.js';
 import { actor, withRegistryLock, type RegistryTx } from '../registry/store.js';
 import type { EnvironmentRecord, HistoryEntry, RegistryDocument } from '../registry/types.js';
@@ -113,7 +114,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));
   const busy = d.server.host === 'local' ? listeningPorts() : new Set<number>();
-  const policy = policyFromEnv(process.env, busy);
+  // The stack's and server's own ports are refused before anything is written (no half-made route).
+  const policy = policyFromEnv(process.env, busy, reservedPorts(settings));
   if (d.server.host !== 'local') {
     throw new CodebError(`Environment ${d.env} targets server ${d.server.name} (${d.server.host}); remote servers are not supported by this version yet.`, {
       hint: 'Use host: local for now.',
