@@ -5,7 +5,7 @@
  * retention window so `codeb rollback` is one switch.
  */
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, type Slot } from '../manifest/names.js';
+import { containerName, entryName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, EnvironmentRecord } from '../registry/types.js';
 import { reportStep, type Reporter } from '../reconcile/reporter.js';
@@ -57,7 +57,7 @@ export interface DeployOutcome {
 
 /** Forwarder entry id of a service: one per project, environment and service. */
 export function entryId(projectId: string, env: string, service: string): string {
-  return `${projectId}-${env}-${service}`;
+  return entryName(projectId, env, service);
 }
 
 /** URLs of the project's web and internal services, injected so services find each other. */

@@ -13,6 +13,7 @@ import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/all
 import { RedisProvider } from '../providers/redis.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
 import { reservedPorts } from '../registry/reserved-ports.js';
+import { reasonOf, writeFailureLog } from '../registry/failure-log.js';
 import { allocationRequest, recordAllocation } from '../registry/records.js';
 import { actor, withRegistryLock, type RegistryTx } from '../registry/store.js';
 import type { EnvironmentRecord, HistoryEntry, RegistryDocument } from '../registry/types.js';
@@ -216,7 +217,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       await tx.write(draft);
       values = await secrets.ensure(d.projectId, d.env, secretNames(d));
 
-      const done = await execute(actions, providers, tx, draft, rec, secret, reporter);
+      const done = await execute(actions, providers, tx, draft, rec, secret, reporter, d.projectId);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
       pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'ok', detail: { ...summaryDetail(actions), durationMs: Date.now() - started } });
       await tx.write(draft);
@@ -314,6 +315,7 @@ export async function execute(
   rec: EnvironmentRecord,
   secret: (name: string) => string,
   reporter: Reporter,
+  projectId: string,
 ): Promise<StepResult[]> {
   const results: StepResult[] = [];
   const symbol: Record<string, string> = { create: '+', update: '~', delete: '-' };
@@ -334,10 +336,13 @@ export async function execute(
       const ms = Date.now() - t0;
       const message = err instanceof Error ? err.message : String(err);
       reporter.fail(label, message, ms);
-      (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'failed', detail: message.slice(0, 500) });
+      // The registry keeps the reason and where the whole text is, never the text (log tails can hold secrets).
+      const reason = reasonOf(message);
+      const log = writeFailureLog(projectId, rec.env, `${a.kind} ${a.name}: ${a.op} failed\n${message}`);
+      (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'failed', detail: reason });
       // The previous version may still be serving (a failed deploy never moves traffic, or moves it back).
       rec.status = rec.liveSlot ? 'degraded' : 'failed';
-      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'failed', detail: { step: a.key, error: message.slice(0, 500) } });
+      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'failed', detail: { step: a.key, error: reason, log } });
       await tx.write(draft);
       if (err instanceof CodebError) throw err;
       throw new CodebError(`${a.kind} ${a.name}: ${a.op} failed: ${message}`, {

@@ -64,7 +64,7 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
         return { ...base, steps: actions.map((a) => stepResult(a)), kept: [], deleted: [], cancelled: true };
       }
       draftRec.journal = [];
-      const steps = await execute(actions, providers, tx, draft, draftRec, (n) => values[n] ?? '', reporter);
+      const steps = await execute(actions, providers, tx, draft, draftRec, (n) => values[n] ?? '', reporter, opts.project);
       releaseDeployment(draft, opts.project, opts.env);
       await tx.write(draft);
       if (opts.deleteData) secrets.remove(opts.project, opts.env);

@@ -4,7 +4,7 @@
  * should forward to. Observing reads the live slot's containers and the forwarder's table;
  * executing either re-points entries (the forwarder lost them) or runs a blue-green deploy.
  */
-import { containerName } from '../manifest/names.js';
+import { containerName, deploymentName } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import { entryId, specsFor } from '../deploy/bluegreen.js';
@@ -20,7 +20,7 @@ export interface ReleaseSpec extends Record<string, unknown> {
 }
 
 export function releaseName(projectId: string, env: string): string {
-  return `${projectId}-${env}`;
+  return deploymentName(projectId, env);
 }
 
 /** What version label a deploy gets: the tags of the images, e.g. "v2" or "web:v2,api:v1". */

@@ -36,12 +36,12 @@ describe('desired state', () => {
       'postgres.role/food_delivery_db_owner',
       'postgres.database/food_delivery_db',
       'redis.slot/2',
-      'redis.user/codeb-food-delivery-app-prod',
+      'redis.user/codeb-food-delivery-app--prod',
       'storage.bucket/food-delivery-uploads',
       'storage.bucket/backup',
       'files.envfile/food-delivery-app.production.env',
-      'proxy.route/codeb-food-delivery-app-production',
-      'runtime.release/food-delivery-app-production',
+      'proxy.route/codeb-food-delivery-app--production',
+      'runtime.release/food-delivery-app--production',
     ]);
     const db = rs.find((r) => r.kind === 'postgres.database')!;
     expect(db.spec).toEqual({ owner: 'food_delivery_db_owner', publicConnect: false, extensions: ['pg_trgm'] });
@@ -74,7 +74,7 @@ describe('desired state', () => {
     const envFile = desired(d, rec, settings).find((r) => r.kind === 'files.envfile')!;
     const vars = envFile.spec.variables as Record<string, string>;
     expect(vars.DATABASE_URL).toBe('postgresql://food_delivery_db_owner:${secret:postgres}@127.0.0.1:25432/food_delivery_db');
-    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app-prod:${secret:redis}@127.0.0.1:26379/2');
+    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app--prod:${secret:redis}@127.0.0.1:26379/2');
     expect(vars.S3_SECRET_KEY).toBe('${secret:storageSecretKey}');
     expect(JSON.stringify(envFile.spec)).not.toContain('SK');
   });
