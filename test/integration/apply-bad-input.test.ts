@@ -45,9 +45,9 @@ async function expectNothingFor(id: string): Promise<void> {
   expect(await databaseFacts(settings, database), `database ${database}`).toEqual({ exists: false });
   expect(await roleExists(settings, `${database}_owner`)).toBe(false);
   expect(await s3(settings).bucketExists(`${base}-uploads`)).toBe(false);
-  expect((await caddyRoute(settings, `codeb-${id}-production`)).status).not.toBe(200);
+  expect((await caddyRoute(settings, `codeb-${id}--production`)).status).not.toBe(200);
   expect(await projectContainers(settings, id)).toEqual([]);
-  expect(await redisUserExists(settings, `codeb-${id}-prod`)).toBe(false);
+  expect(await redisUserExists(settings, `codeb-${id}--prod`)).toBe(false);
   const admin = redisAdmin(settings, 0);
   try {
     for (let db = 2; db < settings.redis.databases; db++) {

@@ -141,12 +141,12 @@ async function expectConverged(label: string): Promise<void> {
   expect(await slotOwner(settings, rec.redisDb!)).toBe(`${id}/production`);
   expect(await redisUserExists(settings, rec.redisUser!)).toBe(true);
   expect(await s3(settings).bucketExists(rec.buckets[0]!)).toBe(true);
-  expect((await caddyRoute(settings, `codeb-${id}-production`)).status).toBe(200);
+  expect((await caddyRoute(settings, `codeb-${id}--production`)).status).toBe(200);
   const containers = await projectContainers(settings, id);
   expect(
     containers.filter((c) => c.state === 'running').map((c) => c.name),
     `${label}: one container running (all: ${JSON.stringify(containers)})`,
-  ).toEqual([`${id}-production-web-${rec.liveSlot}`]);
+  ).toEqual([`${id}--production--web--${rec.liveSlot}`]);
   expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
   const health = await viaCaddy(settings, domain, '/api/health');
   expect(health.status, health.body).toBe(200);

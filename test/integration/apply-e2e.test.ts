@@ -117,7 +117,7 @@ afterAll(async () => {
 describe('the minimal example', () => {
   const id = uniqueId('e2emin');
   const domain = `${id}.localhost`;
-  const route = `codeb-${id}-production`;
+  const route = `codeb-${id}--production`;
   let file: string;
 
   beforeAll(() => {
@@ -131,7 +131,7 @@ describe('the minimal example', () => {
     expect(ops(out)).toEqual({
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
-      [`runtime.release ${id}-production`]: 'create',
+      [`runtime.release ${id}--production`]: 'create',
     });
     expect(out.summary).toMatchObject({ create: 3, update: 0, delete: 0 });
     const text = await box.run(['plan', file]);
@@ -155,7 +155,7 @@ describe('the minimal example', () => {
     expect(caddy.status).toBe(200);
     expect(caddy.body).toContain(domain);
     expect(caddy.body).toContain(`127.0.0.1:${out.ports.web!.entry}`);
-    expect(await running(id)).toEqual([`${id}-production-web-blue`]);
+    expect(await running(id)).toEqual([`${id}--production--web--blue`]);
     expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
 
     const rec = box.record(id)!;
@@ -181,7 +181,7 @@ describe('the minimal example', () => {
     expect(await running(id)).toEqual([]);
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
-    expect(ops(out)[`runtime.release ${id}-production`]).toMatch(/^(create|update)$/);
+    expect(ops(out)[`runtime.release ${id}--production`]).toMatch(/^(create|update)$/);
     expect(Object.values(ops(out)).filter((op) => op !== 'unchanged')).toHaveLength(1);
 
     await apply(file);
@@ -241,8 +241,8 @@ describe('the food-delivery example', () => {
   const database = `${base.replaceAll('-', '_')}_db`;
   const role = `${database}_owner`;
   const bucket = `${base}-uploads`;
-  const redisUser = `codeb-${id}-prod`;
-  const route = `codeb-${id}-production`;
+  const redisUser = `codeb-${id}--prod`;
+  const route = `codeb-${id}--production`;
   let file: string;
   let env: Record<string, string>;
 
@@ -261,7 +261,7 @@ describe('the food-delivery example', () => {
       [`storage.bucket ${bucket}`]: 'create',
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
-      [`runtime.release ${id}-production`]: 'create',
+      [`runtime.release ${id}--production`]: 'create',
     });
     expect(await databaseFacts(settings, database)).toEqual({ exists: false });
   });
@@ -305,7 +305,7 @@ describe('the food-delivery example', () => {
     const caddy = await caddyRoute(settings, route);
     expect(caddy.status).toBe(200);
     expect(caddy.body).toContain(domain);
-    expect(await running(id)).toEqual([`${id}-production-web-blue`]);
+    expect(await running(id)).toEqual([`${id}--production--web--blue`]);
     expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
     const health = await viaCaddy(settings, domain, '/api/health');
     expect(health.status).toBe(200);
@@ -383,7 +383,7 @@ describe('the food-delivery example', () => {
     for (const name of await running(id)) await removeContainer(settings, name);
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
-    expect(ops(out)[`runtime.release ${id}-production`]).toMatch(/^(create|update)$/);
+    expect(ops(out)[`runtime.release ${id}--production`]).toMatch(/^(create|update)$/);
     await apply(file);
     expect(await running(id)).toHaveLength(1);
     const health = await viaCaddy(settings, domain, '/api/health');
@@ -451,7 +451,7 @@ describe('the food-delivery example', () => {
     const r = await box.run(['destroy', id, '--yes', '--delete-data']);
     expect(r.code, describeRun(r)).toBe(0);
     const deleted = /deleted: (.*)/.exec(r.stdout)?.[1] ?? '';
-    for (const what of [`postgres.database ${database}`, `postgres.role ${role}`, `storage.bucket ${bucket}`, `proxy.route ${route}`, `runtime.release ${id}-production`]) {
+    for (const what of [`postgres.database ${database}`, `postgres.role ${role}`, `storage.bucket ${bucket}`, `proxy.route ${route}`, `runtime.release ${id}--production`]) {
       expect(deleted).toContain(what);
     }
     expect(r.stdout).not.toContain('kept (holds data)');

@@ -13,7 +13,7 @@ import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
 const t = new DeployEnv('4100-4149');
 const id = uniqueId('bg');
 const domain = `${id}.localhost`;
-const name = (slot: string) => `${id}-production-web-${slot}`;
+const name = (slot: string) => `${id}--production--web--${slot}`;
 const image = (v: string) => `localhost/codeb-testapp:${v}`;
 
 const base = t.write('project.yaml', manifest({ id }));
@@ -172,7 +172,7 @@ describe('blue-green deploys with the health gate (real containers)', () => {
     expect(r.stderr).toMatch(/release command for web \.\.\. exit 1/);
     expect(r.stderr).toContain('the release command of web exited with code 1; nothing was started');
     expect(r.stderr).toContain('migration failed (MIGRATE_FAIL=1)');
-    expect(r.stderr).not.toMatch(/start \S+-web-green/);
+    expect(r.stderr).not.toMatch(/start \S+--web--green/);
     expect(await t.runtime.inspect(name('green'))).toBeNull();
     expect(await t.runtime.list({ 'codeb.project': id })).toHaveLength(1); // the one-off container is gone too
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');

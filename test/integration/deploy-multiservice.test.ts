@@ -11,7 +11,7 @@ import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.j
 const t = new DeployEnv('4150-4199');
 const id = uniqueId('ms');
 const domain = `${id}.localhost`;
-const name = (service: string, slot: string) => `${id}-production-${service}-${slot}`;
+const name = (service: string, slot: string) => `${id}--production--${service}--${slot}`;
 
 function services(workerEnv: Record<string, string> = {}): string {
   const env = Object.entries({ WORKER_TICK_MS: '500', ...workerEnv });
@@ -99,7 +99,7 @@ describe('a multi-service project: web + internal api + worker', () => {
     const { dials, config } = await caddyDials();
     expect(dials).toContain(`127.0.0.1:${ports.web!.entry}`);
     for (const p of [ports.api!.entry, ports.api!.blue, ports.api!.green, ports.web!.blue, ports.web!.green]) expect(dials).not.toContain(`127.0.0.1:${p}`);
-    expect(config.match(new RegExp(`"@id":"codeb-${id}-production-upstream-[a-z]+"`, 'g'))).toEqual([`"@id":"codeb-${id}-production-upstream-web"`]);
+    expect(config.match(new RegExp(`"@id":"codeb-${id}--production-upstream-[a-z]+"`, 'g'))).toEqual([`"@id":"codeb-${id}--production-upstream-web"`]);
     const r = await t.viaCaddy(domain, '/');
     expect(r.status).toBe(200);
     expect(r.body).toBe('hello from v1\n');

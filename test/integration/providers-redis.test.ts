@@ -65,7 +65,7 @@ async function deployment(tag: string, isolation: 'db' | 'prefix'): Promise<Depl
   const db = await freeDb();
   const project = `${run}-${tag}`;
   const owner = `${project}/production`;
-  const user = `codeb-${project}-prod`;
+  const user = `codeb-${project}--prod`;
   const prefix = isolation === 'prefix' ? `${project}:` : null;
   const password = generateSecret();
   registerSecret(password);
