@@ -59,12 +59,34 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
   }
 }
 
+/**
+ * Domains and aliases are owned across every project and environment: a host another deployment
+ * serves is refused (exit 2), so no manifest can take over another site's traffic by naming it.
+ */
+export function assertDomainsFree(doc: RegistryDocument, d: Pick<Deployment, 'projectId' | 'env' | 'domain' | 'aliases'>): void {
+  const wanted = [d.domain, ...d.aliases].map((h) => h.toLowerCase());
+  for (const p of Object.values(doc.projects)) {
+    for (const e of Object.values(p.environments)) {
+      if (p.id === d.projectId && e.env === d.env) continue;
+      const held = [e.domain, ...e.aliases].filter((h): h is string => Boolean(h)).map((h) => h.toLowerCase());
+      const clash = wanted.find((h) => held.includes(h));
+      if (clash) {
+        throw new CodebError(`${d.projectId} (${d.env}) asks for ${clash === d.domain.toLowerCase() ? 'domain' : 'alias'} ${clash}, which project "${p.id}" (${e.env}) already serves.`, {
+          exitCode: 2,
+          hint: `A domain belongs to one deployment. Choose another domain or alias, or free it first (change or destroy ${p.id} (${e.env})). Nothing was changed.`,
+        });
+      }
+    }
+  }
+}
+
 export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Allocation, now: string): EnvironmentRecord {
   const project = (doc.projects[d.projectId] ??= { id: d.projectId, name: d.projectName, createdAt: now, updatedAt: now, environments: {} });
   project.name = d.projectName;
   project.updatedAt = now;
   const existing = project.environments[d.env];
   const names = deploymentNames(d, existing);
+  assertDomainsFree(doc, d);
   assertNamesFree(doc, d, names);
   const rec: EnvironmentRecord = {
     env: d.env,

@@ -5,6 +5,7 @@ import { resolveDeployment } from '../../controller/manifest/normalize.js';
 import { allocate, AllocationError } from '../../controller/registry/allocate.js';
 import { allocationRequest, recordAllocation } from '../../controller/registry/records.js';
 import { emptyRegistry, type RegistryDocument } from '../../controller/registry/types.js';
+import { CodebError } from '../../controller/errors.js';
 
 function deployment(id: string, features = 'features: { database: true, cache: true, storage: true }') {
   const src = `apiVersion: codeb/v1\nproject: { id: ${id} }\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\n${features}\n`;
@@ -34,5 +35,56 @@ describe('recordAllocation', () => {
     const doc = emptyRegistry();
     const first = record(doc, 'shop');
     expect(record(doc, 'shop')).toMatchObject({ database: first.database, buckets: first.buckets, redisUser: first.redisUser });
+  });
+});
+
+describe('domains and aliases are owned across projects and environments (issue 9, finding 4)', () => {
+  function withDomains(id: string, extra: string) {
+    const src = `apiVersion: codeb/v1\nproject: { id: ${id} }\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\n${extra}\n`;
+    const { manifest, issues } = validateLoaded(parseManifest(src, `${id}.yaml`));
+    expect(issues).toEqual([]);
+    return manifest!;
+  }
+  function put(doc: RegistryDocument, id: string, extra: string, env?: string) {
+    const d = resolveDeployment(withDomains(id, extra), env);
+    return recordAllocation(doc, d, allocate(doc, allocationRequest(d)), '2026-01-01T00:00:00.000Z');
+  }
+  function refusal(fn: () => unknown): CodebError {
+    try {
+      fn();
+    } catch (e) {
+      return e as CodebError;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  it.each([
+    ['the primary domain', 'environment: { domain: victim.example.com }', /domain victim\.example\.com, which project "victim" \(production\) already serves/],
+    ['an alias of the victim', 'environment: { domain: attacker.example.com, aliases: [www.victim.example.com] }', /alias www\.victim\.example\.com, which project "victim" \(production\)/],
+    ['the victim\'s domain as an alias', 'environment: { domain: attacker.example.com, aliases: [victim.example.com] }', /alias victim\.example\.com/],
+  ])('refuses %s with exit 2, naming the holder, and leaves the registry as it was', (_what, extra, message) => {
+    const doc = emptyRegistry();
+    put(doc, 'victim', 'environment: { domain: victim.example.com, aliases: [www.victim.example.com] }');
+    const before = structuredClone(doc);
+    const err = refusal(() => put(doc, 'attacker', extra));
+    expect(err).toBeInstanceOf(CodebError);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(message);
+    expect(doc.projects.attacker?.environments.production).toBeUndefined();
+    expect(doc.projects.victim).toEqual(before.projects.victim);
+  });
+
+  it('refuses a non-primary environment of another project claiming the domain', () => {
+    const doc = emptyRegistry();
+    put(doc, 'victim', 'environment: { domain: victim.example.com }');
+    const err = refusal(() => put(doc, 'attacker', 'environments:\n  staging: { domain: victim.example.com }', 'staging'));
+    expect(err.message).toMatch(/project "victim" \(production\)/);
+  });
+
+  it('refuses two environments of one project sharing a domain, and lets a deployment keep its own', () => {
+    const doc = emptyRegistry();
+    put(doc, 'shop', 'environment: { domain: shop.example.com }');
+    expect(put(doc, 'shop', 'environment: { domain: shop.example.com }').domain).toBe('shop.example.com');
+    expect(refusal(() => put(doc, 'shop', 'environment: { domain: new.example.com }\nenvironments:\n  staging: { domain: shop.example.com }', 'staging')).exitCode).toBe(2);
   });
 });
