@@ -31,7 +31,7 @@ export async function runForwarder(socketPath: string, tableFile: string): Promi
       const url = new URL(req.url ?? '/', 'http://forwarder');
       const m = /^\/entries\/([^/]+)(\/retire)?$/.exec(url.pathname);
       try {
-        if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length });
+        if (req.method === 'GET' && url.pathname === '/health') return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, answers: true });
         if (req.method === 'GET' && url.pathname === '/entries') return send(res, 200, { entries: fwd.list() });
         if (!m || !ID.test(m[1]!)) return send(res, 404, { error: 'no such endpoint' });
         const id = m[1]!;
