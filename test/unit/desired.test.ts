@@ -44,7 +44,17 @@ describe('desired state', () => {
       'runtime.release/food-delivery-app--production',
     ]);
     const db = rs.find((r) => r.kind === 'postgres.database')!;
-    expect(db.spec).toEqual({ owner: 'food_delivery_db_owner', publicConnect: false, extensions: ['pg_trgm'] });
+    expect(db.spec).toEqual({
+      owner: 'food_delivery_db_owner',
+      claimedBy: 'food-delivery-app/production',
+      adoptLegacy: false,
+      publicConnect: false,
+      systemDatabasesClosed: true,
+      extensions: ['pg_trgm'],
+    });
+    // A new deployment never takes over data an earlier codeb kept without naming its owner; a known one may.
+    expect(rs.find((r) => r.kind === 'postgres.role')!.spec).toMatchObject({ claimedBy: 'food-delivery-app/production', adoptLegacy: false });
+    expect(desired(d, { ...rec, status: 'running' }, settings).find((r) => r.kind === 'postgres.role')!.spec).toMatchObject({ adoptLegacy: true });
     // Caddy routes to the stable entry port (the third port allocated), never to a slot's port.
     expect(rec.ports.web).toEqual({ blue: 3000, green: 3001, entry: 3002 });
     const route = rs.find((r) => r.kind === 'proxy.route')!;
