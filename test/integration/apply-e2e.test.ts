@@ -419,6 +419,18 @@ describe('the food-delivery example', () => {
     expect(await pgQuery(settings, 'SELECT id FROM orders', [], database)).toEqual([{ id: 42 }]);
     expect(await roleExists(settings, role)).toBe(true);
     expect(await s3(settings).bucketExists(bucket)).toBe(true);
+    // The kept data stays claimed by its owner (a tombstone): `registry list --all` shows it, and a
+    // new project deriving the same names is refused before anything changes (issue 9, finding 5).
+    const all = json<{ tombstones: Array<Record<string, unknown>> }>(await box.run(['registry', 'list', '--all', '--json']));
+    expect(all.tombstones).toEqual([expect.objectContaining({ project: id, env: 'production', database, databaseRole: role, buckets: expect.arrayContaining([bucket]) })]);
+    expect((await box.run(['registry', 'list', '--all'])).stdout).toMatch(new RegExp(`${id}\\s+production\\s+destroyed, data kept`));
+    const thief = box.write('thief.yaml', copyExample('food-delivery-app.yaml', base, `thief-${base}.localhost`).replace(/aliases:.*\n/, ''));
+    const registryBefore = fileState(box.registry);
+    const stolen = await box.run(['apply', thief]);
+    expect(stolen.code, describeRun(stolen)).toBe(1);
+    expect(stolen.stderr).toContain(`which destroyed project "${id}" (production) kept`);
+    expect(stolen.stderr).toContain(`codeb destroy ${id} --env production --delete-data`);
+    expect(fileState(box.registry)).toEqual(registryBefore);
     // Gone: containers, route, env file, Redis slot and user.
     expect(await projectContainers(settings, id)).toEqual([]);
     expect((await caddyRoute(settings, route)).status).not.toBe(200);
@@ -442,6 +454,7 @@ describe('the food-delivery example', () => {
     for (const s of steps.filter((x) => x.kind === 'postgres.database' || x.kind === 'postgres.role' || x.kind === 'storage.bucket')) expect(s.op).toBe('unchanged');
     expect(steps.find((s) => s.kind === 'redis.slot')!.op).toBe('create');
     expect(await pgQuery(settings, 'SELECT id FROM orders', [], database)).toEqual([{ id: 42 }]);
+    expect(box.readRegistry().tombstones).toBeUndefined();
     const health = await viaCaddy(settings, domain, '/api/health');
     expect(JSON.parse(health.body)).toMatchObject({ ok: true, database: 'ok', redis: 'ok' });
     collectSecrets(id);
@@ -461,6 +474,27 @@ describe('the food-delivery example', () => {
     expect(await projectContainers(settings, id)).toEqual([]);
     expect(existsSync(box.envFile(id).replace(/\.env$/, '.secrets.json'))).toBe(false);
     expect(box.record(id)).toBeUndefined();
+  });
+
+  it('destroy <project> --delete-data after a keeping destroy deletes exactly the kept data and its tombstone', async () => {
+    await apply(file);
+    collectSecrets(id);
+    expect((await box.run(['destroy', id, '--yes'])).code).toBe(0);
+    expect(box.readRegistry().tombstones).toHaveLength(1);
+    // Without --delete-data there is nothing else to destroy: exit 2, nothing changed.
+    const nothing = await box.run(['destroy', id, '--yes']);
+    expect(nothing.code, describeRun(nothing)).toBe(2);
+    expect(nothing.stderr).toContain('only its kept data is left');
+    const r = await box.run(['destroy', id, '--yes', '--delete-data']);
+    expect(r.code, describeRun(r)).toBe(0);
+    const deleted = /deleted: (.*)/.exec(r.stdout)?.[1] ?? '';
+    for (const what of [`postgres.database ${database}`, `postgres.role ${role}`, `storage.bucket ${bucket}`]) expect(deleted).toContain(what);
+    expect(deleted).not.toContain('proxy.route');
+    expect(await databaseFacts(settings, database)).toEqual({ exists: false });
+    expect(await roleExists(settings, role)).toBe(false);
+    expect(await s3(settings).bucketExists(bucket)).toBe(false);
+    expect(box.readRegistry().tombstones).toBeUndefined();
+    expect((await box.run(['destroy', id, '--yes', '--delete-data'])).code).not.toBe(0);
   });
 });
 

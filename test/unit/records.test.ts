@@ -3,8 +3,9 @@ import { parseManifest } from '../../controller/manifest/load.js';
 import { validateLoaded } from '../../controller/manifest/validate.js';
 import { resolveDeployment } from '../../controller/manifest/normalize.js';
 import { allocate, AllocationError } from '../../controller/registry/allocate.js';
-import { allocationRequest, recordAllocation } from '../../controller/registry/records.js';
-import { emptyRegistry, type RegistryDocument } from '../../controller/registry/types.js';
+import { addTombstone, allocationRequest, findTombstone, recordAllocation, removeTombstone } from '../../controller/registry/records.js';
+import { validateRegistry } from '../../controller/generated/validators.js';
+import { emptyRegistry, type RegistryDocument, type Tombstone } from '../../controller/registry/types.js';
 import { CodebError } from '../../controller/errors.js';
 
 function deployment(id: string, features = 'features: { database: true, cache: true, storage: true }') {
@@ -86,5 +87,45 @@ describe('domains and aliases are owned across projects and environments (issue 
     put(doc, 'shop', 'environment: { domain: shop.example.com }');
     expect(put(doc, 'shop', 'environment: { domain: shop.example.com }').domain).toBe('shop.example.com');
     expect(refusal(() => put(doc, 'shop', 'environment: { domain: new.example.com }\nenvironments:\n  staging: { domain: shop.example.com }', 'staging')).exitCode).toBe(2);
+  });
+});
+
+describe('tombstones: kept data stays claimed by its project and environment (issue 9, finding 5)', () => {
+  const tomb = (over: Partial<Tombstone> = {}): Tombstone => ({
+    project: 'food-app',
+    env: 'production',
+    destroyedAt: '2026-01-01T00:00:00.000Z',
+    by: 'ops@host',
+    database: 'food_db',
+    databaseRole: 'food_db_owner',
+    buckets: ['food-uploads'],
+    ...over,
+  });
+
+  it('refuses another project deriving a kept name, naming the destroyed owner and how to free it', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, tomb());
+    expect(() => record(doc, 'food')).toThrow(/database food_db, which destroyed project "food-app" \(production\) kept/);
+    expect(() => record(doc, 'food', 'features: { storage: true }')).toThrow(/bucket food-uploads/);
+    expect(doc.projects.food?.environments.production).toBeUndefined();
+    expect(doc.tombstones).toHaveLength(1);
+  });
+
+  it('gives the same project and environment its kept names back and drops the tombstone', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, tomb({ database: 'food_db', databaseRole: 'food_db_owner' }));
+    expect(record(doc, 'food-app')).toMatchObject({ database: 'food_db', databaseRole: 'food_db_owner', buckets: ['food-uploads'] });
+    expect(doc.tombstones).toBeUndefined();
+    expect(findTombstone(doc, 'food-app', 'production')).toBeUndefined();
+  });
+
+  it('validates against the registry schema', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, tomb());
+    addTombstone(doc, tomb()); // one per project and environment
+    expect(doc.tombstones).toHaveLength(1);
+    expect(validateRegistry(doc)).toBe(true);
+    removeTombstone(doc, 'food-app', 'production');
+    expect(doc.tombstones).toBeUndefined();
   });
 });
