@@ -495,7 +495,7 @@ describe('the food-delivery example', () => {
     expect(await s3(settings).bucketExists(bucket)).toBe(false);
     expect(box.readRegistry().tombstones).toBeUndefined();
     expect((await box.run(['destroy', id, '--yes', '--delete-data'])).code).not.toBe(0);
-  });
+  }, 240_000);
 });
 
 describe('secrets', () => {
