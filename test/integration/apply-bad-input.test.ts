@@ -129,6 +129,23 @@ const CASES: Case[] = [
     code: 1,
     says: () => ['No free ports left in 3990-3991', 'CODEB_PORT_RANGE'],
   },
+  // The stack's own ports are refused before the route is written (issue 9, finding 7).
+  ...(['httpPort', 'httpsPort'] as const).map(
+    (which): Case => ({
+      name: `hostPorts on Caddy's ${which === 'httpPort' ? 'HTTP' : 'HTTPS'} port`,
+      manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: 4838, green: ${settings.caddy[which]} }\n`),
+      env: () => ({}),
+      code: 2,
+      says: () => [`Port ${settings.caddy[which]} (service web, green)`, which === 'httpPort' ? 'Caddy HTTP' : 'Caddy HTTPS', 'hostPorts'],
+    }),
+  ),
+  {
+    name: 'hostPorts on the Postgres port',
+    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${settings.postgres.port}, green: 4838 }\n`),
+    env: () => ({}),
+    code: 2,
+    says: () => [`Port ${settings.postgres.port} (service web, blue) is Postgres's port`],
+  },
 ];
 
 function snapshot(box: Sandbox): { files: string[]; registry: string | null; mtimeMs: number | null } {
@@ -191,8 +208,9 @@ describe('bad input stops before the first effect', () => {
     it('the deployed project itself, its manifest now asking for a new image, under each failure', async () => {
       // The change (image v2) would redeploy: every failure must stop before it. Left out: Redis
       // (this project has no cache, so Redis is not its business) and the port range (a known
-      // deployment keeps its ports, so a narrower range does not concern it).
-      for (const c of CASES.filter((x) => !x.name.startsWith('Redis') && !x.name.startsWith('an exhausted'))) {
+      // deployment keeps its ports, so a narrower range does not concern it), and the reserved-port
+      // cases (their manifests, not this one, name the ports).
+      for (const c of CASES.filter((x) => !x.name.startsWith('Redis') && !x.name.startsWith('an exhausted') && !x.name.startsWith('hostPorts'))) {
         const text = c === CASES[0] ? invalidManifest(existing) : fullManifest(existing, { cache: false, image: 'localhost/codeb-testapp:v2' });
         const file = populated.write(`${existing}-changed.yaml`, text);
         const before = snapshot(populated);
