@@ -27,7 +27,8 @@ import { SecretStore, type SecretValues } from './secrets.js';
 import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
 import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/bluegreen.js';
-import { versionOf } from './release.js';
+import { onlyEntriesDiffer, versionOf } from './release.js';
+import { portsTakenBeforeDeploy } from './preflight.js';
 import { envFileName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
 
@@ -72,6 +73,13 @@ export interface ApplyResult {
 }
 
 const HISTORY_LIMIT = 50;
+
+/** plan only, or a release that only re-points entries (no container is started). */
+function planOnlyOrUnchanged(opts: ApplyOptions, actions: Action[]): boolean {
+  if (opts.planOnly) return true;
+  const release = actions.find((a) => a.kind === 'runtime.release');
+  return !release || (release.op === 'update' && onlyEntriesDiffer(release.changes));
+}
 
 /** Secrets a deployment needs, by feature. Storage keys come from the settings (see secretValue). */
 function secretNames(d: Deployment): string[] {
@@ -187,7 +195,16 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) {
         const release = providers.get('runtime') as ReleaseProvider;
         await release.runtime.list({ [LABEL.project]: d.projectId });
-        await release.forwarder.list();
+        const entries = await release.forwarder.list();
+        // A port another process holds would stop the deploy after the route is written: refuse now.
+        if (d.server.host === 'local' && !planOnlyOrUnchanged(opts, actions)) {
+          const taken = portsTakenBeforeDeploy(d, rec, listeningPorts(), new Set(entries.map((e) => e.entryPort)));
+          if (taken.length) {
+            throw new CodebError(`Cannot apply ${d.projectId} (${d.env}): port${taken.length > 1 ? 's' : ''} ${taken.join(', ')} ${taken.length > 1 ? 'are' : 'is'} in use by another process on this machine.`, {
+              hint: 'Nothing was changed. Stop that process, or give the service other hostPorts in the manifest (`codeb registry release` + apply re-allocates free ones).',
+            });
+          }
+        }
       }
       // An apply cut short (killed, crashed) leaves status provisioning: even when every resource
       // already exists, this run completes it (status, history) instead of reporting No changes.

@@ -7,6 +7,7 @@
  * systems: no database, role, Redis slot or user, bucket, route or container appeared.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../controller/settings.js';
@@ -37,6 +38,8 @@ const fresh = new Sandbox('bad-fresh', { CODEB_PORT_RANGE: PORT_RANGE });
 const populated = new Sandbox('bad-populated', { CODEB_PORT_RANGE: PORT_RANGE });
 const existing = uniqueId('badold');
 let closedPort: number;
+let busyPort: number;
+let squatter: Server | undefined;
 
 /** Everything the project would have had, checked in the systems themselves. */
 async function expectNothingFor(id: string): Promise<void> {
@@ -140,6 +143,13 @@ const CASES: Case[] = [
     }),
   ),
   {
+    name: 'hostPorts on a port another process listens on',
+    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${busyPort}, green: 4837 }\n`),
+    env: () => ({}),
+    code: 1,
+    says: () => [`port ${busyPort} (web, blue slot) is in use by another process`, 'Nothing was changed'],
+  },
+  {
     name: 'hostPorts on the Postgres port',
     manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${settings.postgres.port}, green: 4838 }\n`),
     env: () => ({}),
@@ -179,12 +189,16 @@ beforeAll(async () => {
   settings = await populated.privateCaddy(stackSettings());
   fresh.env.CODEB_SETTINGS = populated.env.CODEB_SETTINGS;
   closedPort = await freePort();
+  // Another process on a port a manifest names: the deploy would refuse it after the route was written.
+  busyPort = await freePort();
+  squatter = createServer().listen(busyPort, '127.0.0.1');
   // A deployed project in the populated registry (no Redis: the registry holds no slot for it).
   const r = await populated.run(['apply', populated.write(`${existing}.yaml`, fullManifest(existing, { cache: false }))]);
   if (r.code !== 0) throw new Error(describeRun(r));
 });
 
 afterAll(async () => {
+  squatter?.close();
   const r = await populated.run(['destroy', existing, '--yes', '--delete-data']);
   if (r.code !== 0) console.error(`cleanup failed: ${describeRun(r)}`);
   rmSync(fresh.dir, { recursive: true, force: true });
