@@ -287,15 +287,18 @@ describe('the food-delivery example', () => {
       await app.end();
     }
 
-    // Redis: the slot is claimed; the ACL user works with the env file's REDIS_URL and may not FLUSHALL.
+    // Redis: the slot is claimed; the ACL user works with the env file's REDIS_URL under its key
+    // prefix (the default isolation), may not FLUSHALL nor touch keys outside the prefix.
     expect(await slotOwner(settings, redisDb)).toBe(`${id}/production`);
     expect(env.REDIS_URL).toContain(`/${redisDb}`);
+    expect(env.REDIS_KEY_PREFIX).toBe(`${id}:`);
     const user = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1, retryStrategy: () => null });
     try {
-      expect(await user.set('e2e-key', 'v')).toBe('OK');
-      expect(await user.get('e2e-key')).toBe('v');
+      expect(await user.set(`${id}:e2e-key`, 'v')).toBe('OK');
+      expect(await user.get(`${id}:e2e-key`)).toBe('v');
+      await expect(user.set('e2e-key', 'v')).rejects.toThrow(/NOPERM/);
       await expect(user.flushall()).rejects.toThrow(/NOPERM/);
-      await user.del('e2e-key');
+      await user.del(`${id}:e2e-key`);
     } finally {
       user.disconnect();
     }
