@@ -51,10 +51,14 @@ export interface Settings {
     /** s3rver has buckets and objects but no policies, lifecycle or admin API; minio has all. */
     kind: 'minio' | 's3rver';
   };
-  caddy: { adminUrl: string; httpPort: number; httpsPort: number };
+  /**
+   * adminUrl: `unix:///path/admin.sock` (the stack's; never TCP there) or `http://host:port`.
+   * tlsIssuer: who signs the front's on-demand certificates (default 'acme'; the stack: 'internal').
+   */
+  caddy: { adminUrl: string; httpPort: number; httpsPort: number; tlsIssuer?: 'internal' | 'acme' };
   podman: { socketPath: string };
-  /** The codeb forwarder's control socket (blue-green entry ports). */
-  forwarder: { socketPath: string };
+  /** The codeb forwarder: control socket (entries, host routes) and the host router Caddy proxies to. */
+  forwarder: { socketPath: string; routerSocket: string };
 }
 
 /** Environment variables override single fields so CI or a server can point codeb elsewhere. */

@@ -29,6 +29,8 @@ export interface RouteSpec extends Record<string, unknown> {
   upstreams: RouteUpstream[];
   websockets: boolean;
   sse: boolean;
+  /** Caddy's static front sends every site to the forwarder's router (false when observed broken: drift). */
+  caddyFront: boolean;
 }
 
 export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resource[] {
@@ -78,15 +80,15 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
   const web = d.services.filter((svc) => svc.type === 'web' && svc.port !== null);
   const routeKeys: string[] = [];
   if (web.length) {
-    // The route points at each service's stable entry port, never at a slot: switching slots
-    // happens in the forwarder, so a deploy never changes (and reloads) Caddy's configuration.
-    // That is also why the route may exist before the first container: until the first deploy
-    // passes its health gate the entry has no target and Caddy answers 502.
+    // The route is a forwarder host-table entry pointing at each service's stable entry port,
+    // never at a slot: neither a deploy nor a route change touches Caddy's configuration. The
+    // route may exist before the first container: until the first deploy passes its health gate
+    // the entry has no target and the router answers 502.
     const upstreams: RouteUpstream[] = web
       .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]!.entry, service: svc.name }))
       // Longest path prefix first; the catch-all (null) last.
       .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
-    const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse };
+    const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse, caddyFront: true };
     const route = makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]);
     out.push(route);
     routeKeys.push(route.key);

@@ -16,7 +16,7 @@ export function openProviders(settings: Settings, secretsDir: string, secret: (n
     ['redis', new RedisProvider(settings.redis)],
     ['storage', new StorageProvider(settings.storage)],
     ['files', new FilesProvider(secretsDir, secret)],
-    ['proxy', new ProxyProvider(settings.caddy)],
+    ['proxy', new ProxyProvider(settings.caddy, settings.forwarder)],
   ]);
 }
 

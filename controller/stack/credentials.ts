@@ -71,9 +71,9 @@ export function buildSettings(creds: StackCredentials, ports: StackPorts, paths:
       region: S3_REGION,
       kind: 's3rver',
     },
-    caddy: { adminUrl: `http://${LOOPBACK}:${ports.caddyAdmin}`, httpPort: ports.http, httpsPort: ports.https },
+    caddy: { adminUrl: `unix://${paths.caddy.adminSocket}`, httpPort: ports.http, httpsPort: ports.https, tlsIssuer: 'internal' },
     podman: { socketPath: paths.podman.socket },
-    forwarder: { socketPath: paths.forwarder.socket },
+    forwarder: { socketPath: paths.forwarder.socket, routerSocket: paths.forwarder.router },
   };
 }
 

@@ -283,8 +283,7 @@ function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent:
   let ports: StackPorts = r.ports;
   let creds: StackCredentials | undefined;
   if (s?.storage?.kind === 's3rver' && s.postgres && s.redis && s.caddy) {
-    const adminPort = Number(new URL(s.caddy.adminUrl).port);
-    ports = { postgres: s.postgres.port, redis: s.redis.port, s3: s.storage.port, caddyAdmin: adminPort, http: s.caddy.httpPort, https: s.caddy.httpsPort };
+    ports = { postgres: s.postgres.port, redis: s.redis.port, s3: s.storage.port, http: s.caddy.httpPort, https: s.caddy.httpsPort };
     if (s.postgres.password && s.redis.password) {
       creds = {
         pgPassword: s.postgres.password,

@@ -31,6 +31,8 @@ export interface LaunchSpec {
   cwd: string;
   uid?: number;
   gid?: number;
+  /** The child's umask (e.g. 0o077 so the sockets it makes are owner-only). */
+  umask?: number;
 }
 
 export interface Part {
