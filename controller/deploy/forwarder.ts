@@ -58,6 +58,8 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost']);
 export interface RouterOptions {
   /** The public HTTPS port, for redirects of TLS hosts requested over plain HTTP (443: left out of the URL). */
   httpsPort?: number;
+  /** How long a safe request (GET, HEAD, OPTIONS) is retried while its slot refuses connections (default 5 s). */
+  retryWindowMs?: number;
 }
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -69,7 +71,9 @@ export class Forwarder {
   constructor(
     private readonly tableFile: string,
     private readonly router: RouterOptions = {},
-  ) {}
+  ) {
+    this.router = { retryWindowMs: 5000, ...router };
+  }
 
   routes(): HostRoute[] {
     return this.hosts.list();
@@ -251,7 +255,7 @@ export class Forwarder {
     return forget;
   }
 
-  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0): void {
+  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0, since = Date.now()): void {
     const port = e.target;
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
@@ -276,11 +280,16 @@ export class Forwarder {
         res.destroy(err);
         return;
       }
-      // A slot that refuses a connection may have just been retired: a safe method is retried
-      // once against whatever the entry points at now. Bodies cannot be replayed, so no others.
-      const retry = attempt === 0 && RETRYABLE.has(req.method ?? '') && (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET');
-      if (retry) {
-        setTimeout(() => this.forward(e, req, res, 1), 50);
+      // A slot that refuses a connection may have just been retired, or is restarting: a safe
+      // method is retried against whatever the entry points at then (at once after 50 ms, then
+      // every 250 ms for up to retryWindowMs, as Caddy's try_duration did when it dialled slots).
+      // Bodies cannot be replayed, so no other method is.
+      const retry =
+        RETRYABLE.has(req.method ?? '') &&
+        (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') &&
+        (attempt === 0 || Date.now() - since < this.router.retryWindowMs!);
+      if (retry && !res.destroyed) {
+        setTimeout(() => this.forward(e, req, res, attempt + 1, since), attempt === 0 ? 50 : 250);
         return;
       }
       res.writeHead(502, { 'content-type': 'text/plain' });

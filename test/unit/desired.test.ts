@@ -15,7 +15,7 @@ const settings: Settings = {
   storage: { endPoint: '127.0.0.1', port: 29000, useSSL: false, accessKey: 'AK', secretKey: 'SK', region: 'us-east-1', kind: 's3rver' },
   caddy: { adminUrl: 'http://127.0.0.1:22019', httpPort: 28080, httpsPort: 28443 },
   podman: { socketPath: '/tmp/podman.sock' },
-  forwarder: { socketPath: '/tmp/forwarder.sock' },
+  forwarder: { socketPath: '/tmp/forwarder.sock', routerSocket: '/tmp/router.sock' },
 };
 
 function deploymentOf(file: string, env?: string) {

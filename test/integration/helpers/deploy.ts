@@ -6,7 +6,7 @@
  * CODEB_PORT_RANGE (outside the default 3000-3999 other suites allocate from): an idle slot's
  * port is not listening, so "skip ports in use" alone would not keep two registries apart.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
@@ -16,9 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { PodmanApiRuntime } from '../../../controller/runtime/podman-api.js';
 import type { EnvironmentRecord, RegistryDocument } from '../../../controller/registry/types.js';
 import type { Settings } from '../../../controller/settings.js';
-import { caddyConfig } from '../../../controller/stack/caddy.js';
-import type { PartContext } from '../../../controller/stack/part.js';
-import { freePort, stackSettings } from './stack.js';
+import { privateProxyPair, stackSettings } from './stack.js';
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cliPath = join(repo, 'bin', 'codeb.js');
@@ -36,44 +34,23 @@ export class DeployEnv {
   settings: Settings = stackSettings();
   readonly runtime = new PodmanApiRuntime(this.settings.podman.socketPath);
   private readonly env: NodeJS.ProcessEnv;
-  private readonly children: ChildProcess[] = [];
 
   constructor(portRange: string) {
     this.env = { ...process.env, CODEB_PORT_RANGE: portRange, NO_COLOR: '1' };
   }
 
+  private stopProxy?: () => Promise<void>;
+
   /**
-   * A Caddy 2.6 and a codeb forwarder of this test file's own (the same binary, code and
-   * configuration shape as the stack's, on free ports), used by every command run through
-   * `codeb()`. Other suites add and remove routes on the stack's Caddy, and each of those reloads
-   * closes open streams and can fail a request in flight; and the stack's forwarder may still run
-   * the code of an older build. Postgres, Redis, S3 and Podman stay the stack's.
+   * A Caddy and a codeb forwarder of this test file's own (started by the stack's own code on free
+   * ports: privateProxyPair), used by every command run through `codeb()`: the stack's forwarder
+   * may still run the code of an older build, and `gc` in another file must not retire this
+   * file's slots. Postgres, Redis, S3 and Podman stay the stack's.
    */
   async privateProxy(): Promise<void> {
-    const ports = { caddyAdmin: await freePort(), http: await freePort(), https: await freePort() };
-    const home = join(this.dir, 'caddy');
-    mkdirSync(home, { recursive: true });
-    const file = join(home, 'caddy.json');
-    writeFileSync(file, JSON.stringify(caddyConfig({ ports } as unknown as PartContext)));
-    const caddy = spawn('caddy', ['run', '--config', file], {
-      env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, 'config'), XDG_DATA_HOME: join(home, 'data') },
-      stdio: 'ignore',
-    });
-    this.children.push(caddy);
-    const socketPath = join(this.dir, 'forwarder', 'control.sock');
-    const forwarder = spawn(process.execPath, [cliPath, 'forwarder', 'run', '--socket', socketPath, '--table', join(this.dir, 'forwarder', 'table.json')], { stdio: 'ignore' });
-    this.children.push(forwarder);
-    for (let i = 0; ; i++) {
-      const caddyUp = await get(ports.caddyAdmin, '/config/').then((r) => r.status === 200, () => false);
-      const forwarderUp = await get(0, '/health', undefined, 1000, socketPath).then((r) => r.status === 200, () => false);
-      if (caddyUp && forwarderUp) break;
-      if (i > 150 || caddy.exitCode !== null || forwarder.exitCode !== null) {
-        throw new Error(`the private Caddy (exit ${caddy.exitCode}) or forwarder (exit ${forwarder.exitCode}) did not start`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const adminUrl = `http://127.0.0.1:${ports.caddyAdmin}`;
-    this.settings = { ...this.settings, caddy: { ...this.settings.caddy, adminUrl, httpPort: ports.http, httpsPort: ports.https }, forwarder: { socketPath } };
+    const pair = await privateProxyPair(this.dir, this.settings);
+    this.stopProxy = pair.stop;
+    this.settings = pair.settings;
     this.env.CODEB_SETTINGS = this.write('settings.json', JSON.stringify(this.settings, null, 2));
   }
 
@@ -111,12 +88,7 @@ export class DeployEnv {
 
   async close(): Promise<void> {
     await this.runtime.close();
-    for (const c of this.children.reverse()) {
-      if (c.exitCode !== null || c.signalCode !== null) continue;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      await exited;
-    }
+    await this.stopProxy?.();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
