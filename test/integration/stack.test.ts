@@ -166,7 +166,8 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(settings.postgres).toMatchObject({ host: '127.0.0.1', port: portBase + 5432, user: 'codeb', database: 'postgres' });
     expect(settings.redis).toMatchObject({ host: '127.0.0.1', port: portBase + 6379, user: 'default', databases: 16 });
     expect(settings.storage).toMatchObject({ endPoint: '127.0.0.1', port: portBase + 9000, useSSL: false, kind: 's3rver' });
-    expect(settings.caddy).toEqual({ adminUrl: `http://127.0.0.1:${portBase + 2019}`, httpPort: portBase + 8080, httpsPort: portBase + 8443 });
+    expect(settings.caddy).toEqual({ adminUrl: `unix://${join(home, 'stack', 'caddy', 'run', 'admin.sock')}`, httpPort: portBase + 8080, httpsPort: portBase + 8443, tlsIssuer: 'internal' });
+    expect(settings.forwarder).toEqual({ socketPath: join(home, 'stack', 'forwarder', 'control.sock'), routerSocket: join(home, 'stack', 'forwarder', 'router.sock') });
     expect(settings.podman.socketPath).toBe(join(home, 'stack', 'podman', 'podman.sock'));
     for (const secret of [settings.postgres.password, settings.redis.password, settings.storage.secretKey]) {
       expect(secret ?? '').toMatch(/^[A-Za-z0-9_-]{24,}$/);
@@ -217,18 +218,18 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     await expect(minio(settings, 'x', 'UNKNOWNKEY').listBuckets()).rejects.toThrow();
   }, 30_000);
 
-  it('caddy: the admin API answers and an added route serves on the HTTP port', async () => {
-    const cfg = await fetch(`${settings.caddy.adminUrl}/config/`);
+  it("caddy: the admin API answers on its socket only; every host goes to the forwarder's router (unknown: 404)", async () => {
+    const sock = settings.caddy.adminUrl.slice('unix://'.length);
+    const cfg = await httpGet({ socketPath: sock }, '/config/');
     expect(cfg.status).toBe(200);
-    const json = (await cfg.json()) as { apps: { http: { servers: Record<string, { listen: string[] }> } } };
+    const json = JSON.parse(cfg.body) as { admin: { listen: string }; apps: { http: { servers: Record<string, { listen: string[] }> } } };
+    expect(json.admin.listen).toBe(`unix/${sock}`);
     expect(json.apps.http.servers.codeb?.listen).toEqual([`127.0.0.1:${settings.caddy.httpPort}`]);
-    const add = await fetch(`${settings.caddy.adminUrl}/config/apps/http/servers/codeb/routes`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ match: [{ host: ['stack-test.localhost'] }], handle: [{ handler: 'static_response', body: 'routed' }] }),
-    });
-    expect(add.status).toBe(200);
-    expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
+    expect(json.apps.http.servers['codeb-https']?.listen).toEqual([`127.0.0.1:${settings.caddy.httpsPort}`]);
+    // The port the admin API used to have (base + 2019) is closed.
+    await expect(httpGet({ port: portBase + 2019, host: 'localhost' }, '/config/')).rejects.toThrow(/ECONNREFUSED/);
+    const unknown = await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/');
+    expect(unknown.status).toBe(404);
   }, 30_000);
 
   it("podman: the Docker-compatible API answers on the stack's socket with storage under the stack", async () => {
