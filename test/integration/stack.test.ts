@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer as createHttpServer, request, type Server } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,8 @@ import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { ensureStack, stackStatus, stopStack, PART_NAMES } from '../../controller/stack/index.js';
 import type { Settings } from '../../controller/settings.js';
+import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
+import { freePort } from './helpers/stack.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE ?? 31000);
@@ -37,6 +39,7 @@ env.CODEB_STACK_PORT_BASE = String(portBase);
 let cli = '';
 let settings: Settings;
 let firstPids: Record<string, number> = {};
+let routedApp: Server | undefined;
 
 interface Run {
   code: number;
@@ -230,6 +233,14 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     await expect(httpGet({ port: portBase + 2019, host: 'localhost' }, '/config/')).rejects.toThrow(/ECONNREFUSED/);
     const unknown = await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/');
     expect(unknown.status).toBe(404);
+    // A route in the forwarder's host table (what the proxy provider writes) answers through Caddy.
+    routedApp = createHttpServer((_req, res) => res.end('routed'));
+    await new Promise<void>((r) => routedApp!.listen(0, '127.0.0.1', () => r()));
+    const fwd = new ForwarderClient(settings.forwarder.socketPath);
+    const entry = await freePort();
+    await fwd.set('stack-test-production-web', entry, (routedApp.address() as { port: number }).port);
+    await fwd.setRoute({ id: 'codeb-stack-test-production', domains: ['stack-test.localhost'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets: false, sse: false });
+    expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
   }, 30_000);
 
   it("podman: the Docker-compatible API answers on the stack's socket with storage under the stack", async () => {
@@ -273,7 +284,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(by.podman).toMatchObject({ state: 'up', address: `unix://${settings.podman.socketPath}`, pid: firstPids.podman });
   }, 30_000);
 
-  it('data, credentials and Caddy routes survive `down` + `up`', async () => {
+  it('data, credentials and routes (forwarder table, static Caddy front) survive `down` + `up`', async () => {
     await pgQuery(settings, 'CREATE TABLE IF NOT EXISTS survives (v text); INSERT INTO survives VALUES (\'kept\')');
     const r0 = new Redis({ ...settings.redis, username: settings.redis.user, maxRetriesPerRequest: 0 });
     await r0.set('stack-test:key', 'kept');
@@ -295,6 +306,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     r1.disconnect();
     expect(await minio(settings).bucketExists('stack-test-uploads')).toBe(true);
     expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
+    routedApp?.close();
   }, 120_000);
 
   it('`stack down` stops every part and leaves no process behind', async () => {
