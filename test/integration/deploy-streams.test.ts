@@ -32,7 +32,8 @@ describe('server-sent events and websockets across a switch', () => {
     const b = await t.codeb('destroy', other, '--delete-data', '--yes');
     await t.close();
     expect(a.code, show(a)).toBe(0);
-    expect(b.code, show(b)).toBe(0);
+    // The test destroys the other project itself; this only cleans up after a failure.
+    expect(b.code === 0 || b.stderr.includes('No deployment'), show(b)).toBe(true);
   });
 
   it('streams opened on v1 keep receiving v1 after the switch; new requests and streams get v2', async () => {
