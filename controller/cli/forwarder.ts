@@ -13,19 +13,22 @@ export function registerForwarder(program: Command): void {
     .requiredOption('--table <file>', 'where the entry and host tables are persisted')
     .option('--router <path>', "the host router's socket, which Caddy's static route proxies every site to (owner and group)")
     .option('--https-port <port>', 'the public HTTPS port, for redirects of TLS hosts asked for over plain HTTP', '443')
-    .action(async (opts: { socket: string; table: string; router?: string; httpsPort: string }) => {
-      const { runForwarder } = await import('../deploy/forwarder-daemon.js');
-      const httpsPort = Number(opts.httpsPort);
-      if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535) {
-        const { CodebError, EXIT } = await import('../errors.js');
-        throw new CodebError(`--https-port ${opts.httpsPort} is not a port number (1-65535).`, { exitCode: EXIT.invalid });
-      }
-      const stop = await runForwarder(opts.socket, opts.table, { routerSocket: opts.router, httpsPort });
-      process.stdout.write(`codeb forwarder listening on ${opts.socket}\n`);
-      const shutdown = () => void stop().then(() => process.exit(0));
-      process.on('SIGTERM', shutdown);
-      process.on('SIGINT', shutdown);
-    });
+    .action((opts: { socket: string; table: string; router?: string; httpsPort: string }) =>
+      // The process stays up after this returns: the servers it started keep it alive until a signal.
+      runCommand(false, async () => {
+        const httpsPort = Number(opts.httpsPort);
+        if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535) {
+          const { CodebError, EXIT } = await import('../errors.js');
+          throw new CodebError(`--https-port ${opts.httpsPort} is not a port number (1-65535).`, { exitCode: EXIT.invalid, hint: 'Give the public HTTPS port, e.g. --https-port 443.' });
+        }
+        const { runForwarder } = await import('../deploy/forwarder-daemon.js');
+        const stop = await runForwarder(opts.socket, opts.table, { routerSocket: opts.router, httpsPort });
+        process.stdout.write(`codeb forwarder listening on ${opts.socket}${opts.router ? `, host router on ${opts.router}` : ''}\n`);
+        const shutdown = () => void stop().then(() => process.exit(0));
+        process.on('SIGTERM', shutdown);
+        process.on('SIGINT', shutdown);
+      }),
+    );
 
   fwd
     .command('status')
