@@ -104,7 +104,14 @@ export class Forwarder {
     if (!existsSync(this.tableFile)) return;
     const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[]; routes?: HostRoute[] };
     for (const e of saved.entries) await this.set(e.id, e.entryPort, e.target, false);
-    for (const r of saved.routes ?? []) this.hosts.set(r);
+    for (const r of saved.routes ?? []) {
+      try {
+        this.hosts.set(r);
+      } catch (err) {
+        // A route edited into an invalid state by hand: the others still serve; the next apply puts it back.
+        process.stderr.write(`codeb forwarder: skipped a saved route: ${(err as Error).message}\n`);
+      }
+    }
   }
 
   /**

@@ -118,7 +118,15 @@ export class HostTable {
       if (holder) throw new RouteRefused(`route ${route.id}: domain ${d} is served by route ${holder}`, 409);
     }
     this.remove(route.id);
-    const clean: HostRoute = { ...structuredClone(route), upstreams: orderUpstreams(route.upstreams) };
+    // Only the known fields, so what is stored and compared is exactly a HostRoute.
+    const clean: HostRoute = {
+      id: route.id,
+      domains: [...route.domains],
+      tls: route.tls,
+      upstreams: orderUpstreams(route.upstreams.map((u) => ({ path: u.path, port: u.port, service: u.service }))),
+      websockets: route.websockets,
+      sse: route.sse,
+    };
     this.routes.set(route.id, clean);
     for (const d of clean.domains) this.byHost.set(d, route.id);
   }
