@@ -13,6 +13,7 @@ import { registerForwarder } from './forwarder.js';
 import { registerDeploy } from './deploy.js';
 import { registerSecrets } from './secrets.js';
 import { registerServer } from './server.js';
+import { registerMonitor } from './monitor.js';
 import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
 const program = new Command('codeb')
@@ -53,6 +54,7 @@ registerRegistry(program);
 registerStack(program);
 registerForwarder(program);
 registerServer(program);
+registerMonitor(program);
 
 
 

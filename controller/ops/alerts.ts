@@ -202,6 +202,13 @@ export async function notify(input: AlertInput, opts: NotifyOptions = {}): Promi
   }
 }
 
+/** The alert a failed deploy sends: stopped before the switch (health gate or release command) or rolled back after it. Pure. */
+export function deployAlertEvent(result: 'deployed' | 'health-failed' | 'release-failed' | 'rolled-back'): AlertEventName | null {
+  if (result === 'health-failed' || result === 'release-failed') return 'deploy.gate_failed';
+  if (result === 'rolled-back') return 'deploy.rolled_back';
+  return null;
+}
+
 /** One line for people: "alert deploy.gate_failed: sent to the webhook (attempt 3 of 3)". Pure. */
 export function describeDelivery(d: AlertDelivery): string {
   const w = d.webhook;

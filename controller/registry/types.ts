@@ -58,7 +58,8 @@ export interface EnvironmentRecord {
   buckets: string[];
   liveSlot: Slot | null;
   containers: ContainerRecord[];
-  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string };
+  /** Set by a deploy and by each `codeb monitor` pass. since: when the current status began. */
+  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string; since?: string };
   history: HistoryEntry[];
   /** The previous slot, kept running for an instant rollback until `until` (then `codeb gc` stops it). */
   retained?: { slot: Slot; until: string; images: Record<string, string> } | null;
