@@ -22,7 +22,7 @@ One pass: each deployment's web health path is requested through Caddy (its doma
 shows it). A change to unhealthy sends one service.unhealthy alert to monitoring.alerts.webhook, the
 way back one service.recovered; a deployment that stays unhealthy is not alerted again.
 Run it periodically: a systemd timer on a server, a cron line or a loop on the local stack
-(docs/operations.md).
+(docs/monitoring.md).
 Exit codes: 0 every checked deployment is healthy, 1 one is unhealthy (or the check failed).`,
     )
     .action((opts: Opts, cmd: Command) =>

@@ -87,7 +87,7 @@ export interface NotifyOptions {
 /** Where email alerts go out: CODEB_SMTP_URL (smtp://[user:password@]host:port, smtps:// for TLS) and CODEB_SMTP_FROM. */
 export function smtpFromEnv(env: NodeJS.ProcessEnv): { url: string; from: string } | { problem: string } {
   const url = env.CODEB_SMTP_URL;
-  if (!url) return { problem: 'no SMTP server configured (set CODEB_SMTP_URL, see docs/operations.md)' };
+  if (!url) return { problem: 'no SMTP server configured (set CODEB_SMTP_URL, see docs/monitoring.md)' };
   let u: URL;
   try {
     u = new URL(url);

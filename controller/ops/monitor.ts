@@ -3,7 +3,7 @@
  * it: its web service's health path through Caddy (the stack's HTTP port, the domain as Host), as
  * deploy verifies after a switch. The result goes into the registry (`health`), and a change is
  * alerted once: to unhealthy (service.unhealthy) and back (service.recovered). A timer or cron line
- * runs it periodically (docs/operations.md).
+ * runs it periodically (docs/monitoring.md).
  */
 import { CodebError, EXIT } from '../errors.js';
 import { checkManifest } from '../manifest/index.js';
@@ -161,8 +161,10 @@ function strip(row: MonitorRow & { transition?: unknown }): MonitorRow {
 /** The table `codeb monitor` prints. Pure. */
 export function renderMonitor(rows: MonitorRow[]): string {
   if (!rows.length) return 'No deployments in the registry.';
-  const cells = rows.map((r) => [r.project, r.env, r.health, r.health === 'skipped' ? r.detail : r.health === 'unhealthy' ? `${r.detail} (since ${r.since})` : r.detail, r.alert ? describeDelivery(r.alert) : '']);
-  const head = ['PROJECT', 'ENV', 'HEALTH', 'DETAIL', 'ALERT'];
+  // The ALERT column only on a pass that sent something.
+  const alerts = rows.some((r) => r.alert);
+  const cells = rows.map((r) => [r.project, r.env, r.health, r.health === 'unhealthy' ? `${r.detail} (since ${r.since})` : r.detail, ...(alerts ? [r.alert ? describeDelivery(r.alert) : ''] : [])]);
+  const head = ['PROJECT', 'ENV', 'HEALTH', 'DETAIL', ...(alerts ? ['ALERT'] : [])];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(head), ...cells.map(line)].join('\n');

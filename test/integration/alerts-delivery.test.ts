@@ -144,7 +144,7 @@ describe('email alerts', () => {
     storeManifest('mailer', null, ['ops@example.com']);
     const { CODEB_SMTP_URL: _u, ...without } = process.env;
     const d = await notify({ project: 'mailer', env: 'production', event: 'job.failed', reason: 'exit 3' }, { ...fast, env: without });
-    expect(d.email).toMatchObject({ result: 'failed', reason: 'no SMTP server configured (set CODEB_SMTP_URL, see docs/operations.md)' });
+    expect(d.email).toMatchObject({ result: 'failed', reason: 'no SMTP server configured (set CODEB_SMTP_URL, see docs/monitoring.md)' });
     expect(smtp.mails).toHaveLength(0);
   });
 });

@@ -77,7 +77,7 @@ describe('describeDelivery', () => {
 
 describe('email', () => {
   it.each([
-    [{}, 'no SMTP server configured (set CODEB_SMTP_URL, see docs/operations.md)'],
+    [{}, 'no SMTP server configured (set CODEB_SMTP_URL, see docs/monitoring.md)'],
     [{ CODEB_SMTP_URL: 'mail.example.com' }, 'CODEB_SMTP_URL is not a URL (use smtp://[user:password@]host:port or smtps://...)'],
     [{ CODEB_SMTP_URL: 'http://mail.example.com' }, 'CODEB_SMTP_URL must start with smtp:// or smtps://, not http://'],
   ])('%j is refused', (env, problem) => {
