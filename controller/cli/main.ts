@@ -12,6 +12,7 @@ import { registerDestroy } from './destroy.js';
 import { registerForwarder } from './forwarder.js';
 import { registerDeploy } from './deploy.js';
 import { registerSecrets } from './secrets.js';
+import { registerBackup } from './backup.js';
 import { registerServer } from './server.js';
 import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
@@ -49,6 +50,7 @@ registerApply(program);
 registerDeploy(program);
 registerDestroy(program);
 registerSecrets(program);
+registerBackup(program);
 registerRegistry(program);
 registerStack(program);
 registerForwarder(program);
