@@ -15,6 +15,7 @@ import { registerSecrets } from './secrets.js';
 import { registerBackup } from './backup.js';
 import { registerServer } from './server.js';
 import { registerMonitor } from './monitor.js';
+import { registerJobs } from './jobs.js';
 import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
 const program = new Command('codeb')
@@ -57,6 +58,7 @@ registerStack(program);
 registerForwarder(program);
 registerServer(program);
 registerMonitor(program);
+registerJobs(program);
 
 
 

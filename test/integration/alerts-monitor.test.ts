@@ -1,9 +1,10 @@
 /**
- * Alerts and `codeb monitor` on the real stack: a project with monitoring.alerts.webhook pointing
- * at a receiver on loopback. The first apply prints the signing secret once; a deploy stopped by
- * the health gate sends deploy.gate_failed, signed; monitor records health in the registry and
- * alerts once when the live version turns unhealthy (however many passes see it) and once when
- * it recovers.
+ * Alerts, `codeb monitor` and scheduled jobs on the real stack: a project with
+ * monitoring.alerts.webhook pointing at a receiver on loopback. The first apply prints the signing
+ * secret once; a deploy stopped by the health gate sends deploy.gate_failed, signed; monitor records
+ * health in the registry and alerts once when the live version turns unhealthy (however many passes
+ * see it) and once when it recovers; jobs run as one-off containers in the app's image, their exit
+ * code and log tail are recorded and a failure sends job.failed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
@@ -15,6 +16,16 @@ const domain = `${id}.localhost`;
 const receiver = new WebhookReceiver();
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 let base = '';
+// report: every minute (so --due finds it due); broken: once a year (so --due leaves it alone).
+const JOBS = `jobs:
+  report:
+    command: ["/usr/bin/node", "-e", "console.log('report for ' + process.env.VERSION)"]
+    schedule: "* * * * *"
+  broken:
+    command: ["/usr/bin/node", "-e", "console.log('starting'); console.error('boom: no such table'); process.exit(3)"]
+    schedule: "0 0 1 1 *"
+    timeout: 1m
+`;
 let secret = '';
 
 interface MonitorJson {
@@ -30,7 +41,7 @@ describe('alerts and monitor (real stack)', () => {
   beforeAll(async () => {
     await t.privateProxy();
     await receiver.start();
-    const alerts = `monitoring:\n  alerts:\n    webhook: ${receiver.url}\n`;
+    const alerts = `monitoring:\n  alerts:\n    webhook: ${receiver.url}\n` + JOBS;
     base = t.write('project.yaml', manifest({ id, database: false, extra: alerts }));
     t.write('unhealthy.yaml', manifest({ id, database: false, env: { FAIL_MODE: 'unhealthy' }, deadline: '4s', extra: alerts }));
   });
@@ -113,5 +124,51 @@ describe('alerts and monitor (real stack)', () => {
     const r = await t.codeb('monitor', '--project', 'no-such-project');
     expect(r.code, show(r)).toBe(2);
     expect(r.stderr).toContain('No project "no-such-project"');
+  });
+
+  it('jobs run --due runs the job whose schedule fired, in the app image, and records it', async () => {
+    const r = await t.codeb('jobs', 'run', id, '--due', '--json');
+    expect(r.code, show(r)).toBe(0);
+    const doc = JSON.parse(r.stdout) as { jobs: Array<{ job: string; exitCode: number; result: string; logTail: string; image: string; scheduledFor: string | null }> };
+    expect(doc.jobs.map((j) => j.job)).toEqual(['report']);
+    expect(doc.jobs[0]).toMatchObject({ exitCode: 0, result: 'ok', image: 'localhost/codeb-testapp:v1' });
+    expect(doc.jobs[0]!.logTail).toContain('report for v1');
+    expect(Date.parse(doc.jobs[0]!.scheduledFor!)).not.toBeNaN();
+    const rec = await t.record(id);
+    expect(rec.jobs?.report).toMatchObject({ exitCode: 0, result: 'ok' });
+    expect(rec.jobs?.broken).toBeUndefined();
+    // The one-off container is gone.
+    const left = await t.runtime.list({ 'codeb.project': id, 'codeb.job': 'report' });
+    expect(left).toEqual([]);
+  });
+
+  it('a failing job records its exit code and log tail and sends job.failed', async () => {
+    const r = await t.codeb('jobs', 'run', id, '--job', 'broken');
+    expect(r.code, show(r)).toBe(1);
+    expect(r.stdout).toContain('job broken: FAILED (exit 3');
+    expect(r.stdout).toContain('boom: no such table');
+    expect(r.stdout).toContain('alert job.failed: sent to the webhook');
+    const [e] = await receiver.waitFor('job.failed');
+    expect(e!.signatureOk).toBe(true);
+    expect(e!.payload).toMatchObject({ event: 'job.failed', project: id, env: 'production', version: 'v1' });
+    expect(String(e!.payload.reason)).toBe('job broken exited with code 3: boom: no such table');
+
+    const list = await t.codeb('jobs', 'list', id, '--json');
+    expect(list.code, show(list)).toBe(0);
+    const rows = (JSON.parse(list.stdout) as { jobs: Array<{ job: string; last: { exitCode: number; result: string } | null; logTail: string | null }> }).jobs;
+    const broken = rows.find((x) => x.job === 'broken')!;
+    expect(broken.last).toMatchObject({ exitCode: 3, result: 'failed' });
+    expect(broken.logTail).toContain('starting');
+    expect(broken.logTail).toContain('boom: no such table');
+    expect(rows.find((x) => x.job === 'report')!.last).toMatchObject({ exitCode: 0 });
+  });
+
+  it('jobs run names unknown jobs and missing selections as invalid input', async () => {
+    const none = await t.codeb('jobs', 'run', id);
+    expect(none.code, show(none)).toBe(2);
+    expect(none.stderr).toContain('--job <name>');
+    const unknown = await t.codeb('jobs', 'run', id, '--job', 'nope');
+    expect(unknown.code, show(unknown)).toBe(2);
+    expect(unknown.stderr).toContain('Jobs: report, broken');
   });
 });
