@@ -142,6 +142,8 @@ export function webhookProblem(url: string): string | null {
     return `the webhook ${JSON.stringify(url)} is not a URL`;
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return `the webhook must be an http(s) URL, not ${u.protocol}`;
+  // Documentation names (RFC 2606) can never be a receiver: the examples use them, and nothing is sent.
+  if (/(^|\.)(example\.(com|net|org)|example|invalid|test)$/.test(u.hostname)) return `${u.hostname} is a reserved example domain; put your receiver's URL in monitoring.alerts.webhook`;
   return null;
 }
 

@@ -50,7 +50,9 @@ describe('retries', () => {
 
 describe('webhook URL', () => {
   it.each([
-    ['https://hooks.example.com/codeb', null],
+    ['https://hooks.acme.io/codeb', null],
+    ['https://hooks.example.com/codeb', 'hooks.example.com is a reserved example domain; put your receiver\'s URL in monitoring.alerts.webhook'],
+    ['http://alerts.test:8080/x', 'alerts.test is a reserved example domain; put your receiver\'s URL in monitoring.alerts.webhook'],
     ['http://127.0.0.1:9/x', null],
     ['ftp://example.com/x', 'the webhook must be an http(s) URL, not ftp:'],
     ['not a url', 'the webhook "not a url" is not a URL'],
