@@ -131,6 +131,13 @@ export async function monitorOnce(o: MonitorOptions): Promise<MonitorRow[]> {
     targets.map(async (t) => ({ t, r: t.probe ? await probeThroughCaddy(o.settings.caddy.httpPort, t.probe, 3, o.pauseMs ?? 500) : null })),
   );
   const now = new Date().toISOString();
+  // Nothing checked (an empty registry, nothing live): no write, not even a registry file created.
+  if (!checked.some((c) => c.r)) {
+    const doc = readRegistryFile(o.registry);
+    const rows = targets.map((t): MonitorRow => ({ project: t.project, env: t.env, health: 'skipped', previous: doc.projects[t.project]?.environments[t.env]?.health.status ?? null, detail: t.skip ?? '', checkedAt: null, since: null, alert: null }));
+    for (const r of rows) o.onRow?.(r);
+    return rows;
+  }
   const rows = await updateRegistry(o.registry, { command: 'codeb monitor' }, (doc) =>
     checked.map(({ t, r }): MonitorRow & { transition: HealthTransition | null } => {
       const rec = doc.projects[t.project]?.environments[t.env];
