@@ -49,8 +49,13 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
         if (!opts.to) {
           try {
             const r = await rollback({ project, env: opts.env, registry: globalRegistry(cmd) });
-            if (opts.json) printJson({ ok: true, mode: 'switch', ...r });
-            else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
+            if (opts.json) printJson({ ok: true, mode: r.interrupted ? 'end-interrupted' : 'switch', ...r });
+            else if (r.interrupted) {
+              const i = r.interrupted;
+              println(
+                `Rolled back ${project} (${opts.env}): ${i.text}; ${i.trafficMoved ? `traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms` : `traffic had stayed on ${r.to}`}, ${i.removed} container(s) of ${i.version} removed from the ${i.slot} slot; the deploy is ended.`,
+              );
+            } else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
             return EXIT.ok;
           } catch (err) {
             if (!(err instanceof NoRetainedSlotError)) throw err;
@@ -103,6 +108,7 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
           if (d.from !== undefined || d.to !== undefined) parts.push(`${String(d.from ?? 'none')} -> ${String(d.to)}`);
           if (typeof d.switchMs === 'number') parts.push(`switch ${d.switchMs} ms`);
           if (Array.isArray(d.health)) parts.push(`health ${(d.health as Array<{ service: string; ms: number }>).map((x) => `${x.service} ${x.ms} ms`).join(', ')}`);
+          if (d.resumed) parts.push(`resumed (cut short at "${String((d.resumed as { phase?: string }).phase)}")`);
           if (h.result !== 'ok' && d.reason) parts.push(`: ${String(d.reason)}`);
           println(parts.join('  '));
         }
