@@ -17,6 +17,7 @@ export function registerDeploy(program: Command): void {
     .addHelpText(
       'after',
       `
+A deploy cut short by an earlier run is finished first (see \`codeb apply --help\`).
 Exit codes: 0 deployed (or nothing to change), 1 codeb or a service failed, 2 invalid manifest or --image,
             3 health gate failed and traffic untouched, 4 rolled back after the switch.
 Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env production`,
@@ -41,7 +42,7 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
-      '\nWithout --to: switches traffic back to the retained slot (instant); when that slot is gone (after `codeb gc` or its\nkeepPrevious window), redeploys the newest earlier image from history with the last applied manifest.\nExit codes as for deploy: 0, 1, 3 health gate failed (traffic untouched), 4 rolled back.',
+      '\nWithout --to: switches traffic back to the retained slot (instant); when that slot is gone (after `codeb gc` or its\nkeepPrevious window), redeploys the newest earlier image from history with the last applied manifest.\nDuring a deploy cut short by an earlier run (killed, connection lost): traffic goes (or stays) on the slot that served\nbefore it, the new version containers are removed and the deploy is recorded as ended.\nExit codes as for deploy: 0, 1, 3 health gate failed (traffic untouched), 4 rolled back.',
     )
     .action((project: string, opts: { env: string; to?: string; json?: boolean }, cmd: Command) =>
       runCommand(opts.json, async () => {

@@ -18,8 +18,8 @@ import { validateRegistry } from '../../controller/generated/validators.js';
 import type { DeployPhase, EnvironmentRecord, HistoryEntry, RegistryDocument } from '../../controller/registry/types.js';
 import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
 
-// Ports 4250-4299 belong to this file; a killed holder's lock is taken over after 2 s.
-const t = new DeployEnv('4250-4299', { CODEB_LOCK_STALE_MS: '2000' });
+// Ports 4400-4449 belong to this file; a killed holder's lock is taken over after 2 s.
+const t = new DeployEnv('4400-4449', { CODEB_LOCK_STALE_MS: '2000' });
 const id = uniqueId('resume');
 const domain = `${id}.localhost`;
 const name = (slot: string) => `${id}-production-web-${slot}`;
@@ -251,8 +251,15 @@ describe('a deploy cut short in each phase is finished by the next apply (real c
     expect(rec.liveSlot).toBe('blue');
     expect(rec.deploy).toMatchObject({ phase: 'rolled-back', version: 'v2' });
     expect(rec.history.at(-1)).toMatchObject({ action: 'rollback', result: 'ok', detail: { from: 'green', to: 'blue', interrupted: { phase: 'switched', version: 'v2', removed: 1 } } });
-    const plan = await t.codeb('plan', base);
-    expect(plan.code, show(plan)).toBe(0);
+    // Nothing of the deploy is pending any more; only the killed apply's own record is left to complete.
+    const plan = await t.codeb('plan', base, '--json');
+    const p = JSON.parse(plan.stdout) as { interrupted: unknown; summary: { create: number; update: number; delete: number }; notes: string[] };
+    expect(p.interrupted).toBeNull();
+    expect(p.summary).toMatchObject({ create: 0, update: 0, delete: 0 });
+    expect(p.notes).toContain('the last apply was cut short (status provisioning); applying completes its record');
+    const done = await t.codeb('apply', base);
+    expect(done.code, show(done)).toBe(0);
+    expect((await t.record(id)).status).toBe('running');
   }, 120_000);
 
   it('rollback during a deploy cut short before the switch: v1 kept serving, the half-started slot removed', async () => {
