@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { decideResume, describeResume, endPhase, interruptedDeploy, remainingWatch, type InterruptionFacts } from '../../controller/deploy/resume.js';
-import type { DeployPhase, DeployProgress } from '../../controller/registry/types.js';
+import { validateRegistry } from '../../controller/generated/validators.js';
+import { deployLine } from '../../controller/registry/view.js';
+import type { DeployPhase, DeployProgress, RegistryDocument } from '../../controller/registry/types.js';
+import { placeholderRecord } from '../helpers/records.js';
 
 const progress = (phase: DeployPhase, from: DeployProgress['from'] = 'blue'): DeployProgress => ({
   phase, slot: 'green', from, version: 'v4', images: { web: 'localhost/app:v4' }, by: 'ci@runner', startedAt: '2026-01-01T00:00:00Z', at: '2026-01-01T00:00:05Z',
@@ -72,5 +75,32 @@ describe('decideResume: what the next run does with a deploy cut short', () => {
     );
     const before = progress('gating');
     expect(describeResume(before, decideResume(before, { entries: 'blue', newRunning: true }), 10_000)).toMatch(/cut short at "gating", before the switch: blue kept serving; apply removes the half-started green slot$/);
+  });
+});
+
+describe('the deploy progress in the registry', () => {
+  const doc = (deploy?: unknown): RegistryDocument => {
+    const rec = { ...placeholderRecord({ now: '2026-01-01T00:00:00Z' }), ...(deploy === undefined ? {} : { deploy }) };
+    return { formatVersion: 1, updatedAt: '2026-01-01T00:00:00Z', projects: { shop: { id: 'shop', name: 'Shop', createdAt: '', updatedAt: '', environments: { production: rec as never } } } };
+  };
+
+  it('validates with and without it (documents written before it existed stay readable)', () => {
+    expect(validateRegistry(doc())).toBe(true);
+    expect(validateRegistry(doc(null))).toBe(true);
+    expect(validateRegistry(doc({ ...progress('watching'), watchedMs: 1200 }))).toBe(true);
+  });
+
+  it('refuses an unknown phase, a missing slot or an unknown field', () => {
+    expect(validateRegistry(doc({ ...progress('watching'), phase: 'paused' }))).toBe(false);
+    const { slot: _slot, ...noSlot } = progress('switched');
+    expect(validateRegistry(doc(noSlot))).toBe(false);
+    expect(validateRegistry(doc({ ...progress('switched'), note: 'x' }))).toBe(false);
+  });
+
+  it('registry inspect says INTERRUPTED and what comes next, or how the last deploy ended', () => {
+    expect(deployLine(progress('verifying'))).toBe(
+      'INTERRUPTED: the deploy of v4 to the green slot (started 2026-01-01T00:00:00Z by ci@runner) was cut short at "verifying" (recorded 2026-01-01T00:00:05Z); the next apply or deploy finishes it (`codeb plan` shows how), `codeb rollback` ends it',
+    );
+    expect(deployLine(progress('done'))).toBe('v4 to green: done (2026-01-01T00:00:05Z)');
   });
 });
