@@ -6,11 +6,31 @@
  * handed over in CEPH_ARGS, which Ceph programs append to their arguments, in the environment of a
  * child only its owner can read. Output that holds keys is parsed, never printed or logged.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { CodebError } from '../errors.js';
 
 /** radosgw-admin's exit code when the user does not exist (ENOENT is 2; RGW answers EINVAL=22). */
 const NO_SUCH_USER = new Set([2, 22]);
+const NOT_FOUND_TEXT = /could not fetch user info|no user info saved/i;
+/** How long a command that has answered may take to exit before it is killed (see run()). */
+const EXIT_GRACE_MS = 500;
+
+/**
+ * The exit code a complete answer implies, or null while it is not complete: a whole JSON document
+ * on stdout is success; "could not fetch user info" is radosgw-admin's not-found (exit 22). Pure.
+ */
+export function answered(stdout: string, stderr: string): number | null {
+  const out = stdout.trim();
+  if (out.startsWith('{') && out.endsWith('}')) {
+    try {
+      JSON.parse(out);
+      return 0;
+    } catch {
+      // not complete yet
+    }
+  }
+  return NOT_FOUND_TEXT.test(stderr) ? 22 : null;
+}
 
 export interface RgwKey {
   accessKey: string;
@@ -81,14 +101,15 @@ export class RgwAdmin {
   constructor(
     /** Program and leading arguments (from settings.storage.rgwAdmin), e.g. ['radosgw-admin', '--cluster=ceph']. */
     private readonly command: readonly string[],
-    private readonly timeoutMs = 60_000,
+    /** A command that neither answers nor exits in this time is killed (and fails). */
+    private readonly timeoutMs = 20_000,
   ) {
     if (!command.length) throw new CodebError('settings.storage.rgwAdmin is empty: codeb cannot run radosgw-admin.', { hint: 'Run `codeb stack up` with CODEB_STACK_S3=radosgw, or set it to the radosgw-admin command of your gateway.' });
   }
 
   async userInfo(id: string): Promise<RgwUser | null> {
     const r = await this.run(rgwArgs.userInfo(id));
-    if (r.code !== 0 && NO_SUCH_USER.has(r.code ?? -1) && /no user info|could not fetch user info|No user/i.test(r.stderr)) return null;
+    if (r.code !== 0 && NO_SUCH_USER.has(r.code ?? -1) && NOT_FOUND_TEXT.test(r.stderr)) return null;
     if (r.code !== 0) throw this.failed(`read user ${id}`, r);
     return parseUser(r.stdout, id);
   }
@@ -117,30 +138,63 @@ export class RgwAdmin {
     }
   }
 
+  /** Remove the user; done when it is gone (user rm prints nothing, so the result is read back). */
   async removeUser(id: string): Promise<void> {
-    const r = await this.run(rgwArgs.userRemove(id));
-    if (r.code !== 0 && !(NO_SUCH_USER.has(r.code ?? -1) && /no user info|could not fetch user info|No user/i.test(r.stderr))) throw this.failed(`remove user ${id}`, r);
+    for (let attempt = 1; ; attempt++) {
+      if (!(await this.userInfo(id))) return;
+      // It prints nothing: a hang on exit is only seen as the time running out (a few seconds).
+      const r = await this.run(rgwArgs.userRemove(id), {}, 5_000);
+      if (!(await this.userInfo(id))) return;
+      if (attempt >= 3) throw this.failed(`remove user ${id}`, r);
+    }
   }
 
-  private run(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  /**
+   * Run one command. radosgw-admin 18 with dbstore sometimes hangs on exit after it has done its
+   * work and printed its answer (seen here in about one run in five, output complete): once the
+   * answer is complete (a whole JSON document, or a final error line) it gets a moment to exit and
+   * is then killed, with the exit code the answer implies. Commands that print nothing (user rm)
+   * are checked afterwards by the caller.
+   */
+  private run(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = this.timeoutMs): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const [program, ...lead] = this.command;
     return new Promise((resolve, reject) => {
-      execFile(
-        program!,
-        [...lead, ...args],
-        { env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', ...extraEnv }, timeout: this.timeoutMs, maxBuffer: 4 << 20 },
-        (err, stdout, stderr) => {
-          if (err && typeof (err as NodeJS.ErrnoException).code === 'string') {
-            reject(
-              new CodebError(`Cannot run radosgw-admin (${program}): ${(err as NodeJS.ErrnoException).code}.`, {
-                hint: 'Is the local stack up with CODEB_STACK_S3=radosgw (and codeb running as root)? See docs/stack.md.',
-              }),
-            );
-            return;
-          }
-          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-        },
-      );
+      const child = spawn(program!, [...lead, ...args], {
+        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      let implied: number | null = null;
+      let grace: NodeJS.Timeout | undefined;
+      const timeout = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const check = (): void => {
+        if (implied !== null) return;
+        implied = answered(stdout, stderr);
+        if (implied !== null) grace = setTimeout(() => child.kill('SIGKILL'), EXIT_GRACE_MS);
+      };
+      child.stdout.on('data', (c: Buffer) => {
+        stdout += c.toString();
+        check();
+      });
+      child.stderr.on('data', (c: Buffer) => {
+        stderr += c.toString();
+        check();
+      });
+      child.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timeout);
+        clearTimeout(grace);
+        reject(
+          new CodebError(`Cannot run radosgw-admin (${program}): ${err.code ?? err.message}.`, {
+            hint: 'Is the local stack up with CODEB_STACK_S3=radosgw (and codeb running as root)? See docs/stack.md.',
+          }),
+        );
+      });
+      child.on('close', (code) => {
+        clearTimeout(timeout);
+        clearTimeout(grace);
+        resolve({ code: code ?? implied, stdout, stderr });
+      });
     });
   }
 
