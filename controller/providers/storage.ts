@@ -270,7 +270,8 @@ export class StorageProvider implements Provider {
       if (errorCode(err) === 'NoSuchLifecycleConfiguration') return null;
       throw this.wrap(`read the lifecycle of bucket ${bucket}`, err);
     });
-    const rules = current?.Rule ?? [];
+    // The client parses a single <Rule> as an object, several as an array.
+    const rules = [current?.Rule ?? []].flat();
     const ours = rules.find((r) => r.ID === BACKUP_LIFECYCLE_RULE);
     if (ours && ours.Status === 'Enabled' && Number(ours.Expiration?.Days) === this.retentionDays) return;
     const config: LifecycleConfig = {

@@ -7,6 +7,7 @@
  *   backup bucket are AccessDenied with it; it cannot make buckets or change its bucket's policy.
  * - A second apply is a no-op; a user removed behind codeb's back is planned again.
  * - destroy --delete-data removes A's user: its key stops working.
+ * - Public read and the owner grant share one bucket policy; the backup bucket expires objects.
  * - No key is ever printed.
  * - On the s3rver stack (no users) apply and registry inspect say plainly that the key is shared.
  *
@@ -17,6 +18,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RgwAdmin } from '../../controller/providers/rgw-admin.js';
+import { BACKUP_LIFECYCLE_RULE, StorageProvider } from '../../controller/providers/storage.js';
+import { makeResource, type ExecContext } from '../../controller/reconcile/model.js';
+import { planApply } from '../../controller/reconcile/plan.js';
 import { storageUser } from '../../controller/manifest/names.js';
 import type { Settings } from '../../controller/settings.js';
 import { stopStack, upStack } from '../../controller/stack/index.js';
@@ -172,6 +176,28 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
     // B is untouched.
     const eb = envOf(b);
     expect(await text(await clientFor(eb).getObject(eb.S3_BUCKET!, 'b-secret.txt'))).toBe('B data');
+  });
+
+  it('public read and the owner grant live side by side in one policy; lifecycle expires backups', async () => {
+    const eb = envOf(b);
+    const bucket = eb.S3_BUCKET!;
+    const user = storageUser(b, 'production');
+    const provider = new StorageProvider(settings.storage);
+    const ctx: ExecContext = { secret: () => '', progress: () => {} };
+    const want = (pub: boolean) => makeResource('storage.bucket', bucket, { public: pub, user }, [], true);
+    const anonymous = () => fetch(`http://${settings.storage.endPoint}:${settings.storage.port}/${bucket}/b-secret.txt`).then((r) => r.status);
+    expect(await anonymous()).toBe(403);
+    const [open] = planApply([want(true)], await provider.observe([want(true)]));
+    expect(open!.changes).toEqual([{ field: 'public', from: false, to: true }]);
+    await provider.execute(open!, ctx);
+    expect(await anonymous()).toBe(200);
+    expect(await text(await clientFor(eb).getObject(bucket, 'b-secret.txt'))).toBe('B data');
+    const [close] = planApply([want(false)], await provider.observe([want(false)]));
+    await provider.execute(close!, ctx);
+    expect(await anonymous()).toBe(403);
+    expect(planApply([want(false)], await provider.observe([want(false)]))[0]!.op).toBe('unchanged');
+    const lifecycle = await admin.getBucketLifecycle('backup');
+    expect([lifecycle?.Rule ?? []].flat().find((x) => x.ID === BACKUP_LIFECYCLE_RULE)?.Expiration?.Days).toBe(30);
   });
 
   it('no key is ever printed', () => {
