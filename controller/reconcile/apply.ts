@@ -21,7 +21,8 @@ import type { Action, ExecContext } from './model.js';
 import { hasChanges, planApply, summarize, type PlanSummary } from './plan.js';
 import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } from './providers.js';
 import { silentReporter, type Reporter } from './reporter.js';
-import { SecretStore, type SecretValues } from './secrets.js';
+import { generateAccessKey, SecretStore, type SecretValues } from './secrets.js';
+import { sharedKeyNote, storageCapabilities, STORAGE_KEY_SECRETS } from '../providers/storage-access.js';
 import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
 import { deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
@@ -76,16 +77,24 @@ export interface ApplyResult {
 
 const HISTORY_LIMIT = 50;
 
-/** Secrets a deployment needs, by feature. Storage keys come from the settings (see secretValue). */
-function secretNames(d: Deployment): string[] {
-  return [...(d.features.database ? ['postgres'] : []), ...(d.features.cache ? ['redis'] : [])];
+/** Secrets a deployment needs, by feature; its own S3 key pair only where the server makes users. */
+function secretNames(d: Deployment, settings: Settings): string[] {
+  const ownKey = d.features.storage && storageCapabilities(settings).perProjectKeys;
+  return [
+    ...(d.features.database ? ['postgres'] : []),
+    ...(d.features.cache ? ['redis'] : []),
+    ...(ownKey ? [STORAGE_KEY_SECRETS.accessKey, STORAGE_KEY_SECRETS.secretKey] : []),
+  ];
 }
 
 function secretResolver(values: SecretValues, settings: Settings): (name: string) => string {
   return (name) => {
-    // One S3 key pair for every project until a real MinIO admin API gives per-project keys.
-    if (name === 'storageAccessKey') return settings.storage.accessKey;
-    if (name === 'storageSecretKey') return settings.storage.secretKey;
+    // A server without users (s3rver): every project gets the server's key (apply notes it).
+    // With users the key must come from the store: never fall back to the admin key.
+    if (!storageCapabilities(settings).perProjectKeys) {
+      if (name === STORAGE_KEY_SECRETS.accessKey) return settings.storage.accessKey;
+      if (name === STORAGE_KEY_SECRETS.secretKey) return settings.storage.secretKey;
+    }
     const v = values[name];
     if (v === undefined) throw new CodebError(`Secret "${name}" has not been generated yet.`);
     return v;
@@ -203,6 +212,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       // already exists, this run completes it (status, history) instead of reporting No changes.
       const changed = hasChanges(actions) || !sameRecord(existing, rec) || existing?.status === 'provisioning' || pending !== null;
       const notes: string[] = d.services.some((svc) => svc.replicas > 1) ? ['replicas above 1 are not supported yet: one container per service and slot is started'] : [];
+      const shared = d.features.storage ? sharedKeyNote(settings.storage) : null;
+      if (shared) notes.push(shared);
       if (pending) notes.push(pending.text);
       else if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
       const envFile = envFilePath;
@@ -229,7 +240,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       rec.status = 'provisioning';
       rec.journal = [];
       await tx.write(draft);
-      values = await secrets.ensure(d.projectId, d.env, secretNames(d));
+      values = await secrets.ensure(d.projectId, d.env, secretNames(d, settings), { [STORAGE_KEY_SECRETS.accessKey]: generateAccessKey });
       if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o));
 
       const done = await execute(actions, providers, tx, draft, rec, secret, reporter);
