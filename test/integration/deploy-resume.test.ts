@@ -18,8 +18,8 @@ import { validateRegistry } from '../../controller/generated/validators.js';
 import type { DeployPhase, EnvironmentRecord, HistoryEntry, RegistryDocument } from '../../controller/registry/types.js';
 import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
 
-// Ports 4400-4449 belong to this file; a killed holder's lock is taken over after 2 s.
-const t = new DeployEnv('4400-4449', { CODEB_LOCK_STALE_MS: '2000' });
+// Ports 5270-5319 belong to this file; a killed holder's lock is taken over after 2 s.
+const t = new DeployEnv('5270-5319', { CODEB_LOCK_STALE_MS: '2000' });
 const id = uniqueId('resume');
 const domain = `${id}.localhost`;
 const name = (slot: string) => `${id}-production-web-${slot}`;
