@@ -158,13 +158,25 @@ describe('codeb backup', () => {
     expect(await pgQuery(settings, 'SELECT 1 FROM pg_database WHERE datname = $1', [before])).toHaveLength(0);
   }, 180_000);
 
-  it('refuses --in-place without --yes, and changes nothing', async () => {
+  it('refuses bad input with exit 2, changes nothing and alerts nobody', async () => {
     const rec = box.record(id)!;
-    const r = await box.run(['backup', 'restore', id, '--id', first, '--in-place']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--yes');
+    const alerts = receiver.events.length;
+    const cases: Array<[string[], string]> = [
+      [['backup', 'restore', id, '--id', first, '--in-place'], '--yes'],
+      [['backup', 'restore', id], "required option '--id <id>'"],
+      [['backup', 'verify', id, '--id', '../../etc'], 'Invalid backup id'],
+      [['backup', 'run'], 'Which project?'],
+      [['backup', 'run', id, '--due'], 'takes no project'],
+      [['backup', 'switch', id, '--database', 'x; DROP DATABASE y'], 'Invalid database name'],
+    ];
+    for (const [args, says] of cases) {
+      const r = await box.run(args);
+      expect(r.code, describeRun(r)).toBe(2);
+      expect(r.stderr).toContain(says);
+    }
     expect(box.record(id)).toEqual(rec);
-  });
+    expect(receiver.events).toHaveLength(alerts);
+  }, 60_000);
 
   it('a corrupted backup object fails verify with exit 1 and a backup.failed alert', async () => {
     const b = await runBackup();
