@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { EXIT } from '../errors.js';
+import { redactText } from '../redact.js';
 import { eprintln, printJson, println, runCommand } from './output.js';
 import { globalRegistry } from './registry.js';
 import type { ApplyOptions } from '../reconcile/apply.js';
@@ -13,10 +14,19 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
   const { renderApplySummary } = await import('../reconcile/render.js');
   const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
   if (!json) eprintln(banner);
-  const r = await applyManifest({ ...o, reporter: json ? silentReporter : consoleReporter() });
+  let r: Awaited<ReturnType<typeof applyManifest>>;
+  try {
+    r = await applyManifest({ ...o, reporter: json ? silentReporter : consoleReporter() });
+  } catch (err) {
+    // A failed first deploy already sent a signed alert: the secret is shown now, not lost.
+    const secret = await unshownAlertSecret(o);
+    if (secret) process.stderr.write(`${secretLine(secret.project, secret.value)}\n`);
+    throw err;
+  }
+  const secret = await unshownAlertSecret(o);
   if (json) {
     const { record } = r;
-    printJson({
+    const doc = {
       ok: true,
       ...extra,
       project: r.project,
@@ -33,9 +43,36 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
       envFile: r.envFile,
       notes: r.notes,
       deploy: r.deploy ?? null,
-    });
-  } else println(renderApplySummary(r));
+      ...(secret ? { alertSigningSecret: SECRET_PLACEHOLDER } : {}),
+    };
+    // Printed past the redaction on purpose, this one time (see ops/alert-secret.ts).
+    process.stdout.write(redactText(JSON.stringify(doc, null, 2)).replace(SECRET_PLACEHOLDER, secret?.value ?? '') + '\n');
+  } else {
+    println(renderApplySummary(r));
+    if (secret) process.stdout.write(`${secretLine(secret.project, secret.value)}\n`);
+  }
   return EXIT.ok;
+}
+
+const SECRET_PLACEHOLDER = '@@alert-signing-secret@@';
+
+function secretLine(project: string, value: string): string {
+  return `Alert signing secret for ${project} (shown only this once; your webhook receiver checks X-Codeb-Signature with it): ${value}`;
+}
+
+/** The project's alert signing secret when no command has shown it yet (then marked shown). */
+async function unshownAlertSecret(o: Omit<ApplyOptions, 'reporter'>): Promise<{ project: string; value: string } | null> {
+  try {
+    const { requireManifest } = await import('../manifest/index.js');
+    const { resolveDeployment } = await import('../manifest/normalize.js');
+    const { takeUnshownAlertSecret } = await import('../ops/alert-secret.js');
+    const { registryPath } = await import('../settings.js');
+    const project = resolveDeployment(requireManifest(o.manifestFile), o.env).projectId;
+    const value = await takeUnshownAlertSecret(registryPath(o.registry), project);
+    return value ? { project, value } : null;
+  } catch {
+    return null;
+  }
 }
 
 interface Opts {

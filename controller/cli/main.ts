@@ -14,6 +14,8 @@ import { registerDeploy } from './deploy.js';
 import { registerSecrets } from './secrets.js';
 import { registerBackup } from './backup.js';
 import { registerServer } from './server.js';
+import { registerMonitor } from './monitor.js';
+import { registerJobs } from './jobs.js';
 import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
 const program = new Command('codeb')
@@ -55,6 +57,8 @@ registerRegistry(program);
 registerStack(program);
 registerForwarder(program);
 registerServer(program);
+registerMonitor(program);
+registerJobs(program);
 
 
 

@@ -3,6 +3,7 @@
  * cannot express (references between services, port collisions). Every problem is collected, not
  * just the first, and mapped back to its line and column.
  */
+import { parseCron } from '../ops/cron.js';
 import type { ErrorObject } from 'ajv';
 import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
@@ -187,6 +188,17 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     for (const [i, dep] of (m.services[n]!.dependsOn ?? []).entries()) {
       if (dep === n) add(['services', n, 'dependsOn', i], 'reference', 'a service cannot depend on itself');
       else if (!names.includes(dep)) add(['services', n, 'dependsOn', i], 'reference', `no service named "${dep}"`, { allowed: names.join(', '), suggestion: closest(dep, names) });
+    }
+  }
+
+  for (const [job, j] of Object.entries(m.jobs ?? {})) {
+    if (j.service !== undefined && !names.includes(j.service)) {
+      add(['jobs', job, 'service'], 'reference', `no service named "${j.service}"`, { allowed: names.join(', '), suggestion: closest(j.service, names) });
+    }
+    try {
+      parseCron(j.schedule);
+    } catch (err) {
+      add(['jobs', job, 'schedule'], 'schedule', (err as Error).message.replace(/\.$/, ''), { allowed: 'five fields: minute hour day-of-month month day-of-week (UTC), e.g. "0 3 * * *"' });
     }
   }
 

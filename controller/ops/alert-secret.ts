@@ -1,7 +1,8 @@
 /**
  * The per-project alert signing secret: made once, by the first apply of the project that has a
- * `monitoring.alerts.webhook`, which prints it that one time so it can be put into the receiver.
- * It is kept beside the other secrets (mode 0600) and never printed again; every environment of the
+ * `monitoring.alerts.webhook`. The command that ran that apply prints it once when it ends (even when
+ * the deploy failed: its alert was signed with it) and records that it did, so no later output or
+ * log shows it again. It is kept beside the other secrets (mode 0600); every environment of the
  * project signs with it, so one receiver serves them all.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -22,15 +23,44 @@ export function alertSecretFile(registryFile: string, project: string): string {
 export function loadAlertSecret(registryFile: string, project: string): string | null {
   const f = alertSecretFile(registryFile, project);
   if (!existsSync(f)) return null;
-  let secret: unknown;
-  try {
-    secret = (JSON.parse(readFileSync(f, 'utf8')) as { webhookSecret?: unknown }).webhookSecret;
-  } catch (err) {
-    throw new CodebError(`The alert secret file ${f} is not valid JSON: ${(err as Error).message}`, { hint: 'Delete it; the next apply makes a new secret and prints it once.' });
-  }
+  const secret = readFile(f).webhookSecret;
   if (typeof secret !== 'string' || secret.length < 16) return null;
   registerSecret(secret);
   return secret;
+}
+
+interface SecretFile {
+  webhookSecret?: unknown;
+  /** True once a command has printed it. */
+  shown?: unknown;
+}
+
+function readFile(f: string): SecretFile {
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as SecretFile;
+  } catch (err) {
+    throw new CodebError(`The alert secret file ${f} is not valid JSON: ${(err as Error).message}`, { hint: 'Delete it; the next apply makes a new secret and prints it once.' });
+  }
+}
+
+async function write(registryFile: string, project: string, content: { webhookSecret: string; shown: boolean }): Promise<void> {
+  const dir = secretsDir(registryFile);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  await writeFileAtomic(alertSecretFile(registryFile, project), JSON.stringify(content) + '\n', { mode: 0o600, fsync: true });
+}
+
+/**
+ * The secret if it has never been shown, marked as shown from now on; otherwise null. The caller
+ * prints it (the one place codeb prints a secret, because the receiver cannot work without it).
+ */
+export async function takeUnshownAlertSecret(registryFile: string, project: string): Promise<string | null> {
+  const f = alertSecretFile(registryFile, project);
+  if (!existsSync(f)) return null;
+  const content = readFile(f);
+  if (content.shown === true || typeof content.webhookSecret !== 'string') return null;
+  await write(registryFile, project, { webhookSecret: content.webhookSecret, shown: true });
+  return content.webhookSecret;
 }
 
 /** The project's secret, made now if there is none. `created` says the caller must show it (once). */
@@ -39,10 +69,7 @@ export async function ensureAlertSecret(registryFile: string, project: string): 
   if (existing) return { secret: existing, created: false };
   const secret = generateSecret();
   registerSecret(secret);
-  const dir = secretsDir(registryFile);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-  await writeFileAtomic(alertSecretFile(registryFile, project), JSON.stringify({ webhookSecret: secret }) + '\n', { mode: 0o600, fsync: true });
+  await write(registryFile, project, { webhookSecret: secret, shown: false });
   return { secret, created: true };
 }
 

@@ -28,6 +28,8 @@ import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/blueg
 import { versionOf } from './release.js';
 import { envFileName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
+import { ensureAlertSecret } from '../ops/alert-secret.js';
+import { deployAlertEvent, describeDelivery, notify } from '../ops/alerts.js';
 
 export interface ApplyOptions {
   manifestFile: string;
@@ -160,7 +162,15 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
           recordDeploy(rec, d, outcome);
           await tx.write(draft);
           const err = outcomeError(outcome, d.projectId, d.env);
-          if (err) throw err;
+          if (err) {
+            const event = deployAlertEvent(outcome.result);
+            if (event) {
+              const url = d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null;
+              const sent = await notify({ project: d.projectId, env: d.env, event, reason: outcome.reason, version: versionOf(d), url }, { registry: file, alerts: d.monitoring.alerts });
+              reporter.info(`  ${describeDelivery(sent)}`);
+            }
+            throw err;
+          }
           return `${outcome.fromSlot ?? 'none'} -> ${outcome.toSlot}, switched in ${outcome.switchMs?.toFixed(1)} ms`;
         },
       }),
@@ -213,6 +223,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       rec.journal = [];
       await tx.write(draft);
       values = await secrets.ensure(d.projectId, d.env, secretNames(d));
+      // Made before the deploy so even a first deploy's failure alert is signed; printed once by the CLI.
+      if (d.monitoring.alerts.webhook) await ensureAlertSecret(file, d.projectId);
 
       const done = await execute(actions, providers, tx, draft, rec, secret, reporter);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';

@@ -40,6 +40,18 @@ export interface HistoryEntry {
   detail?: Record<string, unknown>;
 }
 
+/** A job's last run. Finished fields are null while it runs (or when codeb was killed during it). */
+export interface JobRunRecord {
+  lastStartedAt: string;
+  /** The schedule time a --due run answered; null when run by name. */
+  scheduledFor: string | null;
+  lastFinishedAt: string | null;
+  exitCode: number | null;
+  result: 'ok' | 'failed' | null;
+  durationMs: number | null;
+  image: string;
+}
+
 export interface EnvironmentRecord {
   env: string;
   status: DeploymentStatus;
@@ -58,10 +70,13 @@ export interface EnvironmentRecord {
   buckets: string[];
   liveSlot: Slot | null;
   containers: ContainerRecord[];
-  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string };
+  /** Set by a deploy and by each `codeb monitor` pass. since: when the current status began. */
+  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string; since?: string };
   history: HistoryEntry[];
   /** The previous slot, kept running for an instant rollback until `until` (then `codeb gc` stops it). */
   retained?: { slot: Slot; until: string; images: Record<string, string> } | null;
+  /** The last run of each scheduled job (`codeb jobs run`); its log tail is in <registry dir>/jobs/. */
+  jobs?: Record<string, JobRunRecord>;
   /** Steps of the last apply, recorded as each completes (a crash leaves a true record). */
   journal?: Array<{ step: string; at: string; status: 'done' | 'failed'; detail?: string }>;
 }

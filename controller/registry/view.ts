@@ -11,6 +11,8 @@ export interface ListRow {
   database: string | null;
   bucket: string | null;
   health: string;
+  /** When a deploy or `codeb monitor` last checked it. */
+  healthCheckedAt: string | null;
   liveSlot: string | null;
 }
 
@@ -28,6 +30,7 @@ export function listRows(doc: RegistryDocument): ListRow[] {
         database: e.database,
         bucket: e.bucket,
         health: e.health.status,
+        healthCheckedAt: e.health.lastCheck,
         liveSlot: e.liveSlot,
       });
     }
@@ -36,8 +39,8 @@ export function listRows(doc: RegistryDocument): ListRow[] {
 }
 
 export function renderTable(rows: ListRow[]): string {
-  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (entry>blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH'];
-  const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health]);
+  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (entry>blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH', 'CHECKED'];
+  const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health, r.healthCheckedAt ?? '-']);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(head), ...cells.map(line)].join('\n');

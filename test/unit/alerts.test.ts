@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { backoffDelays, buildPayload, describeDelivery, retryable, signBody, webhookProblem, type AlertDelivery } from '../../controller/ops/alerts.js';
+import { backoffDelays, buildPayload, describeDelivery, emailMessage, retryable, signBody, smtpFromEnv, smtpRetryable, webhookProblem, type ChannelResult } from '../../controller/ops/alerts.js';
 import { verifySignature } from '../integration/helpers/webhook-receiver.js';
 
 describe('alert payload and signature', () => {
@@ -61,12 +61,47 @@ describe('webhook URL', () => {
 
 describe('describeDelivery', () => {
   const base = { id: 'i', event: 'backup.failed' as const, project: 'p', env: 'e' };
-  it.each<[AlertDelivery['webhook'], string]>([
-    [{ result: 'sent', attempts: [{ status: 200 }] }, 'alert backup.failed: sent to the webhook'],
-    [{ result: 'sent', attempts: [{ status: 503 }, { status: 200 }] }, 'alert backup.failed: sent to the webhook after 2 attempts'],
-    [{ result: 'skipped', attempts: [], reason: 'monitoring.alerts.webhook is not set' }, 'alert backup.failed: not sent (monitoring.alerts.webhook is not set)'],
-    [{ result: 'failed', attempts: [{ error: 'ECONNREFUSED' }, { status: 502 }] }, 'alert backup.failed: NOT delivered after 2 attempts (last: HTTP 502)'],
-  ])('%j', (webhook, want) => {
-    expect(describeDelivery({ ...base, webhook })).toBe(want);
+  const unset = (ch: string): ChannelResult => ({ result: 'skipped', attempts: [], reason: `monitoring.alerts.${ch} is not set` });
+  it.each<[ChannelResult, ChannelResult, string]>([
+    [{ result: 'sent', attempts: [{ status: 200 }] }, unset('email'), 'alert backup.failed: sent to the webhook'],
+    [{ result: 'sent', attempts: [{ status: 503 }, { status: 200 }] }, unset('email'), 'alert backup.failed: sent to the webhook after 2 attempts'],
+    [unset('webhook'), unset('email'), 'alert backup.failed: not sent (monitoring.alerts.webhook is not set)'],
+    [{ result: 'failed', attempts: [{ error: 'ECONNREFUSED' }, { status: 502 }] }, unset('email'), 'alert backup.failed: webhook NOT delivered after 2 attempts (last: HTTP 502)'],
+    [unset('webhook'), { result: 'sent', attempts: [{ status: 250 }] }, 'alert backup.failed: sent to the email'],
+    [{ result: 'sent', attempts: [{ status: 200 }] }, { result: 'failed', attempts: [], reason: 'no SMTP server configured' }, 'alert backup.failed: sent to the webhook; email NOT delivered (no SMTP server configured)'],
+    [unset('webhook'), { result: 'failed', attempts: [{ status: 451 }, { status: 550 }] }, 'alert backup.failed: email NOT delivered after 2 attempts (last: SMTP 550)'],
+  ])('%j %j', (webhook, email, want) => {
+    expect(describeDelivery({ ...base, webhook, email })).toBe(want);
+  });
+});
+
+describe('email', () => {
+  it.each([
+    [{}, 'no SMTP server configured (set CODEB_SMTP_URL, see docs/monitoring.md)'],
+    [{ CODEB_SMTP_URL: 'mail.example.com' }, 'CODEB_SMTP_URL is not a URL (use smtp://[user:password@]host:port or smtps://...)'],
+    [{ CODEB_SMTP_URL: 'http://mail.example.com' }, 'CODEB_SMTP_URL must start with smtp:// or smtps://, not http://'],
+  ])('%j is refused', (env, problem) => {
+    expect(smtpFromEnv(env)).toEqual({ problem });
+  });
+
+  it('takes the URL and sender from the environment', () => {
+    expect(smtpFromEnv({ CODEB_SMTP_URL: 'smtp://127.0.0.1:2525', CODEB_SMTP_FROM: 'ops@example.com' })).toEqual({ url: 'smtp://127.0.0.1:2525', from: 'ops@example.com' });
+  });
+
+  it.each([
+    [{ error: 'ECONNREFUSED' }, true],
+    [{ status: 421 }, true],
+    [{ status: 451 }, true],
+    [{ status: 550 }, false],
+    [{ status: 535 }, false],
+  ])('SMTP %j is retried: %s', (a, want) => {
+    expect(smtpRetryable(a)).toBe(want);
+  });
+
+  it('writes a subject that filters and the payload as text', () => {
+    const p = buildPayload({ project: 'shop', env: 'production', event: 'service.unhealthy', reason: 'HTTP 502', url: 'https://shop.example.com/' }, new Date('2026-01-02T03:04:05Z'));
+    const m = emailMessage(p, 'abc');
+    expect(m.subject).toBe('[codeb] service.unhealthy: shop (production)');
+    expect(m.text).toBe('service.unhealthy for shop (production)\n\nreason:  HTTP 502\nversion: -\nurl:     https://shop.example.com/\ntime:    2026-01-02T03:04:05.000Z\nevent id: abc\n');
   });
 });

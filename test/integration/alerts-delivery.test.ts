@@ -1,7 +1,7 @@
 /**
- * notify() against a real HTTP receiver on loopback: the signed payload, retries with backoff that
- * deliver the event once, a refusal that is not retried, and the settings read from the
- * deployment's last applied manifest and the project's signing secret.
+ * notify() against a real HTTP receiver and a real SMTP server on loopback: the signed payload,
+ * retries with backoff that deliver the event once, a refusal that is not retried, the mail, and
+ * the settings read from the deployment's last applied manifest and the project's signing secret.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,32 +11,40 @@ import { ensureAlertSecret } from '../../controller/ops/alert-secret.js';
 import { notify } from '../../controller/ops/alerts.js';
 import { storedManifestPath } from '../../controller/reconcile/manifest-store.js';
 import { manifest } from './helpers/deploy.js';
+import { SmtpReceiver } from './helpers/smtp-receiver.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'codeb-alerts-'));
 const registry = join(dir, 'registry', 'projects.json');
 const receiver = new WebhookReceiver();
+const smtp = new SmtpReceiver();
 const fast = { registry, backoffMs: 20, fetchTimeoutMs: 2000 };
 
-function storeManifest(project: string, webhook: string | null): void {
+function storeManifest(project: string, webhook: string | null, email: string[] = []): void {
   const file = storedManifestPath(registry, project, 'production');
   mkdirSync(join(file, '..'), { recursive: true });
-  writeFileSync(file, manifest({ id: project, extra: webhook ? `monitoring:\n  alerts:\n    webhook: ${webhook}\n` : '' }));
+  const alerts = [webhook ? `    webhook: ${webhook}\n` : '', email.length ? `    email: [${email.join(', ')}]\n` : ''].join('');
+  writeFileSync(file, manifest({ id: project, extra: alerts ? `monitoring:\n  alerts:\n${alerts}` : '' }));
 }
 
 beforeAll(async () => {
   await receiver.start();
+  await smtp.start();
   receiver.secret = (await ensureAlertSecret(registry, 'shop')).secret;
   storeManifest('shop', receiver.url);
 });
 afterAll(async () => {
   await receiver.close();
+  await smtp.close();
   rmSync(dir, { recursive: true, force: true });
 });
 beforeEach(() => {
   receiver.requests.length = 0;
   receiver.events.length = 0;
   receiver.failNext = 0;
+  smtp.mails.length = 0;
+  smtp.failNext = 0;
+  smtp.refused = 0;
 });
 
 describe('webhook alerts', () => {
@@ -101,5 +109,42 @@ describe('webhook alerts', () => {
     storeManifest('nokey', receiver.url);
     expect((await notify({ project: 'nokey', env: 'production', event: 'job.failed', reason: 'x' }, fast)).webhook.reason).toMatch(/no alert signing secret for nokey/);
     expect(receiver.requests).toHaveLength(0);
+  });
+});
+
+describe('email alerts', () => {
+  const env = () => ({ ...process.env, CODEB_SMTP_URL: smtp.url, CODEB_SMTP_FROM: 'codeb@ops.example' });
+
+  it('mails the alert to every address in monitoring.alerts.email, beside the webhook', async () => {
+    storeManifest('mailer', receiver.url, ['ops@example.com', 'oncall@example.com']);
+    receiver.secret = (await ensureAlertSecret(registry, 'mailer')).secret;
+    const d = await notify({ project: 'mailer', env: 'production', event: 'backup.missed', reason: 'no good backup since 2026-01-01', version: 'v3' }, { ...fast, env: env() });
+    expect(d.email).toMatchObject({ result: 'sent', attempts: [{ status: 250 }] });
+    expect(d.webhook.result).toBe('sent');
+    expect(smtp.mails).toHaveLength(1);
+    const m = smtp.mails[0]!;
+    expect(m.from).toBe('codeb@ops.example');
+    expect(m.to.sort()).toEqual(['oncall@example.com', 'ops@example.com']);
+    expect(m.header('subject')).toBe('[codeb] backup.missed: mailer (production)');
+    expect(m.header('x-codeb-event-id')).toBe(d.id);
+    expect(m.raw).toContain('reason:  no good backup since 2026-01-01');
+  });
+
+  it('retries a mail server that is busy twice and delivers once', async () => {
+    storeManifest('mailer', null, ['ops@example.com']);
+    smtp.failNext = 2;
+    const d = await notify({ project: 'mailer', env: 'production', event: 'job.failed', reason: 'exit 3' }, { ...fast, env: env() });
+    expect(d.email.result).toBe('sent');
+    expect(d.email.attempts.map((a) => a.status)).toEqual([451, 451, 250]);
+    expect(smtp.refused).toBe(2);
+    expect(smtp.mails).toHaveLength(1);
+  });
+
+  it('says so when no SMTP server is configured', async () => {
+    storeManifest('mailer', null, ['ops@example.com']);
+    const { CODEB_SMTP_URL: _u, ...without } = process.env;
+    const d = await notify({ project: 'mailer', env: 'production', event: 'job.failed', reason: 'exit 3' }, { ...fast, env: without });
+    expect(d.email).toMatchObject({ result: 'failed', reason: 'no SMTP server configured (set CODEB_SMTP_URL, see docs/monitoring.md)' });
+    expect(smtp.mails).toHaveLength(0);
   });
 });
