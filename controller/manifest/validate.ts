@@ -3,7 +3,6 @@
  * cannot express (references between services, port collisions). Every problem is collected, not
  * just the first, and mapped back to its line and column.
  */
-import { parseCron } from '../ops/cron.js';
 import type { ErrorObject } from 'ajv';
 import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
