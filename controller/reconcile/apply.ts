@@ -30,6 +30,7 @@ import { envFileName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
 import { ensureAlertSecret } from '../ops/alert-secret.js';
 import { deployAlertEvent, describeDelivery, notify } from '../ops/alerts.js';
+import { selectRuntime } from '../runtime/select.js';
 
 export interface ApplyOptions {
   manifestFile: string;
@@ -111,6 +112,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const reporter = opts.reporter ?? silentReporter;
   const manifest = requireManifest(opts.manifestFile);
   const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
+  selectRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));

@@ -44,6 +44,8 @@ describe('alerts and monitor (real stack)', () => {
     const alerts = `monitoring:\n  alerts:\n    webhook: ${receiver.url}\n` + JOBS;
     base = t.write('project.yaml', manifest({ id, database: false, extra: alerts }));
     t.write('unhealthy.yaml', manifest({ id, database: false, env: { FAIL_MODE: 'unhealthy' }, deadline: '4s', extra: alerts }));
+    // Healthy for 4 s from its start (gate and switch pass), then 500 while the 10 s watch runs.
+    t.write('fail-after.yaml', manifest({ id, database: false, env: { FAIL_MODE: 'fail-after', FAIL_AFTER_MS: 4000 }, watch: '10s', extra: alerts }));
   });
   afterAll(async () => {
     const r = await t.codeb('destroy', id, '--delete-data', '--yes');
@@ -78,6 +80,17 @@ describe('alerts and monitor (real stack)', () => {
     expect(e!.payload).toMatchObject({ event: 'deploy.gate_failed', project: id, env: 'production', version: 'v1', url: expect.stringContaining(domain) });
     expect(String(e!.payload.reason)).toMatch(/web: .*HTTP 500/);
     // The old version keeps serving.
+    expect((await t.viaCaddy(domain, '/api/health')).status).toBe(200);
+  });
+
+  it('a deploy rolled back after the switch sends deploy.rolled_back', async () => {
+    const r = await t.codeb('apply', `${t.dir}/fail-after.yaml`);
+    expect(r.code, show(r)).toBe(4);
+    expect(r.stderr).toContain('alert deploy.rolled_back: sent to the webhook');
+    const [e] = await receiver.waitFor('deploy.rolled_back');
+    expect(e!.signatureOk).toBe(true);
+    expect(e!.payload).toMatchObject({ event: 'deploy.rolled_back', project: id, env: 'production', version: 'v1' });
+    expect(String(e!.payload.reason)).toContain('after the switch');
     expect((await t.viaCaddy(domain, '/api/health')).status).toBe(200);
   });
 
