@@ -158,6 +158,19 @@ describe('codeb backup', () => {
     expect(await pgQuery(settings, 'SELECT 1 FROM pg_database WHERE datname = $1', [before])).toHaveLength(0);
   }, 180_000);
 
+  it('restores in place with --yes after a safety backup of the current state', async () => {
+    await asApp('DELETE FROM items WHERE id > 10');
+    const database = box.record(id)!.database;
+    const r = await box.run(['backup', 'restore', id, '--id', first, '--in-place', '--yes', '--json']);
+    expect(r.code, describeRun(r)).toBe(0);
+    const out = json<{ database: string; inPlace: boolean; safetyBackup: string }>(r);
+    expect(out).toMatchObject({ database, inPlace: true });
+    expect((await list()).find((b) => b.id === out.safetyBackup)).toMatchObject({ status: 'good', rows: 10 + 3 });
+    const served = JSON.parse((await viaCaddy(settings, `${id}.localhost`, '/api/items')).body) as { database: string; items: unknown[] };
+    expect(served).toMatchObject({ database });
+    expect(served.items).toHaveLength(ROWS);
+  }, 120_000);
+
   it('refuses bad input with exit 2, changes nothing and alerts nobody', async () => {
     const rec = box.record(id)!;
     const alerts = receiver.events.length;
