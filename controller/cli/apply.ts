@@ -43,6 +43,7 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
       envFile: r.envFile,
       notes: r.notes,
       deploy: r.deploy ?? null,
+      interrupted: r.interrupted ?? null,
       ...(secret ? { alertSigningSecret: SECRET_PLACEHOLDER } : {}),
     };
     // Printed past the redaction on purpose, this one time (see ops/alert-secret.ts).
@@ -87,13 +88,16 @@ export function registerApply(program: Command): void {
     .argument('<manifest>', 'manifest file')
     .option('-e, --env <name>', 'environment (default: the primary one)')
     .option('--json', 'print the plan as JSON')
-    .addHelpText('after', '\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest, 1 codeb or a service failed (or a resource is blocked).')
+    .addHelpText(
+      'after',
+      '\nA deploy cut short by an earlier run (killed, connection lost) is shown as a pending "resume" with what apply will do.\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest, 1 codeb or a service failed (or a resource is blocked).',
+    )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
         const { applyManifest } = await import('../reconcile/apply.js');
         const { renderPlan } = await import('../reconcile/render.js');
         const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), planOnly: true });
-        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, changed: r.changed, summary: r.summary, actions: r.planned, notes: r.notes });
+        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, changed: r.changed, summary: r.summary, actions: r.planned, interrupted: r.interrupted ?? null, notes: r.notes });
         else println(renderPlan(r));
         return r.changed ? EXIT.pending : EXIT.ok;
       }),
@@ -107,7 +111,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the result as JSON (progress is not shown)')
     .addHelpText(
       'after',
-      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed.',
+      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {

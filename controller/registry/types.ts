@@ -79,6 +79,35 @@ export interface EnvironmentRecord {
   jobs?: Record<string, JobRunRecord>;
   /** Steps of the last apply, recorded as each completes (a crash leaves a true record). */
   journal?: Array<{ step: string; at: string; status: 'done' | 'failed'; detail?: string }>;
+  /** The last deploy and how far it got, recorded before each step (absent in older documents). */
+  deploy?: DeployProgress | null;
+}
+
+/**
+ * Where a deploy is. Written before each step, so a deploy cut short (killed, machine lost) is
+ * found by the next command, which knows what to finish (docs/deploy.md, "Interrupted deploys").
+ * started: nothing of the new slot runs yet; gating: its containers run, the health gate is under
+ * way; healthy: the gate passed, the switch is next; switched: traffic is on the new slot;
+ * verifying / watching: the checks after the switch; rolling-back: traffic goes back.
+ * The deploy ended with done, rolled-back or failed (stopped before the switch).
+ */
+export type DeployPhase = 'started' | 'gating' | 'healthy' | 'switched' | 'verifying' | 'watching' | 'rolling-back' | 'done' | 'rolled-back' | 'failed';
+
+export interface DeployProgress {
+  phase: DeployPhase;
+  /** The slot the new version runs in. */
+  slot: Slot;
+  /** The slot that served before (null on a first deploy): where a rollback goes. */
+  from: Slot | null;
+  version: string;
+  images: Record<string, string>;
+  /** Who started it (user@host) and when. */
+  by: string;
+  startedAt: string;
+  /** When the phase was recorded. */
+  at: string;
+  /** How much of the watch window has passed without a failure (a resumed deploy watches the rest). */
+  watchedMs?: number;
 }
 
 export interface ProjectRecord {
