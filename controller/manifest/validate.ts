@@ -3,12 +3,12 @@
  * cannot express (references between services, port collisions). Every problem is collected, not
  * just the first, and mapped back to its line and column.
  */
-import { parseCron } from '../ops/cron.js';
 import type { ErrorObject } from 'ajv';
 import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
 import { envShort } from './names.js';
+import { parseCron } from '../ops/cron.js';
 import type { Manifest } from './types.js';
 import { findCycle } from './depends.js';
 
@@ -220,6 +220,16 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     }
     if (o.server !== undefined && !serverNames.includes(o.server)) {
       add(['environments', env, 'server'], 'reference', `no server named "${o.server}"`, { allowed: serverNames.join(', ') || 'define servers first', suggestion: closest(o.server, serverNames) });
+    }
+  }
+
+  // The schema checks the characters; the values (minute 0-59, ...) are checked by the parser the
+  // scheduler uses, so a schedule that validates is one that runs.
+  if (m.backup?.schedule !== undefined) {
+    try {
+      parseCron(m.backup.schedule);
+    } catch (err) {
+      add(['backup', 'schedule'], 'invalid', (err as Error).message.replace(/^Invalid cron schedule "[^"]*": /, '').replace(/\.$/, ''), { allowed: 'minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7; e.g. "0 3 * * *" (03:00 UTC)' });
     }
   }
 

@@ -105,6 +105,11 @@ async function timed<T>(reporter: Reporter, label: string, fn: () => Promise<T>,
   }
 }
 
+/** A mistake in the command line is the caller's to fix, not an event for on-call. */
+function isInvalidInput(err: unknown): boolean {
+  return err instanceof CodebError && err.exitCode === EXIT.invalid;
+}
+
 async function alert(file: string, t: { project: string; env: string }, event: AlertEventName, reason: string, reporter: Reporter, env?: NodeJS.ProcessEnv): Promise<AlertDelivery> {
   const d = await notify({ project: t.project, env: t.env, event, reason }, { registry: file, env });
   reporter.info(`  ${describeDelivery(d)}`);
@@ -135,6 +140,7 @@ export async function runBackup(project: string, env: string, ctx: BackupContext
   try {
     return await backupOnce(t, r, timings);
   } catch (err) {
+    if (isInvalidInput(err)) throw err;
     const reason = `backup of ${project} (${env}) failed: ${(err as Error).message}`;
     const delivery = await alert(r.file, t, 'backup.failed', reason, r.reporter, ctx.env);
     throw Object.assign(err as Error, { alert: delivery });
@@ -379,6 +385,7 @@ async function checkObjects(store: BackupStore, m: BackupManifest, dir: string, 
 export async function verifyBackup(project: string, env: string, id: string | undefined, ctx: BackupContext = {}): Promise<VerifyResult> {
   const r = resolved(ctx);
   const t = target(r.file, project, env);
+  if (id !== undefined) assertBackupId(id);
   const store = new BackupStore(r.settings.storage);
   const db = new BackupDatabase(r.settings.postgres);
   const started = r.now();
@@ -419,6 +426,7 @@ export async function verifyBackup(project: string, env: string, id: string | un
     }
     return { ...record, project, env, id: manifest.id };
   } catch (err) {
+    if (isInvalidInput(err)) throw err;
     const reason = `verify of ${m?.id ?? id ?? 'the newest backup'} of ${project} (${env}) failed: ${(err as Error).message}`;
     const delivery = await alert(r.file, t, 'backup.failed', reason, r.reporter, ctx.env);
     throw Object.assign(err as Error, { alert: delivery });
