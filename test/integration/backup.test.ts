@@ -16,7 +16,7 @@ import { S3Proxy } from './helpers/s3-proxy.js';
 import { stackSettings, uniqueId } from './helpers/stack.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
-const box = new Sandbox('backup', { CODEB_PORT_RANGE: '4250-4279' });
+const box = new Sandbox('backup', { CODEB_PORT_RANGE: '5150-5179' });
 const receiver = new WebhookReceiver();
 const id = uniqueId('bk');
 const ROWS = 500;
