@@ -48,8 +48,17 @@ export interface Settings {
     accessKey: string;
     secretKey: string;
     region: string;
-    /** s3rver has buckets and objects but no policies, lifecycle or admin API; minio has all. */
-    kind: 'minio' | 's3rver';
+    /**
+     * s3rver: buckets and objects only (no policies, lifecycle or users: every project shares this key).
+     * radosgw: Ceph RADOS Gateway: policies, lifecycle, and a user + key per deployment (rgwAdmin).
+     * minio: policies and lifecycle (per-project users need its admin API; not driven yet).
+     */
+    kind: 'minio' | 's3rver' | 'radosgw';
+    /**
+     * radosgw only: the argument list that runs `radosgw-admin` against this gateway's store (its
+     * subcommand and options are appended). The local stack runs it in its Debian 13 rootfs.
+     */
+    rgwAdmin?: string[];
   };
   /**
    * adminUrl: `unix:///path/admin.sock` (the stack's; never TCP there) or `http://host:port`.

@@ -12,7 +12,7 @@ const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 export function registerStack(program: Command): void {
   const stack = program
     .command('stack')
-    .description('the embedded local stack: Postgres, Redis, S3 (s3rver), Caddy and the Podman API on 127.0.0.1')
+    .description('the embedded local stack: Postgres, Redis, S3 (s3rver or radosgw), Caddy and the Podman API on 127.0.0.1')
     .addHelpText(
       'after',
       `
@@ -20,7 +20,11 @@ State lives in $CODEB_STACK_DIR (default $CODEB_HOME/stack); \`up\` writes servi
 credentials to $CODEB_SETTINGS (default $CODEB_HOME/settings.json, mode 0600).
 Ports: 25432 postgres, 26379 redis, 29000 s3, 28080 http, 28443 https; move them all with
 CODEB_STACK_PORT_BASE (e.g. 30000 -> 35432, ...). Caddy's admin API is a Unix socket
-(stack/caddy/run/admin.sock, owner only), never TCP. See docs/stack.md.`,
+(stack/caddy/run/admin.sock, owner only), never TCP.
+S3 server: s3rver by default (one key shared by every project); CODEB_STACK_S3=radosgw runs the Ceph
+RADOS Gateway instead (root; a Debian 13 rootfs built once with debootstrap into
+$CODEB_ROOTFS_CACHE, default /var/cache/codeb/rootfs): a key per project, bucket policies,
+lifecycle. The choice is kept in the settings file; switch with \`stack down\` first. See docs/stack.md.`,
     );
 
   stack

@@ -85,7 +85,8 @@ export interface StackPaths {
   lockFile: string;
   postgres: { root: string; data: string; socketDir: string };
   redis: { root: string; conf: string; data: string };
-  s3: { root: string; data: string };
+  /** data: s3rver's buckets; rgw: the RADOS Gateway's dbstore (CODEB_STACK_S3=radosgw). */
+  s3: { root: string; data: string; rgw: string };
   /** adminSocket: Caddy's admin API (in a 0700 folder). */
   caddy: { root: string; config: string; xdgConfig: string; xdgData: string; adminSocket: string };
   podman: {
@@ -118,7 +119,7 @@ export function stackPaths(dir: string): StackPaths {
     lockFile: join(d, 'stack.lock'),
     postgres: { root: join(d, 'postgres'), data: join(d, 'postgres', 'data'), socketDir: join(d, 'postgres', 'run') },
     redis: { root: join(d, 'redis'), conf: join(d, 'redis', 'redis.conf'), data: join(d, 'redis', 'data') },
-    s3: { root: join(d, 's3'), data: join(d, 's3', 'data') },
+    s3: { root: join(d, 's3'), data: join(d, 's3', 'data'), rgw: join(d, 's3', 'rgw') },
     caddy: {
       root: caddyRoot,
       config: join(caddyRoot, 'caddy.json'),
@@ -144,6 +145,23 @@ export function stackPaths(dir: string): StackPaths {
       table: join(d, 'forwarder', 'table.json'),
     },
   };
+}
+
+export type S3Kind = 's3rver' | 'radosgw';
+
+/**
+ * Which S3 server the stack runs: CODEB_STACK_S3 when set, else what the settings file says the
+ * stack last ran (so a plain `up` keeps a radosgw stack a radosgw stack), else s3rver. Pure.
+ */
+export function chooseS3Kind(fromEnv: string | undefined, fromSettings: string | undefined): S3Kind {
+  if (fromEnv !== undefined && fromEnv !== '') {
+    if (fromEnv === 's3rver' || fromEnv === 'radosgw') return fromEnv;
+    throw new CodebError(`CODEB_STACK_S3=${fromEnv} is not an S3 server the local stack can run.`, {
+      exitCode: EXIT.invalid,
+      hint: 'Use CODEB_STACK_S3=s3rver (the default: no root needed, one shared key) or CODEB_STACK_S3=radosgw (Ceph RADOS Gateway in a Debian 13 rootfs: root, a key per project).',
+    });
+  }
+  return fromSettings === 'radosgw' ? 'radosgw' : 's3rver';
 }
 
 /** Options shared by ensureStack / stackStatus / stopStack. */

@@ -136,6 +136,17 @@ export class Sandbox {
     return this.finish(this.start(args, env), args);
   }
 
+  /**
+   * Commands run here use these settings (a 0600 copy in the sandbox, passed as CODEB_SETTINGS),
+   * e.g. the stack's with another object store. Returns them.
+   */
+  useSettings(settings: Settings): Settings {
+    const file = join(this.dir, 'settings.json');
+    writeFileSync(file, JSON.stringify(settings, null, 2), { mode: 0o600 });
+    this.env.CODEB_SETTINGS = file;
+    return settings;
+  }
+
   /** Remove the sandbox's folder. */
   async close(): Promise<void> {
     rmSync(this.dir, { recursive: true, force: true });

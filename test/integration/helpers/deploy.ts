@@ -6,7 +6,7 @@
  * CODEB_PORT_RANGE (outside the default 3000-3999 other suites allocate from): an idle slot's
  * port is not listening, so "skip ports in use" alone would not keep two registries apart.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
@@ -28,6 +28,12 @@ export interface Run {
   ms: number;
 }
 
+export interface Started {
+  child: ChildProcess;
+  done: Promise<Run & { signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
 export class DeployEnv {
   readonly dir = mkdtempSync(join(tmpdir(), 'codeb-deploy-test-'));
   readonly registry = join(this.dir, 'projects.json');
@@ -35,8 +41,8 @@ export class DeployEnv {
   readonly runtime = new PodmanApiRuntime(this.settings.podman.socketPath);
   private readonly env: NodeJS.ProcessEnv;
 
-  constructor(portRange: string) {
-    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, NO_COLOR: '1' };
+  constructor(portRange: string, extraEnv: NodeJS.ProcessEnv = {}) {
+    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, NO_COLOR: '1', ...extraEnv };
   }
 
   private stopProxy?: () => Promise<void>;
@@ -63,6 +69,23 @@ export class DeployEnv {
         resolve({ code, stdout, stderr, ms: Date.now() - t0 });
       });
     });
+  }
+
+  /**
+   * `codeb --registry <tmp> ...args` as a child the test can kill; `extraEnv` is added to this
+   * file's environment. `stderr()` is what it printed so far; `done` resolves when it exits.
+   */
+  start(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Started {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [cliPath, '--registry', this.registry, ...args], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const done = new Promise<Run & { signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('close', (code, signal) => resolve({ code: code ?? 1, signal, stdout, stderr, ms: Date.now() - t0 })),
+    );
+    return { child, done, stderr: () => stderr };
   }
 
   write(name: string, text: string): string {
