@@ -12,7 +12,7 @@ import type { Settings } from '../../controller/settings.js';
 import { Sandbox, describeRun, podman, projectContainers } from './helpers/apply.js';
 import { stackSettings, uniqueId } from './helpers/stack.js';
 
-const box = new Sandbox('ownership', { CODEB_PORT_RANGE: '4740-4769' });
+const box = new Sandbox('ownership', { CODEB_PORT_RANGE: '5180-5209' });
 let settings: Settings;
 const id = uniqueId('own');
 const victim = `${id}-x`;
