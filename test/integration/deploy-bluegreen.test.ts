@@ -5,6 +5,7 @@
  * a rollback once nothing is retained (a redeploy of the earlier image). A poller requests the site through Caddy during every deploy
  * and must never see anything but a 200 from a version that is supposed to be serving.
  */
+import { readFileSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../../controller/registry/types.js';
 import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.js';
@@ -12,7 +13,7 @@ import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.j
 const t = new DeployEnv('4100-4149');
 const id = uniqueId('bg');
 const domain = `${id}.localhost`;
-const name = (slot: string) => `${id}-production-web-${slot}`;
+const name = (slot: string) => `${id}--production--web--${slot}`;
 const image = (v: string) => `localhost/codeb-testapp:${v}`;
 
 const base = t.write('project.yaml', manifest({ id }));
@@ -179,11 +180,20 @@ describe('blue-green deploys with the health gate (real containers)', () => {
     expect(r.stderr).toMatch(/release command for web \.\.\. exit 1/);
     expect(r.stderr).toContain('the release command of web exited with code 1; nothing was started');
     expect(r.stderr).toContain('migration failed (MIGRATE_FAIL=1)');
-    expect(r.stderr).not.toMatch(/start \S+-web-green/);
+    expect(r.stderr).not.toMatch(/start \S+--web--green/);
     expect(await t.runtime.inspect(name('green'))).toBeNull();
     expect(await t.runtime.list({ 'codeb.project': id })).toHaveLength(1); // the one-off container is gone too
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');
-    expect(lastDeploy((await t.record(id)).history)).toMatchObject({ result: 'failed', detail: { outcome: 'release-failed' } });
+    const rec = await t.record(id);
+    expect(lastDeploy(rec.history)).toMatchObject({ result: 'failed', detail: { outcome: 'release-failed' } });
+    // The registry keeps the reason and a pointer to a 0600 log file, never the log text (issue 9, finding 6).
+    expect(JSON.stringify(rec)).not.toContain('MIGRATE_FAIL');
+    const failed = rec.history.at(-1)!;
+    expect(failed).toMatchObject({ action: 'apply', result: 'failed', detail: { error: expect.stringContaining('the release command of web exited with code 1') } });
+    const log = String(failed.detail!.log);
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+    expect(readFileSync(log, 'utf8')).toContain('migration failed (MIGRATE_FAIL=1)');
+    expect(statSync(t.registry).mode & 0o777).toBe(0o600);
   });
 
   it('gc --now retires the retained slot; a rollback then redeploys the earlier image; --to picks a version', async () => {

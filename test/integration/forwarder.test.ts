@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Forwarder } from '../../controller/deploy/forwarder.js';
 import { until } from './helpers/deploy.js';
+import { probeHttp } from '../../controller/deploy/health.js';
+import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from '../../controller/deploy/verify-answer.js';
 import { freePort } from './helpers/stack.js';
 
 function app(version: string): Server {
@@ -148,5 +150,51 @@ describe('forwarder (the blue-green switch)', () => {
     await fwd.restore();
     expect(fwd.list().map((x) => x.id).sort()).toEqual(['dead-production-web', 'shop-production-web']);
     expect((await fetchText(entry)).body).toBe('v2');
+  });
+});
+
+describe('forwarder: which slot answered a verification (issue 9, finding 4)', () => {
+  let upPort: number, entry: number, seen: Array<string | undefined>;
+  let up: Server;
+  const fwd = new Forwarder(join(mkdtempSync(join(tmpdir(), 'codeb-fwd-')), 'table.json'));
+
+  beforeAll(async () => {
+    [upPort, entry] = [await freePort(), await freePort()];
+    seen = [];
+    // A hostile app: it forges the answer header and records whether it ever sees the nonce.
+    up = createServer((req, res) => {
+      seen.push(req.headers[VERIFY_HEADER] as string | undefined);
+      res.writeHead(200, { [ANSWER_HEADER]: 'forged' });
+      res.end('ok');
+    }).listen(upPort, '127.0.0.1');
+    await fwd.set('shop--production--web', entry, upPort);
+  });
+  afterAll(async () => {
+    await fwd.close();
+    up.close();
+  });
+
+  it('answers a nonce with a token of entry and slot port; the app never sees the nonce nor forges the answer', async () => {
+    const nonce = newNonce();
+    const ok = await probeHttp({ port: entry, path: '/', expectStatus: 200, timeoutMs: 5000, headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, 'shop--production--web', upPort), what: 'the new slot' } });
+    expect(ok).toMatchObject({ ok: true, status: 200 });
+    // Another entry id or another slot port is not the answer the deployer waits for.
+    for (const [id, port] of [['shop--staging--web', upPort], ['shop--production--web', upPort + 1]] as const) {
+      const wrong = await probeHttp({ port: entry, path: '/', expectStatus: 200, timeoutMs: 5000, headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, id, port), what: 'the new slot' } });
+      expect(wrong).toMatchObject({ ok: false, status: 200 });
+      expect(wrong.detail).toMatch(/not answered by the new slot/);
+    }
+    expect(seen.every((h) => h === undefined)).toBe(true);
+    expect(seen.length).toBe(3);
+  });
+
+  it('strips a forged answer header when the request has no nonce', async () => {
+    const r = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      get({ host: '127.0.0.1', port: entry, path: '/', agent: false }, (res) => {
+        res.resume();
+        resolve(res.headers);
+      }).on('error', reject);
+    });
+    expect(r[ANSWER_HEADER]).toBeUndefined();
   });
 });

@@ -235,7 +235,7 @@ describe.sequential('codeb over SSH (real sshd on 127.0.0.1)', () => {
     let dropped = 0;
     const r = await codeb(['--registry', registry, 'deploy', manifest, '--image', 'localhost/codeb-testapp:v3'], clientEnv(), (err) => {
       // The new container has started and the health gate runs: cut the connection now.
-      if (!dropped && /start \S+-web-\w+ \.\.\. started/.test(err)) dropped = sshd.dropConnections();
+      if (!dropped && /start \S+--web--\w+ \.\.\. started/.test(err)) dropped = sshd.dropConnections();
     });
     expect(dropped).toBeGreaterThan(0);
     expect(r.code).toBe(1);

@@ -15,7 +15,7 @@ const settings: Settings = {
   storage: { endPoint: '127.0.0.1', port: 29000, useSSL: false, accessKey: 'AK', secretKey: 'SK', region: 'us-east-1', kind: 's3rver' },
   caddy: { adminUrl: 'http://127.0.0.1:22019', httpPort: 28080, httpsPort: 28443 },
   podman: { socketPath: '/tmp/podman.sock' },
-  forwarder: { socketPath: '/tmp/forwarder.sock' },
+  forwarder: { socketPath: '/tmp/forwarder.sock', routerSocket: '/tmp/router.sock' },
 };
 
 function deploymentOf(file: string, env?: string) {
@@ -36,15 +36,25 @@ describe('desired state', () => {
       'postgres.role/food_delivery_db_owner',
       'postgres.database/food_delivery_db',
       'redis.slot/2',
-      'redis.user/codeb-food-delivery-app-prod',
+      'redis.user/codeb-food-delivery-app--prod',
       'storage.bucket/food-delivery-uploads',
       'storage.bucket/backup',
       'files.envfile/food-delivery-app.production.env',
-      'proxy.route/codeb-food-delivery-app-production',
-      'runtime.release/food-delivery-app-production',
+      'proxy.route/codeb-food-delivery-app--production',
+      'runtime.release/food-delivery-app--production',
     ]);
     const db = rs.find((r) => r.kind === 'postgres.database')!;
-    expect(db.spec).toEqual({ owner: 'food_delivery_db_owner', publicConnect: false, extensions: ['pg_trgm'] });
+    expect(db.spec).toEqual({
+      owner: 'food_delivery_db_owner',
+      claimedBy: 'food-delivery-app/production',
+      adoptLegacy: false,
+      publicConnect: false,
+      systemDatabasesClosed: true,
+      extensions: ['pg_trgm'],
+    });
+    // A new deployment never takes over data an earlier codeb kept without naming its owner; a known one may.
+    expect(rs.find((r) => r.kind === 'postgres.role')!.spec).toMatchObject({ claimedBy: 'food-delivery-app/production', adoptLegacy: false });
+    expect(desired(d, { ...rec, status: 'running' }, settings).find((r) => r.kind === 'postgres.role')!.spec).toMatchObject({ adoptLegacy: true });
     // Caddy routes to the stable entry port (the third port allocated), never to a slot's port.
     expect(rec.ports.web).toEqual({ blue: 3000, green: 3001, entry: 3002 });
     const route = rs.find((r) => r.kind === 'proxy.route')!;
@@ -74,7 +84,7 @@ describe('desired state', () => {
     const envFile = desired(d, rec, settings).find((r) => r.kind === 'files.envfile')!;
     const vars = envFile.spec.variables as Record<string, string>;
     expect(vars.DATABASE_URL).toBe('postgresql://food_delivery_db_owner:${secret:postgres}@127.0.0.1:25432/food_delivery_db');
-    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app-prod:${secret:redis}@127.0.0.1:26379/2');
+    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app--prod:${secret:redis}@127.0.0.1:26379/2');
     expect(vars.S3_SECRET_KEY).toBe('${secret:storageSecretKey}');
     expect(JSON.stringify(envFile.spec)).not.toContain('SK');
   });
@@ -104,7 +114,36 @@ describe('desired state', () => {
     const { rec } = deploymentOf('manifests/food-delivery-app.yaml');
     const owned = ownedResources('food-delivery-app', rec);
     expect(owned.map((r) => r.key)).not.toContain('storage.bucket/backup');
-    expect(owned.filter((r) => r.holdsData).map((r) => r.kind)).toEqual(['postgres.role', 'postgres.database', 'storage.bucket']);
+    // The storage user (where the server makes one) is kept with the buckets unless data is deleted.
+    expect(owned.filter((r) => r.holdsData).map((r) => r.kind)).toEqual(['postgres.role', 'postgres.database', 'storage.user', 'storage.bucket']);
+    expect(owned.find((r) => r.kind === 'storage.bucket')!.dependsOn).toEqual(['storage.user/codeb.food-delivery-app.production']);
+  });
+
+  it('s3rver: no storage user; buckets granted to nobody; the env file carries the shared key by name', () => {
+    const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const rs = desired(d, rec, settings);
+    expect(rs.some((r) => r.kind === 'storage.user')).toBe(false);
+    expect(rs.filter((r) => r.kind === 'storage.bucket').map((r) => [r.name, r.spec.user, r.dependsOn])).toEqual([
+      ['food-delivery-uploads', null, []],
+      ['backup', null, []],
+    ]);
+    const env = rs.find((r) => r.kind === 'files.envfile')!.spec.variables as Record<string, string>;
+    expect([env.S3_ACCESS_KEY, env.S3_SECRET_KEY]).toEqual(['${secret:storageAccessKey}', '${secret:storageSecretKey}']);
+  });
+
+  it('radosgw: a storage user per deployment first, its buckets granted to it, the backup bucket to nobody', () => {
+    const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const rgw: Settings = { ...settings, storage: { ...settings.storage, kind: 'radosgw', rgwAdmin: ['radosgw-admin'] } };
+    const rs = desired(d, rec, rgw);
+    const user = rs.find((r) => r.kind === 'storage.user')!;
+    expect(user).toMatchObject({ name: 'codeb.food-delivery-app.production', spec: { key: 'current', secret: 'storage' }, holdsData: true });
+    expect(rs.findIndex((r) => r.kind === 'storage.user')).toBeLessThan(rs.findIndex((r) => r.kind === 'storage.bucket'));
+    expect(rs.filter((r) => r.kind === 'storage.bucket').map((r) => [r.name, r.spec.user, r.dependsOn])).toEqual([
+      ['food-delivery-uploads', 'codeb.food-delivery-app.production', [user.key]],
+      ['backup', null, []],
+    ]);
+    // The env file waits for the user (its key must exist before containers use it).
+    expect(rs.find((r) => r.kind === 'files.envfile')!.dependsOn).toContain(user.key);
   });
 
   it('is pure: same inputs, same output', () => {
