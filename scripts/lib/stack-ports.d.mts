@@ -1,5 +1,5 @@
 // Types of stack-ports.mjs for the TypeScript tests that import it.
-export declare const OFFSETS: { postgres: number; redis: number; s3: number; caddyAdmin: number; http: number; https: number };
+export declare const OFFSETS: { postgres: number; redis: number; s3: number; http: number; https: number };
 export declare const DEMO_BASE: number;
 export declare const APP_PORTS: { min: number; max: number };
 export declare const TEST_CANDIDATES: number[];

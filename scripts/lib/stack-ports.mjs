@@ -9,7 +9,7 @@
 //   node scripts/lib/stack-ports.mjs demo-check HOME TESTHOME   exit 1 with a clear message when
 //        a port the demo's stack needs is held by something that is not the demo's stack.
 //
-// The demo takes the default base 20000 (22019-29000) and app ports from 3000-3999; the test files
+// The demo takes the default base 20000 (25432-29000) and app ports from 3000-3999; the test files
 // take CODEB_PORT_RANGE slices from 4000-5399. The test candidates stay clear of all of those and
 // below Linux's ephemeral range (32768+), where an outgoing connection can hold a port for a while.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -18,13 +18,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The stack's port offsets (controller/stack/layout.ts; a unit test keeps them equal). */
-export const OFFSETS = { postgres: 5432, redis: 6379, s3: 9000, caddyAdmin: 2019, http: 8080, https: 8443 };
+export const OFFSETS = { postgres: 5432, redis: 6379, s3: 9000, http: 8080, https: 8443 };
 export const DEMO_BASE = 20000;
 /** App ports: the demo's default CODEB_PORT_RANGE and the test files' slices. */
 export const APP_PORTS = { min: 3000, max: 5399 };
-/** The test stack: bases 10000-13000 (ports 12019-22000). */
+/** The test stack: bases 10000-13000 (ports 15432-22000). */
 export const TEST_CANDIDATES = Array.from({ length: 13 }, (_, i) => 10000 + 250 * i);
-/** stack.test.ts's two extra stacks at TBASE and TBASE+200: bases 3500-4500 (ports 5519-13700). */
+/** stack.test.ts's two extra stacks at TBASE and TBASE+200: bases 3500-4500 (ports 8932-13700). */
 export const SECOND_CANDIDATES = Array.from({ length: 5 }, (_, i) => 3500 + 250 * i);
 export const SECOND_STEP = 200;
 
@@ -89,7 +89,7 @@ async function testBases(home) {
   const move = !process.env.CODEB_STACK_PORT_BASE && base === DEMO_BASE;
   if (move) base = undefined;
   base ??= await pickBase(TEST_CANDIDATES, portFree);
-  if (base === undefined) fail(`no free port base for the test stack among ${TEST_CANDIDATES.join(', ')}`, 'Set CODEB_STACK_PORT_BASE to a base whose ports (base+2019, +5432, +6379, +8080, +8443, +9000) are free.');
+  if (base === undefined) fail(`no free port base for the test stack among ${TEST_CANDIDATES.join(', ')}`, 'Set CODEB_STACK_PORT_BASE to a base whose ports (base+5432, +6379, +8080, +8443, +9000) are free.');
   let tbase = process.env.CODEB_TEST_STACK_PORT_BASE ? Number(process.env.CODEB_TEST_STACK_PORT_BASE) : undefined;
   tbase ??= await pickBase(SECOND_CANDIDATES, portFree, { taken: portsOf(base), stacks: 2 });
   if (tbase === undefined) fail(`no free port base for stack.test.ts's stacks among ${SECOND_CANDIDATES.join(', ')}`, 'Set CODEB_TEST_STACK_PORT_BASE.');

@@ -27,9 +27,9 @@ describe('stack-ports', () => {
   const table: Array<{ name: string; candidates: number[]; busy: number[]; taken?: number[]; stacks?: number; want: number | undefined }> = [
     { name: 'the first when all are free', candidates: [10000, 10250], busy: [], want: 10000 },
     { name: 'the next when one port of the first is busy', candidates: [10000, 10250], busy: [15432], want: 10250 },
-    { name: 'none when every candidate has a busy port', candidates: [10000, 10250], busy: [12019, 18330], want: undefined },
+    { name: 'none when every candidate has a busy port', candidates: [10000, 10250], busy: [19000, 18330], want: undefined },
     { name: 'never the demo’s base', candidates: [20000, 10000], busy: [], want: 10000 },
-    { name: 'never a base reaching into the app ports', candidates: [1000, 10000], busy: [], want: 10000 },
+    { name: 'never a base sharing a port with the demo’s stack', candidates: [20947, 10000], busy: [], want: 10000 },
     { name: 'not a base whose ports are taken by the other test stack', candidates: [3500, 3750], busy: [], taken: portsOf(3500 + SECOND_STEP).slice(0, 1), stacks: 2, want: 3750 },
     { name: 'the second stack of a pair is checked too', candidates: [3500, 3750], busy: [3700 + OFFSETS.redis], stacks: 2, want: 3750 },
   ];
