@@ -67,7 +67,7 @@ const POINTS: Point[] = [
     { event: 'start', label: st.label, name: `as ${st.name} starts` },
     { event: 'done', label: st.label, name: `once ${st.name} is done, before the journal records it` },
   ]),
-  { event: 'done', label: /^start \S+-web-blue$/, name: 'once the container started, before it is recorded' },
+  { event: 'done', label: /^start \S+--web--blue$/, name: 'once the container started, before it is recorded' },
   { event: 'done', label: /^health gate /, name: 'once healthy, before the switch' },
   { event: 'done', label: /^switch traffic /, name: 'once switched, before the record says so' },
   { event: 'done', label: /^verify through Caddy /, name: 'once verified through Caddy, before the watch' },
