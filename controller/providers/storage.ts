@@ -8,9 +8,9 @@
  *   bucket is reported private and granted to nobody.
  * - create/update: make the bucket (region from the settings), then write the bucket policy codeb
  *   wants (public read and/or the owner grant; none = private, admin key only). On s3rver a public
- *   bucket fails with a CodebError before anything is created. The shared `backup` bucket gets a
- *   lifecycle rule expiring objects after `backupRetentionDays` (30) where lifecycle exists, and is
- *   granted to nobody: only codeb's own key reaches it.
+ *   bucket fails with a CodebError before anything is created. The shared `backup` bucket is
+ *   granted to nobody (only codeb's own key reaches it) and carries no expiry rule: codeb prunes
+ *   backups itself (controller/ops/backup-retention.ts), and an earlier codeb's rule is removed.
  * - delete (explicit data-deleting destroy only): remove every object, page by page, then the bucket.
  *   The shared backup bucket is never deleted here.
  *
@@ -88,15 +88,13 @@ export function keyManagerFor(settings: StorageSettings): KeyManager {
 }
 
 export interface StorageProviderOptions {
-  /** Days after which objects in the shared backup bucket expire (lifecycle; MinIO and RGW). */
-  backupRetentionDays?: number;
   /** The deployment's secrets (observe compares its key with the user's); may throw when missing. */
   secret?: (name: string) => string;
   /** Default: keyManagerFor(settings). */
   keys?: KeyManager;
 }
 
-/** The id of the lifecycle rule codeb puts on the backup bucket. */
+/** The id of the expiry rule earlier codeb versions put on the backup bucket (now removed). */
 export const BACKUP_LIFECYCLE_RULE = 'codeb-backup-expiry';
 /** S3 DeleteObjects takes at most 1000 keys per request. */
 const PAGE = 1000;
@@ -120,7 +118,6 @@ export function isUnreachable(err: unknown): boolean {
 export class StorageProvider implements Provider {
   readonly system = 'storage' as const;
   private s3?: Client;
-  private readonly retentionDays: number;
   private readonly keys: KeyManager;
   private readonly secret: (name: string) => string;
 
@@ -128,7 +125,6 @@ export class StorageProvider implements Provider {
     private readonly settings: StorageSettings,
     opts: StorageProviderOptions = {},
   ) {
-    this.retentionDays = opts.backupRetentionDays ?? 30;
     this.keys = opts.keys ?? keyManagerFor(settings);
     this.secret = opts.secret ?? (() => '');
   }
@@ -266,30 +262,29 @@ export class StorageProvider implements Provider {
         await this.call(`set the policy of bucket ${bucket}`, () => this.client.setBucketPolicy(bucket, want));
       }
     }
-    if (bucket === BACKUP_BUCKET) await this.ensureBackupExpiry(bucket, ctx);
+    if (bucket === BACKUP_BUCKET) await this.dropBackupExpiry(bucket, ctx);
   }
 
-  private async ensureBackupExpiry(bucket: string, ctx: ExecContext): Promise<void> {
-    if (!this.capabilities.lifecycle) {
-      ctx.progress(`${bucket}: ${this.settings.kind} has no lifecycle rules, old backups are not expired here`);
-      return;
-    }
+  /**
+   * A lifecycle rule expires objects by age alone: it cannot tell the newest good backup from the
+   * rest and deletes every backup once backups stop for its number of days. Retention is codeb's
+   * (`codeb backup prune`, which always keeps the newest good one), so the expiry rule earlier
+   * codeb versions put here is removed; rules codeb did not write are left alone.
+   */
+  private async dropBackupExpiry(bucket: string, ctx: ExecContext): Promise<void> {
+    if (!this.capabilities.lifecycle) return;
     const current = await this.client.getBucketLifecycle(bucket).catch((err: unknown) => {
       if (errorCode(err) === 'NoSuchLifecycleConfiguration') return null;
       throw this.wrap(`read the lifecycle of bucket ${bucket}`, err);
     });
     // The client parses a single <Rule> as an object, several as an array.
     const rules = [current?.Rule ?? []].flat();
-    const ours = rules.find((r) => r.ID === BACKUP_LIFECYCLE_RULE);
-    if (ours && ours.Status === 'Enabled' && Number(ours.Expiration?.Days) === this.retentionDays) return;
-    const config: LifecycleConfig = {
-      Rule: [
-        ...rules.filter((r) => r.ID !== BACKUP_LIFECYCLE_RULE),
-        { ID: BACKUP_LIFECYCLE_RULE, Status: 'Enabled', Filter: { Prefix: '' }, Expiration: { Days: this.retentionDays } },
-      ],
-    };
-    ctx.progress(`${bucket}: objects expire after ${this.retentionDays} days`);
-    await this.call(`set the lifecycle of bucket ${bucket}`, () => this.client.setBucketLifecycle(bucket, config));
+    if (!rules.some((r) => r.ID === BACKUP_LIFECYCLE_RULE)) return;
+    const rest = rules.filter((r) => r.ID !== BACKUP_LIFECYCLE_RULE);
+    ctx.progress(`${bucket}: removing the old expiry rule ${BACKUP_LIFECYCLE_RULE} (codeb prunes backups itself and keeps the newest good one)`);
+    await this.call(`set the lifecycle of bucket ${bucket}`, () =>
+      rest.length ? this.client.setBucketLifecycle(bucket, { Rule: rest } as LifecycleConfig) : this.client.removeBucketLifecycle(bucket),
+    );
   }
 
   private async destroy(bucket: string, resource: Resource, ctx: ExecContext): Promise<void> {

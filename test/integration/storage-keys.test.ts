@@ -7,7 +7,7 @@
  *   backup bucket are AccessDenied with it; it cannot make buckets or change its bucket's policy.
  * - A second apply is a no-op; a user removed behind codeb's back is planned again.
  * - destroy --delete-data removes A's user: its key stops working.
- * - Public read and the owner grant share one bucket policy; the backup bucket expires objects.
+ * - Public read and the owner grant share one bucket policy; the backup bucket keeps no expiry rule.
  * - No key is ever printed.
  * - On the s3rver stack (no users) apply and registry inspect say plainly that the key is shared.
  *
@@ -178,7 +178,7 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
     expect(await text(await clientFor(eb).getObject(eb.S3_BUCKET!, 'b-secret.txt'))).toBe('B data');
   });
 
-  it('public read and the owner grant live side by side in one policy; lifecycle expires backups', async () => {
+  it('public read and the owner grant live side by side in one policy', async () => {
     const eb = envOf(b);
     const bucket = eb.S3_BUCKET!;
     const user = storageUser(b, 'production');
@@ -196,8 +196,19 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
     await provider.execute(close!, ctx);
     expect(await anonymous()).toBe(403);
     expect(planApply([want(false)], await provider.observe([want(false)]))[0]!.op).toBe('unchanged');
-    const lifecycle = await admin.getBucketLifecycle('backup');
-    expect([lifecycle?.Rule ?? []].flat().find((x) => x.ID === BACKUP_LIFECYCLE_RULE)?.Expiration?.Days).toBe(30);
+  });
+
+  it('the backup bucket keeps no expiry rule: an earlier codeb rule is removed, another rule is kept (codeb prunes backups itself)', async () => {
+    const ruleIds = async () => [(await admin.getBucketLifecycle('backup').catch(() => null))?.Rule ?? []].flat().map((r) => r.ID);
+    const expiry = (ID: string, Prefix: string) => ({ ID, Status: 'Enabled', Filter: { Prefix }, Expiration: { Days: 30 } });
+    await admin.setBucketLifecycle('backup', { Rule: [expiry(BACKUP_LIFECYCLE_RULE, ''), expiry('someone-elses', 'tmp/')] } as never);
+    expect(await ruleIds()).toEqual(expect.arrayContaining([BACKUP_LIFECYCLE_RULE, 'someone-elses']));
+    const provider = new StorageProvider(settings.storage);
+    const backup = makeResource('storage.bucket', 'backup', { public: false, shared: true }, [], true);
+    const messages: string[] = [];
+    await provider.execute({ op: 'create', key: backup.key, kind: backup.kind, name: backup.name, reason: 'test', changes: [], resource: backup }, { secret: () => '', progress: (m) => messages.push(m) });
+    expect(await ruleIds()).toEqual(['someone-elses']);
+    expect(messages.join('\n')).toContain(`removing the old expiry rule ${BACKUP_LIFECYCLE_RULE}`);
   });
 
   it('no key is ever printed', () => {
