@@ -11,9 +11,10 @@ export function registerForwarder(program: Command): void {
     .description('Run the forwarder in the foreground until SIGTERM')
     .requiredOption('--socket <path>', 'control socket (owner-only)')
     .requiredOption('--table <file>', 'where the entry table is persisted')
-    .action(async (opts: { socket: string; table: string }) => {
+    .option('--services-address <ip>', "also serve each entry on this host address, to the owning project's containers only")
+    .action(async (opts: { socket: string; table: string; servicesAddress?: string }) => {
       const { runForwarder } = await import('../deploy/forwarder-daemon.js');
-      const stop = await runForwarder(opts.socket, opts.table);
+      const stop = await runForwarder(opts.socket, opts.table, opts.servicesAddress ?? null);
       process.stdout.write(`codeb forwarder listening on ${opts.socket}\n`);
       const shutdown = () => void stop().then(() => process.exit(0));
       process.on('SIGTERM', shutdown);
@@ -31,7 +32,7 @@ export function registerForwarder(program: Command): void {
         const entries = await new ForwarderClient(loadSettings().forwarder.socketPath).list();
         if (opts.json) printJson({ entries });
         else if (!entries.length) println('No entries.');
-        else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${e.target}${e.previous ? `  (previous ${e.previous})` : ''}`);
+        else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${e.target}${e.previous ? `  (previous ${e.previous})` : ''}${e.allow ? `  (containers of ${e.allow})` : ''}`);
       }),
     );
 }

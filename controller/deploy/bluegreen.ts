@@ -23,6 +23,8 @@ export interface DeployContext {
   runtime: Runtime;
   forwarder: ForwarderClient;
   envFile: string | null;
+  /** Where the project's containers reach the shared services and its service entries (settings.network). */
+  servicesAddress: string;
   /** Caddy's plain-HTTP port on 127.0.0.1, for verifying through the proxy after the switch. */
   caddyHttpPort: number;
   reporter: Reporter;
@@ -60,18 +62,21 @@ export function entryId(projectId: string, env: string, service: string): string
   return `${projectId}-${env}-${service}`;
 }
 
-/** URLs of the project's web and internal services, injected so services find each other. */
-export function serviceUrls(d: Deployment, rec: EnvironmentRecord): Record<string, string> {
+/**
+ * URLs of the project's web and internal services, injected so services find each other: each
+ * service's forwarder entry on the services address, which answers this project's containers only.
+ */
+export function serviceUrls(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, servicesAddress: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const s of d.services) {
     const p = rec.ports[s.name];
-    if (p && s.port !== null) out[`${s.name.toUpperCase().replaceAll('-', '_')}_URL`] = `http://127.0.0.1:${p.entry}`;
+    if (p && s.port !== null) out[`${s.name.toUpperCase().replaceAll('-', '_')}_URL`] = `http://${servicesAddress}:${p.entry}`;
   }
   return out;
 }
 
-export function specsFor(d: Deployment, rec: EnvironmentRecord, slot: Slot, envFile: string | null, version: string): ContainerSpec[] {
-  const urls = serviceUrls(d, rec);
+export function specsFor(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, slot: Slot, envFile: string | null, version: string, servicesAddress: string): ContainerSpec[] {
+  const urls = serviceUrls(d, rec, servicesAddress);
   return d.services
     .filter((s) => s.replicas > 0)
     .map((s) => containerSpec(d, s, slot, { port: s.port !== null ? rec.ports[s.name]![slot] : null, envFile, serviceUrls: urls, version }));
@@ -137,7 +142,7 @@ async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrt
   const acks = await Promise.all(
     ctx.d.services
       .filter((s) => s.port !== null && ctx.rec.ports[s.name])
-      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot])),
+      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot], ctx.rec.subnet ?? null)),
   );
   return switchTimes(since, acks);
 }
@@ -204,7 +209,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const { d, rec, runtime, reporter } = ctx;
   const fromSlot = rec.liveSlot;
   const toSlot: Slot = fromSlot ? otherSlot(fromSlot) : 'blue';
-  const specs = specsFor(d, rec, toSlot, ctx.envFile, version);
+  const specs = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
   const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
   const base = { fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
 

@@ -21,8 +21,8 @@ function send(res: ServerResponse, status: number, value: unknown): void {
 
 const ID = /^[a-z0-9-]{1,120}$/;
 
-export async function runForwarder(socketPath: string, tableFile: string): Promise<() => Promise<void>> {
-  const fwd = new Forwarder(tableFile);
+export async function runForwarder(socketPath: string, tableFile: string, servicesAddress: string | null = null): Promise<() => Promise<void>> {
+  const fwd = new Forwarder(tableFile, servicesAddress);
   await fwd.restore();
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   rmSync(socketPath, { force: true });
@@ -40,7 +40,8 @@ export async function runForwarder(socketPath: string, tableFile: string): Promi
           const entryPort = Number(b.entryPort);
           const target = Number(b.target);
           if (!Number.isInteger(entryPort) || !Number.isInteger(target)) return send(res, 400, { error: 'entryPort and target must be port numbers' });
-          return send(res, 200, await fwd.set(id, entryPort, target));
+          const allow = typeof b.allow === 'string' ? b.allow : null;
+          return send(res, 200, await fwd.set(id, entryPort, target, true, allow));
         }
         if (req.method === 'POST' && m[2]) {
           const b = await body(req);

@@ -18,6 +18,7 @@ import { connect, type Socket } from 'node:net';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { inCidr, parseCidr } from '../runtime/network.js';
 
 export interface ForwarderEntry {
   id: string;
@@ -25,6 +26,11 @@ export interface ForwarderEntry {
   target: number;
   previous: number | null;
   updatedAt: string;
+  /**
+   * The owning project's container subnet: the entry also listens on the services address (for
+   * containers) and accepts a connection there only from inside this subnet. null: loopback only.
+   */
+  allow?: string | null;
 }
 
 export interface SetResult {
@@ -41,6 +47,8 @@ export interface SetResult {
 
 interface LiveEntry extends ForwarderEntry {
   server: Server;
+  /** The listener on the services address, when the entry has an `allow` subnet. */
+  containerServer: Server | null;
   /** Long-lived or in-flight connections per slot port, closed when that slot is retired. */
   open: Map<number, Set<Socket>>;
 }
@@ -52,27 +60,36 @@ export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
   private readonly agents = new Map<number, Agent>();
 
-  constructor(private readonly tableFile: string) {}
+  /**
+   * @param servicesAddress where containers reach entries (docs/runtime.md, "Networks"); without
+   *   it entries listen on 127.0.0.1 only.
+   */
+  constructor(
+    private readonly tableFile: string,
+    private readonly servicesAddress: string | null = null,
+  ) {}
 
   list(): ForwarderEntry[] {
-    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt }) => ({ id, entryPort, target, previous, updatedAt }));
+    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt, allow }) => ({ id, entryPort, target, previous, updatedAt, allow: allow ?? null }));
   }
 
   /** Load the persisted table and listen on every entry port (after a restart). */
   async restore(): Promise<void> {
     if (!existsSync(this.tableFile)) return;
     const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[] };
-    for (const e of saved.entries) await this.set(e.id, e.entryPort, e.target, false);
+    for (const e of saved.entries) await this.set(e.id, e.entryPort, e.target, false, e.allow ?? null);
   }
 
   /**
    * Point an entry at a slot port. New requests go there from the moment this returns; the
    * returned time is how long the switch itself took.
    */
-  async set(id: string, entryPort: number, target: number, persist = true): Promise<SetResult> {
+  async set(id: string, entryPort: number, target: number, persist = true, allow: string | null = null): Promise<SetResult> {
     const t0 = process.hrtime.bigint();
+    if (allow !== null) parseCidr(allow, 'allowed subnet'); // refuse garbage before anything changes
     let e = this.entries.get(id);
-    if (e && e.entryPort !== entryPort) {
+    if (e && (e.entryPort !== entryPort || (e.allow ?? null) !== allow)) {
+      // A new port or another owner subnet: listen afresh (the switch itself never comes here).
       await this.remove(id, false);
       e = undefined;
     }
@@ -83,15 +100,23 @@ export class Forwarder {
       e.previous = previous;
       e.updatedAt = new Date().toISOString();
     } else {
-      const server = createServer();
-      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), server, open: new Map() };
-      server.keepAliveTimeout = 65_000;
-      server.on('request', (req, res) => this.forward(live, req, res));
-      server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(entryPort, '127.0.0.1', () => resolve());
-      });
+      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), allow, server: this.entryServer(null), containerServer: null, open: new Map() };
+      live.server.on('request', (req, res) => this.forward(live, req, res));
+      live.server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
+      await listen(live.server, entryPort, '127.0.0.1');
+      if (allow !== null && this.servicesAddress) {
+        // Containers of the owning project only: any other source is closed before a byte is read.
+        const server = this.entryServer(parseCidr(allow, 'allowed subnet'));
+        server.on('request', (req, res) => this.forward(live, req, res));
+        server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
+        try {
+          await listen(server, entryPort, this.servicesAddress);
+        } catch (err) {
+          await new Promise<void>((resolve) => live.server.close(() => resolve()));
+          throw err;
+        }
+        live.containerServer = server;
+      }
       this.entries.set(id, live);
     }
     const switchedAt = process.hrtime.bigint();
@@ -106,6 +131,7 @@ export class Forwarder {
     this.entries.delete(id);
     for (const set of e.open.values()) for (const s of set) s.destroy();
     await new Promise<void>((resolve) => e.server.close(() => resolve()));
+    if (e.containerServer) await new Promise<void>((resolve) => e.containerServer!.close(() => resolve()));
     if (persist) await this.save();
     return true;
   }
@@ -141,6 +167,18 @@ export class Forwarder {
   private async save(): Promise<void> {
     mkdirSync(dirname(this.tableFile), { recursive: true });
     await writeFileAtomic(this.tableFile, JSON.stringify({ entries: this.list() }, null, 2) + '\n');
+  }
+
+  /** An HTTP server for one entry; with `allow`, connections from outside that subnet are closed at once. */
+  private entryServer(allow: ReturnType<typeof parseCidr> | null): Server {
+    const server = createServer();
+    server.keepAliveTimeout = 65_000;
+    if (allow) {
+      server.on('connection', (socket: Socket) => {
+        if (!inCidr(socket.remoteAddress ?? '', allow)) socket.destroy();
+      });
+    }
+    return server;
   }
 
   private agent(port: number): Agent {
@@ -223,4 +261,14 @@ export class Forwarder {
     upstream.on('end', () => client.end());
     client.on('end', () => upstream.end());
   }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

@@ -28,6 +28,12 @@ import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/blueg
 import { versionOf } from './release.js';
 import { envFileName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
+import { chooseSubnet, parsePool } from '../runtime/network.js';
+
+/** Subnets every other deployment in the registry holds. */
+function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
+  return Object.values(doc.projects).flatMap((p) => Object.values(p.environments).filter((e) => !(p.id === projectId && e.env === env) && e.subnet).map((e) => e.subnet!));
+}
 
 export interface ApplyOptions {
   manifestFile: string;
@@ -137,6 +143,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     const draft: RegistryDocument = structuredClone(doc);
     const now = new Date().toISOString();
     const rec = recordAllocation(draft, d, allocation, now);
+    rec.subnet = chooseSubnet(parsePool(settings.network.pool), rec.subnet, otherSubnets(draft, d.projectId, d.env));
 
     let values = secrets.load(d.projectId, d.env);
     // Reads `values` at call time: the same resolver serves observe (loaded) and execute (ensured).
@@ -153,7 +160,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
         d,
         deploy: async (_a, runtime, forwarder) => {
           const outcome = await deployRelease(
-            { d, rec, runtime, forwarder, envFile: envFilePath, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft) },
+            { d, rec, runtime, forwarder, envFile: envFilePath, servicesAddress: settings.network.servicesAddress, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft) },
             versionOf(d),
           );
           lastDeploy = outcome;

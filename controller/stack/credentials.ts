@@ -7,7 +7,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { dirname } from 'node:path';
 import type { Settings } from '../settings.js';
 import { CodebError } from '../errors.js';
-import { LOOPBACK, type StackPaths, type StackPorts } from './layout.js';
+import { LOOPBACK, type StackNetwork, type StackPaths, type StackPorts } from './layout.js';
 
 export const PG_ADMIN_USER = 'codeb';
 export const REDIS_USER = 'default';
@@ -58,7 +58,7 @@ export function loadOrCreateCredentials(settingsFile: string): StackCredentials 
   };
 }
 
-export function buildSettings(creds: StackCredentials, ports: StackPorts, paths: StackPaths): Settings {
+export function buildSettings(creds: StackCredentials, ports: StackPorts, paths: StackPaths, network: StackNetwork): Settings {
   return {
     postgres: { host: LOOPBACK, port: ports.postgres, user: PG_ADMIN_USER, password: creds.pgPassword, database: 'postgres' },
     redis: { host: LOOPBACK, port: ports.redis, user: REDIS_USER, password: creds.redisPassword, databases: 16 },
@@ -74,6 +74,7 @@ export function buildSettings(creds: StackCredentials, ports: StackPorts, paths:
     caddy: { adminUrl: `http://${LOOPBACK}:${ports.caddyAdmin}`, httpPort: ports.http, httpsPort: ports.https },
     podman: { socketPath: paths.podman.socket },
     forwarder: { socketPath: paths.forwarder.socket },
+    network: { ...network },
   };
 }
 

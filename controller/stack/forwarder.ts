@@ -12,7 +12,8 @@ export const forwarderPart: Part = {
   name: 'forwarder',
   stopSignal: 'SIGTERM',
   startTimeoutMs: 10_000,
-  address: (ctx) => `unix://${ctx.paths.forwarder.socket}`,
+  // The services address is part of its identity: a forwarder started for another pool must restart.
+  address: (ctx) => `unix://${ctx.paths.forwarder.socket} ${ctx.network.servicesAddress}`,
   // Entry ports are opened on demand by deploys; the control socket is not a TCP port.
   tcpPorts: () => [],
 
@@ -23,7 +24,7 @@ export const forwarderPart: Part = {
   launch(ctx: StartContext) {
     return {
       command: ctx.bins.node,
-      args: [join(packageRoot(), 'bin', 'codeb.js'), 'forwarder', 'run', '--socket', ctx.paths.forwarder.socket, '--table', ctx.paths.forwarder.table],
+      args: [join(packageRoot(), 'bin', 'codeb.js'), 'forwarder', 'run', '--socket', ctx.paths.forwarder.socket, '--table', ctx.paths.forwarder.table, '--services-address', ctx.network.servicesAddress],
       env: baseEnv(ctx.env),
       cwd: ctx.paths.forwarder.root,
     };

@@ -21,9 +21,10 @@ import { s3Part } from './s3.js';
 import { caddyPart } from './caddy.js';
 import { podmanPart, podmanEnv } from './podman.js';
 import { forwarderPart } from './forwarder.js';
+import { ensureServicesInterface, removeServicesInterface } from './network.js';
 
 export { PART_NAMES, stackPorts, stackPaths, resolveStack, DEFAULT_PORT_BASE } from './layout.js';
-export type { PartName, StackOptions, StackPorts, StackPaths } from './layout.js';
+export type { PartName, StackOptions, StackPorts, StackPaths, StackNetwork } from './layout.js';
 export { podmanEnv };
 
 const PARTS: Record<PartName, Part> = { postgres: postgresPart, redis: redisPart, s3: s3Part, caddy: caddyPart, podman: podmanPart, forwarder: forwarderPart };
@@ -74,9 +75,9 @@ export class StackStartError extends CodebError {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-/** Same endpoints: compares the ports (or the socket path), not the wording of the address. */
+/** Same endpoints: compares the address:port pairs (or the socket path), not the wording. */
 function sameAddress(a: string, b: string): boolean {
-  const key = (s: string): string => (s.startsWith('unix://') ? s : [...s.matchAll(/:(\d+)/g)].map((m) => m[1]).join(','));
+  const key = (s: string): string => (s.startsWith('unix://') ? s : [...s.matchAll(/([\d.]+):(\d+)/g)].map((m) => `${m[1]}:${m[2]}`).join(','));
   return key(a) === key(b);
 }
 
@@ -216,7 +217,7 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
     mkdirSync(r.paths.logs, { recursive: true, mode: 0o700 });
     mkdirSync(r.paths.run, { recursive: true, mode: 0o755 });
     // Parts already running elsewhere: refuse before the settings file is rewritten with other ports.
-    const probeCtx: PartContext = { paths: r.paths, ports: r.ports, env: r.env, isRoot: isRoot() };
+    const probeCtx: PartContext = { paths: r.paths, ports: r.ports, network: r.network, env: r.env, isRoot: isRoot() };
     const moved = names.flatMap((name) => {
       const rec = livePidRecord(r.paths.pidFile(name));
       const want = PARTS[name].address(probeCtx);
@@ -228,10 +229,13 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
       });
     }
     const creds = loadOrCreateCredentials(r.settingsFile);
-    const settings = buildSettings(creds, r.ports, r.paths);
+    const settings = buildSettings(creds, r.ports, r.paths, r.network);
     writeSettings(r.settingsFile, settings); // before anything uses the credentials
     const notes: string[] = [];
-    const ctx: StartContext = { paths: r.paths, ports: r.ports, creds, bins, env: r.env, isRoot: isRoot(), notes };
+    // Before the services start: they listen on the services address too.
+    const made = await ensureServicesInterface(r.network, r.env, isRoot());
+    if (made) notes.push(made);
+    const ctx: StartContext = { paths: r.paths, ports: r.ports, network: r.network, creds, bins, env: r.env, isRoot: isRoot(), notes };
     const parts = await Promise.all(
       names.map(async (name) => {
         const rep = await startPart(PARTS[name], ctx);
@@ -281,6 +285,7 @@ function readSettingsRaw(file: string): Partial<Settings> | undefined {
 function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent: boolean } {
   const s = readSettingsRaw(r.settingsFile);
   let ports: StackPorts = r.ports;
+  const network = s?.network ?? r.network;
   let creds: StackCredentials | undefined;
   if (s?.storage?.kind === 's3rver' && s.postgres && s.redis && s.caddy) {
     const adminPort = Number(new URL(s.caddy.adminUrl).port);
@@ -295,7 +300,7 @@ function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent:
       };
     }
   }
-  return { ctx: { paths: r.paths, ports, creds, env: r.env, isRoot: isRoot() }, settingsPresent: !!s };
+  return { ctx: { paths: r.paths, ports, network, creds, env: r.env, isRoot: isRoot() }, settingsPresent: !!s };
 }
 
 /** Observe the stack: changes nothing. */
@@ -355,6 +360,8 @@ export async function stopStack(opts: DownOptions = {}): Promise<{ dir: string; 
       }),
     ),
   );
+  // Every part is down: nothing listens on the services address any more.
+  await removeServicesInterface(ctx.network, r.env);
   let purged = false;
   if (opts.purge) {
     rmSync(r.paths.dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@ export const s3Part: Part = {
   name: 's3',
   stopSignal: 'SIGTERM',
   startTimeoutMs: 20_000,
-  address: (ctx) => `${LOOPBACK}:${ctx.ports.s3}`,
+  address: (ctx) => `${LOOPBACK}:${ctx.ports.s3}, ${ctx.network.servicesAddress}:${ctx.ports.s3}`,
   tcpPorts: (ctx) => [ctx.ports.s3],
 
   async prepare(ctx: StartContext): Promise<void> {
@@ -17,7 +17,7 @@ export const s3Part: Part = {
   launch(ctx: StartContext) {
     return {
       command: ctx.bins.node,
-      args: [ctx.bins.s3rverScript, '--dir', ctx.paths.s3.data, '--port', String(ctx.ports.s3), '--address', LOOPBACK],
+      args: [ctx.bins.s3rverScript, '--dir', ctx.paths.s3.data, '--port', String(ctx.ports.s3), '--address', LOOPBACK, '--address', ctx.network.servicesAddress],
       env: baseEnv(ctx.env, { S3RVER_ACCESS_KEY: ctx.creds.s3AccessKey, S3RVER_SECRET_KEY: ctx.creds.s3SecretKey }),
       cwd: ctx.paths.s3.root,
     };
