@@ -157,7 +157,7 @@ if (!opt['stack-proxy']) {
     await new Promise((r) => setTimeout(r, 100));
   }
   const socketPath = join(dir, 'forwarder', 'control.sock');
-  forwarderProc = spawn(process.execPath, [cli, 'forwarder', 'run', '--socket', socketPath, '--table', join(dir, 'forwarder', 'table.json')], { stdio: 'ignore' });
+  forwarderProc = spawn(process.execPath, [cli, 'forwarder', 'run', '--socket', socketPath, '--table', join(dir, 'forwarder', 'table.json'), ...(stackSettings.network ? ['--services-address', stackSettings.network.servicesAddress] : [])], { stdio: 'ignore' });
   for (let i = 0; ; i++) {
     const up = await new Promise((res) => {
       const req = request({ socketPath, path: '/health' }, (r) => (r.resume(), res(r.statusCode === 200)));

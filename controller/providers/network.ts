@@ -71,6 +71,13 @@ export class NetworkProvider implements Provider {
     return r.json as LibpodNetwork;
   }
 
+  /** Subnets of every Podman network but `except` (another registry's, or not codeb's at all). */
+  async subnetsInUse(except: string): Promise<string[]> {
+    const r = await this.call('GET', '/networks/json');
+    if (r.status !== 200) throw new CodebError(`Cannot list Podman networks: ${message(r.json)}`);
+    return (r.json as LibpodNetwork[]).filter((n) => n.name !== except).flatMap((n) => (n.subnets ?? []).map((x) => x.subnet));
+  }
+
   async observe(resources: Resource[]): Promise<Observed[]> {
     const out: Observed[] = [];
     for (const r of resources) {

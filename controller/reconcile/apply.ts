@@ -26,9 +26,10 @@ import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
 import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/bluegreen.js';
 import { versionOf } from './release.js';
-import { envFileName } from '../manifest/names.js';
+import { envFileName, networkName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
-import { chooseSubnet, parsePool } from '../runtime/network.js';
+import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
+import { NetworkProvider } from '../providers/network.js';
 
 /** Subnets every other deployment in the registry holds. */
 function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
@@ -143,7 +144,10 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     const draft: RegistryDocument = structuredClone(doc);
     const now = new Date().toISOString();
     const rec = recordAllocation(draft, d, allocation, now);
-    rec.subnet = chooseSubnet(parsePool(settings.network.pool), rec.subnet, otherSubnets(draft, d.projectId, d.env));
+    // A subnet no other deployment of this registry and no other Podman network has (observe only).
+    const podmanSubnets = await new NetworkProvider(settings.podman.socketPath).subnetsInUse(networkName(d.projectId, d.env));
+    const range = process.env.CODEB_NETWORK_RANGE ? parseCidr(process.env.CODEB_NETWORK_RANGE, 'CODEB_NETWORK_RANGE') : undefined;
+    rec.subnet = chooseSubnet(parsePool(settings.network.pool), rec.subnet, [...otherSubnets(draft, d.projectId, d.env), ...podmanSubnets], range);
 
     let values = secrets.load(d.projectId, d.env);
     // Reads `values` at call time: the same resolver serves observe (loaded) and execute (ensured).

@@ -81,28 +81,36 @@ export function servicesAddress(pool: Cidr): string {
 
 /** The subnets a pool holds, in order; the first (the services address's) is never handed out. */
 export function projectSubnets(pool: Cidr): string[] {
-  const size = 2 ** (32 - PROJECT_SUBNET_PREFIX);
-  const count = 2 ** (PROJECT_SUBNET_PREFIX - pool.prefix);
-  const out: string[] = [];
-  for (let i = 1; i < count; i++) out.push(formatCidr({ base: pool.base + i * size, prefix: PROJECT_SUBNET_PREFIX }));
-  return out;
+  return allSubnets(pool).slice(1);
 }
 
 /**
- * The subnet of a deployment: the one it has if it still lies in the pool, else the first one of
- * the pool no other deployment holds. Pure; `taken` are every other deployment's subnets.
+ * The subnet of a deployment: the one it has if it still lies in the pool, else the first /26 of
+ * `range` (default: the whole pool) that holds no services address and that no other deployment
+ * or network holds. Pure; `taken` are every other deployment's and Podman network's subnets.
  */
-export function chooseSubnet(pool: Cidr, current: string | null | undefined, taken: Iterable<string>): string {
-  const all = projectSubnets(pool);
-  if (current && all.includes(current)) return current;
+export function chooseSubnet(pool: Cidr, current: string | null | undefined, taken: Iterable<string>, range: Cidr = pool): string {
+  if (current && projectSubnets(pool).includes(current)) return current;
+  if (range.prefix < pool.prefix || !inCidr(formatIpv4(range.base), pool)) {
+    throw new CodebError(`The network range ${formatCidr(range)} is not inside the pool ${formatCidr(pool)}.`, { exitCode: EXIT.invalid, hint: 'CODEB_NETWORK_RANGE must name a part of the network pool of the settings.' });
+  }
+  const services = servicesAddress(pool);
+  const candidates = allSubnets(range).filter((s) => !inCidr(services, parseCidr(s)));
   const used = new Set(taken);
-  const free = all.find((s) => !used.has(s));
+  const free = candidates.find((s) => !used.has(s));
   if (!free) {
-    throw new CodebError(`No free project network left in the pool ${formatCidr(pool)} (${all.length} networks of /${PROJECT_SUBNET_PREFIX}, all held).`, {
+    throw new CodebError(`No free project network left in ${formatCidr(range)} (${candidates.length} networks of /${PROJECT_SUBNET_PREFIX}, all held).`, {
       hint: 'Destroy unused deployments, or give codeb a larger pool (CODEB_NETWORK_POOL, then `codeb stack up`).',
     });
   }
   return free;
+}
+
+function allSubnets(c: Cidr): string[] {
+  const size = 2 ** (32 - PROJECT_SUBNET_PREFIX);
+  const out: string[] = [];
+  for (let i = 0; i < 2 ** (PROJECT_SUBNET_PREFIX - Math.min(c.prefix, PROJECT_SUBNET_PREFIX)); i++) out.push(formatCidr({ base: c.base + i * size, prefix: PROJECT_SUBNET_PREFIX }));
+  return out;
 }
 
 /** The bridge's gateway: the subnet's first host address. */

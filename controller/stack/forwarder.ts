@@ -13,7 +13,7 @@ export const forwarderPart: Part = {
   stopSignal: 'SIGTERM',
   startTimeoutMs: 10_000,
   // The services address is part of its identity: a forwarder started for another pool must restart.
-  address: (ctx) => `unix://${ctx.paths.forwarder.socket} ${ctx.network.servicesAddress}`,
+  address: (ctx) => `unix://${ctx.paths.forwarder.socket}, entries for containers on ${ctx.network.servicesAddress}`,
   // Entry ports are opened on demand by deploys; the control socket is not a TCP port.
   tcpPorts: () => [],
 

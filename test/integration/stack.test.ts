@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleChild } from '../helpers/bundle-child.js';
+import { siblingPool } from './helpers/stack.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
@@ -29,10 +30,12 @@ const home = mkdtempSync(join(tmpdir(), 'codeb-stack-test-'));
 
 // Only what this test means: no settings/stack/port variables inherited from the caller.
 const env: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => !/^CODEB_(SETTINGS|STACK_|HOME|PG_|REDIS_|S3_|CADDY_|PODMAN_)/.test(k)),
+  Object.entries(process.env).filter(([k]) => !/^CODEB_(SETTINGS|STACK_|HOME|PG_|REDIS_|S3_|CADDY_|PODMAN_|NETWORK_)/.test(k)),
 );
 env.CODEB_HOME = home;
 env.CODEB_STACK_PORT_BASE = String(portBase);
+// Its own services address and subnets: the suite's stack runs beside it.
+env.CODEB_NETWORK_POOL = siblingPool(1);
 
 let cli = '';
 let settings: Settings;
@@ -144,7 +147,7 @@ beforeAll(async () => {
 
 // A second, broken stack for the failure paths.
 const home2 = mkdtempSync(join(tmpdir(), 'codeb-stack-fail-'));
-const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + 200) };
+const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + 200), CODEB_NETWORK_POOL: siblingPool(2) };
 
 afterAll(async () => {
   try {

@@ -18,7 +18,7 @@ import type { EnvironmentRecord, RegistryDocument } from '../../../controller/re
 import type { Settings } from '../../../controller/settings.js';
 import { caddyConfig } from '../../../controller/stack/caddy.js';
 import type { PartContext } from '../../../controller/stack/part.js';
-import { freePort, stackSettings } from './stack.js';
+import { freePort, networkRangeFor, stackSettings } from './stack.js';
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cliPath = join(repo, 'bin', 'codeb.js');
@@ -39,7 +39,7 @@ export class DeployEnv {
   private readonly children: ChildProcess[] = [];
 
   constructor(portRange: string) {
-    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, NO_COLOR: '1' };
+    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, CODEB_NETWORK_RANGE: networkRangeFor(portRange), NO_COLOR: '1' };
   }
 
   /**
@@ -61,7 +61,7 @@ export class DeployEnv {
     });
     this.children.push(caddy);
     const socketPath = join(this.dir, 'forwarder', 'control.sock');
-    const forwarder = spawn(process.execPath, [cliPath, 'forwarder', 'run', '--socket', socketPath, '--table', join(this.dir, 'forwarder', 'table.json')], { stdio: 'ignore' });
+    const forwarder = spawn(process.execPath, [cliPath, 'forwarder', 'run', '--socket', socketPath, '--table', join(this.dir, 'forwarder', 'table.json'), '--services-address', this.settings.network.servicesAddress], { stdio: 'ignore' });
     this.children.push(forwarder);
     for (let i = 0; ; i++) {
       const caddyUp = await get(ports.caddyAdmin, '/config/').then((r) => r.status === 200, () => false);
