@@ -231,8 +231,8 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   // A slot still retained from the deploy before last is replaced by this one.
   await removeSlot(ctx, toSlot);
   if (rec.retained?.slot === toSlot) rec.retained = null;
-  // With host networking a slot port taken by some other process would make the new container
-  // crash-loop (or, worse, the health probe would reach that process): say so before starting.
+  // The slot port is published on the host's 127.0.0.1: one taken by some other process would
+  // make the container fail to start (or the health probe reach that process): say so first.
   const listening = listeningPorts();
   const taken = specs.filter((s) => s.port !== null && listening.has(s.port));
   if (taken.length) {
