@@ -96,7 +96,7 @@ export class NetworkProvider implements Provider {
         isolate: n.options?.isolate === 'true',
         owner: owner ?? '(not codeb)',
       };
-      // Destroy has no owner in its spec: it only removes a network its own labels say is ours.
+      // Apply and destroy both name the owner: a network that is not theirs is never taken or removed.
       const conflict = want && owner !== want ? `Podman network ${r.name} exists but belongs to ${owner ?? 'something that is not codeb'}; codeb does not take it over` : undefined;
       out.push({ key: r.key, exists: true, spec, ...(conflict ? { conflict } : {}) });
     }

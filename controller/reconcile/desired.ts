@@ -117,7 +117,8 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
 export function ownedResources(projectId: string, rec: EnvironmentRecord): Resource[] {
   const out: Resource[] = [];
   // First, so destroy (reverse order) removes it after the containers that use it.
-  if (rec.subnet) out.push(makeResource('network.project', networkName(projectId, rec.env), {}));
+  // With its owner: a network of that name another deployment owns is blocked, not removed.
+  if (rec.subnet) out.push(makeResource('network.project', networkName(projectId, rec.env), { owner: `${projectId}/${rec.env}` }));
   if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true }, [], true));
   if (rec.database) out.push(makeResource('postgres.database', rec.database, {}, rec.databaseRole ? [resourceKey('postgres.role', rec.databaseRole)] : [], true));
   if (rec.redisDb !== null) out.push(makeResource('redis.slot', String(rec.redisDb), { db: rec.redisDb, owner: `${projectId}/${rec.env}` }));

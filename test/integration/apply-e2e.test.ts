@@ -129,24 +129,25 @@ describe('the minimal example', () => {
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
     expect(ops(out)).toEqual({
+      [`network.project codeb-${id}-production`]: 'create',
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
       [`runtime.release ${id}-production`]: 'create',
     });
-    expect(out.summary).toMatchObject({ create: 3, update: 0, delete: 0 });
+    expect(out.summary).toMatchObject({ create: 4, update: 0, delete: 0 });
     const text = await box.run(['plan', file]);
     expect(text.code).toBe(10);
-    expect(text.stdout).toContain('3 to create, 0 to update, 0 to delete');
+    expect(text.stdout).toContain('4 to create, 0 to update, 0 to delete');
     expect(fileState(box.registry)).toEqual(before);
     expect((await caddyRoute(settings, route)).status).not.toBe(200);
   });
 
-  it('apply creates the env file (0600), the Caddy route and the container; the app answers through Caddy', async () => {
+  it('apply creates the network, the env file (0600), the Caddy route and the container; the app answers through Caddy', async () => {
     created.push(id);
     const r = await apply(file);
     const out = json<{ applied: boolean; summary: Record<string, number>; url: string; ports: Record<string, { entry: number }> }>(r);
     expect(out.applied).toBe(true);
-    expect(out.summary).toMatchObject({ create: 3 });
+    expect(out.summary).toMatchObject({ create: 4 });
     expect(out.url).toBe(`http://${domain}:${settings.caddy.httpPort}/`);
     expect(statSync(box.envFile(id)).mode & 0o777).toBe(0o600);
     collectSecrets(id);

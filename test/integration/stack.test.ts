@@ -254,7 +254,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(pidFiles()).toEqual(firstPids);
     const text = await codeb('stack', 'up');
     expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(/postgres\s+\.\.\. already running \(127\.0\.0\.1:\d+\)/);
+    expect(text.stdout).toMatch(/postgres\s+\.\.\. already running \(127\.0\.0\.1:\d+, \d+\.\d+\.\d+\.\d+:\d+\)/);
     for (const secret of [settings.postgres.password!, settings.redis.password!, settings.storage.secretKey]) {
       expect(r.stdout + r.stderr + text.stdout + text.stderr).not.toContain(secret);
     }
@@ -267,9 +267,12 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     const st = JSON.parse(r.stdout) as { allUp: boolean; parts: { name: string; state: string; address: string; pid?: number }[] };
     expect(st.allUp).toBe(true);
     const by = Object.fromEntries(st.parts.map((p) => [p.name, p]));
-    expect(by.postgres).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 5432}`, pid: firstPids.postgres });
-    expect(by.redis).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 6379}`, pid: firstPids.redis });
-    expect(by.s3).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 9000}`, pid: firstPids.s3 });
+    // Loopback for codeb, the services address (the pool's first address) for containers.
+    const at = settings.network.servicesAddress;
+    expect(at).toBe(env.CODEB_NETWORK_POOL!.replace(/\.0\/\d+$/, '.1'));
+    expect(by.postgres).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 5432}, ${at}:${portBase + 5432}`, pid: firstPids.postgres });
+    expect(by.redis).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 6379}, ${at}:${portBase + 6379}`, pid: firstPids.redis });
+    expect(by.s3).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 9000}, ${at}:${portBase + 9000}`, pid: firstPids.s3 });
     expect(by.caddy).toMatchObject({ state: 'up', pid: firstPids.caddy });
     expect(by.caddy?.address).toContain(`127.0.0.1:${portBase + 8080}`);
     expect(by.podman).toMatchObject({ state: 'up', address: `unix://${settings.podman.socketPath}`, pid: firstPids.podman });
@@ -340,7 +343,7 @@ describe('codeb stack when something is wrong', () => {
       expect(r.code).toBe(1);
       expect(r.stdout).toMatch(/redis\s+\.\.\. FAILED/);
       expect(r.stdout).toMatch(/podman\s+\.\.\. FAILED/);
-      expect(r.stdout).toMatch(/postgres\s+\.\.\. up \(127\.0\.0\.1:\d+\)/);
+      expect(r.stdout).toMatch(/postgres\s+\.\.\. up \(127\.0\.0\.1:\d+, [\d.]+:\d+\)/);
       expect(r.stderr).toContain(`port ${redisPort} on 127.0.0.1 is in use by another program`);
       expect(r.stderr).toContain(`last lines of ${join(home2, 'stack', 'logs', 'podman.log')}`);
       expect(r.stderr).toContain('bogus'); // podman's own complaint about the storage driver, from its log

@@ -11,7 +11,9 @@ import Docker from 'dockerode';
 import { networkName } from '../../controller/manifest/names.js';
 import { NetworkProvider } from '../../controller/providers/network.js';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
-import { stackSettings } from './helpers/stack.js';
+import { networkRangeFor, stackSettings } from './helpers/stack.js';
+import { networkResource } from '../../controller/reconcile/desired.js';
+import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
 
 const t = new DeployEnv('4250-4299');
 const a = uniqueId('ta');
@@ -185,6 +187,23 @@ const Redis = require('/app/node_modules/ioredis');
     // B's own web container does reach B's api through the same address.
     const fromB = await t.runtime.exec(container(b, 'web'), ['/usr/bin/node', '-e', FETCH, JSON.stringify([`http://${at}:${portsB.api!.entry}/api/health`])], 30_000);
     expect(fromB.output.trim(), `exit ${fromB.exitCode}`).toBe('["200"]');
+  });
+
+  it("a network of the project's name that someone else owns blocks apply and is left alone", async () => {
+    const c = uniqueId('tc');
+    const networks = new NetworkProvider(t.settings.podman.socketPath);
+    const subnet = chooseSubnet(parsePool(t.settings.network.pool), null, await networks.subnetsInUse(''), parseCidr(networkRangeFor('4250-4299')));
+    const squatter = { ...networkResource('squatter', 'production', subnet), name: networkName(c, 'production') };
+    await networks.execute({ op: 'create', key: squatter.key, kind: squatter.kind, name: squatter.name, reason: 'test', changes: [], resource: squatter }, { secret: () => '', progress: () => {} });
+    try {
+      const r = await t.codeb('apply', t.write(`${c}.yaml`, manifest({ id: c, database: false })));
+      expect(r.code, show(r)).toBe(1);
+      expect(r.stderr).toContain(`network.project ${networkName(c, 'production')}: Podman network ${networkName(c, 'production')} exists but belongs to squatter/production`);
+      expect((await networks.inspect(networkName(c, 'production')))?.labels?.['codeb.project']).toBe('squatter');
+      expect(await t.runtime.list({ 'codeb.project': c })).toEqual([]);
+    } finally {
+      await networks.remove(networkName(c, 'production'));
+    }
   });
 
   it('a raw socket cannot be opened: ping fails for lack of NET_RAW', async () => {
