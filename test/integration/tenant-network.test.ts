@@ -66,10 +66,18 @@ Promise.all(targets.map(([host, port]) => new Promise((done) => {
   s.on('error', (e) => { clearTimeout(timer); done(e.code || e.message); });
 }))).then((r) => console.log(JSON.stringify(r)));`;
 
-/** HTTP GET of each URL: "<status>" or the error code. */
-const FETCH = `const urls = JSON.parse(process.argv[1]);
-Promise.all(urls.map((u) => fetch(u, { signal: AbortSignal.timeout(3000) }).then((r) => String(r.status), (e) => (e.cause && e.cause.code) || e.name)))
-  .then((r) => console.log(JSON.stringify(r)));`;
+/**
+ * HTTP GET of each URL: "<status>" or the error code. node:http with its own (ref'd) timeout:
+ * fetch's AbortSignal.timeout does not keep node alive, so a connection closed under it could end
+ * the process with nothing printed.
+ */
+const FETCH = `const http = require('http');
+const urls = JSON.parse(process.argv[1]);
+Promise.all(urls.map((u) => new Promise((done) => {
+  const req = http.get(u, { timeout: 3000, agent: false }, (res) => { res.resume(); res.on('end', () => done(String(res.statusCode))); });
+  req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })));
+  req.on('error', (e) => done(e.code || e.message));
+}))).then((r) => console.log(JSON.stringify(r)));`;
 
 describe('tenant isolation on the network (a hostile project A against the stack and project B)', () => {
   beforeAll(async () => {
