@@ -162,7 +162,7 @@ describe('the minimal example', () => {
     const rec = box.record(id)!;
     expect(rec.status).toBe('running');
     expect(rec.liveSlot).toBe('blue');
-    expect(rec.journal?.map((j) => j.status)).toEqual(['done', 'done', 'done']);
+    expect(rec.journal?.map((j) => j.status)).toEqual(['done', 'done', 'done', 'done']);
   });
 
   it('plan then exits 0 and a second apply prints "No changes." without touching the registry file', async () => {

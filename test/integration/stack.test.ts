@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleChild } from '../helpers/bundle-child.js';
 import { siblingPool } from './helpers/stack.js';
+import { parsePool, servicesAddress } from '../../controller/runtime/network.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
@@ -269,7 +270,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     const by = Object.fromEntries(st.parts.map((p) => [p.name, p]));
     // Loopback for codeb, the services address (the pool's first address) for containers.
     const at = settings.network.servicesAddress;
-    expect(at).toBe(env.CODEB_NETWORK_POOL!.replace(/\.0\/\d+$/, '.1'));
+    expect(at).toBe(servicesAddress(parsePool(env.CODEB_NETWORK_POOL!)));
     expect(by.postgres).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 5432}, ${at}:${portBase + 5432}`, pid: firstPids.postgres });
     expect(by.redis).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 6379}, ${at}:${portBase + 6379}`, pid: firstPids.redis });
     expect(by.s3).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 9000}, ${at}:${portBase + 9000}`, pid: firstPids.s3 });
