@@ -9,6 +9,7 @@ import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
 import { envShort } from './names.js';
 import type { Manifest } from './types.js';
+import { findCycle } from './depends.js';
 
 type SchemaNode = Record<string, unknown>;
 
@@ -187,6 +188,12 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
       if (dep === n) add(['services', n, 'dependsOn', i], 'reference', 'a service cannot depend on itself');
       else if (!names.includes(dep)) add(['services', n, 'dependsOn', i], 'reference', `no service named "${dep}"`, { allowed: names.join(', '), suggestion: closest(dep, names) });
     }
+  }
+  // A cycle would leave no service to start first.
+  const cycle = findCycle(Object.fromEntries(names.map((n) => [n, m.services[n]!.dependsOn ?? []])));
+  if (cycle) {
+    const [from, to] = [cycle[cycle.length - 2]!, cycle[cycle.length - 1]!];
+    add(['services', from, 'dependsOn', (m.services[from]!.dependsOn ?? []).indexOf(to)], 'cycle', `dependsOn forms a cycle: ${cycle.join(' -> ')}`, { allowed: 'remove one of these dependencies: services start after the ones they depend on' });
   }
 
   const primary = m.environment?.name ?? 'production';

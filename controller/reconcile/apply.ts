@@ -30,6 +30,7 @@ import { envFileName, networkName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
 import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
 import { NetworkProvider } from '../providers/network.js';
+import { selectRuntime } from '../runtime/select.js';
 
 /** Subnets every other deployment in the registry holds. */
 function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
@@ -116,6 +117,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const reporter = opts.reporter ?? silentReporter;
   const manifest = requireManifest(opts.manifestFile);
   const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
+  selectRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));

@@ -131,6 +131,15 @@ const CASES: Case[] = [
   },
 ];
 
+/** A runtime this version cannot drive is refused at plan and apply (exit 2), never run through Podman. */
+const onServerRuntime = (runtime: string) => (id: string) =>
+  `${fullManifest(id)}servers:\n  - name: local\n    host: local\n    runtime: ${runtime}\n`;
+const RUNTIME_CASES: Case[] = [
+  { name: 'runtime: kubernetes', manifest: onServerRuntime('kubernetes'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'no Kubernetes driver'] },
+  { name: 'runtime: quadlet', manifest: onServerRuntime('quadlet'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'Quadlet units'] },
+  { name: 'runtime: systemd', manifest: onServerRuntime('systemd'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'systemd units'] },
+];
+
 function snapshot(box: Sandbox): { files: string[]; registry: string | null; mtimeMs: number | null } {
   const dir = join(box.dir, 'registry');
   return {
@@ -180,6 +189,23 @@ describe('bad input stops before the first effect', () => {
       await badApply(fresh, c, uniqueId('badnew'));
       expect(existsSync(fresh.registry)).toBe(false);
       expect(readdirSync(join(fresh.dir, 'registry'))).toEqual([]);
+    });
+  });
+
+  describe('a runtime codeb cannot drive yet', () => {
+    it.each(RUNTIME_CASES)('$name: apply exits 2 with the reason, in a fresh and in a populated registry', async (c) => {
+      await badApply(fresh, c, uniqueId('badrt'));
+      expect(existsSync(fresh.registry)).toBe(false);
+      await badApply(populated, c, uniqueId('badrt'));
+    });
+
+    it.each(RUNTIME_CASES)('$name: plan exits 2 too', async (c) => {
+      const id = uniqueId('badrt');
+      const before = snapshot(populated);
+      const r = await populated.run(['plan', populated.write(`${id}.yaml`, c.manifest(id))]);
+      expect(r.code, describeRun(r)).toBe(2);
+      for (const say of c.says()) expect(r.stderr, describeRun(r)).toContain(say);
+      expect(snapshot(populated)).toEqual(before);
     });
   });
 
