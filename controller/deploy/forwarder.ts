@@ -59,6 +59,8 @@ const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
   private readonly agents = new Map<number, Agent>();
+  /** Saved entries that could not listen at restore: kept in the table so they are not forgotten. */
+  private readonly unrestored: ForwarderEntry[] = [];
 
   /**
    * @param servicesAddress where containers reach entries (docs/runtime.md, "Networks"); without
@@ -77,7 +79,14 @@ export class Forwarder {
   async restore(): Promise<void> {
     if (!existsSync(this.tableFile)) return;
     const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[] };
-    for (const e of saved.entries) await this.set(e.id, e.entryPort, e.target, false, e.allow ?? null);
+    for (const e of saved.entries) {
+      // One entry whose port another program took meanwhile must not keep every other entry down;
+      // it stays in the table (the next deploy or apply of its project sets it again).
+      await this.set(e.id, e.entryPort, e.target, false, e.allow ?? null).catch((err: Error) => {
+        console.error(`${new Date().toISOString()} entry ${e.id} (port ${e.entryPort}) not restored: ${err.message}`);
+        this.unrestored.push(e);
+      });
+    }
   }
 
   /**
@@ -126,8 +135,13 @@ export class Forwarder {
   }
 
   async remove(id: string, persist = true): Promise<boolean> {
+    const stale = this.unrestored.findIndex((u) => u.id === id);
+    if (stale >= 0 && persist) {
+      this.unrestored.splice(stale, 1);
+      if (!this.entries.has(id)) await this.save();
+    }
     const e = this.entries.get(id);
-    if (!e) return false;
+    if (!e) return stale >= 0;
     this.entries.delete(id);
     for (const set of e.open.values()) for (const s of set) s.destroy();
     await new Promise<void>((resolve) => e.server.close(() => resolve()));
@@ -166,7 +180,9 @@ export class Forwarder {
 
   private async save(): Promise<void> {
     mkdirSync(dirname(this.tableFile), { recursive: true });
-    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: this.list() }, null, 2) + '\n');
+    const live = this.list();
+    const kept = this.unrestored.filter((u) => !this.entries.has(u.id));
+    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept] }, null, 2) + '\n');
   }
 
   /** An HTTP server for one entry; with `allow`, connections from outside that subnet are closed at once. */

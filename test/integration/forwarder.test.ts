@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, get, request, type Server } from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Forwarder } from '../../controller/deploy/forwarder.js';
@@ -189,5 +189,32 @@ describe('forwarder entries for containers (the services address, owner subnet o
     await fwd.set('allow-test', entry, port, true, null);
     expect(await fetchAt(at, entry)).toBe('ECONNREFUSED');
     await expect(fwd.set('allow-test', entry, port, true, 'not-a-subnet')).rejects.toThrow(/Invalid allowed subnet/);
+  });
+});
+
+describe('forwarder restart with an entry port another program took', () => {
+  it('restores the other entries, keeps the blocked one in its table, and forgets it when removed', async () => {
+    const [port, free, taken] = [await freePort(), await freePort(), await freePort()];
+    const upstream = app('v1').listen(port, '127.0.0.1');
+    const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-restore-')), 'table.json');
+    const first = new Forwarder(table);
+    await first.set('ok', free, port);
+    await first.set('blocked', taken, port);
+    await first.close();
+    const squatter = createServer().listen(taken, '127.0.0.1');
+    const second = new Forwarder(table);
+    try {
+      await second.restore();
+      expect(await fetchText(free)).toEqual({ status: 200, body: 'v1' });
+      expect(second.list().map((e) => e.id)).toEqual(['ok']);
+      await second.set('ok', free, port); // a save keeps the entry that could not listen
+      expect((JSON.parse(readFileSync(table, 'utf8')) as { entries: Array<{ id: string }> }).entries.map((e) => e.id).sort()).toEqual(['blocked', 'ok']);
+      expect(await second.remove('blocked')).toBe(true);
+      expect((JSON.parse(readFileSync(table, 'utf8')) as { entries: Array<{ id: string }> }).entries.map((e) => e.id)).toEqual(['ok']);
+    } finally {
+      await second.close();
+      squatter.close();
+      upstream.close();
+    }
   });
 });
