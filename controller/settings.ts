@@ -48,13 +48,26 @@ export interface Settings {
     accessKey: string;
     secretKey: string;
     region: string;
-    /** s3rver has buckets and objects but no policies, lifecycle or admin API; minio has all. */
-    kind: 'minio' | 's3rver';
+    /**
+     * s3rver: buckets and objects only (no policies, lifecycle or users: every project shares this key).
+     * radosgw: Ceph RADOS Gateway: policies, lifecycle, and a user + key per deployment (rgwAdmin).
+     * minio: policies and lifecycle (per-project users need its admin API; not driven yet).
+     */
+    kind: 'minio' | 's3rver' | 'radosgw';
+    /**
+     * radosgw only: the argument list that runs `radosgw-admin` against this gateway's store (its
+     * subcommand and options are appended). The local stack runs it in its Debian 13 rootfs.
+     */
+    rgwAdmin?: string[];
   };
-  caddy: { adminUrl: string; httpPort: number; httpsPort: number };
+  /**
+   * adminUrl: `unix:///path/admin.sock` (the stack's; never TCP there) or `http://host:port`.
+   * tlsIssuer: who signs the front's on-demand certificates (default 'acme'; the stack: 'internal').
+   */
+  caddy: { adminUrl: string; httpPort: number; httpsPort: number; tlsIssuer?: 'internal' | 'acme' };
   podman: { socketPath: string };
-  /** The codeb forwarder's control socket (blue-green entry ports). */
-  forwarder: { socketPath: string };
+  /** The codeb forwarder: control socket (entries, host routes) and the host router Caddy proxies to. */
+  forwarder: { socketPath: string; routerSocket: string };
   /**
    * Container networking (docs/runtime.md, "Networks"): project networks are /26 subnets of
    * `pool`; containers reach the shared services and their project's entries at

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * `npm run bench:switch`: failed requests and latency through Caddy while a project is switched
- * blue -> green, rolled back, and while another project is created (a Caddy route add, which
- * reloads Caddy's whole configuration) and destroyed (a route removal).
+ * blue -> green, rolled back, and while another project (a neighbour) is created and destroyed:
+ * its route is added to and removed from the forwarder's host table behind Caddy's static front
+ * (no Caddy config change; before host routing each of these reloaded Caddy and failed requests).
  *
  * A steady HTTP load on loopback through Caddy (Host = the project's domain), from a keep-alive
  * agent, concurrency 20, bounded in time and request count. The client never retries: every answer
@@ -12,8 +13,8 @@
  *   baseline       load alone
  *   deploy v1->v2  `codeb deploy --image ...:v2` (start green, gate, switch, verify, watch)
  *   rollback       `codeb rollback`
- *   create other   `codeb apply` of a second project on the same Caddy (route add = reload)
- *   destroy other  `codeb destroy` of it (route removal = reload)
+ *   create other   `codeb apply` of a second project on the same Caddy and forwarder (a route add)
+ *   destroy other  `codeb destroy` of it (a route removal); create/destroy repeated --neighbours times
  *   idle           load alone again
  *
  * The switch time is the deploy's own figure (from "every new container healthy" to "every entry
@@ -29,19 +30,20 @@
  *   --rate N            requests per second over all workers, 0 = as fast as possible (1000)
  *   --max-requests N    stop the load after N requests (60000)
  *   --max-seconds N     stop the load after N seconds (60)
- *   --rounds N          repeat deploy/rollback/create/destroy N times (1)
+ *   --rounds N          repeat deploy/rollback/neighbours N times (1)
+ *   --neighbours N      neighbour create + destroy pairs per round (2)
  *   --path P            what the load requests (/; e.g. /api/sleep?ms=50 for slower requests)
- *   --grace-period D    set Caddy's apps.http.grace_period (e.g. 10s) in the bench's own Caddy
  *   --stack-proxy       use the stack's Caddy and forwarder instead of private ones
  *   --json              print the results as JSON
  *
- * By default the bench starts a Caddy and a codeb forwarder of its own (the same binaries, code and
- * configuration shape as the stack's, on free ports), so nothing else reloading the stack's Caddy
- * at the same time disturbs it and the forwarder runs this build's code. Postgres, Redis, S3 and
- * Podman are the stack's.
+ * By default the bench starts a Caddy and a codeb forwarder of its own with the stack's own code:
+ * `codeb stack up --only caddy,forwarder` in a temporary stack folder, on free HTTP/HTTPS ports
+ * (the same static front, admin socket and host router as `codeb stack up`), so other work on the
+ * stack's forwarder does not disturb it and the forwarder runs this build's code. Postgres, Redis,
+ * S3 and Podman are the stack's.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
@@ -59,8 +61,8 @@ const { values: opt } = parseArgs({
     'max-requests': { type: 'string', default: '60000' },
     'max-seconds': { type: 'string', default: '60' },
     rounds: { type: 'string', default: '1' },
+    neighbours: { type: 'string', default: '2' },
     path: { type: 'string', default: '/' },
-    'grace-period': { type: 'string' },
     'stack-proxy': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
@@ -70,6 +72,13 @@ const rate = Number(opt.rate);
 const maxRequests = Number(opt['max-requests']);
 const maxMs = Number(opt['max-seconds']) * 1000;
 const rounds = Number(opt.rounds);
+const neighbours = Number(opt.neighbours);
+for (const [name, v] of Object.entries({ concurrency, rate, 'max-requests': maxRequests, 'max-seconds': maxMs, rounds, neighbours })) {
+  if (!Number.isFinite(v) || v < 0) {
+    console.error(`bench-switch: --${name} must be a number >= 0`);
+    process.exit(2);
+  }
+}
 const log = (m) => process.stderr.write(`bench-switch: ${m}\n`);
 
 // ------------------------------------------------------------------ settings and a private Caddy
@@ -115,69 +124,28 @@ function httpGet(port, path, host, agent = false, timeoutMs = 10_000) {
   });
 }
 
-let caddyProc = null;
-let forwarderProc = null;
+let proxyEnv = null;
 let settings = stackSettings;
 if (!opt['stack-proxy']) {
-  const ports = { admin: await freePort(), http: await freePort(), https: await freePort() };
-  const home = join(dir, 'caddy');
-  mkdirSync(home, { recursive: true });
-  // The shape `codeb stack up` writes (controller/stack/caddy.ts), on the bench's own ports.
-  const http = { http_port: ports.http, https_port: ports.https, servers: { codeb: { listen: [`127.0.0.1:${ports.http}`], routes: [], automatic_https: { disable: true } } } };
-  if (opt['grace-period']) http.grace_period = opt['grace-period'];
-  const config = { admin: { listen: `127.0.0.1:${ports.admin}`, config: { persist: false } }, apps: { http }, logging: { logs: { default: { level: 'ERROR' } } } };
-  writeFileSync(join(home, 'caddy.json'), JSON.stringify(config));
-  caddyProc = spawn('caddy', ['run', '--config', join(home, 'caddy.json')], {
-    env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, 'config'), XDG_DATA_HOME: join(home, 'data') },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  // Caddy's error log lines (JSON), to say why a request failed.
-  let pending = '';
-  caddyProc.stderr.setEncoding('utf8');
-  caddyProc.stderr.on('data', (chunk) => {
-    pending += chunk;
-    let i;
-    while ((i = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, i);
-      pending = pending.slice(i + 1);
-      try {
-        const e = JSON.parse(line);
-        if (e.level === 'error' && phase) {
-          const key = `${e.logger ?? ''}: ${String(e.msg ?? '').slice(0, 200)}${e.error ? ` (${String(e.error).slice(0, 100)})` : ''}`;
-          phase.caddyErrors[key] = (phase.caddyErrors[key] ?? 0) + 1;
-        }
-      } catch {
-        // not JSON: ignore
-      }
-    }
-  });
-  for (let i = 0; ; i++) {
-    if (await httpGet(ports.admin, '/config/').then((r) => r.status === 200, () => false)) break;
-    if (i > 100) throw new Error('the bench Caddy did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const socketPath = join(dir, 'forwarder', 'control.sock');
-  forwarderProc = spawn(process.execPath, [cli, 'forwarder', 'run', '--socket', socketPath, '--table', join(dir, 'forwarder', 'table.json'), ...(stackSettings.network ? ['--services-address', stackSettings.network.servicesAddress] : [])], { stdio: 'ignore' });
-  for (let i = 0; ; i++) {
-    const up = await new Promise((res) => {
-      const req = request({ socketPath, path: '/health' }, (r) => (r.resume(), res(r.statusCode === 200)));
-      req.on('error', () => res(false));
-      req.end();
-    });
-    if (up) break;
-    if (i > 100) throw new Error('the bench forwarder did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  settings = {
-    ...stackSettings,
-    caddy: { ...stackSettings.caddy, adminUrl: `http://127.0.0.1:${ports.admin}`, httpPort: ports.http, httpsPort: ports.https },
-    forwarder: { socketPath },
+  // The stack's own code starts the pair: same config, admin socket and router as `codeb stack up`.
+  proxyEnv = {
+    ...process.env,
+    CODEB_STACK_DIR: join(dir, 'stack'),
+    CODEB_SETTINGS: join(dir, 'proxy-settings.json'),
+    CODEB_STACK_HTTP_PORT: String(await freePort()),
+    CODEB_STACK_HTTPS_PORT: String(await freePort()),
   };
+  try {
+    execFileSync(process.execPath, [cli, 'stack', 'up', '--only', 'caddy,forwarder'], { env: proxyEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch {
+    console.error('bench-switch: the private Caddy and forwarder did not start (see above)');
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(1);
+  }
+  const pair = JSON.parse(readFileSync(proxyEnv.CODEB_SETTINGS, 'utf8'));
+  settings = { ...stackSettings, caddy: pair.caddy, forwarder: pair.forwarder };
   env.CODEB_SETTINGS = join(dir, 'settings.json');
   writeFileSync(env.CODEB_SETTINGS, JSON.stringify(settings, null, 2), { mode: 0o600 });
-} else if (opt['grace-period']) {
-  console.error('bench-switch: --grace-period only applies to the bench\'s own Caddy (not with --stack-proxy)');
-  process.exit(2);
 }
 const caddyPort = settings.caddy.httpPort;
 const caddyVersion = execFileSync('caddy', ['version'], { encoding: 'utf8' }).trim().split(' ')[0];
@@ -241,7 +209,7 @@ let stopLoad = false;
 let loadStart = 0;
 
 function newPhase(name) {
-  phase = { name, startedAt: performance.now(), endedAt: null, requests: 0, ok: 0, non2xx: {}, errors: {}, latencies: [], bodies: {}, samples: [], caddyErrors: {}, switchMs: null, ackMs: null, commandMs: null, exit: null };
+  phase = { name, startedAt: performance.now(), endedAt: null, requests: 0, ok: 0, non2xx: {}, errors: {}, latencies: [], bodies: {}, samples: [], switchMs: null, ackMs: null, commandMs: null, exit: null, neighbour: false };
   phases.push(phase);
   return phase;
 }
@@ -309,8 +277,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let failure = null;
 let workers = [];
+let caddyLog = '';
 try {
-  log(`Caddy ${caddyVersion} (${opt['stack-proxy'] ? 'the stack\'s, and its forwarder' : `the bench's own${opt['grace-period'] ? `, grace_period ${opt['grace-period']}` : ''}, and a forwarder of its own`}) on 127.0.0.1:${caddyPort}; stack settings ${settingsFile}`);
+  log(`Caddy ${caddyVersion} (${opt['stack-proxy'] ? 'the stack\'s, and its forwarder' : 'the bench\'s own and a forwarder of its own, started by `codeb stack up --only caddy,forwarder`'}) on 127.0.0.1:${caddyPort}; stack settings ${settingsFile}`);
   execFileSync('bash', [join(repo, 'scripts', 'build-test-images.sh')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   log(`apply ${project} (v1)`);
   must(await codeb('apply', projectFile), 'apply');
@@ -353,18 +322,26 @@ try {
       p.exit = r.code;
     });
     await sleep(300);
-    await timed(`create other${tag}`, async (p) => {
-      const r = must(await codeb('apply', otherFile), 'apply of the other project');
-      p.commandMs = r.ms;
-      p.exit = r.code;
-    });
-    await sleep(300);
-    await timed(`destroy other${tag}`, async (p) => {
-      const r = must(await codeb('destroy', other, '--yes', '--delete-data'), 'destroy of the other project');
-      p.commandMs = r.ms;
-      p.exit = r.code;
-    });
-    await sleep(300);
+    for (let n = 1; n <= neighbours && !stopLoad; n++) {
+      const ntag = `${tag}${neighbours > 1 ? ` (${n})` : ''}`;
+      await timed(`create other${ntag}`, async (p) => {
+        const r = must(await codeb('apply', otherFile), 'apply of the other project');
+        p.commandMs = r.ms;
+        p.exit = r.code;
+        p.neighbour = true;
+        // The neighbour answers through the same Caddy: its route is live.
+        const seen = await httpGet(caddyPort, '/', `${other}.localhost`);
+        if (seen.status !== 200) throw new Error(`the other project does not answer through Caddy: HTTP ${seen.status}`);
+      });
+      await sleep(300);
+      await timed(`destroy other${ntag}`, async (p) => {
+        const r = must(await codeb('destroy', other, '--yes', '--delete-data'), 'destroy of the other project');
+        p.commandMs = r.ms;
+        p.exit = r.code;
+        p.neighbour = true;
+      });
+      await sleep(300);
+    }
   }
   await timed('idle', () => sleep(2000));
 } catch (err) {
@@ -375,8 +352,16 @@ try {
   if (phase && phase.endedAt === null) phase.endedAt = performance.now();
   agent.destroy();
   for (const id of [other, project]) await codeb('destroy', id, '--yes', '--delete-data');
-  if (caddyProc) caddyProc.kill('SIGTERM');
-  if (forwarderProc) forwarderProc.kill('SIGTERM');
+  if (proxyEnv) {
+    caddyLog = (() => {
+      try {
+        return readFileSync(join(dir, 'stack', 'logs', 'caddy.log'), 'utf8');
+      } catch {
+        return '';
+      }
+    })();
+    execFileSync(process.execPath, [cli, 'stack', 'down'], { env: proxyEnv, stdio: 'ignore' });
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -406,14 +391,40 @@ const rows = phases
       errors: p.errors,
       answers: p.bodies,
       samples: p.samples,
-      caddyErrors: p.caddyErrors,
+      neighbour: p.neighbour,
+      latencies: sorted,
     };
   });
 const total = rows.reduce((a, r) => ({ requests: a.requests + r.requests, failed: a.failed + r.failed }), { requests: 0, failed: 0 });
+// Every neighbour create/destroy phase together: what another project's route changes cost this one.
+const nRows = rows.filter((r) => r.neighbour);
+const nLat = nRows.flatMap((r) => r.latencies).sort((a, b) => a - b);
+const neighbourTotal = {
+  phases: nRows.length,
+  requests: nRows.reduce((a, r) => a + r.requests, 0),
+  failed: nRows.reduce((a, r) => a + r.failed, 0),
+  p50ms: nLat.length ? Math.round(percentile(nLat, 0.5) * 10) / 10 : null,
+  p99ms: nLat.length ? Math.round(percentile(nLat, 0.99) * 10) / 10 : null,
+};
+const baseLat = rows.filter((r) => r.phase === 'baseline' || r.phase === 'idle').flatMap((r) => r.latencies).sort((a, b) => a - b);
+const baselineP50 = baseLat.length ? Math.round(percentile(baseLat, 0.5) * 10) / 10 : null;
+// Caddy's own error lines (JSON log of the private Caddy): why a request failed, if one did.
+const caddyErrors = {};
+for (const line of caddyLog.split('\n')) {
+  try {
+    const e = JSON.parse(line);
+    if (e.level === 'error') {
+      const key = `${e.logger ?? ''}: ${String(e.msg ?? '').slice(0, 200)}${e.error ? ` (${String(e.error).slice(0, 100)})` : ''}`;
+      caddyErrors[key] = (caddyErrors[key] ?? 0) + 1;
+    }
+  } catch {
+    // not JSON
+  }
+}
+for (const r of rows) delete r.latencies;
 const result = {
   caddy: caddyVersion,
-  proxy: opt['stack-proxy'] ? 'the stack\'s Caddy and forwarder' : 'private Caddy and forwarder',
-  gracePeriod: opt['grace-period'] ?? null,
+  proxy: opt['stack-proxy'] ? 'the stack\'s Caddy and forwarder' : 'private Caddy and forwarder (codeb stack up --only caddy,forwarder)',
   concurrency,
   rate: rate || 'unlimited',
   keepAlive: true,
@@ -422,6 +433,9 @@ const result = {
   sent,
   phases: rows,
   total,
+  neighbours: neighbourTotal,
+  baselineP50ms: baselineP50,
+  caddyErrors,
   error: failure ? String(failure.message ?? failure) : null,
 };
 
@@ -433,7 +447,7 @@ if (opt.json) {
   const cell = (v) => (v === null || v === undefined ? '-' : String(v));
   const widths = cols.map((c, i) => Math.max(head[i].length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals) => vals.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ');
-  console.log(`Caddy ${caddyVersion} (${result.proxy}${result.gracePeriod ? `, grace_period ${result.gracePeriod}` : ''}), ${concurrency} concurrent keep-alive clients, ${result.rate} req/s, GET ${opt.path}, no retries`);
+  console.log(`Caddy ${caddyVersion} (${result.proxy}), ${concurrency} concurrent keep-alive clients, ${result.rate} req/s, GET ${opt.path}, no retries`);
   console.log(line(head));
   for (const r of rows) console.log(line(cols.map((c) => cell(r[c]))));
   for (const r of rows) {
@@ -444,8 +458,12 @@ if (opt.json) {
     const answers = Object.entries(r.answers).map(([k, v]) => `"${k}" x${v}`).join(', ');
     console.log(`  ${r.phase}: ${r.requests ? answers : 'no load (the request limit was reached)'}${detail.length ? `; failed: ${detail.join(', ')}` : ''}${r.commandMs !== null ? `; command ${r.commandMs} ms` : ''}`);
     for (const x of r.samples.slice(0, 1)) console.log(`    e.g. ${x}`);
-    for (const [k, v] of Object.entries(r.caddyErrors)) console.log(`    Caddy logged x${v}: ${k}`);
   }
+  for (const [k, v] of Object.entries(caddyErrors)) console.log(`  Caddy logged x${v}: ${k}`);
+  console.log(
+    `neighbour created/destroyed ${neighbourTotal.phases} times: ${neighbourTotal.requests} requests to this project meanwhile, ${neighbourTotal.failed} failed; ` +
+      `p50 ${neighbourTotal.p50ms ?? '-'} ms (baseline ${baselineP50 ?? '-'} ms), p99 ${neighbourTotal.p99ms ?? '-'} ms`,
+  );
   console.log(`total: ${total.requests} requests, ${total.failed} failed${sent >= maxRequests ? ' (stopped at --max-requests)' : ''}`);
 }
 if (failure) {

@@ -22,6 +22,7 @@ PACKAGES=(
   slirp4netns     # rootless podman networking
   fuse-overlayfs  # rootless podman storage on older kernels
   catatonit       # podman --init
+  debootstrap     # the cached Debian 13 rootfs (scripts/build-rootfs.sh) radosgw runs in
   ca-certificates
   curl
 )

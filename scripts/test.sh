@@ -14,6 +14,9 @@ mkdir -p "$CODEB_HOME"
 node bin/codeb.js stack up
 # Test images (no registry is reachable): built into the stack's Podman, skipped when up to date.
 bash scripts/build-test-images.sh
+# The Debian 13 rootfs with radosgw (per-project S3 key tests; needs root): built once (about a
+# minute), cached outside the clone (CODEB_ROOTFS_CACHE), found in milliseconds afterwards.
+if [ "$(id -u)" -eq 0 ]; then bash scripts/build-rootfs.sh radosgw >/dev/null; fi
 
 # Plain output in logs (CI parses vitest's closing lines).
 if [ ! -t 1 ]; then export NO_COLOR=1; unset FORCE_COLOR; fi

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { EXIT } from '../errors.js';
+import { redactText } from '../redact.js';
 import { eprintln, printJson, println, runCommand } from './output.js';
 import { globalRegistry } from './registry.js';
 import type { ApplyOptions } from '../reconcile/apply.js';
@@ -13,10 +14,19 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
   const { renderApplySummary } = await import('../reconcile/render.js');
   const { consoleReporter, silentReporter } = await import('../reconcile/reporter.js');
   if (!json) eprintln(banner);
-  const r = await applyManifest({ ...o, reporter: json ? silentReporter : consoleReporter() });
+  let r: Awaited<ReturnType<typeof applyManifest>>;
+  try {
+    r = await applyManifest({ ...o, reporter: json ? silentReporter : consoleReporter() });
+  } catch (err) {
+    // A failed first deploy already sent a signed alert: the secret is shown now, not lost.
+    const secret = await unshownAlertSecret(o);
+    if (secret) process.stderr.write(`${secretLine(secret.project, secret.value)}\n`);
+    throw err;
+  }
+  const secret = await unshownAlertSecret(o);
   if (json) {
     const { record } = r;
-    printJson({
+    const doc = {
       ok: true,
       ...extra,
       project: r.project,
@@ -33,9 +43,37 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
       envFile: r.envFile,
       notes: r.notes,
       deploy: r.deploy ?? null,
-    });
-  } else println(renderApplySummary(r));
+      interrupted: r.interrupted ?? null,
+      ...(secret ? { alertSigningSecret: SECRET_PLACEHOLDER } : {}),
+    };
+    // Printed past the redaction on purpose, this one time (see ops/alert-secret.ts).
+    process.stdout.write(redactText(JSON.stringify(doc, null, 2)).replace(SECRET_PLACEHOLDER, secret?.value ?? '') + '\n');
+  } else {
+    println(renderApplySummary(r));
+    if (secret) process.stdout.write(`${secretLine(secret.project, secret.value)}\n`);
+  }
   return EXIT.ok;
+}
+
+const SECRET_PLACEHOLDER = '@@alert-signing-secret@@';
+
+function secretLine(project: string, value: string): string {
+  return `Alert signing secret for ${project} (shown only this once; your webhook receiver checks X-Codeb-Signature with it): ${value}`;
+}
+
+/** The project's alert signing secret when no command has shown it yet (then marked shown). */
+async function unshownAlertSecret(o: Omit<ApplyOptions, 'reporter'>): Promise<{ project: string; value: string } | null> {
+  try {
+    const { requireManifest } = await import('../manifest/index.js');
+    const { resolveDeployment } = await import('../manifest/normalize.js');
+    const { takeUnshownAlertSecret } = await import('../ops/alert-secret.js');
+    const { registryPath } = await import('../settings.js');
+    const project = resolveDeployment(requireManifest(o.manifestFile), o.env).projectId;
+    const value = await takeUnshownAlertSecret(registryPath(o.registry), project);
+    return value ? { project, value } : null;
+  } catch {
+    return null;
+  }
 }
 
 interface Opts {
@@ -50,13 +88,16 @@ export function registerApply(program: Command): void {
     .argument('<manifest>', 'manifest file')
     .option('-e, --env <name>', 'environment (default: the primary one)')
     .option('--json', 'print the plan as JSON')
-    .addHelpText('after', '\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest, 1 codeb or a service failed (or a resource is blocked).')
+    .addHelpText(
+      'after',
+      '\nA deploy cut short by an earlier run (killed, connection lost) is shown as a pending "resume" with what apply will do.\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest, 1 codeb or a service failed (or a resource is blocked).',
+    )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
         const { applyManifest } = await import('../reconcile/apply.js');
         const { renderPlan } = await import('../reconcile/render.js');
         const r = await applyManifest({ manifestFile: manifest, env: opts.env, registry: globalRegistry(cmd), planOnly: true });
-        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, changed: r.changed, summary: r.summary, actions: r.planned, notes: r.notes });
+        if (opts.json) printJson({ ok: true, project: r.project, env: r.env, changed: r.changed, summary: r.summary, actions: r.planned, interrupted: r.interrupted ?? null, notes: r.notes });
         else println(renderPlan(r));
         return r.changed ? EXIT.pending : EXIT.ok;
       }),
@@ -70,7 +111,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the result as JSON (progress is not shown)')
     .addHelpText(
       'after',
-      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed.',
+      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {

@@ -17,6 +17,7 @@ export function registerDeploy(program: Command): void {
     .addHelpText(
       'after',
       `
+A deploy cut short by an earlier run is finished first (see \`codeb apply --help\`).
 Exit codes: 0 deployed (or nothing to change), 1 codeb or a service failed, 2 invalid manifest or --image,
             3 health gate failed and traffic untouched, 4 rolled back after the switch.
 Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env production`,
@@ -41,7 +42,7 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
-      '\nWithout --to: switches traffic back to the retained slot (instant); when that slot is gone (after `codeb gc` or its\nkeepPrevious window), redeploys the newest earlier image from history with the last applied manifest.\nExit codes as for deploy: 0, 1, 3 health gate failed (traffic untouched), 4 rolled back.',
+      '\nWithout --to: switches traffic back to the retained slot (instant); when that slot is gone (after `codeb gc` or its\nkeepPrevious window), redeploys the newest earlier image from history with the last applied manifest.\nDuring a deploy cut short by an earlier run (killed, connection lost): traffic goes (or stays) on the slot that served\nbefore it, the new version containers are removed and the deploy is recorded as ended.\nExit codes as for deploy: 0, 1, 3 health gate failed (traffic untouched), 4 rolled back.',
     )
     .action((project: string, opts: { env: string; to?: string; json?: boolean }, cmd: Command) =>
       runCommand(opts.json, async () => {
@@ -49,8 +50,13 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
         if (!opts.to) {
           try {
             const r = await rollback({ project, env: opts.env, registry: globalRegistry(cmd) });
-            if (opts.json) printJson({ ok: true, mode: 'switch', ...r });
-            else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
+            if (opts.json) printJson({ ok: true, mode: r.interrupted ? 'end-interrupted' : 'switch', ...r });
+            else if (r.interrupted) {
+              const i = r.interrupted;
+              println(
+                `Rolled back ${project} (${opts.env}): ${i.text}; ${i.trafficMoved ? `traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms` : `traffic had stayed on ${r.to}`}, ${i.removed} container(s) of ${i.version} removed from the ${i.slot} slot; the deploy is ended.`,
+              );
+            } else println(`Rolled back ${project} (${opts.env}): traffic ${r.from} -> ${r.to} in ${r.switchMs.toFixed(1)} ms (${Object.entries(r.images).map(([s, i]) => `${s} ${i}`).join(', ') || 'previous images'}).`);
             return EXIT.ok;
           } catch (err) {
             if (!(err instanceof NoRetainedSlotError)) throw err;
@@ -103,6 +109,7 @@ Example: codeb deploy project.yaml --image ghcr.io/org/app:$GITHUB_SHA --env pro
           if (d.from !== undefined || d.to !== undefined) parts.push(`${String(d.from ?? 'none')} -> ${String(d.to)}`);
           if (typeof d.switchMs === 'number') parts.push(`switch ${d.switchMs} ms`);
           if (Array.isArray(d.health)) parts.push(`health ${(d.health as Array<{ service: string; ms: number }>).map((x) => `${x.service} ${x.ms} ms`).join(', ')}`);
+          if (d.resumed) parts.push(`resumed (cut short at "${String((d.resumed as { phase?: string }).phase)}")`);
           if (h.result !== 'ok' && d.reason) parts.push(`: ${String(d.reason)}`);
           println(parts.join('  '));
         }

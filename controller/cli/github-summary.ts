@@ -74,6 +74,8 @@ export function renderStepSummary(i: StepSummaryInput): string {
     rows.push(['Health gate', health.join('; ')]);
   }
   if (typeof d.switchMs === 'number') rows.push(['Switch', `${d.switchMs} ms`]);
+  const resumed = d.resumed as { phase?: string; startedAt?: string; by?: string } | undefined;
+  if (resumed?.phase) rows.push(['Resumed', `a deploy cut short at "${resumed.phase}" (started ${resumed.startedAt ?? '?'} by ${resumed.by ?? '?'}) was finished by this run`]);
   rows.push(['Duration', fmtMs(i.durationMs)]);
   rows.push(['Ran on', i.where]);
   if (i.manifest) rows.push(['Manifest', code(i.manifest)]);

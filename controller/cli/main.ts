@@ -12,7 +12,10 @@ import { registerDestroy } from './destroy.js';
 import { registerForwarder } from './forwarder.js';
 import { registerDeploy } from './deploy.js';
 import { registerSecrets } from './secrets.js';
+import { registerBackup } from './backup.js';
 import { registerServer } from './server.js';
+import { registerMonitor } from './monitor.js';
+import { registerJobs } from './jobs.js';
 import { addTransportOptions, afterAction, beforeAction, keepRunningWithoutOutput } from './remote.js';
 
 const program = new Command('codeb')
@@ -49,10 +52,13 @@ registerApply(program);
 registerDeploy(program);
 registerDestroy(program);
 registerSecrets(program);
+registerBackup(program);
 registerRegistry(program);
 registerStack(program);
 registerForwarder(program);
 registerServer(program);
+registerMonitor(program);
+registerJobs(program);
 
 
 

@@ -14,7 +14,7 @@ import type { Deployment } from '../manifest/types.js';
 import { commandFailure, reportError } from './output.js';
 
 /** Commands that act on a server, by path; the first argument of MANIFEST_COMMANDS is a manifest. */
-const REMOTE_COMMANDS = new Set(['plan', 'apply', 'deploy', 'destroy', 'rollback', 'history', 'gc', 'registry list', 'registry inspect', 'registry allocate', 'registry release', 'secrets rotate']);
+const REMOTE_COMMANDS = new Set(['plan', 'apply', 'deploy', 'destroy', 'rollback', 'history', 'gc', 'registry list', 'registry inspect', 'registry allocate', 'registry release', 'secrets rotate', 'backup run', 'backup list', 'backup verify', 'backup restore', 'backup switch', 'backup drop-database', 'backup prune']);
 const MANIFEST_COMMANDS = new Set(['plan', 'apply', 'deploy', 'registry allocate']);
 const SUMMARY_COMMANDS = new Set(['apply', 'deploy']);
 /** Global options that choose and reach the server; never forwarded to it. */

@@ -12,24 +12,43 @@ const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 export function registerStack(program: Command): void {
   const stack = program
     .command('stack')
-    .description('the embedded local stack: Postgres, Redis, S3 (s3rver), Caddy and the Podman API on 127.0.0.1')
+    .description('the embedded local stack: Postgres, Redis, S3 (s3rver or radosgw), Caddy and the Podman API on 127.0.0.1')
     .addHelpText(
       'after',
       `
 State lives in $CODEB_STACK_DIR (default $CODEB_HOME/stack); \`up\` writes service endpoints and admin
 credentials to $CODEB_SETTINGS (default $CODEB_HOME/settings.json, mode 0600).
-Ports: 25432 postgres, 26379 redis, 29000 s3, 22019 caddy admin, 28080 http; move them all with
-CODEB_STACK_PORT_BASE (e.g. 30000 -> 35432, ...). See docs/stack.md.`,
+Ports: 25432 postgres, 26379 redis, 29000 s3, 28080 http, 28443 https; move them all with
+CODEB_STACK_PORT_BASE (e.g. 30000 -> 35432, ...). Caddy's admin API is a Unix socket
+(stack/caddy/run/admin.sock, owner only), never TCP.
+S3 server: s3rver by default (one key shared by every project); CODEB_STACK_S3=radosgw runs the Ceph
+RADOS Gateway instead (root; a Debian 13 rootfs built once with debootstrap into
+$CODEB_ROOTFS_CACHE, default /var/cache/codeb/rootfs): a key per project, bucket policies,
+lifecycle. The choice is kept in the settings file; switch with \`stack down\` first. See docs/stack.md.`,
     );
 
   stack
     .command('up')
     .description('start every part that is not running (safe to repeat) and write the settings file')
+    .option('--only <parts>', 'start only these parts, comma-separated (postgres,redis,s3,caddy,podman,forwarder), e.g. a private caddy,forwarder pair for a benchmark')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: JsonOpt) => {
+    .action(async (opts: JsonOpt & { only?: string }) => {
       await runCommand(opts.json, async () => {
-        const { upStack, StackStartError, resolveStack } = await import('../stack/index.js');
+        const { upStack, StackStartError, resolveStack, PART_NAMES } = await import('../stack/index.js');
         const r = resolveStack();
+        let parts: (typeof PART_NAMES)[number][] | undefined;
+        if (opts.only !== undefined) {
+          const asked = opts.only.split(',').map((p) => p.trim()).filter(Boolean);
+          const unknown = asked.filter((p) => !(PART_NAMES as readonly string[]).includes(p));
+          if (unknown.length || !asked.length) {
+            const { CodebError } = await import('../errors.js');
+            throw new CodebError(`--only ${JSON.stringify(opts.only)}: ${unknown.length ? `unknown part ${unknown.join(', ')}` : 'no part named'}.`, {
+              exitCode: EXIT.invalid,
+              hint: `Name parts from: ${PART_NAMES.join(', ')}.`,
+            });
+          }
+          parts = asked as (typeof PART_NAMES)[number][];
+        }
         if (!opts.json) println(`codeb local stack in ${r.paths.dir}`);
         const onProgress = opts.json
           ? undefined
@@ -40,7 +59,7 @@ CODEB_STACK_PORT_BASE (e.g. 30000 -> 35432, ...). See docs/stack.md.`,
               else println(`  ${name} ... FAILED after ${secs(p.ms)}`);
             };
         try {
-          const res = await upStack({ onProgress });
+          const res = await upStack({ onProgress, parts });
           if (opts.json) {
             printJson({ ok: true, dir: res.dir, settingsFile: res.settingsFile, parts: res.parts.map(({ logTail: _, ...p }) => p), notes: res.notes });
           } else {

@@ -7,13 +7,16 @@
 import { CodebError, EXIT } from '../errors.js';
 import { containerName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
-import type { ContainerRecord, EnvironmentRecord } from '../registry/types.js';
+import type { ContainerRecord, DeployPhase, DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import { reportStep, type Reporter } from '../reconcile/reporter.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
+import { actor } from '../registry/store.js';
 import { containerSpec } from '../runtime/spec.js';
 import type { ContainerSpec, Runtime } from '../runtime/types.js';
 import { switchTimes, type ForwarderClient } from './forwarder-client.js';
 import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
+import { pauseAt } from './pause.js';
+import { remainingWatch, type ResumeAction } from './resume.js';
 
 export const otherSlot = (s: Slot): Slot => (s === 'blue' ? 'green' : 'blue');
 
@@ -44,6 +47,7 @@ export interface ServiceHealth {
 
 export interface DeployOutcome {
   result: 'deployed' | 'health-failed' | 'release-failed' | 'rolled-back';
+  version: string;
   fromSlot: Slot | null;
   toSlot: Slot;
   images: Record<string, string>;
@@ -55,6 +59,8 @@ export interface DeployOutcome {
   verify: ProbeResult[];
   reason: string;
   logTail?: string;
+  /** Set when this run finished a deploy an earlier run had left cut short in that phase. */
+  resumed?: { phase: DeployPhase; startedAt: string; by: string };
 }
 
 /** Forwarder entry id of a service: one per project, environment and service. */
@@ -91,8 +97,8 @@ export async function gateService(ctx: DeployContext, spec: ContainerSpec, s: Re
   const { runtime } = ctx;
   const clock = ctx.clock ?? realClock;
   const hc = s.healthCheck;
-  const first = await runtime.inspect(spec.name);
-  const restarts0 = first?.restartCount ?? 0;
+  const initial = await runtime.inspect(spec.name);
+  const restarts0 = initial?.restartCount ?? 0;
   const abort = async () => {
     const st = await runtime.inspect(spec.name);
     if (!st) return 'the container disappeared';
@@ -125,6 +131,13 @@ export async function gateService(ctx: DeployContext, spec: ContainerSpec, s: Re
       return { ok: up && long, at: new Date().toISOString(), ms: 0, detail };
     };
   }
+  const first = probe;
+  let probes = 0;
+  probe = async () => {
+    const r = await first();
+    if (probes++ === 0) await pauseAt('gate-check');
+    return r;
+  };
   const opts = hc.kind === 'uptime' ? { ...gateOptions(ctx.d, s), successes: 1, startPeriodMs: 0, deadlineMs: ctx.d.deploy.deadlineMs + hc.startPeriodMs } : gateOptions(ctx.d, s);
   const g: GateResult = await runHealthGate(probe, opts, clock, abort);
   return { service: s.name, healthy: g.healthy, elapsedMs: Math.round(g.elapsedMs), firstOkMs: g.firstOkMs === null ? null : Math.round(g.firstOkMs), reason: g.reason, checks: g.checks };
@@ -180,16 +193,22 @@ async function verifyThroughProxy(ctx: DeployContext, checks: number): Promise<{
     }
     results.push(r);
     if (!r.ok) return { ok: false, results };
+    if (i === 0) await pauseAt('verify-check');
     await clock.sleep(Math.min(hc.intervalMs, 500));
   }
   return { ok: true, results };
 }
 
-/** After the switch: keep probing the new slot directly until the watch window ends. */
-async function watchAfterSwitch(ctx: DeployContext, specs: ContainerSpec[]): Promise<string | null> {
+/**
+ * After the switch: keep probing the new slot directly until `windowMs` has passed. Each round
+ * that passes is recorded (watchedMs), so a run cut short here leaves the rest of the window owed.
+ */
+async function watchAfterSwitch(ctx: DeployContext, specs: ContainerSpec[], windowMs: number): Promise<string | null> {
   const clock = ctx.clock ?? realClock;
-  const end = clock.now() + ctx.d.deploy.watchAfterSwitchMs;
-  while (clock.now() < end) {
+  const t0 = clock.now();
+  const end = t0 + windowMs;
+  const before = ctx.rec.deploy?.watchedMs ?? 0;
+  for (let round = 0; clock.now() < end; round++) {
     for (const spec of specs) {
       const s = ctx.d.services.find((x) => x.name === spec.service)!;
       if (s.healthCheck.kind === 'http' && spec.port !== null) {
@@ -200,20 +219,89 @@ async function watchAfterSwitch(ctx: DeployContext, specs: ContainerSpec[]): Pro
         if (!st?.running) return `${s.name} stopped after the switch (${st?.status ?? 'gone'})`;
       }
     }
+    if (ctx.rec.deploy) {
+      ctx.rec.deploy.watchedMs = Math.round(before + Math.min(clock.now() - t0, windowMs));
+      await ctx.persist();
+    }
+    if (round === 0) await pauseAt('watch-check');
     await clock.sleep(Math.min(1000, Math.max(100, end - clock.now())));
   }
   return null;
 }
 
+/** Record the deploy's phase before the step it names (a crash from here on leaves that phase). */
+async function mark(ctx: DeployContext, phase: DeployPhase): Promise<void> {
+  if (ctx.rec.deploy) {
+    ctx.rec.deploy.phase = phase;
+    ctx.rec.deploy.at = new Date().toISOString();
+  }
+  await ctx.persist();
+  await pauseAt(phase);
+}
+
+type Step = <T>(label: string, fn: () => Promise<T>, describe?: (v: T) => string) => Promise<T>;
+const stepper = (reporter: Reporter): Step => (label, fn, describe) => reportStep(reporter, label, fn, describe);
+
+/** The new slot's containers to check after the switch: the services the deploy started. */
+function slotSpecs(ctx: DeployContext, slot: Slot, version: string, services?: string[]): ContainerSpec[] {
+  const specs = specsFor(ctx.d, ctx.rec, slot, ctx.envFile, version, ctx.servicesAddress);
+  return services ? specs.filter((s) => services.includes(s.service)) : specs;
+}
+
+type AfterSwitchBase = Pick<DeployOutcome, 'version' | 'fromSlot' | 'toSlot' | 'images' | 'health' | 'switchMs' | 'switchAckMs' | 'resumed'>;
+
+/**
+ * Verify through Caddy, watch for `watchMs`, then either confirm (old workers stop) or roll back.
+ * Shared by a deploy and by the run that finishes one cut short after its switch.
+ */
+async function afterSwitch(ctx: DeployContext, specs: ContainerSpec[], base: AfterSwitchBase, watchMs: number): Promise<DeployOutcome> {
+  const { d } = ctx;
+  const step = stepper(ctx.reporter);
+  await mark(ctx, 'verifying');
+  const verify = await step(`verify through Caddy (${d.deploy.verifyAfterSwitch} checks)`, () => verifyThroughProxy(ctx, d.deploy.verifyAfterSwitch), (v) => (v.ok ? 'ok' : 'FAILED'));
+  let failure: string | null = null;
+  if (!verify.ok) {
+    failure = `verification through Caddy failed: ${verify.results[verify.results.length - 1]?.detail ?? 'no answer'}`;
+  } else {
+    await mark(ctx, 'watching');
+    failure = await step(`watch the new version for ${Math.round(watchMs / 1000)} s`, () => watchAfterSwitch(ctx, specs, watchMs), (v) => (v ? 'FAILED' : 'ok'));
+  }
+  if (failure) return { ...(await rollBack(ctx, specs, base, failure)), verify: verify.results };
+  // Old workers ran beside the new ones during the watch so a rollback needs no restart; now they
+  // stop, so no queue is consumed and no schedule fired twice for longer than the watch window.
+  if (base.fromSlot) {
+    await removeSlot(ctx, base.fromSlot, d.services.filter((s) => s.type === 'worker'));
+    await ctx.persist();
+  }
+  return { ...base, result: 'deployed', verify: verify.results, reason: 'healthy, switched and verified' };
+}
+
+/** Traffic back to the previous slot (when it still runs) and the new slot removed. */
+async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterSwitchBase, failure: string): Promise<DeployOutcome> {
+  const { d, rec, runtime } = ctx;
+  const { fromSlot, toSlot } = base;
+  await mark(ctx, 'rolling-back');
+  const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
+  const canGoBack = fromSlot !== null && (await Promise.all(d.services.filter((s) => s.port !== null).map((s) => runtime.inspect(containerName(d.projectId, d.env, s.name, fromSlot))))).every((st) => st?.running);
+  if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
+  rec.liveSlot = fromSlot;
+  await removeSlot(ctx, toSlot);
+  await ctx.persist();
+  return { ...base, result: 'rolled-back', verify: [], reason: failure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
+}
+
 export async function deployRelease(ctx: DeployContext, version: string): Promise<DeployOutcome> {
-  const { d, rec, runtime, reporter } = ctx;
+  const { d, rec, runtime } = ctx;
   const fromSlot = rec.liveSlot;
   const toSlot: Slot = fromSlot ? otherSlot(fromSlot) : 'blue';
   const specs = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
   const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
-  const base = { fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
+  const base = { version, fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
+  const step = stepper(ctx.reporter);
 
-  const step = <T>(label: string, fn: () => Promise<T>, describe?: (v: T) => string) => reportStep(reporter, label, fn, describe);
+  const now = new Date().toISOString();
+  rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images, by: actor(), startedAt: now, at: now };
+  await mark(ctx, 'started');
 
   await step(`images ${[...new Set(Object.values(images))].join(', ')}`, async () => {
     for (const img of new Set(Object.values(images))) await runtime.ensureImage(img);
@@ -222,7 +310,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   // Release commands (migrations) run once, from the new image, before anything new starts.
   for (const s of d.services.filter((x) => x.release)) {
     const spec = specs.find((x) => x.service === s.name)!;
-    const r = await step(`release command for ${s.name}`, () => runtime.runOnce({ ...spec, name: `${spec.name}-release`, command: s.release!.command, port: null }, s.release!.timeoutMs), (v) => `exit ${v.exitCode}`);
+    const r = await step(`release command for ${s.name}`, () => runtime.runOnce({ ...spec, name: releaseContainerName(spec.name), command: s.release!.command, port: null }, s.release!.timeoutMs), (v) => `exit ${v.exitCode}`);
     if (r.exitCode !== 0) {
       return { ...base, result: 'release-failed', health: [], reason: `the release command of ${s.name} exited with code ${r.exitCode}; nothing was started`, logTail: r.output.slice(-2000) };
     }
@@ -244,7 +332,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
     const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
     rec.containers.push(containerRecord(spec, st.id, 'starting'));
   }
-  await ctx.persist();
+  await mark(ctx, 'gating');
 
   const health = await step(`health gate (${specs.length} container${specs.length === 1 ? '' : 's'})`, () =>
     Promise.all(specs.map((spec) => gateService(ctx, spec, d.services.find((s) => s.name === spec.service)!))),
@@ -261,37 +349,51 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   // switchMs runs from "every new container healthy" to "every entry switched".
   const healthyAt = process.hrtime.bigint();
   for (const c of rec.containers) if (c.slot === toSlot) c.state = 'running';
+  await mark(ctx, 'healthy');
 
   const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt), switched);
-  const switchMs = sw.switchMs;
   rec.liveSlot = toSlot;
+  await mark(ctx, 'switched');
+  return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs }, d.deploy.watchAfterSwitchMs);
+}
+
+/** The one-off container a service's release command runs in. */
+export const releaseContainerName = (name: string) => `${name}-release`;
+
+/**
+ * A deploy cut short before its switch: remove what it started in its slot (and a release
+ * container it may have left); the previous slot kept serving. Returns the containers removed.
+ */
+export async function discardRelease(ctx: DeployContext, p: DeployProgress, live: Slot | null): Promise<number> {
+  const { d, rec, runtime } = ctx;
+  const names = new Set([...d.services.map((s) => containerName(d.projectId, d.env, s.name, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const present = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
+  await removeSlot(ctx, p.slot);
+  await Promise.all(d.services.filter((s) => s.release).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
+  if (rec.retained?.slot === p.slot) rec.retained = null;
+  rec.liveSlot = live;
   await ctx.persist();
+  return present;
+}
 
-  const verify = await step(`verify through Caddy (${d.deploy.verifyAfterSwitch} checks)`, () => verifyThroughProxy(ctx, d.deploy.verifyAfterSwitch), (v) => (v.ok ? 'ok' : 'FAILED'));
-  const watchFailure = verify.ok
-    ? await step(`watch the new version for ${Math.round(d.deploy.watchAfterSwitchMs / 1000)} s`, () => watchAfterSwitch(ctx, specs), (v) => (v ? 'FAILED' : 'ok'))
-    : `verification through Caddy failed: ${verify.results[verify.results.length - 1]?.detail ?? 'no answer'}`;
-
-  if (watchFailure) {
-    const logTail = await runtime.logsTail(specs[0]!.name, 30).catch(() => '');
-    const canGoBack = fromSlot !== null && (await Promise.all(d.services.filter((s) => s.port !== null).map((s) => runtime.inspect(containerName(d.projectId, d.env, s.name, fromSlot))))).every((st) => st?.running);
-    if (canGoBack) {
-      await step(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
-      rec.liveSlot = fromSlot;
-    } else {
-      rec.liveSlot = fromSlot;
-    }
-    await removeSlot(ctx, toSlot);
-    await ctx.persist();
-    return { ...base, result: 'rolled-back', health, switchMs, switchAckMs: sw.ackMs, verify: verify.results, reason: watchFailure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
+/**
+ * A deploy cut short after (or during) its switch, finished by a later run: complete a partial
+ * switch, verify through Caddy and watch what is left of the window, or roll back (when it was
+ * rolling back, or the new version no longer runs). Its outcome is recorded like any deploy's.
+ */
+export async function resumeRelease(ctx: DeployContext, p: DeployProgress, action: Exclude<ResumeAction, { kind: 'discard' }>): Promise<DeployOutcome> {
+  const resumed = { phase: p.phase, startedAt: p.startedAt, by: p.by };
+  const specs = slotSpecs(ctx, p.slot, p.version, Object.keys(p.images));
+  const base: AfterSwitchBase = { version: p.version, fromSlot: p.from, toSlot: p.slot, images: p.images, health: [], switchMs: null, resumed };
+  if (action.kind === 'roll-back') return rollBack(ctx, specs, base, `resumed after it was cut short at "${resumed.phase}": ${action.reason}`);
+  if (action.switchFirst) {
+    const sw = await stepper(ctx.reporter)(`switch traffic ${p.from ?? '(none)'} -> ${p.slot} (completing it)`, () => switchEntries(ctx, p.slot), switched);
+    base.switchMs = sw.switchMs;
+    base.switchAckMs = sw.ackMs;
   }
-  // Old workers ran beside the new ones during the watch so a rollback needs no restart; now they
-  // stop, so no queue is consumed and no schedule fired twice for longer than the watch window.
-  if (fromSlot) {
-    await removeSlot(ctx, fromSlot, d.services.filter((s) => s.type === 'worker'));
-    await ctx.persist();
-  }
-  return { ...base, result: 'deployed', health, switchMs, switchAckMs: sw.ackMs, verify: verify.results, reason: 'healthy, switched and verified' };
+  ctx.rec.liveSlot = p.slot;
+  await mark(ctx, 'switched');
+  return afterSwitch(ctx, specs, base, remainingWatch(ctx.d.deploy.watchAfterSwitchMs, p));
 }
 
 /** Exit code and error for a failed outcome. */

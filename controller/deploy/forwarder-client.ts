@@ -2,6 +2,17 @@
 import { request } from 'node:http';
 import { ServiceUnavailableError } from '../errors.js';
 import type { ForwarderEntry, SetResult } from './forwarder.js';
+import type { HostRoute } from './host-routes.js';
+
+/** The forwarder refused a request; `status` is its HTTP answer (404 unknown, 409 domain held, 400 invalid). */
+export class ForwarderRefused extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
 
 export class ForwarderClient {
   constructor(readonly socketPath: string) {}
@@ -15,7 +26,7 @@ export class ForwarderClient {
         res.on('data', (c: string) => (text += c));
         res.on('end', () => {
           const value = text ? (JSON.parse(text) as T & { error?: string }) : ({} as T & { error?: string });
-          if ((res.statusCode ?? 500) >= 400) reject(new Error(`forwarder: ${value.error ?? res.statusCode}`));
+          if ((res.statusCode ?? 500) >= 400) reject(new ForwarderRefused(`forwarder: ${value.error ?? res.statusCode}`, res.statusCode ?? 500));
           else resolve(value);
         });
       });
@@ -26,7 +37,7 @@ export class ForwarderClient {
     });
   }
 
-  health(): Promise<{ ok: boolean; pid: number; entries: number }> {
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {
@@ -41,6 +52,25 @@ export class ForwarderClient {
   }
   async retire(id: string, port: number, graceMs: number): Promise<number> {
     return (await this.call<{ closed: number }>('POST', `/entries/${encodeURIComponent(id)}/retire`, { port, graceMs })).closed;
+  }
+  async routes(): Promise<HostRoute[]> {
+    return (await this.call<{ routes: HostRoute[] }>('GET', '/routes')).routes;
+  }
+  /** A host route, or undefined when the forwarder has none by that name. */
+  async route(id: string): Promise<HostRoute | undefined> {
+    try {
+      return await this.call<HostRoute>('GET', `/routes/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err instanceof ForwarderRefused && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+  setRoute(route: HostRoute): Promise<HostRoute> {
+    const { id, ...rest } = route;
+    return this.call('PUT', `/routes/${encodeURIComponent(id)}`, rest);
+  }
+  async removeRoute(id: string): Promise<boolean> {
+    return (await this.call<{ removed: boolean }>('DELETE', `/routes/${encodeURIComponent(id)}`)).removed;
   }
   async remove(id: string): Promise<boolean> {
     return (await this.call<{ removed: boolean }>('DELETE', `/entries/${encodeURIComponent(id)}`)).removed;

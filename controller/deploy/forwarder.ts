@@ -1,5 +1,5 @@
 /**
- * The blue-green switch. Caddy (2.6) reloads its whole configuration on every admin API change and
+ * The blue-green switch and the host router. Caddy (2.6) reloads its whole configuration on every admin API change and
  * drops in-flight connections doing so, so a deploy must not touch Caddy. Instead each web or
  * internal service has a stable entry port on 127.0.0.1 served by this forwarder; Caddy's route
  * points at the entry port once and for all, and a switch only changes which slot port the entry
@@ -10,6 +10,12 @@
  * Websockets and server-sent event streams opened before a switch stay on the old slot until it
  * is retired; retiring closes them cleanly so clients reconnect to the new slot (docs/deploy.md).
  *
+ * The router (routeRequest/routeUpgrade, on a Unix socket Caddy's one static route proxies to)
+ * picks the deployment by Host and the service by path from the host table (host-routes.ts), then
+ * forwards exactly as the service's entry port would: to the entry's live slot. Adding, changing or
+ * removing a project's route is a table change here, never a Caddy config change, so neighbours
+ * lose nothing. It also answers Caddy's on-demand TLS `ask` (only for domains of routes with TLS).
+ *
  * Written on node:http because the maintained proxy libraries need Node 22 and the old ones are
  * unmaintained; the job is small: forward, retry once on connect failure, track streams per slot.
  */
@@ -19,6 +25,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { inCidr, parseCidr } from '../runtime/network.js';
+import { HostTable, normaliseHost, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute } from './host-routes.js';
 
 export interface ForwarderEntry {
   id: string;
@@ -54,6 +61,16 @@ interface LiveEntry extends ForwarderEntry {
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost']);
+
+export interface RouterOptions {
+  /** The public HTTPS port, for redirects of TLS hosts requested over plain HTTP (443: left out of the URL). */
+  httpsPort?: number;
+  /** How long a safe request (GET, HEAD, OPTIONS) is retried while its slot refuses connections (default 5 s). */
+  retryWindowMs?: number;
+  /** Where containers reach entries (docs/runtime.md, "Networks"); none: entries listen on 127.0.0.1 only. */
+  servicesAddress?: string | null;
+}
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export class Forwarder {
@@ -61,15 +78,34 @@ export class Forwarder {
   private readonly agents = new Map<number, Agent>();
   /** Saved entries that could not listen at restore: kept in the table so they are not forgotten. */
   private readonly unrestored: ForwarderEntry[] = [];
+  private readonly hosts = new HostTable();
 
-  /**
-   * @param servicesAddress where containers reach entries (docs/runtime.md, "Networks"); without
-   *   it entries listen on 127.0.0.1 only.
-   */
   constructor(
     private readonly tableFile: string,
-    private readonly servicesAddress: string | null = null,
-  ) {}
+    private readonly router: RouterOptions = {},
+  ) {
+    this.router = { retryWindowMs: 5000, ...router };
+  }
+
+  routes(): HostRoute[] {
+    return this.hosts.list();
+  }
+
+  route(id: string): HostRoute | undefined {
+    return this.hosts.get(id);
+  }
+
+  /** Add or replace a host route (RouteRefused when invalid or a domain is another route's). */
+  async setRoute(route: HostRoute): Promise<void> {
+    this.hosts.set(route);
+    await this.save();
+  }
+
+  async removeRoute(id: string): Promise<boolean> {
+    const removed = this.hosts.remove(id);
+    if (removed) await this.save();
+    return removed;
+  }
 
   list(): ForwarderEntry[] {
     return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt, allow }) => ({ id, entryPort, target, previous, updatedAt, allow: allow ?? null }));
@@ -78,7 +114,7 @@ export class Forwarder {
   /** Load the persisted table and listen on every entry port (after a restart). */
   async restore(): Promise<void> {
     if (!existsSync(this.tableFile)) return;
-    const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[] };
+    const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[]; routes?: HostRoute[] };
     for (const e of saved.entries) {
       // One entry whose port another program took meanwhile must not keep every other entry down;
       // it stays in the table (the next deploy or apply of its project sets it again).
@@ -86,6 +122,14 @@ export class Forwarder {
         console.error(`${new Date().toISOString()} entry ${e.id} (port ${e.entryPort}) not restored: ${err.message}`);
         this.unrestored.push(e);
       });
+    }
+    for (const r of saved.routes ?? []) {
+      try {
+        this.hosts.set(r);
+      } catch (err) {
+        // A route edited into an invalid state by hand: the others still serve; the next apply puts it back.
+        process.stderr.write(`codeb forwarder: skipped a saved route: ${(err as Error).message}\n`);
+      }
     }
   }
 
@@ -113,13 +157,13 @@ export class Forwarder {
       live.server.on('request', (req, res) => this.forward(live, req, res));
       live.server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
       await listen(live.server, entryPort, '127.0.0.1');
-      if (allow !== null && this.servicesAddress) {
+      if (allow !== null && this.router.servicesAddress) {
         // Containers of the owning project only: any other source is closed before a byte is read.
         const server = this.entryServer(parseCidr(allow, 'allowed subnet'));
         server.on('request', (req, res) => this.forward(live, req, res));
         server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
         try {
-          await listen(server, entryPort, this.servicesAddress);
+          await listen(server, entryPort, this.router.servicesAddress);
         } catch (err) {
           await new Promise<void>((resolve) => live.server.close(() => resolve()));
           throw err;
@@ -182,7 +226,7 @@ export class Forwarder {
     mkdirSync(dirname(this.tableFile), { recursive: true });
     const live = this.list();
     const kept = this.unrestored.filter((u) => !this.entries.has(u.id));
-    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept] }, null, 2) + '\n');
+    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept], routes: this.hosts.list() }, null, 2) + '\n');
   }
 
   /** An HTTP server for one entry; with `allow`, connections from outside that subnet are closed at once. */
@@ -195,6 +239,57 @@ export class Forwarder {
       });
     }
     return server;
+  }
+
+  /** The live entry behind an entry port (the route's upstream), if a deploy has made one. */
+  private entryAt(port: number): LiveEntry | undefined {
+    for (const e of this.entries.values()) if (e.entryPort === port) return e;
+    return undefined;
+  }
+
+  /**
+   * Where a routed request goes: an entry, or an answer the router gives itself (unknown host 404,
+   * plain HTTP to a TLS host 308, no live slot yet 502, the TLS ask).
+   */
+  private pick(req: IncomingMessage): { entry: LiveEntry } | { status: number; headers?: Record<string, string>; body: string } {
+    const url = req.url ?? '/';
+    const hostHeader = req.headers.host;
+    if (url.startsWith(TLS_ASK_PATH) && LOOPBACK_HOSTS.has(normaliseHost(hostHeader) ?? '')) {
+      const domain = new URL(url, 'http://ask').searchParams.get('domain') ?? '';
+      const r = this.hosts.route(domain);
+      return r && r.tls !== 'off' ? { status: 200, body: 'ok\n' } : { status: 404, body: 'no TLS site with that domain\n' };
+    }
+    const route = this.hosts.route(hostHeader);
+    if (!route) return { status: 404, body: 'codeb: no site is served at this host name\n' };
+    if (route.tls !== 'off' && req.headers[SCHEME_HEADER] === 'http') {
+      const host = normaliseHost(hostHeader)!;
+      const port = this.router.httpsPort && this.router.httpsPort !== 443 ? `:${this.router.httpsPort}` : '';
+      return { status: 308, headers: { location: `https://${host}${port}${url}` }, body: '' };
+    }
+    const upstream = HostTable.upstream(route, url);
+    if (!upstream) return { status: 404, body: 'codeb: no service of this site answers this path\n' };
+    const entry = this.entryAt(upstream.port);
+    if (!entry) return { status: 502, body: `codeb: ${upstream.service} has no live version yet (deploy it)\n` };
+    return { entry };
+  }
+
+  /** A request from Caddy's static route: Host and path decide the entry, then it is forwarded like one. */
+  routeRequest(req: IncomingMessage, res: ServerResponse): void {
+    const to = this.pick(req);
+    delete req.headers[SCHEME_HEADER];
+    if ('entry' in to) return this.forward(to.entry, req, res);
+    req.resume();
+    res.writeHead(to.status, { 'content-type': 'text/plain; charset=utf-8', ...to.headers });
+    res.end(to.body);
+  }
+
+  /** A websocket upgrade from Caddy's static route. */
+  routeUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const to = this.pick(req);
+    delete req.headers[SCHEME_HEADER];
+    if ('entry' in to) return this.tunnel(to.entry, req, socket, head);
+    const extra = Object.entries(to.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    socket.end(`HTTP/1.1 ${to.status} ${to.status === 404 ? 'Not Found' : to.status === 308 ? 'Permanent Redirect' : 'Bad Gateway'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(to.body)}\r\nconnection: close\r\n${extra}\r\n${to.body}`);
   }
 
   private agent(port: number): Agent {
@@ -216,7 +311,7 @@ export class Forwarder {
     return forget;
   }
 
-  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0): void {
+  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0, since = Date.now()): void {
     const port = e.target;
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
@@ -241,11 +336,16 @@ export class Forwarder {
         res.destroy(err);
         return;
       }
-      // A slot that refuses a connection may have just been retired: a safe method is retried
-      // once against whatever the entry points at now. Bodies cannot be replayed, so no others.
-      const retry = attempt === 0 && RETRYABLE.has(req.method ?? '') && (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET');
-      if (retry) {
-        setTimeout(() => this.forward(e, req, res, 1), 50);
+      // A slot that refuses a connection may have just been retired, or is restarting: a safe
+      // method is retried against whatever the entry points at then (at once after 50 ms, then
+      // every 250 ms for up to retryWindowMs, as Caddy's try_duration did when it dialled slots).
+      // Bodies cannot be replayed, so no other method is.
+      const retry =
+        RETRYABLE.has(req.method ?? '') &&
+        (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') &&
+        (attempt === 0 || Date.now() - since < this.router.retryWindowMs!);
+      if (retry && !res.destroyed) {
+        setTimeout(() => this.forward(e, req, res, attempt + 1, since), attempt === 0 ? 50 : 250);
         return;
       }
       res.writeHead(502, { 'content-type': 'text/plain' });
@@ -260,7 +360,9 @@ export class Forwarder {
     const port = e.target;
     const upstream = connect(port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
-      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        if (req.rawHeaders[i]!.toLowerCase() !== SCHEME_HEADER) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      }
       upstream.write(lines.join('\r\n') + '\r\n\r\n');
       if (head.length) upstream.write(head);
       upstream.pipe(client);

@@ -6,13 +6,15 @@ import { CodebError } from '../errors.js';
 import { containerName, type Slot } from '../manifest/names.js';
 import { actor, withRegistryLock } from '../registry/store.js';
 import { requireDeployment } from '../registry/records.js';
-import type { EnvironmentRecord } from '../registry/types.js';
+import type { DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import { PodmanApiRuntime } from '../runtime/podman-api.js';
 import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
-import { entryId, otherSlot } from './bluegreen.js';
+import { entryId, otherSlot, releaseContainerName } from './bluegreen.js';
 import { ForwarderClient, switchTimes } from './forwarder-client.js';
+import { observeInterruption } from './interrupted.js';
+import { decideResume, describeInterruption, interruptedDeploy } from './resume.js';
 
 export interface RollbackResult {
   project: string;
@@ -24,6 +26,8 @@ export interface RollbackResult {
   /** ... until the forwarder confirmed every entry (after saving its table). */
   switchAckMs: number;
   images: Record<string, string>;
+  /** Set when the rollback ended a deploy that an earlier run left cut short. */
+  interrupted?: { phase: string; version: string; slot: Slot; text: string; removed: number; trafficMoved: boolean };
 }
 
 
@@ -41,6 +45,12 @@ export async function rollback(opts: { project: string; env: string; registry?: 
     return await withRegistryLock(file, { command: `codeb rollback ${opts.project} --env ${opts.env}` }, async (tx) => {
       const doc = tx.read();
       const rec = requireDeployment(doc, file, opts.project, opts.env);
+      const cut = interruptedDeploy(rec);
+      if (cut) {
+        const r = await endInterrupted(opts.project, rec, cut, runtime, forwarder);
+        await tx.write(doc);
+        return r;
+      }
       if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
       const back = otherSlot(rec.liveSlot);
       const missing: string[] = [];
@@ -70,6 +80,49 @@ export async function rollback(opts: { project: string; env: string; registry?: 
   } finally {
     await runtime.close();
   }
+}
+
+/**
+ * `codeb rollback` while a deploy is cut short: traffic goes (or stays) on the slot that served
+ * before it, the new version's containers are removed (it was never verified, so it is not kept
+ * for a roll forward), and the deploy is recorded as ended. Changes `rec`; the caller writes it.
+ */
+async function endInterrupted(project: string, rec: EnvironmentRecord, p: DeployProgress, runtime: Runtime, forwarder: ForwarderClient): Promise<RollbackResult> {
+  const env = rec.env;
+  const action = decideResume(p, await observeInterruption(rec, project, p, runtime, forwarder));
+  const trafficMoved = action.kind !== 'discard';
+  const back = trafficMoved ? p.from : action.live;
+  const text = describeInterruption(p);
+  if (!back) {
+    throw new CodebError(`${text[0]!.toUpperCase()}${text.slice(1)}, and nothing served before it: there is no previous version to roll back to.`, {
+      hint: '`codeb apply` (or deploy) finishes the interrupted deploy; `codeb rollback --to <version>` deploys an earlier version.',
+    });
+  }
+  const missing: string[] = [];
+  for (const s of routedServices(rec)) if (!(await runtime.inspect(containerName(project, env, s, back)))?.running) missing.push(s);
+  if (missing.length) {
+    throw new NoRetainedSlotError(`${text[0]!.toUpperCase()}${text.slice(1)}, and the previous version is not running in the ${back} slot (${missing.join(', ')}).`, {
+      hint: '`codeb rollback` then redeploys the earlier image from history, after finishing the interrupted deploy; `codeb rollback --to <version>` picks one.',
+    });
+  }
+  // Every entry on the slot that served before (a no-op where it already points there).
+  const t0 = process.hrtime.bigint();
+  const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, env, s), rec.ports[s]!.entry, rec.ports[s]![back])));
+  const { switchMs, ackMs } = switchTimes(t0, acks);
+  const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const removed = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
+  for (const n of names) await runtime.remove(n);
+  for (const s of Object.keys(p.images)) await runtime.remove(releaseContainerName(containerName(project, env, s, p.slot)), 0);
+  rec.containers = rec.containers.filter((c) => !names.has(c.name));
+  if (rec.retained?.slot === p.slot || rec.retained?.slot === back) rec.retained = null;
+  rec.liveSlot = back;
+  const at = new Date().toISOString();
+  rec.deploy = { ...p, phase: trafficMoved ? 'rolled-back' : 'failed', at };
+  rec.health = { status: 'healthy', lastCheck: at };
+  const images = Object.fromEntries(rec.containers.filter((c) => c.slot === back).map((c) => [c.service, c.image]));
+  const interrupted = { phase: p.phase, version: p.version, slot: p.slot, text, removed, trafficMoved };
+  pushHistory(rec, { at, by: actor(), action: 'rollback', result: 'ok', detail: { from: p.slot, to: back, switchMs: Math.round(switchMs * 10) / 10, switchAckMs: Math.round(ackMs * 10) / 10, images, interrupted: { phase: p.phase, version: p.version, removed } } });
+  return { project, env, from: p.slot, to: back, switchMs, switchAckMs: ackMs, images, interrupted };
 }
 
 /** The previous slot is gone: a rollback has to redeploy an earlier image instead. */

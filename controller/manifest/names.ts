@@ -101,3 +101,13 @@ export function routeId(projectId: string, env: string): string {
   assertLabel('environment name', env, 12);
   return `codeb-${projectId}-${env}`;
 }
+
+/**
+ * The object-storage user (RADOS Gateway uid) of a deployment: codeb.<project>.<env>. Dots cannot
+ * occur in project ids or environment names, so no two deployments can derive the same user.
+ */
+export function storageUser(projectId: string, env: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  return `codeb.${projectId}.${env}`;
+}

@@ -16,6 +16,7 @@ export const DEFAULTS = {
   workerStartPeriod: '10s',
   logs: { maxSize: '10M', maxFiles: 3 },
   releaseTimeout: '5m',
+  jobTimeout: '30m',
   checksAfterDeploy: 3,
   backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as Array<'database' | 'storage'> },
   deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '10s', keepPrevious: '1h', drain: '10s' },
@@ -148,6 +149,13 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       retentionDays: b.retentionDays ?? DEFAULTS.backup.retentionDays,
       include: b.include ?? DEFAULTS.backup.include,
     },
+    jobs: Object.entries(m.jobs ?? {}).map(([name, j]) => ({
+      name,
+      service: j.service ?? services[0]!.name,
+      command: j.command,
+      schedule: j.schedule,
+      timeoutMs: durationMs(j.timeout ?? DEFAULTS.jobTimeout),
+    })),
     deploy: {
       strategy: dep.strategy ?? DEFAULTS.deploy.strategy,
       deadlineMs: durationMs(dep.healthGate?.deadline ?? DEFAULTS.deploy.deadline),

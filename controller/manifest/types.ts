@@ -83,7 +83,6 @@ export interface Manifest {
     storage?: boolean | { buckets?: string[]; public?: boolean };
     websockets?: boolean;
     sse?: boolean;
-    scheduler?: boolean;
   };
   monitoring?: {
     healthCheck?: HttpHealthCheck;
@@ -91,6 +90,7 @@ export interface Manifest {
     alerts?: { webhook?: string; email?: string[] };
   };
   backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: Array<'database' | 'storage'> };
+  jobs?: Record<string, { service?: string; command: string[]; schedule: string; timeout?: Duration }>;
   deploy?: {
     strategy?: 'blue-green' | 'recreate';
     healthGate?: { deadline?: Duration; verifyAfterSwitch?: number; watchAfterSwitch?: Duration };
@@ -128,6 +128,13 @@ export interface ResolvedService {
   release: { command: string[]; timeoutMs: number } | null;
   logs: { maxSize: string; maxFiles: number };
 }
+export interface ResolvedJob {
+  name: string;
+  service: string;
+  command: string[];
+  schedule: string;
+  timeoutMs: number;
+}
 export interface Deployment {
   projectId: string;
   projectName: string;
@@ -148,6 +155,8 @@ export interface Deployment {
   };
   monitoring: { checksAfterDeploy: number; alerts: { webhook?: string; email: string[] } };
   backup: { enabled: boolean; schedule: string; retentionDays: number; include: Array<'database' | 'storage'> };
+  /** Scheduled jobs (run by `codeb jobs run`), in manifest order. */
+  jobs: ResolvedJob[];
   deploy: {
     strategy: 'blue-green' | 'recreate';
     deadlineMs: number;

@@ -8,6 +8,7 @@ import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
 import { envShort } from './names.js';
+import { parseCron } from '../ops/cron.js';
 import type { Manifest } from './types.js';
 import { findCycle } from './depends.js';
 
@@ -196,6 +197,17 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     add(['services', from, 'dependsOn', (m.services[from]!.dependsOn ?? []).indexOf(to)], 'cycle', `dependsOn forms a cycle: ${cycle.join(' -> ')}`, { allowed: 'remove one of these dependencies: services start after the ones they depend on' });
   }
 
+  for (const [job, j] of Object.entries(m.jobs ?? {})) {
+    if (j.service !== undefined && !names.includes(j.service)) {
+      add(['jobs', job, 'service'], 'reference', `no service named "${j.service}"`, { allowed: names.join(', '), suggestion: closest(j.service, names) });
+    }
+    try {
+      parseCron(j.schedule);
+    } catch (err) {
+      add(['jobs', job, 'schedule'], 'schedule', (err as Error).message.replace(/\.$/, ''), { allowed: 'five fields: minute hour day-of-month month day-of-week (UTC), e.g. "0 3 * * *"' });
+    }
+  }
+
   const primary = m.environment?.name ?? 'production';
   const serverNames = (m.servers ?? []).map((s) => s.name);
   const dupServers = serverNames.filter((s, i) => serverNames.indexOf(s) !== i);
@@ -208,6 +220,16 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     }
     if (o.server !== undefined && !serverNames.includes(o.server)) {
       add(['environments', env, 'server'], 'reference', `no server named "${o.server}"`, { allowed: serverNames.join(', ') || 'define servers first', suggestion: closest(o.server, serverNames) });
+    }
+  }
+
+  // The schema checks the characters; the values (minute 0-59, ...) are checked by the parser the
+  // scheduler uses, so a schedule that validates is one that runs.
+  if (m.backup?.schedule !== undefined) {
+    try {
+      parseCron(m.backup.schedule);
+    } catch (err) {
+      add(['backup', 'schedule'], 'invalid', (err as Error).message.replace(/^Invalid cron schedule "[^"]*": /, '').replace(/\.$/, ''), { allowed: 'minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7; e.g. "0 3 * * *" (03:00 UTC)' });
     }
   }
 

@@ -1,69 +1,100 @@
 /**
- * Object storage (S3) provider: buckets on MinIO, or on s3rver in the local stack, through the
- * `minio` client (plain S3 API), so the same code works against a real MinIO unchanged.
+ * Object storage (S3) provider: buckets and per-deployment keys on a RADOS Gateway or MinIO, or on
+ * s3rver in the local stack, through the `minio` client (plain S3 API) plus a key manager for users.
  *
- * Kind `storage.bucket` (name = bucket, spec `{ public: boolean, shared?: true }`, holds data):
- * - observe: does the bucket exist, and is it public (a bucket policy granting anonymous
- *   s3:GetObject). s3rver has no bucket policies: there every bucket is reported private.
- * - create: make the bucket (region from the settings), private by default; `public: true` sets a
- *   read-only anonymous policy. On s3rver a public bucket fails with a CodebError before anything is
- *   created (public buckets need a real MinIO). The shared `backup` bucket gets a lifecycle rule that
- *   expires objects after `backupRetentionDays` (30) where the server supports lifecycle (MinIO).
- * - update: only `public` can differ: set or remove the anonymous read policy.
+ * Kind `storage.bucket` (name = bucket, spec `{ public, user, shared? }`, holds data):
+ * - observe: does the bucket exist; is it public (a bucket policy granting anonymous s3:GetObject);
+ *   which deployment user codeb's policy grants it to (`user`). Without policies (s3rver) every
+ *   bucket is reported private and granted to nobody.
+ * - create/update: make the bucket (region from the settings), then write the bucket policy codeb
+ *   wants (public read and/or the owner grant; none = private, admin key only). On s3rver a public
+ *   bucket fails with a CodebError before anything is created. The shared `backup` bucket gets a
+ *   lifecycle rule expiring objects after `backupRetentionDays` (30) where lifecycle exists, and is
+ *   granted to nobody: only codeb's own key reaches it.
  * - delete (explicit data-deleting destroy only): remove every object, page by page, then the bucket.
  *   The shared backup bucket is never deleted here.
  *
- * What only a real MinIO can check (see docs/providers.md): policies, lifecycle, per-project keys.
+ * Kind `storage.user` (name = gateway user, spec `{ key: 'current', secret }`): only where the key
+ * manager makes keys (radosgw). observe: does the user exist, and is the key in the deployment's
+ * secret store its key; create/update: make the user (it cannot create buckets) / make that key its
+ * only key; delete (data-deleting destroy): remove the user.
  */
 import { Client, type LifecycleConfig } from 'minio';
 import { BACKUP_BUCKET } from '../manifest/names.js';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
-import type { Settings } from '../settings.js';
+import { RgwAdmin, type RgwKey } from './rgw-admin.js';
+import { bucketPolicy, policyGrantsPublicRead, policyOwner, storageCapabilities, STORAGE_KEY_SECRETS, type StorageCapabilities, type StorageSettings } from './storage-access.js';
 
-export type StorageSettings = Settings['storage'];
+export { policyGrantsPublicRead, publicReadPolicy, storageCapabilities, sharedKeyNote, STORAGE_KEY_SECRETS } from './storage-access.js';
+export type { StorageCapabilities, StorageSettings } from './storage-access.js';
 
-export interface StorageCapabilities {
-  /** Bucket policies (public read for `features.storage.public`). */
-  policies: boolean;
-  /** Lifecycle rules (expiry of old backups in the shared backup bucket). */
-  lifecycle: boolean;
-  /** An access key per project; needs MinIO's admin API (not the S3 API). */
-  perProjectKeys: boolean;
-  note: string;
+/**
+ * Users and keys per deployment, behind one interface so a MinIO admin-API implementation can sit
+ * beside the RADOS Gateway one. `shared` means the server cannot make keys: every deployment gets
+ * the configured key, and apply / registry inspect say so.
+ */
+export interface KeyManager {
+  readonly shared: boolean;
+  /** null when the user does not exist; otherwise whether `key` is its (only) current key. */
+  observeUser(user: string, key: RgwKey | null): Promise<{ keyCurrent: boolean } | null>;
+  /** Create the user with `key`, or make `key` its only key; it may not create buckets. */
+  ensureUser(user: string, key: RgwKey): Promise<void>;
+  removeUser(user: string): Promise<void>;
 }
 
-/** What the configured object storage can do; `codeb registry inspect` shows it next to a bucket. */
-export function storageCapabilities(settings: StorageSettings | Pick<Settings, 'storage'>): StorageCapabilities {
-  const s = 'storage' in settings ? settings.storage : settings;
-  if (s.kind === 's3rver') {
-    return {
-      policies: false,
-      lifecycle: false,
-      perProjectKeys: false,
-      note:
-        'Local s3rver: buckets and objects only. No bucket policies (every bucket is private; public buckets need a real MinIO), ' +
-        'no lifecycle rules (old backups are not expired), no admin API (all projects share the stack key).',
-    };
+/** s3rver (and MinIO until its admin API is driven): no users; the one configured key is shared. */
+export class SharedKeyManager implements KeyManager {
+  readonly shared = true;
+  async observeUser(): Promise<null> {
+    return null;
   }
-  return {
-    policies: true,
-    lifecycle: true,
-    perProjectKeys: false,
-    note:
-      'MinIO: bucket policies and lifecycle rules are applied by codeb. Per-project access keys need the MinIO admin API ' +
-      '(mc admin user/policy), which codeb does not drive yet: projects get the configured key until it does.',
-  };
+  async ensureUser(user: string): Promise<void> {
+    throw new CodebError(`This object storage cannot make users: user ${user} cannot be created.`, { hint: 'Use a RADOS Gateway (CODEB_STACK_S3=radosgw) for a key per project.' });
+  }
+  async removeUser(): Promise<void> {}
+}
+
+/** RADOS Gateway users through radosgw-admin (dbstore gateways have no user admin REST API). */
+export class RgwKeyManager implements KeyManager {
+  readonly shared = false;
+  constructor(private readonly admin: RgwAdmin) {}
+
+  async observeUser(user: string, key: RgwKey | null): Promise<{ keyCurrent: boolean } | null> {
+    const u = await this.admin.userInfo(user);
+    if (!u) return null;
+    return { keyCurrent: key !== null && u.hasKey(key) && u.accessKeys.length === 1 && u.maxBuckets < 0 && !u.suspended };
+  }
+
+  async ensureUser(user: string, key: RgwKey): Promise<void> {
+    const u = await this.admin.userInfo(user);
+    // max-buckets -1: the user cannot create buckets of its own; codeb makes them and grants them.
+    if (!u) return this.admin.createUser(user, `codeb deployment ${user}`, key, -1);
+    if (u.maxBuckets >= 0) await this.admin.setMaxBuckets(user, -1);
+    await this.admin.replaceKeys(user, key);
+  }
+
+  removeUser(user: string): Promise<void> {
+    return this.admin.removeUser(user);
+  }
+}
+
+export function keyManagerFor(settings: StorageSettings): KeyManager {
+  if (storageCapabilities(settings).perProjectKeys && settings.kind === 'radosgw') return new RgwKeyManager(new RgwAdmin(settings.rgwAdmin ?? []));
+  return new SharedKeyManager();
 }
 
 export interface StorageProviderOptions {
-  /** Days after which objects in the shared backup bucket expire (lifecycle; MinIO only). */
+  /** Days after which objects in the shared backup bucket expire (lifecycle; MinIO and RGW). */
   backupRetentionDays?: number;
+  /** The deployment's secrets (observe compares its key with the user's); may throw when missing. */
+  secret?: (name: string) => string;
+  /** Default: keyManagerFor(settings). */
+  keys?: KeyManager;
 }
 
 /** The id of the lifecycle rule codeb puts on the backup bucket. */
 export const BACKUP_LIFECYCLE_RULE = 'codeb-backup-expiry';
-const PUBLIC_READ_SID = 'CodebPublicRead';
 /** S3 DeleteObjects takes at most 1000 keys per request. */
 const PAGE = 1000;
 
@@ -83,41 +114,12 @@ export function isUnreachable(err: unknown): boolean {
   return c !== undefined && UNREACHABLE.has(c);
 }
 
-/** The read-only anonymous policy for a public bucket (objects readable, bucket not listable). */
-export function publicReadPolicy(bucket: string): string {
-  return JSON.stringify({
-    Version: '2012-10-17',
-    Statement: [{ Sid: PUBLIC_READ_SID, Effect: 'Allow', Principal: { AWS: ['*'] }, Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/*`] }],
-  });
-}
-
-const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
-
-/** Does a bucket policy grant anyone (no credentials) s3:GetObject on the bucket's objects? */
-export function policyGrantsPublicRead(policyJson: string, bucket: string): boolean {
-  let doc: { Statement?: unknown };
-  try {
-    doc = JSON.parse(policyJson) as { Statement?: unknown };
-  } catch {
-    return false;
-  }
-  return asList(doc.Statement).some((raw) => {
-    const st = (raw ?? {}) as { Effect?: unknown; Principal?: unknown; Action?: unknown; Resource?: unknown; Condition?: unknown };
-    if (st.Effect !== 'Allow' || st.Condition !== undefined) return false;
-    const p = st.Principal;
-    const anyone = p === '*' || (typeof p === 'object' && p !== null && asList((p as { AWS?: unknown }).AWS).includes('*'));
-    const actions = asList(st.Action);
-    const reads = actions.includes('s3:GetObject') || actions.includes('s3:*') || actions.includes('*');
-    const resources = asList(st.Resource);
-    const covers = resources.some((r) => r === '*' || r === `arn:aws:s3:::${bucket}/*` || r === `arn:aws:s3:::${bucket}*`);
-    return anyone && reads && covers;
-  });
-}
-
 export class StorageProvider implements Provider {
   readonly system = 'storage' as const;
   private readonly client: Client;
   private readonly retentionDays: number;
+  private readonly keys: KeyManager;
+  private readonly secret: (name: string) => string;
 
   constructor(
     private readonly settings: StorageSettings,
@@ -136,6 +138,8 @@ export class StorageProvider implements Provider {
       retryOptions: { disableRetry: true },
     });
     this.retentionDays = opts.backupRetentionDays ?? 30;
+    this.keys = opts.keys ?? keyManagerFor(settings);
+    this.secret = opts.secret ?? (() => '');
   }
 
   get address(): string {
@@ -149,25 +153,32 @@ export class StorageProvider implements Provider {
   async observe(resources: Resource[]): Promise<Observed[]> {
     const out: Observed[] = [];
     for (const r of resources) {
+      if (r.kind === 'storage.user') {
+        const u = await this.keys.observeUser(r.name, this.storedKey(this.secret));
+        out.push(u ? { key: r.key, exists: true, spec: { key: u.keyCurrent ? 'current' : 'not the stored key' } } : { key: r.key, exists: false });
+        continue;
+      }
       if (r.kind !== 'storage.bucket') continue;
       const exists = await this.call(`check bucket ${r.name}`, () => this.client.bucketExists(r.name));
       if (!exists) {
         out.push({ key: r.key, exists: false });
         continue;
       }
-      out.push({ key: r.key, exists: true, spec: { public: await this.isPublic(r.name) } });
+      const policy = await this.policy(r.name);
+      out.push({ key: r.key, exists: true, spec: { public: policyGrantsPublicRead(policy, r.name), user: policyOwner(policy) } });
     }
     return out;
   }
 
   async execute(action: Action, ctx: ExecContext): Promise<void> {
+    if (action.kind === 'storage.user') return this.executeUser(action, ctx);
     if (action.kind !== 'storage.bucket') throw new CodebError(`The storage provider cannot handle ${action.kind} (${action.key}).`);
     const bucket = action.name;
-    const want = action.resource.spec as { public?: unknown };
+    const want = action.resource.spec as { public?: unknown; user?: unknown };
     switch (action.op) {
       case 'create':
       case 'update':
-        return this.ensure(bucket, want.public === true, ctx);
+        return this.ensure(bucket, want.public === true, typeof want.user === 'string' ? want.user : null, ctx);
       case 'delete':
         return this.destroy(bucket, action.resource, ctx);
       default:
@@ -175,28 +186,55 @@ export class StorageProvider implements Provider {
     }
   }
 
+  private async executeUser(action: Action, ctx: ExecContext): Promise<void> {
+    const user = action.name;
+    if (action.op === 'delete') {
+      await this.keys.removeUser(user);
+      ctx.progress(`user ${user} and its key removed`);
+      return;
+    }
+    if (action.op !== 'create' && action.op !== 'update') return;
+    const key = this.storedKey(ctx.secret);
+    if (!key) throw new CodebError(`The S3 key of ${user} is not in the deployment's secret store.`, { where: `storage.user/${user}` });
+    await this.keys.ensureUser(user, key);
+    ctx.progress(action.op === 'create' ? `user ${user} with its own key` : `key of ${user} replaced`);
+  }
+
+  /** The deployment's key pair from its secret store, or null when it has none yet. */
+  private storedKey(secret: (name: string) => string): RgwKey | null {
+    try {
+      const accessKey = secret(STORAGE_KEY_SECRETS.accessKey);
+      const secretKey = secret(STORAGE_KEY_SECRETS.secretKey);
+      return accessKey && secretKey ? { accessKey, secretKey } : null;
+    } catch {
+      return null;
+    }
+  }
+
   async close(): Promise<void> {
     // The minio client keeps no connections that need closing (plain keep-alive agent).
   }
 
-  /** Whether the bucket is publicly readable; always false where policies do not exist (s3rver). */
-  private async isPublic(bucket: string): Promise<boolean> {
-    if (!this.capabilities.policies) return false;
+  /** The bucket's policy text ('' for none; always '' where policies do not exist, as on s3rver). */
+  private async policy(bucket: string): Promise<string> {
+    if (!this.capabilities.policies) return '';
     try {
-      const policy = await this.client.getBucketPolicy(bucket);
-      return policyGrantsPublicRead(policy, bucket);
+      return await this.client.getBucketPolicy(bucket);
     } catch (err) {
-      if (errorCode(err) === 'NoSuchBucketPolicy') return false;
+      if (errorCode(err) === 'NoSuchBucketPolicy') return '';
       throw this.wrap(`read the policy of bucket ${bucket}`, err);
     }
   }
 
-  private async ensure(bucket: string, isPublic: boolean, ctx: ExecContext): Promise<void> {
+  private async ensure(bucket: string, isPublic: boolean, user: string | null, ctx: ExecContext): Promise<void> {
     if (isPublic && !this.capabilities.policies) {
-      throw new CodebError(`Bucket ${bucket} should be public, but the local s3rver has no bucket policies: public buckets need a real MinIO.`, {
-        hint: 'Set features.storage.public to false for local development, or point codeb at a MinIO (settings.storage.kind "minio", CODEB_S3_* variables).',
+      throw new CodebError(`Bucket ${bucket} should be public, but the local s3rver has no bucket policies: public buckets need a real S3 server.`, {
+        hint: 'Set features.storage.public to false for local development, or run the stack with CODEB_STACK_S3=radosgw (or point codeb at a MinIO: settings.storage.kind "minio", CODEB_S3_* variables).',
         where: `storage.bucket/${bucket}`,
       });
+    }
+    if (user && !this.capabilities.policies) {
+      throw new CodebError(`Bucket ${bucket} should be granted to user ${user}, but this object storage has no bucket policies.`, { where: `storage.bucket/${bucket}` });
     }
     const exists = await this.call(`check bucket ${bucket}`, () => this.client.bucketExists(bucket));
     if (!exists) {
@@ -211,14 +249,13 @@ export class StorageProvider implements Provider {
       }
     }
     if (this.capabilities.policies) {
-      const publicNow = await this.isPublic(bucket);
-      if (isPublic && !publicNow) {
-        ctx.progress(`allowing anonymous read of ${bucket}`);
-        await this.call(`set the policy of bucket ${bucket}`, () => this.client.setBucketPolicy(bucket, publicReadPolicy(bucket)));
-      } else if (!isPublic && publicNow) {
-        ctx.progress(`removing anonymous read of ${bucket}`);
-        // An empty policy deletes the bucket policy (private again).
-        await this.call(`remove the policy of bucket ${bucket}`, () => this.client.setBucketPolicy(bucket, ''));
+      // codeb owns the whole policy: public read and/or the owner grant, nothing else.
+      const want = bucketPolicy(bucket, { public: isPublic, user });
+      const have = await this.policy(bucket);
+      if (policyGrantsPublicRead(have, bucket) !== isPublic || policyOwner(have) !== user || (want === '') !== (have === '')) {
+        ctx.progress(`${bucket}: ${[isPublic ? 'anonymous read' : 'private', user ? `reached by ${user}` : 'codeb\'s key only'].join(', ')}`);
+        // An empty policy deletes the bucket policy.
+        await this.call(`set the policy of bucket ${bucket}`, () => this.client.setBucketPolicy(bucket, want));
       }
     }
     if (bucket === BACKUP_BUCKET) await this.ensureBackupExpiry(bucket, ctx);
@@ -226,14 +263,15 @@ export class StorageProvider implements Provider {
 
   private async ensureBackupExpiry(bucket: string, ctx: ExecContext): Promise<void> {
     if (!this.capabilities.lifecycle) {
-      ctx.progress(`${bucket}: s3rver has no lifecycle rules, old backups are not expired here`);
+      ctx.progress(`${bucket}: ${this.settings.kind} has no lifecycle rules, old backups are not expired here`);
       return;
     }
     const current = await this.client.getBucketLifecycle(bucket).catch((err: unknown) => {
       if (errorCode(err) === 'NoSuchLifecycleConfiguration') return null;
       throw this.wrap(`read the lifecycle of bucket ${bucket}`, err);
     });
-    const rules = current?.Rule ?? [];
+    // The client parses a single <Rule> as an object, several as an array.
+    const rules = [current?.Rule ?? []].flat();
     const ours = rules.find((r) => r.ID === BACKUP_LIFECYCLE_RULE);
     if (ours && ours.Status === 'Enabled' && Number(ours.Expiration?.Days) === this.retentionDays) return;
     const config: LifecycleConfig = {
@@ -303,7 +341,7 @@ export class StorageProvider implements Provider {
     const denied = code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch';
     return new CodebError(`Object storage (S3) at ${this.address} refused to ${what}: ${msg}${code && !msg.includes(code) ? ` (${code})` : ''}`, {
       hint: denied
-        ? 'Check settings.storage.accessKey/secretKey (or CODEB_S3_ACCESS_KEY/CODEB_S3_SECRET_KEY).'
+        ? 'Check settings.storage.accessKey/secretKey (or CODEB_S3_ACCESS_KEY/CODEB_S3_SECRET_KEY): codeb needs the server\'s admin key there.'
         : 'Check the object storage logs; re-running converges once the cause is fixed.',
       cause: err,
     });

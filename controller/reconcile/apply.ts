@@ -21,15 +21,20 @@ import type { Action, ExecContext } from './model.js';
 import { hasChanges, planApply, summarize, type PlanSummary } from './plan.js';
 import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } from './providers.js';
 import { silentReporter, type Reporter } from './reporter.js';
-import { SecretStore, type SecretValues } from './secrets.js';
+import { generateAccessKey, SecretStore, type SecretValues } from './secrets.js';
+import { sharedKeyNote, storageCapabilities, STORAGE_KEY_SECRETS } from '../providers/storage-access.js';
 import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
-import { deployRelease, outcomeError, type DeployOutcome } from '../deploy/bluegreen.js';
+import { deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
+import { pendingResume, runResume, type PendingResume } from '../deploy/interrupted.js';
+import { endPhase } from '../deploy/resume.js';
 import { versionOf } from './release.js';
 import { envFileName, networkName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
 import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
 import { NetworkProvider } from '../providers/network.js';
+import { ensureAlertSecret } from '../ops/alert-secret.js';
+import { deployAlertEvent, describeDelivery, notify } from '../ops/alerts.js';
 import { selectRuntime } from '../runtime/select.js';
 
 /** Subnets every other deployment in the registry holds. */
@@ -75,20 +80,30 @@ export interface ApplyResult {
   envFile: string;
   notes: string[];
   deploy?: DeployOutcome;
+  /** A deploy cut short by an earlier run, and what this run does (plan) or did (apply) about it. */
+  interrupted?: { phase: string; slot: string; from: string | null; version: string; action: PendingResume['action']['kind']; text: string };
 }
 
 const HISTORY_LIMIT = 50;
 
-/** Secrets a deployment needs, by feature. Storage keys come from the settings (see secretValue). */
-function secretNames(d: Deployment): string[] {
-  return [...(d.features.database ? ['postgres'] : []), ...(d.features.cache ? ['redis'] : [])];
+/** Secrets a deployment needs, by feature; its own S3 key pair only where the server makes users. */
+function secretNames(d: Deployment, settings: Settings): string[] {
+  const ownKey = d.features.storage && storageCapabilities(settings).perProjectKeys;
+  return [
+    ...(d.features.database ? ['postgres'] : []),
+    ...(d.features.cache ? ['redis'] : []),
+    ...(ownKey ? [STORAGE_KEY_SECRETS.accessKey, STORAGE_KEY_SECRETS.secretKey] : []),
+  ];
 }
 
 function secretResolver(values: SecretValues, settings: Settings): (name: string) => string {
   return (name) => {
-    // One S3 key pair for every project until a real MinIO admin API gives per-project keys.
-    if (name === 'storageAccessKey') return settings.storage.accessKey;
-    if (name === 'storageSecretKey') return settings.storage.secretKey;
+    // A server without users (s3rver): every project gets the server's key (apply notes it).
+    // With users the key must come from the store: never fall back to the admin key.
+    if (!storageCapabilities(settings).perProjectKeys) {
+      if (name === STORAGE_KEY_SECRETS.accessKey) return settings.storage.accessKey;
+      if (name === STORAGE_KEY_SECRETS.secretKey) return settings.storage.secretKey;
+    }
     const v = values[name];
     if (v === undefined) throw new CodebError(`Secret "${name}" has not been generated yet.`);
     return v;
@@ -157,6 +172,11 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     const providers = openProviders(settings, secretsDir(file), secret);
     const envFilePath = `${secretsDir(file)}/${envFileName(d.projectId, d.env)}`;
     let lastDeploy: DeployOutcome | null = null;
+    // Set when this run removed the half-started slot of a deploy cut short: the deploy it then runs finishes that one.
+    let resumedFrom: DeployOutcome['resumed'];
+    const deployContext = (runtime: DeployContext['runtime'], forwarder: DeployContext['forwarder']): DeployContext => ({
+      d, rec, runtime, forwarder, envFile: envFilePath, servicesAddress: settings.network.servicesAddress, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft),
+    });
     providers.set(
       'runtime',
       new ReleaseProvider({
@@ -165,20 +185,31 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
         projectId: d.projectId,
         d,
         deploy: async (_a, runtime, forwarder) => {
-          const outcome = await deployRelease(
-            { d, rec, runtime, forwarder, envFile: envFilePath, servicesAddress: settings.network.servicesAddress, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft) },
-            versionOf(d),
-          );
+          const outcome = await deployRelease(deployContext(runtime, forwarder), versionOf(d));
+          outcome.resumed ??= resumedFrom;
           lastDeploy = outcome;
           recordDeploy(rec, d, outcome);
           await tx.write(draft);
           const err = outcomeError(outcome, d.projectId, d.env);
-          if (err) throw err;
+          if (err) {
+            const event = deployAlertEvent(outcome.result);
+            if (event) {
+              const url = d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null;
+              const sent = await notify({ project: d.projectId, env: d.env, event, reason: outcome.reason, version: versionOf(d), url }, { registry: file, alerts: d.monitoring.alerts });
+              reporter.info(`  ${describeDelivery(sent)}`);
+            }
+            throw err;
+          }
           return `${outcome.fromSlot ?? 'none'} -> ${outcome.toSlot}, switched in ${outcome.switchMs?.toFixed(1)} ms`;
         },
       }),
     );
+    const release = providers.get('runtime') as ReleaseProvider;
     try {
+      // A deploy cut short by an earlier run: the record says where, the forwarder and the
+      // containers say what serves now, and planning starts from the slot that serves.
+      const pending = rec.deploy ? await pendingResume(d, rec, release.runtime, release.forwarder) : null;
+      if (pending) rec.liveSlot = pending.action.live;
       const resources = desired(d, rec, settings);
       const observed = await observeAll(providers, resources);
       const actions = planApply(resources, observed).map((a) =>
@@ -195,15 +226,17 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       // The release is observed only while a slot is live, so before a first deploy nothing has
       // talked to Podman or the forwarder yet: check both now, before the first effect.
       if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) {
-        const release = providers.get('runtime') as ReleaseProvider;
         await release.runtime.list({ [LABEL.project]: d.projectId });
         await release.forwarder.list();
       }
       // An apply cut short (killed, crashed) leaves status provisioning: even when every resource
       // already exists, this run completes it (status, history) instead of reporting No changes.
-      const changed = hasChanges(actions) || !sameRecord(existing, rec) || existing?.status === 'provisioning';
+      const changed = hasChanges(actions) || !sameRecord(existing, rec) || existing?.status === 'provisioning' || pending !== null;
       const notes: string[] = d.services.some((svc) => svc.replicas > 1) ? ['replicas above 1 are not supported yet: one container per service and slot is started'] : [];
-      if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
+      const shared = d.features.storage ? sharedKeyNote(settings.storage) : null;
+      if (shared) notes.push(shared);
+      if (pending) notes.push(pending.text);
+      else if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
       const envFile = envFilePath;
       const base = {
         project: d.projectId,
@@ -213,6 +246,9 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
         url: d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null,
         envFile,
         notes,
+        ...(pending
+          ? { interrupted: { phase: pending.progress.phase, slot: pending.progress.slot, from: pending.progress.from, version: pending.progress.version, action: pending.action.kind, text: pending.text } }
+          : {}),
       };
       if (opts.planOnly) {
         return { ...base, planned: actions.map((a) => stepResult(a)), applied: false, durationMs: Date.now() - started, record: existing ?? rec };
@@ -225,7 +261,10 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       rec.status = 'provisioning';
       rec.journal = [];
       await tx.write(draft);
-      values = await secrets.ensure(d.projectId, d.env, secretNames(d));
+      values = await secrets.ensure(d.projectId, d.env, secretNames(d, settings), { [STORAGE_KEY_SECRETS.accessKey]: generateAccessKey });
+      // Made before the deploy so even a first deploy's failure alert is signed; printed once by the CLI.
+      if (d.monitoring.alerts.webhook) await ensureAlertSecret(file, d.projectId);
+      if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o));
 
       const done = await execute(actions, providers, tx, draft, rec, secret, reporter);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
@@ -275,6 +314,46 @@ function indented(r: Reporter): Reporter {
   return { start: (l) => r.start(`  ${l}`), done: (l, res, ms) => r.done(`  ${l}`, res, ms), fail: (l, m, ms) => r.fail(`  ${l}`, m, ms), info: (l) => r.info(`  ${l}`) };
 }
 
+/**
+ * Before anything else in this run: finish the deploy an earlier run left cut short (its outcome
+ * recorded like a deploy's, marked resumed; a rollback ends the apply with exit 4), or remove its
+ * half-started slot (recorded; the deploy this apply then runs is marked as resuming it).
+ */
+async function finishInterrupted(
+  pending: PendingResume,
+  ctx: DeployContext,
+  tx: RegistryTx,
+  draft: RegistryDocument,
+  rec: EnvironmentRecord,
+  d: Deployment,
+  reporter: Reporter,
+  deployed: (o: DeployOutcome) => void,
+): Promise<DeployOutcome['resumed']> {
+  const p = pending.progress;
+  const resumed = { phase: p.phase, startedAt: p.startedAt, by: p.by };
+  reporter.info(`  interrupted deploy: ${pending.text}`);
+  const r = await runResume(ctx, pending);
+  if (r.outcome) {
+    deployed(r.outcome);
+    recordDeploy(rec, d, r.outcome);
+    await tx.write(draft);
+    const err = outcomeError(r.outcome, d.projectId, d.env);
+    if (err) throw err;
+    return undefined;
+  }
+  const at = new Date().toISOString();
+  pushHistory(rec, {
+    at,
+    by: actor(),
+    action: 'deploy',
+    result: 'failed',
+    detail: { version: p.version, images: p.images, from: p.from, to: p.slot, outcome: 'interrupted', resumed, reason: `cut short at "${p.phase}" before the switch; its half-started ${p.slot} slot was removed (${r.removed} container(s))` },
+  });
+  rec.deploy = { ...p, phase: 'failed', at };
+  await tx.write(draft);
+  return resumed;
+}
+
 /** The deploy's entry in history (the audit trail) and the record's live state. */
 export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOutcome): void {
   const now = new Date();
@@ -285,7 +364,7 @@ export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOut
     action: 'deploy',
     result,
     detail: {
-      version: versionOf(d),
+      version: o.version,
       images: o.images,
       from: o.fromSlot,
       to: o.toSlot,
@@ -293,8 +372,10 @@ export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOut
       reason: o.reason,
       switchMs: o.switchMs === null ? null : Math.round(o.switchMs * 10) / 10,
       health: o.health.map((h) => ({ service: h.service, healthy: h.healthy, ms: h.elapsedMs, firstOkMs: h.firstOkMs })),
+      ...(o.resumed ? { resumed: o.resumed } : {}),
     },
   });
+  if (rec.deploy) rec.deploy = { ...rec.deploy, phase: endPhase(o.result), at: now.toISOString() };
   rec.health = { status: o.result === 'deployed' ? 'healthy' : rec.liveSlot ? 'healthy' : 'unhealthy', lastCheck: now.toISOString(), detail: o.result === 'deployed' ? undefined : o.reason.slice(0, 300) };
   if (o.result === 'deployed' && o.fromSlot) {
     // What really runs in the previous slot (after a rollback it is not the deploy before last).

@@ -4,7 +4,8 @@
  * names as `${secret:NAME}` placeholders that the files provider fills in when it writes.
  */
 import type { Deployment } from '../manifest/types.js';
-import { envFileName, networkName, redisKeyPrefix, routeId, BACKUP_BUCKET } from '../manifest/names.js';
+import { envFileName, networkName, redisKeyPrefix, routeId, storageUser, BACKUP_BUCKET } from '../manifest/names.js';
+import { storageCapabilities } from '../providers/storage-access.js';
 import { bridgeName, gatewayOf } from '../runtime/network.js';
 import { CodebError } from '../errors.js';
 import type { NetworkSpec } from '../providers/network.js';
@@ -32,6 +33,8 @@ export interface RouteSpec extends Record<string, unknown> {
   upstreams: RouteUpstream[];
   websockets: boolean;
   sse: boolean;
+  /** Caddy's static front sends every site to the forwarder's router (false when observed broken: drift). */
+  caddyFront: boolean;
 }
 
 /** The deployment's Podman network (docs/runtime.md, "Networks"). */
@@ -72,10 +75,21 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
   }
 
   if (d.features.storage && n.buckets.length) {
-    for (const b of n.buckets) out.push(makeResource('storage.bucket', b, { public: d.features.storage.public }, [], true));
+    // Where the server makes users (radosgw), the deployment gets its own key, granted its buckets
+    // only; elsewhere (s3rver) its env file carries the server's shared key (apply says so).
+    const user = storageCapabilities(s).perProjectKeys ? storageUser(d.projectId, d.env) : null;
+    const userDeps: string[] = [];
+    if (user) {
+      // Kept with the buckets (and the secret store that holds its key) unless data is deleted.
+      const u = makeResource('storage.user', user, { key: 'current', secret: 'storage' }, [], true);
+      out.push(u);
+      userDeps.push(u.key);
+    }
+    for (const b of n.buckets) out.push(makeResource('storage.bucket', b, { public: d.features.storage.public, user }, userDeps, true));
     if (d.backup.enabled && d.backup.include.length) {
-      // Shared by every project: created when missing, never deleted by a project's destroy.
-      out.push(makeResource('storage.bucket', BACKUP_BUCKET, { public: false, shared: true }, [], true));
+      // Shared by every project: created when missing, never deleted by a project's destroy, and
+      // granted to no deployment: only codeb's own key reaches it.
+      out.push(makeResource('storage.bucket', BACKUP_BUCKET, { public: false, user: null, shared: true }, [], true));
     }
     const scheme = s.storage.useSSL ? 'https' : 'http';
     env.S3_ENDPOINT = `${scheme}://${services}:${s.storage.port}`;
@@ -92,15 +106,15 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
   const web = d.services.filter((svc) => svc.type === 'web' && svc.port !== null);
   const routeKeys: string[] = [];
   if (web.length) {
-    // The route points at each service's stable entry port, never at a slot: switching slots
-    // happens in the forwarder, so a deploy never changes (and reloads) Caddy's configuration.
-    // That is also why the route may exist before the first container: until the first deploy
-    // passes its health gate the entry has no target and Caddy answers 502.
+    // The route is a forwarder host-table entry pointing at each service's stable entry port,
+    // never at a slot: neither a deploy nor a route change touches Caddy's configuration. The
+    // route may exist before the first container: until the first deploy passes its health gate
+    // the entry has no target and the router answers 502.
     const upstreams: RouteUpstream[] = web
       .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]!.entry, service: svc.name }))
       // Longest path prefix first; the catch-all (null) last.
       .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
-    const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse };
+    const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse, caddyFront: true };
     const route = makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]);
     out.push(route);
     routeKeys.push(route.key);
@@ -123,7 +137,10 @@ export function ownedResources(projectId: string, rec: EnvironmentRecord): Resou
   if (rec.database) out.push(makeResource('postgres.database', rec.database, {}, rec.databaseRole ? [resourceKey('postgres.role', rec.databaseRole)] : [], true));
   if (rec.redisDb !== null) out.push(makeResource('redis.slot', String(rec.redisDb), { db: rec.redisDb, owner: `${projectId}/${rec.env}` }));
   if (rec.redisUser) out.push(makeResource('redis.user', rec.redisUser, { db: rec.redisDb }));
-  for (const b of rec.buckets) out.push(makeResource('storage.bucket', b, {}, [], true));
+  // The user exists only where the server makes keys; elsewhere observe finds none and skips it.
+  const user = rec.buckets.length ? [makeResource('storage.user', storageUser(projectId, rec.env), {}, [], true)] : [];
+  out.push(...user);
+  for (const b of rec.buckets) out.push(makeResource('storage.bucket', b, {}, user.map((u) => u.key), true));
   out.push(makeResource('files.envfile', envFileName(projectId, rec.env), {}));
   out.push(makeResource('proxy.route', routeId(projectId, rec.env), {}));
   // Containers of both slots and the forwarder's entries.

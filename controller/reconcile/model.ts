@@ -9,6 +9,7 @@ export type ResourceKind =
   | 'redis.slot'
   | 'redis.user'
   | 'storage.bucket'
+  | 'storage.user'
   | 'files.envfile'
   | 'runtime.release'
   | 'proxy.route'

@@ -15,9 +15,9 @@ export function openProviders(settings: Settings, secretsDir: string, secret: (n
   return new Map<System, Provider>([
     ['postgres', new PostgresProvider(settings.postgres)],
     ['redis', new RedisProvider(settings.redis)],
-    ['storage', new StorageProvider(settings.storage)],
+    ['storage', new StorageProvider(settings.storage, { secret })],
     ['files', new FilesProvider(secretsDir, secret)],
-    ['proxy', new ProxyProvider(settings.caddy)],
+    ['proxy', new ProxyProvider(settings.caddy, settings.forwarder)],
     ['network', new NetworkProvider(settings.podman.socketPath)],
   ]);
 }

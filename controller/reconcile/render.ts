@@ -28,7 +28,9 @@ export function summaryLine(s: PlanSummary): string {
 }
 
 export function renderPlan(r: ApplyResult): string {
-  const out = [`Plan for ${r.project} (${r.env}):`, ...renderSteps(r.planned), ...r.notes.map((n) => `  note: ${n}`)];
+  const out = [`Plan for ${r.project} (${r.env}):`];
+  if (r.interrupted) out.push(`  > resume    interrupted deploy of ${r.interrupted.version}  ${r.interrupted.text}`);
+  out.push(...renderSteps(r.planned), ...r.notes.filter((n) => n !== r.interrupted?.text).map((n) => `  note: ${n}`));
   out.push(r.changed ? summaryLine(r.summary) : 'No changes. The servers match the manifest.');
   return out.join('\n');
 }

@@ -18,6 +18,11 @@ export function generateSecret(): string {
   return randomBytes(24).toString('base64url');
 }
 
+/** An S3 access key id: 20 upper-case characters like AWS's (CB + 18 hex digits). */
+export function generateAccessKey(): string {
+  return 'CB' + randomBytes(9).toString('hex').toUpperCase();
+}
+
 export class SecretStore {
   constructor(readonly dir: string) {}
 
@@ -38,12 +43,12 @@ export class SecretStore {
     return values;
   }
 
-  /** Make sure every named secret exists; generate the missing ones. Returns all values. */
-  async ensure(projectId: string, env: string, names: string[]): Promise<SecretValues> {
+  /** Make sure every named secret exists; generate the missing ones (generateSecret unless named in `generators`). */
+  async ensure(projectId: string, env: string, names: string[], generators: Record<string, () => string> = {}): Promise<SecretValues> {
     const values = this.load(projectId, env);
     const missing = names.filter((n) => !values[n]);
     if (missing.length) {
-      for (const n of missing) values[n] = generateSecret();
+      for (const n of missing) values[n] = (generators[n] ?? generateSecret)();
       await this.save(projectId, env, values);
     }
     for (const v of Object.values(values)) registerSecret(v);

@@ -87,6 +87,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     history: existing?.history ?? [],
     ...(existing?.retained !== undefined ? { retained: existing.retained } : {}),
     ...(existing?.journal ? { journal: existing.journal } : {}),
+    ...(existing?.deploy !== undefined ? { deploy: existing.deploy } : {}),
   };
   project.environments[d.env] = rec;
   return rec;

@@ -40,6 +40,18 @@ export interface HistoryEntry {
   detail?: Record<string, unknown>;
 }
 
+/** A job's last run. Finished fields are null while it runs (or when codeb was killed during it). */
+export interface JobRunRecord {
+  lastStartedAt: string;
+  /** The schedule time a --due run answered; null when run by name. */
+  scheduledFor: string | null;
+  lastFinishedAt: string | null;
+  exitCode: number | null;
+  result: 'ok' | 'failed' | null;
+  durationMs: number | null;
+  image: string;
+}
+
 export interface EnvironmentRecord {
   env: string;
   status: DeploymentStatus;
@@ -60,12 +72,44 @@ export interface EnvironmentRecord {
   /** The deployment's Podman network subnet (a /26 of the settings' network pool); absent before the first apply. */
   subnet?: string;
   containers: ContainerRecord[];
-  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string };
+  /** Set by a deploy and by each `codeb monitor` pass. since: when the current status began. */
+  health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string; since?: string };
   history: HistoryEntry[];
   /** The previous slot, kept running for an instant rollback until `until` (then `codeb gc` stops it). */
   retained?: { slot: Slot; until: string; images: Record<string, string> } | null;
+  /** The last run of each scheduled job (`codeb jobs run`); its log tail is in <registry dir>/jobs/. */
+  jobs?: Record<string, JobRunRecord>;
   /** Steps of the last apply, recorded as each completes (a crash leaves a true record). */
   journal?: Array<{ step: string; at: string; status: 'done' | 'failed'; detail?: string }>;
+  /** The last deploy and how far it got, recorded before each step (absent in older documents). */
+  deploy?: DeployProgress | null;
+}
+
+/**
+ * Where a deploy is. Written before each step, so a deploy cut short (killed, machine lost) is
+ * found by the next command, which knows what to finish (docs/deploy.md, "Interrupted deploys").
+ * started: nothing of the new slot runs yet; gating: its containers run, the health gate is under
+ * way; healthy: the gate passed, the switch is next; switched: traffic is on the new slot;
+ * verifying / watching: the checks after the switch; rolling-back: traffic goes back.
+ * The deploy ended with done, rolled-back or failed (stopped before the switch).
+ */
+export type DeployPhase = 'started' | 'gating' | 'healthy' | 'switched' | 'verifying' | 'watching' | 'rolling-back' | 'done' | 'rolled-back' | 'failed';
+
+export interface DeployProgress {
+  phase: DeployPhase;
+  /** The slot the new version runs in. */
+  slot: Slot;
+  /** The slot that served before (null on a first deploy): where a rollback goes. */
+  from: Slot | null;
+  version: string;
+  images: Record<string, string>;
+  /** Who started it (user@host) and when. */
+  by: string;
+  startedAt: string;
+  /** When the phase was recorded. */
+  at: string;
+  /** How much of the watch window has passed without a failure (a resumed deploy watches the rest). */
+  watchedMs?: number;
 }
 
 export interface ProjectRecord {

@@ -1,5 +1,6 @@
 /** What `registry list` and `registry inspect` show. Pure: document in, rows and text out. */
-import type { EnvironmentRecord, ProjectRecord, RegistryDocument } from './types.js';
+import { describeInterruption, interruptedDeploy } from '../deploy/resume.js';
+import type { DeployProgress, EnvironmentRecord, ProjectRecord, RegistryDocument } from './types.js';
 
 export interface ListRow {
   project: string;
@@ -11,6 +12,8 @@ export interface ListRow {
   database: string | null;
   bucket: string | null;
   health: string;
+  /** When a deploy or `codeb monitor` last checked it. */
+  healthCheckedAt: string | null;
   liveSlot: string | null;
 }
 
@@ -28,6 +31,7 @@ export function listRows(doc: RegistryDocument): ListRow[] {
         database: e.database,
         bucket: e.bucket,
         health: e.health.status,
+        healthCheckedAt: e.health.lastCheck,
         liveSlot: e.liveSlot,
       });
     }
@@ -36,8 +40,8 @@ export function listRows(doc: RegistryDocument): ListRow[] {
 }
 
 export function renderTable(rows: ListRow[]): string {
-  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (entry>blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH'];
-  const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health]);
+  const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (entry>blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH', 'CHECKED'];
+  const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health, r.healthCheckedAt ?? '-']);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(head), ...cells.map(line)].join('\n');
@@ -80,14 +84,24 @@ export function renderInspect(v: InspectView): string {
     out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
     out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);
     out.push(`  buckets     ${e.buckets?.length ? e.buckets.join(', ') : '-'}`);
+    if (e.deploy) out.push(`  last deploy ${deployLine(e.deploy)}`);
     out.push(`  health      ${e.health.status}${e.health.lastCheck ? ` (last check ${e.health.lastCheck})` : ''}${e.health.detail ? `: ${e.health.detail}` : ''}`);
     out.push(`  containers  ${e.containers.length ? '' : '-'}`);
     for (const c of e.containers) out.push(`    ${c.name}  ${c.image}  ${c.state}${c.hostPort ? `  :${c.hostPort}` : ''}${c.id ? `  ${c.id.slice(0, 12)}` : ''}`);
     out.push(`  history     ${e.history.length ? '' : '-'}`);
     for (const h of e.history.slice(-10)) {
       const d = (h.detail ?? {}) as Record<string, unknown>;
-      out.push(`    ${h.at}  ${h.action}  ${h.result}  by ${h.by}${d.version ? `  ${String(d.version)}` : ''}${typeof d.switchMs === 'number' ? `  switch ${d.switchMs} ms` : ''}`);
+      const resumed = d.resumed as { phase?: string } | undefined;
+      out.push(`    ${h.at}  ${h.action}  ${h.result}  by ${h.by}${d.version ? `  ${String(d.version)}` : ''}${typeof d.switchMs === 'number' ? `  switch ${d.switchMs} ms` : ''}${resumed?.phase ? `  (resumed: cut short at "${resumed.phase}")` : ''}`);
     }
   }
   return out.join('\n');
+}
+
+/** The last deploy's phase, in words; a deploy cut short says so and what the next apply does. */
+export function deployLine(p: DeployProgress): string {
+  if (interruptedDeploy({ deploy: p })) {
+    return `INTERRUPTED: ${describeInterruption(p)} (recorded ${p.at}); the next apply or deploy finishes it (\`codeb plan\` shows how), \`codeb rollback\` ends it`;
+  }
+  return `${p.version} to ${p.slot}: ${p.phase} (${p.at})`;
 }

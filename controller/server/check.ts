@@ -165,6 +165,11 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
     return checks.push({ name: label, status: 'missing', found: 'not installed', fix: `${onServer(install)} && ${onServer(start)}` });
   };
   service('caddy', 'caddy', f.caddy, `${APT} caddy`, 'sudo systemctl enable --now caddy');
+  const admin = c?.services.caddy;
+  if (admin?.reachable && !admin.address.startsWith('unix:')) {
+    // Anyone who reaches a TCP admin API (any local user, any container on the host network) can rewrite every site.
+    checks.push({ name: 'caddy admin', status: 'warn', found: `Caddy's admin API is on TCP (${admin.address}): any local user or container can change it`, fix: 'set admin.listen to "unix//run/caddy/admin.sock" (a 0700 folder) and caddy.adminUrl to "unix:///run/caddy/admin.sock" in settings.json (docs/stack.md)' });
+  }
   service('postgres', 'postgres', f.postgres, `${APT} postgresql`, 'sudo systemctl enable --now postgresql');
   service('redis', 'redis', f.redis, `${APT} redis-server`, 'sudo systemctl enable --now redis-server');
   service('storage', 'minio/s3', f.minio, 'install MinIO (https://min.io/docs/minio/linux/operations/install-deploy-manage/deploy-minio-single-node-single-drive.html)', 'sudo systemctl enable --now minio');

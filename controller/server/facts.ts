@@ -57,11 +57,13 @@ export async function gatherFacts(registry?: string, env: NodeJS.ProcessEnv = pr
   try {
     const s = loadSettings(env);
     const caddy = new URL(s.caddy.adminUrl);
+    // The stack's admin API is a Unix socket (unix:///path); a server's may still be host:port.
+    const caddyTarget = caddy.protocol === 'unix:' ? { path: caddy.pathname } : { host: caddy.hostname, port: Number(caddy.port || (caddy.protocol === 'https:' ? 443 : 80)) };
     const [postgres, redis, storage, caddyAdmin, podman] = await Promise.all([
       probe({ host: s.postgres.host, port: s.postgres.port }),
       probe({ host: s.redis.host, port: s.redis.port }),
       probe({ host: s.storage.endPoint, port: s.storage.port }),
-      probe({ host: caddy.hostname, port: Number(caddy.port || (caddy.protocol === 'https:' ? 443 : 80)) }),
+      probe(caddyTarget),
       probe({ path: s.podman.socketPath.replace(/^unix:\/\//, '') }),
     ]);
     facts.services = { postgres, redis, storage: { ...storage, kind: s.storage.kind }, caddy: caddyAdmin, podman };

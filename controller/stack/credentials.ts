@@ -37,7 +37,7 @@ function readExisting(file: string): Partial<Settings> | undefined {
 /** Reuse what the settings file already holds for the stack; generate whatever is missing. */
 export function loadOrCreateCredentials(settingsFile: string): StackCredentials {
   const old = readExisting(settingsFile);
-  if (old?.storage?.kind && old.storage.kind !== 's3rver') {
+  if (old?.storage?.kind && old.storage.kind !== 's3rver' && old.storage.kind !== 'radosgw') {
     throw new CodebError(
       `${settingsFile} points at a real ${old.storage.kind} server, not the local stack; \`codeb stack up\` will not overwrite it.`,
       {
@@ -58,7 +58,8 @@ export function loadOrCreateCredentials(settingsFile: string): StackCredentials 
   };
 }
 
-export function buildSettings(creds: StackCredentials, ports: StackPorts, paths: StackPaths, network: StackNetwork): Settings {
+/** s3: which S3 server the stack runs, and for radosgw how to run radosgw-admin on its store. */
+export function buildSettings(creds: StackCredentials, ports: StackPorts, paths: StackPaths, network: StackNetwork, s3: { kind: 's3rver' } | { kind: 'radosgw'; rgwAdmin: string[] } = { kind: 's3rver' }): Settings {
   return {
     postgres: { host: LOOPBACK, port: ports.postgres, user: PG_ADMIN_USER, password: creds.pgPassword, database: 'postgres' },
     redis: { host: LOOPBACK, port: ports.redis, user: REDIS_USER, password: creds.redisPassword, databases: 16 },
@@ -69,11 +70,11 @@ export function buildSettings(creds: StackCredentials, ports: StackPorts, paths:
       accessKey: creds.s3AccessKey,
       secretKey: creds.s3SecretKey,
       region: S3_REGION,
-      kind: 's3rver',
+      ...s3,
     },
-    caddy: { adminUrl: `http://${LOOPBACK}:${ports.caddyAdmin}`, httpPort: ports.http, httpsPort: ports.https },
+    caddy: { adminUrl: `unix://${paths.caddy.adminSocket}`, httpPort: ports.http, httpsPort: ports.https, tlsIssuer: 'internal' },
     podman: { socketPath: paths.podman.socket },
-    forwarder: { socketPath: paths.forwarder.socket },
+    forwarder: { socketPath: paths.forwarder.socket, routerSocket: paths.forwarder.router },
     network: { ...network },
   };
 }

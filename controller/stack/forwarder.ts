@@ -1,7 +1,7 @@
 /**
  * The codeb forwarder for the local stack: `codeb forwarder run` as a detached process. It owns the
- * entry ports that blue-green deploys switch (controller/deploy/forwarder.ts). On a server the same
- * command runs as a systemd unit.
+ * entry ports that blue-green deploys switch and the host router Caddy's static route proxies every
+ * site to (controller/deploy/forwarder.ts). On a server the same command runs as a systemd unit.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +24,21 @@ export const forwarderPart: Part = {
   launch(ctx: StartContext) {
     return {
       command: ctx.bins.node,
-      args: [join(packageRoot(), 'bin', 'codeb.js'), 'forwarder', 'run', '--socket', ctx.paths.forwarder.socket, '--table', ctx.paths.forwarder.table, '--services-address', ctx.network.servicesAddress],
+      args: [
+        join(packageRoot(), 'bin', 'codeb.js'),
+        'forwarder',
+        'run',
+        '--socket',
+        ctx.paths.forwarder.socket,
+        '--router',
+        ctx.paths.forwarder.router,
+        '--https-port',
+        String(ctx.ports.https),
+        '--table',
+        ctx.paths.forwarder.table,
+        '--services-address',
+        ctx.network.servicesAddress,
+      ],
       env: baseEnv(ctx.env),
       cwd: ctx.paths.forwarder.root,
     };
@@ -33,7 +47,10 @@ export const forwarderPart: Part = {
   async probe(ctx: PartContext): Promise<ProbeResult> {
     try {
       const a = await httpGet({ socketPath: ctx.paths.forwarder.socket, path: '/health' });
-      return a.status === 200 && a.body.includes('"ok":true') ? { ok: true } : { ok: false, reason: `unexpected answer (HTTP ${a.status})` };
+      if (a.status !== 200 || !a.body.includes('"ok":true')) return { ok: false, reason: `unexpected answer (HTTP ${a.status})` };
+      // A forwarder from before host routing has no router: Caddy's front would answer 502 for every site.
+      if (!a.body.includes(JSON.stringify(ctx.paths.forwarder.router))) return { ok: false, reason: `it serves no host router at ${ctx.paths.forwarder.router} (restart it: codeb stack down && codeb stack up)`, fatal: true };
+      return { ok: true };
     } catch (err) {
       return { ok: false, reason: errorText(err) };
     }

@@ -12,12 +12,13 @@ import type { Settings } from '../settings.js';
 import { CodebError } from '../errors.js';
 import { findBinaries } from './binaries.js';
 import { buildSettings, loadOrCreateCredentials, writeSettings, type StackCredentials } from './credentials.js';
-import { PART_NAMES, resolveStack, type PartName, type ResolvedStack, type StackOptions, type StackPorts } from './layout.js';
+import { chooseS3Kind, PART_NAMES, resolveStack, type PartName, type ResolvedStack, type S3Kind, type StackOptions, type StackPorts } from './layout.js';
+import { ensureRootfs } from './rootfs.js';
 import type { Part, PartContext, StartContext } from './part.js';
 import { livePidRecord, portFree, processAlive, readPidRecord, sleep, spawnDetached, stopProcess, tailFile, writePidRecord } from './process.js';
 import { postgresPart } from './postgres.js';
 import { redisPart } from './redis.js';
-import { s3Part } from './s3.js';
+import { rgwCommand, s3Part } from './s3.js';
 import { caddyPart } from './caddy.js';
 import { podmanPart, podmanEnv } from './podman.js';
 import { forwarderPart } from './forwarder.js';
@@ -218,9 +219,12 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
     mkdirSync(r.paths.run, { recursive: true, mode: 0o755 });
     // Parts already running elsewhere: refuse before the settings file is rewritten with other ports.
     const probeCtx: PartContext = { paths: r.paths, ports: r.ports, network: r.network, env: r.env, isRoot: isRoot() };
+    const before = readSettingsRaw(r.settingsFile)?.storage?.kind;
+    const s3Kind: S3Kind = chooseS3Kind(r.env.CODEB_STACK_S3, before);
     const moved = names.flatMap((name) => {
       const rec = livePidRecord(r.paths.pidFile(name));
       const want = PARTS[name].address(probeCtx);
+      if (rec && name === 's3' && before && before !== s3Kind) return [`s3 runs ${before}, not ${s3Kind}`];
       return rec && !sameAddress(rec.address, want) ? [`${name} runs at ${rec.address}, not ${want}`] : [];
     });
     if (moved.length > 0) {
@@ -229,13 +233,24 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
       });
     }
     const creds = loadOrCreateCredentials(r.settingsFile);
-    const settings = buildSettings(creds, r.ports, r.paths, r.network);
+    let rgwRootfs: string | undefined;
+    if (s3Kind === 'radosgw') {
+      if (!isRoot()) {
+        throw new CodebError('CODEB_STACK_S3=radosgw needs root: the gateway runs chrooted in a Debian 13 root filesystem.', {
+          hint: 'Run `sudo codeb stack up`, or use the default s3rver (unset CODEB_STACK_S3).',
+        });
+      }
+      rgwRootfs = await ensureRootfs('radosgw', r.env); // cached after the first build
+    }
+    const s3 = rgwRootfs ? { kind: 'radosgw' as const, rgwAdmin: rgwCommand(rgwRootfs, r.paths, 'radosgw-admin') } : { kind: 's3rver' as const };
+    const settings = buildSettings(creds, r.ports, r.paths, r.network, s3);
     writeSettings(r.settingsFile, settings); // before anything uses the credentials
     const notes: string[] = [];
     // Before the services start: they listen on the services address too.
-    const made = await ensureServicesInterface(r.network, r.env, isRoot());
+    const servesContainers = names.some((n) => n === 'postgres' || n === 'redis' || n === 's3');
+    const made = await ensureServicesInterface(r.network, r.env, isRoot(), !servesContainers);
     if (made) notes.push(made);
-    const ctx: StartContext = { paths: r.paths, ports: r.ports, network: r.network, creds, bins, env: r.env, isRoot: isRoot(), notes };
+    const ctx: StartContext = { paths: r.paths, ports: r.ports, network: r.network, creds, bins, env: r.env, isRoot: isRoot(), notes, s3Kind, rgwRootfs };
     const parts = await Promise.all(
       names.map(async (name) => {
         const rep = await startPart(PARTS[name], ctx);
@@ -287,9 +302,9 @@ function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent:
   let ports: StackPorts = r.ports;
   const network = s?.network ?? r.network;
   let creds: StackCredentials | undefined;
-  if (s?.storage?.kind === 's3rver' && s.postgres && s.redis && s.caddy) {
-    const adminPort = Number(new URL(s.caddy.adminUrl).port);
-    ports = { postgres: s.postgres.port, redis: s.redis.port, s3: s.storage.port, caddyAdmin: adminPort, http: s.caddy.httpPort, https: s.caddy.httpsPort };
+  const ours = s?.storage?.kind === 's3rver' || s?.storage?.kind === 'radosgw';
+  if (ours && s?.storage && s.postgres && s.redis && s.caddy) {
+    ports = { postgres: s.postgres.port, redis: s.redis.port, s3: s.storage.port, http: s.caddy.httpPort, https: s.caddy.httpsPort };
     if (s.postgres.password && s.redis.password) {
       creds = {
         pgPassword: s.postgres.password,
@@ -300,7 +315,8 @@ function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent:
       };
     }
   }
-  return { ctx: { paths: r.paths, ports, network, creds, env: r.env, isRoot: isRoot() }, settingsPresent: !!s };
+  const s3Kind = s?.storage?.kind === 'radosgw' ? 'radosgw' : 's3rver';
+  return { ctx: { paths: r.paths, ports, network, creds, env: r.env, isRoot: isRoot(), s3Kind }, settingsPresent: !!s };
 }
 
 /** Observe the stack: changes nothing. */
@@ -365,7 +381,8 @@ export async function stopStack(opts: DownOptions = {}): Promise<{ dir: string; 
   let purged = false;
   if (opts.purge) {
     rmSync(r.paths.dir, { recursive: true, force: true });
-    if (readSettingsRaw(r.settingsFile)?.storage?.kind === 's3rver') rmSync(r.settingsFile, { force: true });
+    const kind = readSettingsRaw(r.settingsFile)?.storage?.kind;
+    if (kind === 's3rver' || kind === 'radosgw') rmSync(r.settingsFile, { force: true });
     purged = true;
   }
   return { dir: r.paths.dir, parts, purged };

@@ -18,24 +18,23 @@ export interface StackPorts {
   postgres: number;
   redis: number;
   s3: number;
-  caddyAdmin: number;
   http: number;
   https: number;
 }
 
 /**
- * Default ports are the services' usual ports plus a base of 20000 (25432, 26379, 29000, 22019,
- * 28080, 28443), so they never collide with system services on 5432, 6379, 9000, 2019, 80, 443.
+ * Default ports are the services' usual ports plus a base of 20000 (25432, 26379, 29000, 28080,
+ * 28443), so they never collide with system services on 5432, 6379, 9000, 80, 443. Caddy's admin
+ * API has no port: it listens on a Unix socket (caddy/run/admin.sock).
  * CODEB_STACK_PORT_BASE moves them all at once (base 30000 -> 35432, 36379, ...);
  * the per-service variables win over the base.
  */
 export const DEFAULT_PORT_BASE = 20000;
-const OFFSETS: StackPorts = { postgres: 5432, redis: 6379, s3: 9000, caddyAdmin: 2019, http: 8080, https: 8443 };
+const OFFSETS: StackPorts = { postgres: 5432, redis: 6379, s3: 9000, http: 8080, https: 8443 };
 export const PORT_ENV: Record<keyof StackPorts, string> = {
   postgres: 'CODEB_STACK_PG_PORT',
   redis: 'CODEB_STACK_REDIS_PORT',
   s3: 'CODEB_STACK_S3_PORT',
-  caddyAdmin: 'CODEB_STACK_CADDY_ADMIN_PORT',
   http: 'CODEB_STACK_HTTP_PORT',
   https: 'CODEB_STACK_HTTPS_PORT',
 };
@@ -87,8 +86,10 @@ export interface StackPaths {
   lockFile: string;
   postgres: { root: string; data: string; socketDir: string };
   redis: { root: string; conf: string; data: string };
-  s3: { root: string; data: string };
-  caddy: { root: string; config: string; xdgConfig: string; xdgData: string; autosave: string };
+  /** data: s3rver's buckets; rgw: the RADOS Gateway's dbstore (CODEB_STACK_S3=radosgw). */
+  s3: { root: string; data: string; rgw: string };
+  /** adminSocket: Caddy's admin API (in a 0700 folder). */
+  caddy: { root: string; config: string; xdgConfig: string; xdgData: string; adminSocket: string };
   podman: {
     root: string;
     containersConf: string;
@@ -100,8 +101,8 @@ export interface StackPaths {
     xdgRuntime: string;
     socket: string;
   };
-  /** The blue-green forwarder: control socket and its persisted table of entries. */
-  forwarder: { root: string; socket: string; table: string };
+  /** The forwarder: control socket, host router socket (Caddy dials it), persisted entries and routes. */
+  forwarder: { root: string; socket: string; router: string; table: string };
 }
 
 export function stackPaths(dir: string): StackPaths {
@@ -119,13 +120,13 @@ export function stackPaths(dir: string): StackPaths {
     lockFile: join(d, 'stack.lock'),
     postgres: { root: join(d, 'postgres'), data: join(d, 'postgres', 'data'), socketDir: join(d, 'postgres', 'run') },
     redis: { root: join(d, 'redis'), conf: join(d, 'redis', 'redis.conf'), data: join(d, 'redis', 'data') },
-    s3: { root: join(d, 's3'), data: join(d, 's3', 'data') },
+    s3: { root: join(d, 's3'), data: join(d, 's3', 'data'), rgw: join(d, 's3', 'rgw') },
     caddy: {
       root: caddyRoot,
       config: join(caddyRoot, 'caddy.json'),
       xdgConfig: join(caddyRoot, 'config'),
       xdgData: join(caddyRoot, 'data'),
-      autosave: join(caddyRoot, 'config', 'caddy', 'autosave.json'),
+      adminSocket: join(caddyRoot, 'run', 'admin.sock'),
     },
     podman: {
       root: podmanRoot,
@@ -138,8 +139,30 @@ export function stackPaths(dir: string): StackPaths {
       xdgRuntime: join(podmanRoot, 'xdg-runtime'),
       socket: join(podmanRoot, 'podman.sock'),
     },
-    forwarder: { root: join(d, 'forwarder'), socket: join(d, 'forwarder', 'control.sock'), table: join(d, 'forwarder', 'table.json') },
+    forwarder: {
+      root: join(d, 'forwarder'),
+      socket: join(d, 'forwarder', 'control.sock'),
+      router: join(d, 'forwarder', 'router.sock'),
+      table: join(d, 'forwarder', 'table.json'),
+    },
   };
+}
+
+export type S3Kind = 's3rver' | 'radosgw';
+
+/**
+ * Which S3 server the stack runs: CODEB_STACK_S3 when set, else what the settings file says the
+ * stack last ran (so a plain `up` keeps a radosgw stack a radosgw stack), else s3rver. Pure.
+ */
+export function chooseS3Kind(fromEnv: string | undefined, fromSettings: string | undefined): S3Kind {
+  if (fromEnv !== undefined && fromEnv !== '') {
+    if (fromEnv === 's3rver' || fromEnv === 'radosgw') return fromEnv;
+    throw new CodebError(`CODEB_STACK_S3=${fromEnv} is not an S3 server the local stack can run.`, {
+      exitCode: EXIT.invalid,
+      hint: 'Use CODEB_STACK_S3=s3rver (the default: no root needed, one shared key) or CODEB_STACK_S3=radosgw (Ceph RADOS Gateway in a Debian 13 rootfs: root, a key per project).',
+    });
+  }
+  return fromSettings === 'radosgw' ? 'radosgw' : 's3rver';
 }
 
 /** Options shared by ensureStack / stackStatus / stopStack. */

@@ -38,8 +38,10 @@ export async function observeServicesInterface(net: StackNetwork, env: NodeJS.Pr
 }
 
 /** Create the interface and its address when missing (idempotent). Returns a note when it made something. */
-export async function ensureServicesInterface(net: StackNetwork, env: NodeJS.ProcessEnv, isRoot: boolean): Promise<string | null> {
+export async function ensureServicesInterface(net: StackNetwork, env: NodeJS.ProcessEnv, isRoot: boolean, shared = false): Promise<string | null> {
   const seen = await observeServicesInterface(net, env);
+  // `shared`: only a proxy pair (Caddy + forwarder) beside a stack that has the address already.
+  if (shared && seen.holder) return null;
   if (seen.holder && seen.holder !== net.interface) {
     throw new CodebError(`The services address ${net.servicesAddress} of network pool ${net.pool} is already on interface ${seen.holder}, which this stack did not make: another stack (or network) uses that pool.`, {
       hint: 'Give this stack a pool of its own: CODEB_NETWORK_POOL=10.98.0.0/16 codeb stack up (docs/stack.md).',

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import type { Binaries } from './binaries.js';
 import type { StackCredentials } from './credentials.js';
-import type { PartName, StackNetwork, StackPaths, StackPorts } from './layout.js';
+import type { PartName, S3Kind, StackNetwork, StackPaths, StackPorts } from './layout.js';
 
 export interface PartContext {
   paths: StackPaths;
@@ -15,6 +15,10 @@ export interface PartContext {
   /** Environment of codeb itself: children get a small, explicit environment built from it. */
   env: NodeJS.ProcessEnv;
   isRoot: boolean;
+  /** Which S3 server the s3 part runs (default s3rver). */
+  s3Kind?: S3Kind;
+  /** radosgw: the Debian 13 rootfs it runs in (scripts/build-rootfs.sh radosgw). */
+  rgwRootfs?: string;
 }
 
 export interface StartContext extends PartContext {
@@ -33,6 +37,8 @@ export interface LaunchSpec {
   cwd: string;
   uid?: number;
   gid?: number;
+  /** The child's umask (e.g. 0o077 so the sockets it makes are owner-only). */
+  umask?: number;
 }
 
 export interface Part {

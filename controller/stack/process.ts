@@ -80,6 +80,7 @@ export interface SpawnSpec {
   logFile: string;
   uid?: number;
   gid?: number;
+  umask?: number;
   pidFile: string;
   address: string;
 }
@@ -96,14 +97,21 @@ export async function spawnDetached(spec: SpawnSpec): Promise<Started> {
   const fd = openSync(spec.logFile, 'a', 0o600);
   try {
     writeFileSync(fd, `\n=== ${new Date().toISOString()} codeb stack: starting ${spec.command} ===\n`);
-    const child = spawn(spec.command, spec.args, {
-      cwd: spec.cwd,
-      env: spec.env,
-      detached: true,
-      stdio: ['ignore', fd, fd],
-      uid: spec.uid,
-      gid: spec.gid,
-    });
+    // A child inherits the umask at spawn: set it for this one spawn only (spawn is synchronous).
+    const umask = spec.umask === undefined ? undefined : process.umask(spec.umask);
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(spec.command, spec.args, {
+        cwd: spec.cwd,
+        env: spec.env,
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        uid: spec.uid,
+        gid: spec.gid,
+      });
+    } finally {
+      if (umask !== undefined) process.umask(umask);
+    }
     const exited = new Promise<string>((resolve) => {
       child.once('exit', (code, signal) => resolve(signal ? `was killed by ${signal}` : `exited with code ${code}`));
       child.once('error', (err) => resolve(`could not be started: ${err.message}`));

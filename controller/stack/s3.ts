@@ -1,15 +1,42 @@
-/** S3 for the local stack: scripts/stack-s3rver.mjs (s3rver) as a detached node process. */
+/**
+ * S3 for the local stack, one of two servers (CODEB_STACK_S3, see chooseS3Kind):
+ * - s3rver (default): scripts/stack-s3rver.mjs as a detached node process; buckets and objects,
+ *   one shared key;
+ * - radosgw: the Ceph RADOS Gateway (Debian 13's radosgw 18, dbstore backend, no Ceph cluster) run
+ *   chrooted in the cached rootfs (scripts/build-rootfs.sh radosgw) in a private mount namespace
+ *   (scripts/rgw-chroot.sh); users, bucket policies and lifecycle rules. Needs root.
+ */
 import { mkdirSync } from 'node:fs';
-import { LOOPBACK } from './layout.js';
+import { join } from 'node:path';
+import { CodebError } from '../errors.js';
+import { RgwAdmin } from '../providers/rgw-admin.js';
+import { LOOPBACK, packageRoot, type StackPaths } from './layout.js';
 import { baseEnv, errorText, httpGet, type Part, type PartContext, type ProbeResult, type StartContext } from './part.js';
 
-export const s3Part: Part = {
-  name: 's3',
-  stopSignal: 'SIGTERM',
-  startTimeoutMs: 20_000,
-  address: (ctx) => `${LOOPBACK}:${ctx.ports.s3}, ${ctx.network.servicesAddress}:${ctx.ports.s3}`,
-  tcpPorts: (ctx) => [ctx.ports.s3],
+/** Where the stack's gateway data is mounted inside the rootfs (a folder the radosgw package ships). */
+const RGW_DATA_IN_ROOTFS = '/var/lib/ceph/radosgw';
+/** The gateway user whose key is settings.storage.accessKey: owns every bucket codeb makes. */
+export const RGW_ADMIN_USER = 'codeb-admin';
 
+/** Store options shared by radosgw and radosgw-admin: dbstore (SQLite files), no monitors. */
+export function rgwStoreArgs(): string[] {
+  return ['--no-mon-config', '--rgw_backend_store=dbstore', '--rgw_config_store=dbstore', `--rgw-data=${RGW_DATA_IN_ROOTFS}`];
+}
+
+/** The argument list that runs `program` in the rootfs with this stack's data (needs root). Pure. */
+export function rgwCommand(rootfs: string, paths: StackPaths, program: 'radosgw' | 'radosgw-admin'): string[] {
+  const script = join(packageRoot(), 'scripts', 'rgw-chroot.sh');
+  // No --pid/--fork: unshare execs the script, which execs chroot, which execs the program, so the
+  // pid the stack records is the gateway's own and `down` signals it directly.
+  return ['unshare', '--mount', '--propagation', 'private', 'sh', script, rootfs, paths.s3.rgw, program, ...rgwStoreArgs()];
+}
+
+function requireRootfs(ctx: PartContext): string {
+  if (!ctx.rgwRootfs) throw new CodebError('The radosgw root filesystem is not known (internal: ensureRootfs was not called).');
+  return ctx.rgwRootfs;
+}
+
+const s3rver: Pick<Part, 'prepare' | 'launch' | 'probe'> = {
   async prepare(ctx: StartContext): Promise<void> {
     mkdirSync(ctx.paths.s3.data, { recursive: true, mode: 0o700 });
   },
@@ -33,4 +60,57 @@ export const s3Part: Part = {
       return { ok: false, reason: errorText(err) };
     }
   },
+};
+
+const radosgw: Pick<Part, 'prepare' | 'launch' | 'probe'> = {
+  /** The data folder, and the admin user with the settings' key (created, or its key replaced). */
+  async prepare(ctx: StartContext): Promise<void> {
+    if (!ctx.isRoot) throw new CodebError('CODEB_STACK_S3=radosgw needs root (the gateway runs chrooted in a Debian 13 rootfs).', { hint: 'Run `sudo codeb stack up`, or use the default s3rver (CODEB_STACK_S3=s3rver).' });
+    mkdirSync(ctx.paths.s3.rgw, { recursive: true, mode: 0o700 });
+    const admin = new RgwAdmin(rgwCommand(requireRootfs(ctx), ctx.paths, 'radosgw-admin'));
+    const key = { accessKey: ctx.creds.s3AccessKey, secretKey: ctx.creds.s3SecretKey };
+    const user = await admin.userInfo(RGW_ADMIN_USER);
+    // max-buckets 0 = no limit: every project's buckets belong to this user.
+    if (!user) await admin.createUser(RGW_ADMIN_USER, 'codeb (stack admin)', key, 0);
+    else await admin.replaceKeys(RGW_ADMIN_USER, key);
+  },
+
+  launch(ctx: StartContext) {
+    const [command, ...args] = rgwCommand(requireRootfs(ctx), ctx.paths, 'radosgw');
+    return {
+      command: command!,
+      // -d: foreground, log to stderr (the part's log file). Only the S3 API: dbstore has no user
+      // admin REST API, and swift/sts/iam/notifications are not offered to tenants.
+      args: [...args, '-d', '-f', '--rgw_enable_apis=s3', `--rgw_frontends=beast endpoint=${LOOPBACK}:${ctx.ports.s3}`],
+      env: baseEnv(ctx.env),
+      cwd: ctx.paths.s3.root,
+    };
+  },
+
+  async probe(ctx: PartContext): Promise<ProbeResult> {
+    try {
+      // Anonymous ListBuckets: the gateway answers with an empty list owned by "anonymous".
+      const a = await httpGet({ url: `http://${LOOPBACK}:${ctx.ports.s3}/` });
+      return a.status === 200 && a.body.includes('<ID>anonymous</ID>')
+        ? { ok: true }
+        : { ok: false, reason: `something else answers on this port (HTTP ${a.status})` };
+    } catch (err) {
+      return { ok: false, reason: errorText(err) };
+    }
+  },
+};
+
+const impl = (ctx: PartContext) => (ctx.s3Kind === 'radosgw' ? radosgw : s3rver);
+
+export const s3Part: Part = {
+  name: 's3',
+  stopSignal: 'SIGTERM',
+  // Both answer within a second or two; the wait ends as soon as the probe succeeds.
+  startTimeoutMs: 60_000,
+  // s3rver also listens on the services address (containers); radosgw does not yet (loopback only).
+  address: (ctx) => (ctx.s3Kind === 'radosgw' ? `${LOOPBACK}:${ctx.ports.s3}` : `${LOOPBACK}:${ctx.ports.s3}, ${ctx.network.servicesAddress}:${ctx.ports.s3}`),
+  tcpPorts: (ctx) => [ctx.ports.s3],
+  prepare: (ctx) => impl(ctx).prepare(ctx),
+  launch: (ctx) => impl(ctx).launch(ctx),
+  probe: (ctx) => impl(ctx).probe(ctx),
 };

@@ -19,6 +19,8 @@
  *   GET /events              server-sent events, one per 100 ms carrying the version
  *   GET /ws                  websocket: one text message per 100 ms carrying the version, echoes text
  *   GET /api/sleep?ms=N      answers after N ms (a long request, for drain tests)
+ *   GET /api/items           {"database", "items": [{id, name}]}: the rows of table `items` in
+ *                            DATABASE_URL's database (backup/restore tests); 500 with the reason
  *   GET|POST /api/chaos?mode=M[&ms=N]   switch the failure mode at run time (ok resets it)
  *
  * Failure modes (FAIL_MODE at start, /api/chaos at run time):
@@ -309,6 +311,16 @@ function server() {
     if (path === '/') return send(res, 200, `hello from ${VERSION}\n`, 'text/plain; charset=utf-8');
     if (path === '/api/version') return send(res, 200, { version: VERSION, pid: process.pid, startedAt: startedAt.toISOString(), mode: chaos.mode });
     if (path === '/events') return events(req, res);
+    if (path === '/api/items') {
+      if (!process.env.DATABASE_URL) return send(res, 500, { error: 'no DATABASE_URL' });
+      pg()
+        .query('SELECT current_database() AS db, (SELECT coalesce(json_agg(i ORDER BY i.id), \'[]\') FROM (SELECT id, name FROM items) i) AS items')
+        .then(
+          (r) => send(res, 200, { database: r.rows[0].db, items: r.rows[0].items }),
+          (err) => send(res, 500, { error: reasonOf(err) }),
+        );
+      return;
+    }
     if (path === '/api/sleep') {
       const ms = Math.min(num(url.searchParams.get('ms'), 1_000), 600_000);
       setTimeout(() => send(res, 200, { version: VERSION, slept: ms }), ms);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../controller/settings.js';
 import {
   Sandbox,
-  caddyRoute,
+  proxyRoute,
   databaseFacts,
   describeRun,
   fullManifest,
@@ -45,7 +45,7 @@ async function expectNothingFor(id: string): Promise<void> {
   expect(await databaseFacts(settings, database), `database ${database}`).toEqual({ exists: false });
   expect(await roleExists(settings, `${database}_owner`)).toBe(false);
   expect(await s3(settings).bucketExists(`${base}-uploads`)).toBe(false);
-  expect((await caddyRoute(settings, `codeb-${id}-production`)).status).not.toBe(200);
+  expect((await proxyRoute(settings, `codeb-${id}-production`)).status).not.toBe(200);
   expect(await projectContainers(settings, id)).toEqual([]);
   expect(await redisUserExists(settings, `codeb-${id}-prod`)).toBe(false);
   const admin = redisAdmin(settings, 0);
@@ -167,9 +167,7 @@ async function badApply(box: Sandbox, c: Case, id: string): Promise<Run> {
 }
 
 beforeAll(async () => {
-  // One Caddy of this file's own for every sandbox here (see Sandbox.privateCaddy).
-  settings = await populated.privateCaddy(stackSettings());
-  fresh.env.CODEB_SETTINGS = populated.env.CODEB_SETTINGS;
+  settings = stackSettings();
   closedPort = await freePort();
   // A deployed project in the populated registry (no Redis: the registry holds no slot for it).
   const r = await populated.run(['apply', populated.write(`${existing}.yaml`, fullManifest(existing, { cache: false }))]);
@@ -236,7 +234,7 @@ describe('bad input stops before the first effect', () => {
     }, 120_000);
 
     it('all Redis DBs held by other deployments: exit 1, nothing written', async () => {
-      const box = new Sandbox('bad-redis', { CODEB_PORT_RANGE: PORT_RANGE, CODEB_SETTINGS: populated.env.CODEB_SETTINGS });
+      const box = new Sandbox('bad-redis', { CODEB_PORT_RANGE: PORT_RANGE });
       try {
         // Placeholders hold every project DB but the picked one; then one more deployment takes that too.
         const [free] = await reserveRedisDbs(settings, box.registry, [settings.redis.databases - 1]);

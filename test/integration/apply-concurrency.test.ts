@@ -104,7 +104,7 @@ function expectContiguous(samples: Sample[], id: string, applier: number): strin
 }
 
 beforeAll(async () => {
-  settings = await box.privateCaddy(stackSettings());
+  settings = stackSettings();
 });
 
 afterAll(async () => {

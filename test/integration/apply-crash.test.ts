@@ -15,7 +15,7 @@ import type { EnvironmentRecord, RegistryDocument } from '../../controller/regis
 import type { Settings } from '../../controller/settings.js';
 import {
   Sandbox,
-  caddyRoute,
+  proxyRoute,
   databaseFacts,
   describeRun,
   fullManifest,
@@ -141,7 +141,7 @@ async function expectConverged(label: string): Promise<void> {
   expect(await slotOwner(settings, rec.redisDb!)).toBe(`${id}/production`);
   expect(await redisUserExists(settings, rec.redisUser!)).toBe(true);
   expect(await s3(settings).bucketExists(rec.buckets[0]!)).toBe(true);
-  expect((await caddyRoute(settings, `codeb-${id}-production`)).status).toBe(200);
+  expect((await proxyRoute(settings, `codeb-${id}-production`)).status).toBe(200);
   const containers = await projectContainers(settings, id);
   expect(
     containers.filter((c) => c.state === 'running').map((c) => c.name),
@@ -165,7 +165,7 @@ async function destroyAll(label: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  settings = await box.privateCaddy(stackSettings());
+  settings = stackSettings();
   await reserveRedisDbs(settings, box.registry, [10, 8, 6]);
   baseline = box.readRegistry();
   file = box.write('crash.yaml', fullManifest(id, { extensions: ['pg_trgm'] }));

@@ -3,7 +3,7 @@
  * the minimal and the food-delivery examples (copied with a unique project id and domain and short
  * deploy windows). After each command the test looks at the real systems: Postgres (database, role,
  * owner, CONNECT revoked from PUBLIC, pg_trgm), Redis (slot marker, ACL user with the env file's
- * REDIS_URL, FLUSHALL refused), S3 (bucket), Caddy (admin API /id/<route>), Podman (containers) and
+ * REDIS_URL, FLUSHALL refused), S3 (bucket), the route (forwarder host table), Podman (containers) and
  * the app itself through Caddy. Drift made by hand shows in `plan` and is repaired by `apply`.
  * No secret from the env file appears in any output.
  */
@@ -14,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../controller/settings.js';
 import {
   Sandbox,
-  caddyRoute,
+  proxyRoute,
   copyExample,
   databaseFacts,
-  deleteCaddyRoute,
+  deleteProxyRoute,
   describeRun,
   holdings,
   json,
@@ -100,7 +100,7 @@ async function running(projectId: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  settings = await box.privateCaddy(stackSettings());
+  settings = stackSettings();
   for (const s of [settings.postgres.password, settings.redis.password, settings.storage.secretKey]) if (s) secrets.add(s);
   redisDb = (await reserveRedisDbs(settings, box.registry, [11, 9, 7]))[0]!;
 });
@@ -139,7 +139,7 @@ describe('the minimal example', () => {
     expect(text.code).toBe(10);
     expect(text.stdout).toContain('4 to create, 0 to update, 0 to delete');
     expect(fileState(box.registry)).toEqual(before);
-    expect((await caddyRoute(settings, route)).status).not.toBe(200);
+    expect((await proxyRoute(settings, route)).status).not.toBe(200);
   });
 
   it('apply creates the network, the env file (0600), the Caddy route and the container; the app answers through Caddy', async () => {
@@ -152,10 +152,10 @@ describe('the minimal example', () => {
     expect(statSync(box.envFile(id)).mode & 0o777).toBe(0o600);
     collectSecrets(id);
 
-    const caddy = await caddyRoute(settings, route);
+    const caddy = await proxyRoute(settings, route);
     expect(caddy.status).toBe(200);
     expect(caddy.body).toContain(domain);
-    expect(caddy.body).toContain(`127.0.0.1:${out.ports.web!.entry}`);
+    expect(caddy.body).toContain(`"port":${out.ports.web!.entry}`);
     expect(await running(id)).toEqual([`${id}-production-web-blue`]);
     expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
 
@@ -191,16 +191,16 @@ describe('the minimal example', () => {
     expect((await plan(file)).run.code).toBe(0);
   });
 
-  it('drift: a Caddy route deleted by hand shows in plan and apply puts it back', async () => {
-    expect(await deleteCaddyRoute(settings, route)).toBe(200);
-    expect((await caddyRoute(settings, route)).status).not.toBe(200);
+  it('drift: a route deleted by hand from the forwarder shows in plan and apply puts it back', async () => {
+    expect(await deleteProxyRoute(settings, route)).toBe(true);
+    expect((await proxyRoute(settings, route)).status).not.toBe(200);
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
     expect(ops(out)[`proxy.route ${route}`]).toBe('create');
     expect(Object.values(ops(out)).filter((op) => op !== 'unchanged')).toHaveLength(1);
 
     await apply(file);
-    expect((await caddyRoute(settings, route)).status).toBe(200);
+    expect((await proxyRoute(settings, route)).status).toBe(200);
     expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
     expect((await plan(file)).run.code).toBe(0);
   });
@@ -212,7 +212,7 @@ describe('the minimal example', () => {
     expect(r.stderr).toContain('--yes');
     expect(fileState(box.registry)).toEqual(before);
     expect(await running(id)).toHaveLength(1);
-    expect((await caddyRoute(settings, route)).status).toBe(200);
+    expect((await proxyRoute(settings, route)).status).toBe(200);
     expect(existsSync(box.envFile(id))).toBe(true);
   });
 
@@ -222,15 +222,15 @@ describe('the minimal example', () => {
     expect(r.code, describeRun(r)).toBe(0);
     expect(r.stdout).toContain(`Destroyed ${id} (production)`);
     expect(await projectContainers(settings, id)).toEqual([]);
-    expect((await caddyRoute(settings, route)).status).not.toBe(200);
+    expect((await proxyRoute(settings, route)).status).not.toBe(200);
     expect(existsSync(box.envFile(id))).toBe(false);
     expect(box.record(id)).toBeUndefined();
     const held = holdings(box.readRegistry()).ports.map(([p]) => p);
     for (const p of ports) expect(held).not.toContain(p);
     const list = json<{ deployments: Array<{ project: string }> }>(await box.run(['registry', 'list', '--json']));
     expect(list.deployments.map((d) => d.project)).not.toContain(id);
-    // Caddy answers an unknown host with an empty 200: the app is no longer behind the domain.
-    expect((await viaCaddy(settings, domain, '/')).body).not.toContain('hello from');
+    // An unknown host: 404 from the router, through Caddy.
+    expect(await viaCaddy(settings, domain, '/')).toMatchObject({ status: 404 });
   });
 });
 
@@ -303,7 +303,7 @@ describe('the food-delivery example', () => {
 
     // S3, Caddy, Podman, and the app through Caddy reaching its database and Redis.
     expect(await s3(settings).bucketExists(bucket)).toBe(true);
-    const caddy = await caddyRoute(settings, route);
+    const caddy = await proxyRoute(settings, route);
     expect(caddy.status).toBe(200);
     expect(caddy.body).toContain(domain);
     expect(await running(id)).toEqual([`${id}-production-web-blue`]);
@@ -399,7 +399,7 @@ describe('the food-delivery example', () => {
     expect(fileState(box.registry)).toEqual(before);
     expect(await running(id)).toHaveLength(1);
     expect((await databaseFacts(settings, database)).exists).toBe(true);
-    expect((await caddyRoute(settings, route)).status).toBe(200);
+    expect((await proxyRoute(settings, route)).status).toBe(200);
   });
 
   it('destroy --yes keeps the database and the bucket (with their data) and releases ports and the Redis slot', async () => {
@@ -422,7 +422,7 @@ describe('the food-delivery example', () => {
     expect(await s3(settings).bucketExists(bucket)).toBe(true);
     // Gone: containers, route, env file, Redis slot and user.
     expect(await projectContainers(settings, id)).toEqual([]);
-    expect((await caddyRoute(settings, route)).status).not.toBe(200);
+    expect((await proxyRoute(settings, route)).status).not.toBe(200);
     expect(existsSync(box.envFile(id))).toBe(false);
     expect(await slotOwner(settings, redisDb)).toBeNull();
     expect(await redisUserExists(settings, redisUser)).toBe(false);

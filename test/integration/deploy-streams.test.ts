@@ -3,7 +3,7 @@
  * docs/deploy.md promises: a server-sent event stream and a websocket opened before a v1 -> v2
  * switch stay on v1 (still receiving v1 messages) while new requests get v2; retiring v1
  * (`codeb gc --now`) ends them cleanly so clients reconnect to v2; streams to v2 are untouched.
- * And what a Caddy reload (a route added for another project) does to open streams.
+ * And that another project's route being added and removed does not touch them (no Caddy reload).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, openSse, openWs, uniqueId, until, type Run, type SseStream, type WsStream } from './helpers/deploy.js';
@@ -32,7 +32,8 @@ describe('server-sent events and websockets across a switch', () => {
     const b = await t.codeb('destroy', other, '--delete-data', '--yes');
     await t.close();
     expect(a.code, show(a)).toBe(0);
-    expect(b.code, show(b)).toBe(0);
+    // The test destroys the other project itself; this only cleans up after a failure.
+    expect(b.code === 0 || b.stderr.includes('No deployment'), show(b)).toBe(true);
   });
 
   it('streams opened on v1 keep receiving v1 after the switch; new requests and streams get v2', async () => {
@@ -84,17 +85,19 @@ describe('server-sent events and websockets across a switch', () => {
     again.close();
   });
 
-  it('a Caddy reload (another project gets a route) closes the open streams of every project (Caddy 2.6)', async () => {
-    const n2 = sse2.events.length;
-    const r = await t.codeb('apply', otherFile);
-    expect(r.code, show(r)).toBe(0);
-    await Promise.race([Promise.all([sse2.closed, ws2.closed]), new Promise((_, rej) => setTimeout(() => rej(new Error('streams survived the reload')), 10_000))]);
-    expect(sse2.events.length).toBeGreaterThan(n2);
-    // Closed by Caddy, not reset: the stream ends with its last chunk; the websocket usually gets
-    // a close frame 1001 "going away" (Caddy writes it while the proxied stream may still be
-    // writing, so now and then only the TCP end arrives), then the TCP end.
-    expect(sse2.state).toBe('end');
-    expect([1001, null]).toContain(ws2.closeCode);
-    expect(ws2.state).toBe('end');
+  it("another project's route created and removed (its apply and destroy) leaves the open streams alone", async () => {
+    // Before host routing this was a Caddy config change, which on 2.6 closes every stream of every
+    // site; now it is a change in the forwarder's host table and Caddy's config stays the same.
+    for (const cmd of [['apply', otherFile], ['destroy', other, '--yes', '--delete-data']]) {
+      const n2 = sse2.events.length;
+      const m2 = ws2.messages.length;
+      const r = await t.codeb(...cmd);
+      expect(r.code, show(r)).toBe(0);
+      await until(() => sse2.events.length > n2 + 3 && ws2.messages.length > m2 + 3, 10_000, `v2 messages after ${cmd[0]} of the other project`);
+      expect(sse2.state).toBe('open');
+      expect(ws2.state).toBe('open');
+    }
+    // No gap in the event sequence: nothing was cut and reconnected.
+    expect(sse2.events.map((e) => e.n)).toEqual(sse2.events.map((_, i) => sse2.events[0]!.n + i));
   });
 });

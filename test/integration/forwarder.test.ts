@@ -168,7 +168,7 @@ describe('forwarder entries for containers (the services address, owner subnet o
   beforeAll(async () => {
     [port, entry] = [await freePort(), await freePort()];
     upstream = app('v1').listen(port, '127.0.0.1');
-    fwd = new Forwarder(table, at);
+    fwd = new Forwarder(table, { servicesAddress: at });
   });
   afterAll(async () => {
     await fwd.close();

@@ -1,37 +1,41 @@
 /**
- * ProxyProvider against the real Caddy (2.6+) of the local stack: a route is created once (a second
- * apply plans nothing), answers through Caddy with the security headers, sends path prefixes to
- * their own upstream, streams server-sent events event by event without gzip while HTML is gzipped,
- * rides out an upstream that starts a second late, passes websocket upgrades, is seen when removed
- * behind codeb's back, serves tls 'internal' with Caddy's own CA, is restored from Caddy's autosave
- * after a restart, and an unreachable admin API is a ServiceUnavailableError naming it.
+ * ProxyProvider against the real Caddy (2.6+) and forwarder of the local stack: a route is a
+ * forwarder host-table entry behind Caddy's static front. It is created once (a second apply plans
+ * nothing and Caddy's config is never written), answers through Caddy with the security headers,
+ * sends path prefixes to their own service, streams server-sent events event by event without gzip
+ * while HTML is gzipped, rides out a slot that starts a second late, passes websocket upgrades, is
+ * seen when removed behind codeb's back, refuses a domain another route holds, serves tls
+ * 'internal' with on-demand certificates only for its own domains, and unknown hosts get 404.
+ * On a private Caddy + forwarder pair (started by the stack's own code): a broken front is drift
+ * that apply repairs, routes survive a restart of Caddy and of the forwarder, and Caddy's admin
+ * API is a 0600 socket with no TCP listener.
  *
- * Upstreams are tiny node servers on random 127.0.0.1 ports; hosts are <unique>.localhost.
+ * Slots are tiny node servers on random 127.0.0.1 ports behind forwarder entries; hosts are
+ * <unique>.localhost.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CodebError, ServiceUnavailableError } from '../../controller/errors.js';
-import { buildRoute, caddyAdminRequest, parseRoute, ProxyProvider, subIds, type AdminMethod } from '../../controller/providers/proxy.js';
+import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
+import { FRONT_IDS } from '../../controller/providers/caddy-front.js';
+import { caddyAdminRequest, ProxyProvider, type AdminMethod } from '../../controller/providers/proxy.js';
 import type { RouteSpec } from '../../controller/reconcile/desired.js';
 import { makeResource, type Action, type ExecContext, type Resource } from '../../controller/reconcile/model.js';
 import { planApply, planDestroy } from '../../controller/reconcile/plan.js';
 import type { Settings } from '../../controller/settings.js';
-import { caddyConfig } from '../../controller/stack/caddy.js';
-import { resolveStack } from '../../controller/stack/layout.js';
-import type { PartContext } from '../../controller/stack/part.js';
-import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, privateProxyPair, stackSettings, uniqueId } from './helpers/stack.js';
 
 let settings: Settings;
 let provider: ProxyProvider;
+let forwarder: ForwarderClient;
 const run = uniqueId('px');
 const messages: string[] = [];
 const ctx: ExecContext = { secret: () => '', progress: (m) => messages.push(m) };
@@ -71,8 +75,6 @@ async function upstream(name: string, handler?: (req: IncomingMessage, res: Serv
   return { port: p, server, hits };
 }
 
-/** A port nobody listens on right now (bound then released). */
-
 interface Reply {
   status: number;
   headers: IncomingMessage['headers'];
@@ -93,14 +95,26 @@ function get(host: string, path: string, headers: Record<string, string> = {}, p
   });
 }
 
-/** The admin API directly (fresh connections: Caddy drops kept-alive ones on every config change). */
-async function adminJson(path: string, method: AdminMethod = 'GET', body?: unknown): Promise<{ status: number; body: unknown }> {
-  const res = await caddyAdminRequest(settings.caddy.adminUrl, method, path, body);
+/** The admin API directly (over its Unix socket for the stack's Caddy). */
+async function adminJson(path: string, method: AdminMethod = 'GET', body?: unknown, adminUrl = settings.caddy.adminUrl): Promise<{ status: number; body: unknown }> {
+  const res = await caddyAdminRequest(adminUrl, method, path, body);
   return { status: res.status, body: res.text ? (JSON.parse(res.text) as unknown) : null };
 }
 
+/**
+ * A forwarder entry (as a deploy makes one) in front of a slot port: the route's upstream port is
+ * the entry's, the router forwards to the entry's live slot.
+ */
+async function entryFor(service: string, slotPort: number, fwd = forwarder): Promise<number> {
+  const entry = await freePort();
+  const id = `${run}-${service}-${entry}`;
+  await fwd.set(id, entry, slotPort);
+  cleanup.push(() => fwd.remove(id).catch(() => false));
+  return entry;
+}
+
 function spec(domains: string[], upstreams: RouteSpec['upstreams'], over: Partial<RouteSpec> = {}): RouteSpec {
-  return { domains, tls: 'off', upstreams, websockets: true, sse: true, ...over };
+  return { domains, tls: 'off', upstreams, websockets: true, sse: true, caddyFront: true, ...over };
 }
 
 function routeResource(name: string, s: RouteSpec): Resource {
@@ -122,7 +136,8 @@ async function plan(r: Resource): Promise<Action> {
 
 beforeAll(async () => {
   settings = stackSettings();
-  provider = new ProxyProvider(settings.caddy);
+  provider = new ProxyProvider(settings.caddy, settings.forwarder);
+  forwarder = new ForwarderClient(settings.forwarder.socketPath);
 });
 
 afterAll(async () => {
@@ -135,13 +150,15 @@ afterAll(async () => {
   await provider?.close();
 });
 
-describe('ProxyProvider (real Caddy)', () => {
+
+describe('ProxyProvider (the stack: Caddy front + forwarder host table)', () => {
   const name = `codeb-${run}-prod`;
   const domain = `${run}.localhost`;
   const alias = `www.${run}.localhost`;
   let web: Upstream;
   let api: Upstream;
   let lateUp: number;
+  let ports: { web: number; api: number; late: number };
   let res: Resource;
 
   beforeAll(async () => {
@@ -156,34 +173,35 @@ describe('ProxyProvider (real Caddy)', () => {
     });
     api = await upstream('api');
     lateUp = await freePort();
+    ports = { web: await entryFor('web', web.port), api: await entryFor('api', api.port), late: await entryFor('late', lateUp) };
     res = routeResource(
       name,
       spec([domain], [
-        { path: '/late', port: lateUp, service: 'late' },
-        { path: '/api', port: api.port, service: 'api' },
-        { path: null, port: web.port, service: 'web' },
+        { path: '/late', port: ports.late, service: 'late' },
+        { path: '/api', port: ports.api, service: 'api' },
+        { path: null, port: ports.web, service: 'web' },
       ]),
     );
   });
 
-  it('creates the route once: the second plan is unchanged and a repeated create changes nothing', async () => {
-    const first = await apply(res);
-    expect(first.op).toBe('create');
-    const again = await plan(res);
-    expect(again.op, JSON.stringify(again.changes)).toBe('unchanged');
-
-    // create again (a crashed apply re-run): no config change at all (a Caddy reload would close
-    // every proxied websocket on 2.6), still one route with that @id, still unchanged
+  it('creates the route once, without writing Caddy: the second plan is unchanged, a repeated create changes nothing', async () => {
+    const caddyBefore = await adminJson('/config/');
     const calls: string[] = [];
-    const watched = new ProxyProvider(settings.caddy, {
+    const watched = new ProxyProvider(settings.caddy, settings.forwarder, {
       adminRequest: (url, method, path, body, timeout) => (calls.push(`${method} ${path}`), caddyAdminRequest(url, method, path, body, timeout)),
     });
-    await watched.execute(first, ctx);
-    expect(calls.filter((c) => !c.startsWith('GET '))).toEqual([]);
-    const servers = (await adminJson('/config/apps/http/servers')).body as Record<string, { routes?: { '@id'?: string }[] }>;
-    const count = Object.values(servers).flatMap((s) => s.routes ?? []).filter((r) => r['@id'] === name).length;
-    expect(count).toBe(1);
+    const [first] = planApply([res], await watched.observe([res]));
+    expect(first!.op).toBe('create');
+    await watched.execute(first!, ctx);
+    const again = await plan(res);
+    expect(again.op, JSON.stringify(again.changes)).toBe('unchanged');
+    // create again (a crashed apply re-run): still unchanged, still one route
+    await watched.execute(first!, ctx);
+    expect((await forwarder.routes()).filter((r) => r.id === name)).toHaveLength(1);
     expect((await plan(res)).op).toBe('unchanged');
+    // Caddy was only read: its configuration is what `stack up` wrote
+    expect(calls.filter((c) => !c.startsWith('GET '))).toEqual([]);
+    expect(await adminJson('/config/')).toEqual(caddyBefore);
 
     const observed = (await provider.observe([res]))[0]!;
     expect(observed.spec).toEqual(res.spec);
@@ -197,9 +215,19 @@ describe('ProxyProvider (real Caddy)', () => {
     expect(r.headers['x-frame-options']).toBe('DENY');
     expect(r.headers['x-content-type-options']).toBe('nosniff');
     expect(r.headers.server).toBeUndefined();
+    // the host matches whatever its case, with or without the port
+    expect((await get(`${domain.toUpperCase()}:${settings.caddy.httpPort}`, '/case')).body.toString()).toBe('web /case');
   });
 
-  it('sends a path prefix to its own upstream, and only that prefix', async () => {
+  it('answers an unknown host with 404 (with the security headers), not an empty 200', async () => {
+    for (const host of [`nobody-${run}.localhost`, '127.0.0.1', `${run}.localhost.example`]) {
+      const r = await get(host, '/');
+      expect(r.status, host).toBe(404);
+      expect(r.headers['x-frame-options']).toBe('DENY');
+    }
+  });
+
+  it('sends a path prefix to its own service, and only that prefix', async () => {
     expect((await get(domain, '/api')).body.toString()).toBe('api /api');
     expect((await get(domain, '/api/users?x=1')).body.toString()).toBe('api /api/users?x=1');
     expect((await get(domain, '/apiary')).body.toString()).toBe('web /apiary');
@@ -215,8 +243,8 @@ describe('ProxyProvider (real Caddy)', () => {
   });
 
   it('streams server-sent events event by event, not gzip-encoded even when gzip is accepted', async () => {
-    // The upstream ends the stream only after the client has the first event: if Caddy buffered
-    // (as a gzip encoder without flush does on 2.6), the first event would never arrive.
+    // The upstream ends the stream only after the client has the first event: if anything on the
+    // way buffered (as a gzip encoder without flush does on Caddy 2.6), the first event would never arrive.
     let clientGotFirst!: () => void;
     const firstSeen = new Promise<void>((r) => (clientGotFirst = r));
     const sse = await upstream('sse', (_req, res) => {
@@ -232,8 +260,7 @@ describe('ProxyProvider (real Caddy)', () => {
     });
     const sseName = `codeb-${run}-sse`;
     const sseDomain = `sse-${run}.localhost`;
-    const sseRes = routeResource(sseName, spec([sseDomain], [{ path: null, port: sse.port, service: 'events' }]));
-    await apply(sseRes);
+    await apply(routeResource(sseName, spec([sseDomain], [{ path: null, port: await entryFor('events', sse.port), service: 'events' }])));
 
     const result = await new Promise<{ encoding: string | undefined; events: { name: string; at: number }[]; endedAt: number }>((resolve, reject) => {
       const req = request({ host: '127.0.0.1', port: settings.caddy.httpPort, path: '/events', headers: { host: sseDomain, 'accept-encoding': 'gzip', accept: 'text/event-stream' }, agent: false }, (res) => {
@@ -262,7 +289,7 @@ describe('ProxyProvider (real Caddy)', () => {
     expect(result.endedAt - result.events[0]!.at).toBeGreaterThanOrEqual(150);
   });
 
-  it('waits for an upstream that is briefly down (starts 1 s after the request) instead of failing', async () => {
+  it('waits for a slot that is briefly down (starts 1 s after the request) instead of failing', async () => {
     const t0 = Date.now();
     const pending = get(domain, '/late/ping');
     await new Promise((r) => setTimeout(r, 1000));
@@ -274,7 +301,7 @@ describe('ProxyProvider (real Caddy)', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
   });
 
-  it('passes a websocket upgrade through to the upstream', async () => {
+  it('passes a websocket upgrade through to the service', async () => {
     const ws = await upstream('ws');
     ws.server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
       ws.hits.push(req.url ?? '');
@@ -286,7 +313,7 @@ describe('ProxyProvider (real Caddy)', () => {
     });
     const wsName = `codeb-${run}-ws`;
     const wsDomain = `ws-${run}.localhost`;
-    await apply(routeResource(wsName, spec([wsDomain], [{ path: '/socket', port: ws.port, service: 'gateway' }, { path: null, port: web.port, service: 'web' }])));
+    await apply(routeResource(wsName, spec([wsDomain], [{ path: '/socket', port: await entryFor('gateway', ws.port), service: 'gateway' }, { path: null, port: ports.web, service: 'web' }])));
 
     const key = randomBytes(16).toString('base64');
     const { status, accept, echoed } = await new Promise<{ status: number; accept: string; echoed: string }>((resolve, reject) => {
@@ -323,44 +350,34 @@ describe('ProxyProvider (real Caddy)', () => {
     await provider.execute(action, ctx);
     expect((await plan(changed)).op).toBe('unchanged');
     expect((await get(alias, '/x')).body.toString()).toBe('web /x');
-    // sub-parts keep their own @ids and can be read alone
-    const up = await adminJson(`/id/${subIds(name).upstream('api')}`);
-    expect(up.status).toBe(200);
-    expect(JSON.stringify(up.body)).toContain(`127.0.0.1:${api.port}`);
     res = changed;
   });
 
   it('sees the route removed behind its back, and creates it again', async () => {
-    expect((await adminJson(`/id/${name}`, 'DELETE')).status).toBe(200);
+    expect(await forwarder.removeRoute(name)).toBe(true);
     const observed = await provider.observe([res]);
     expect(observed[0]).toEqual({ key: res.key, exists: false });
+    expect((await get(domain, '/gone')).status).toBe(404);
     expect((await plan(res)).op).toBe('create');
     await apply(res);
     expect((await plan(res)).op).toBe('unchanged');
     expect((await get(domain, '/back')).body.toString()).toBe('web /back');
   });
 
-  it('reports a foreign object with the same @id as a conflict and does not touch it', async () => {
-    const foreign = `codeb-${run}-foreign`;
-    const foreignDomain = `foreign-${run}.localhost`;
-    const add = await adminJson(`/config/apps/http/servers/${await serverName()}/routes/0`, 'PUT', {
-      '@id': foreign,
-      match: [{ host: [foreignDomain] }],
-      handle: [{ handler: 'static_response', body: 'not codeb' }],
-      terminal: true,
-    });
-    expect(add.status).toBe(200);
-    cleanup.push(() => adminJson(`/id/${foreign}`, 'DELETE'));
-    const r = routeResource(foreign, spec([foreignDomain], [{ path: null, port: web.port, service: 'web' }]));
-    routes.delete(foreign);
-    const action = await plan(r);
+  it("refuses a domain another route serves: blocked in plan naming the holder, and the holder keeps serving", async () => {
+    const thief = routeResource(`codeb-${run}-thief`, spec([`other-${run}.localhost`, alias], [{ path: null, port: ports.api, service: 'web' }]));
+    routes.delete(thief.name);
+    const action = await plan(thief);
     expect(action.op).toBe('blocked');
-    await expect(provider.execute({ ...action, op: 'create' }, ctx)).rejects.toThrow(/did not create/);
-    await expect(provider.execute({ ...action, op: 'delete' }, ctx)).rejects.toThrow(/did not create/);
-    expect((await get(foreignDomain, '/')).body.toString()).toBe('not codeb');
+    expect(action.reason).toContain(`domain ${alias} is served by route ${name}`);
+    // even if executed anyway, the forwarder refuses it and changes nothing
+    await expect(provider.execute({ ...action, op: 'create' }, ctx)).rejects.toThrow(/refused route .* served by route/);
+    expect(await forwarder.route(thief.name)).toBeUndefined();
+    expect((await get(alias, '/still')).body.toString()).toBe('web /still');
+    expect((await get(`other-${run}.localhost`, '/')).status).toBe(404);
   });
 
-  it('deletes the route: the host no longer reaches the upstream', async () => {
+  it('deletes the route: the host answers 404', async () => {
     const sseName = `codeb-${run}-sse`;
     const r = makeResource('proxy.route', sseName, {});
     const [action] = planDestroy([r], await provider.observe([r]), false);
@@ -370,158 +387,152 @@ describe('ProxyProvider (real Caddy)', () => {
     // deleting again is a no-op
     await provider.execute(action!, ctx);
     routes.delete(sseName);
-    const after = await get(`sse-${run}.localhost`, '/events');
-    expect(after.headers['content-type'] ?? '').not.toContain('text/event-stream');
+    expect((await get(`sse-${run}.localhost`, '/events')).status).toBe(404);
   });
 
-  it('rejects a spec where two services share a path, before calling Caddy', async () => {
-    const bad = routeResource(`codeb-${run}-bad`, spec([`bad-${run}.localhost`], [{ path: null, port: web.port, service: 'a' }, { path: null, port: api.port, service: 'b' }]));
+  it('rejects a spec where two services share a path, before anything is written', async () => {
+    const bad = routeResource(`codeb-${run}-bad`, spec([`bad-${run}.localhost`], [{ path: null, port: ports.web, service: 'a' }, { path: null, port: ports.api, service: 'b' }]));
     routes.delete(bad.name);
     await expect(apply(bad)).rejects.toThrow(CodebError);
     expect((await provider.observe([bad]))[0]!.exists).toBe(false);
   });
 });
 
-describe('ProxyProvider tls internal', () => {
-  it("serves the route over HTTPS with a certificate from Caddy's internal CA; observe reads tls back", async () => {
+/** One HTTPS request to the stack's Caddy with SNI `host`: the answer and the certificate's issuer, or the TLS error. */
+function httpsGet(host: string, path: string): Promise<{ status: number; body: string; issuer: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: settings.caddy.httpsPort, servername: host, path, headers: { host }, rejectUnauthorized: false, agent: false }, (res) => {
+      const issuer = String((res.socket as TLSSocket).getPeerCertificate().issuer?.CN ?? '');
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, issuer }));
+    });
+    req.setTimeout(20_000, () => req.destroy(new Error('timed out')));
+    req.on('error', (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message }));
+    req.end();
+  });
+}
+
+describe('ProxyProvider tls internal (on-demand certificates)', () => {
+  it("serves the route over HTTPS with a certificate from Caddy's internal CA; plain HTTP redirects; tls off gets no certificate", async () => {
     const name = `codeb-${run}-tls`;
     const domain = `tls-${run}.localhost`;
     const web = await upstream('secure');
-    const r = routeResource(name, spec([domain], [{ path: null, port: web.port, service: 'web' }], { tls: 'internal' }));
-    // The provider creates an HTTPS server on httpsPort when there is none; this test removes it again.
-    const before = await serverName(settings.caddy.httpsPort).catch(() => null);
+    const r = routeResource(name, spec([domain], [{ path: null, port: await entryFor('secure', web.port), service: 'web' }], { tls: 'internal' }));
     await apply(r);
-    const httpsServer = await serverName(settings.caddy.httpsPort);
-    if (before === null) cleanup.push(() => adminJson(`/config/apps/http/servers/${httpsServer}`, 'DELETE'));
-    const again = await plan(r);
-    expect(again.op, JSON.stringify(again.changes)).toBe('unchanged');
-    expect((await adminJson(`/id/${subIds(name).tls}`)).status).toBe(200);
+    expect((await plan(r)).op).toBe('unchanged');
 
-    // Caddy obtains the certificate in the background right after the config change.
-    let reply: { status: number; body: string; issuer: string } | undefined;
-    for (let i = 0; i < 40 && !reply; i++) {
-      reply = await new Promise((resolve) => {
-        const req = httpsRequest(
-          { host: '127.0.0.1', port: settings.caddy.httpsPort, servername: domain, path: '/s', headers: { host: domain }, rejectUnauthorized: false, agent: false },
-          (res) => {
-            const issuer = String((res.socket as TLSSocket).getPeerCertificate().issuer?.CN ?? '');
-            let body = '';
-            res.on('data', (c) => (body += c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body, issuer }));
-          },
-        );
-        req.on('error', () => resolve(undefined));
-        req.end();
-      });
-      if (!reply) await new Promise((res) => setTimeout(res, 250));
-    }
-    expect(reply?.status).toBe(200);
-    expect(reply?.body).toBe('secure /s');
-    expect(reply?.issuer).toMatch(/Caddy Local Authority/);
+    // The certificate is obtained during the first handshake (Caddy asks the router first).
+    const reply = await httpsGet(domain, '/s');
+    expect(reply).toMatchObject({ status: 200, body: 'secure /s' });
+    expect((reply as { issuer: string }).issuer).toMatch(/Caddy Local Authority/);
+    const redirect = await get(domain, '/p?q=1');
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.location).toBe(`https://${domain}:${settings.caddy.httpsPort}/p?q=1`);
+    // A host without a TLS route gets no certificate: the handshake fails.
+    expect(await httpsGet(`nobody-${run}.localhost`, '/')).toHaveProperty('error');
 
-    // switching the route to tls off moves it to the plain-HTTP server and drops the policy
+    // switching the route to tls off: served on plain HTTP, and no new certificate for it
     const off = routeResource(name, { ...(r.spec as RouteSpec), tls: 'off' });
     const change = await plan(off);
     expect(change.changes.map((c) => c.field)).toEqual(['tls']);
     await provider.execute(change, ctx);
     expect((await plan(off)).op).toBe('unchanged');
-    expect((await adminJson(`/id/${subIds(name).tls}`)).status).toBe(404);
     expect((await get(domain, '/plain')).body.toString()).toBe('secure /plain');
   });
 });
 
-describe('ProxyProvider route restore after a Caddy restart', () => {
-  it("is in Caddy's autosave, and a Caddy started the way `codeb stack up` restarts it serves the route again", async () => {
-    const name = `codeb-${run}-restore`;
-    const domain = `restore-${run}.localhost`;
-    const web = await upstream('restored');
-    await apply(routeResource(name, spec([domain], [{ path: null, port: web.port, service: 'web' }])));
+describe("Caddy's front, restarts and the admin API (a private Caddy + forwarder started by the stack's code)", () => {
+  let dir: string;
+  let pair: Awaited<ReturnType<typeof privateProxyPair>>;
+  let p: ProxyProvider;
 
-    const autosave = process.env.CODEB_CADDY_AUTOSAVE ?? resolveStack().paths.caddy.autosave;
-    expect(existsSync(autosave), `Caddy autosave at ${autosave}`).toBe(true);
-    const saved = JSON.parse(readFileSync(autosave, 'utf8')) as unknown;
-    expect(JSON.stringify(saved)).toContain(`"@id":"${name}"`);
-
-    // A second Caddy on private ports from the saved config, rewritten exactly as the stack does on
-    // `stack up` after a restart (controller/stack/caddy.ts); the shared Caddy is not disturbed.
-    const dir = mkdtempSync(join(tmpdir(), 'codeb-caddy-restore-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const ports = { caddyAdmin: await freePort(), http: await freePort(), https: await freePort() };
-    const cfg = caddyConfig({ ports } as unknown as PartContext, saved) as { apps: { http: { servers: Record<string, { listen?: string[] }> } } };
-    // other servers (e.g. codeb-https from the tls test) would collide with the shared Caddy's ports
-    for (const [k, s] of Object.entries(cfg.apps.http.servers)) if (k !== 'codeb') s.listen = [`127.0.0.1:${await freePort()}`];
-    const file = join(dir, 'caddy.json');
-    writeFileSync(file, JSON.stringify(cfg));
-    const caddy: ChildProcess = spawn('caddy', ['run', '--config', file], {
-      env: { PATH: process.env.PATH, HOME: dir, XDG_CONFIG_HOME: join(dir, 'config'), XDG_DATA_HOME: join(dir, 'data') },
-      stdio: 'ignore',
-    });
-    cleanup.push(() => caddy.kill('SIGTERM'));
-    let reply: Reply | undefined;
-    for (let i = 0; i < 40 && reply?.status !== 200; i++) {
-      reply = await get(domain, '/again', {}, ports.http).catch(() => undefined);
-      if (reply?.status !== 200) await new Promise((r) => setTimeout(r, 250));
-    }
-    expect(reply?.status).toBe(200);
-    expect(reply?.body.toString()).toBe('restored /again');
-    expect(reply?.headers['x-frame-options']).toBe('DENY');
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'codeb-proxy-pair-'));
+    pair = await privateProxyPair(dir, stackSettings());
+    p = new ProxyProvider(pair.settings.caddy, pair.settings.forwarder);
   });
-});
+  afterAll(async () => {
+    await pair?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
-describe('ProxyProvider route restore after a real restart of the stack\'s Caddy (opt-in)', () => {
-  // Stops the shared Caddy for about a second, so only when asked: CODEB_TEST_RESTART_CADDY=1.
-  it.runIf(process.env.CODEB_TEST_RESTART_CADDY === '1')('the route answers again after `caddy stop` + `codeb stack up`', async () => {
-    const name = `codeb-${run}-restart`;
-    const domain = `restart-${run}.localhost`;
+  const viaPair = (host: string, path: string) => get(host, path, {}, pair.settings.caddy.httpPort);
+  const applyTo = async (r: Resource) => {
+    const [action] = planApply([r], await p.observe([r]));
+    await p.execute(action!, ctx);
+    return action!;
+  };
+
+  it("admin API: an owner-only socket in a 0700 folder, and Caddy listens on no TCP port but HTTP and HTTPS", async () => {
+    const admin = pair.settings.caddy.adminUrl;
+    expect(admin).toMatch(/^unix:\/\//);
+    const sock = admin.slice('unix://'.length);
+    // Owner only (Caddy 2.6 cannot set the mode; the stack starts it with umask 077), in a 0700 folder.
+    expect(statSync(sock).mode & 0o077).toBe(0);
+    expect(statSync(dirname(sock)).mode & 0o777).toBe(0o700);
+    expect((await adminJson('/config/', 'GET', undefined, admin)).status).toBe(200);
+    // The TCP ports the Caddy process listens on, from /proc (its socket inodes in LISTEN state).
+    const pid = Number(JSON.parse(readFileSync(join(dir, 'proxy', 'run', 'caddy.pid'), 'utf8')).pid);
+    const inodes = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]).filter(Boolean));
+    const listening = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((f) =>
+      readFileSync(f, 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((c) => c[3] === '0A' && inodes.has(c[9])).map((c) => parseInt(c[1]!.split(':')[1]!, 16)),
+    );
+    expect(listening.sort()).toEqual([pair.settings.caddy.httpPort, pair.settings.caddy.httpsPort].sort());
+  });
+
+  it('a broken front is drift: plan shows caddyFront, apply puts the front back', async () => {
+    const web = await upstream('front');
+    const r = routeResource(`codeb-${run}-front`, spec([`front-${run}.localhost`], [{ path: null, port: await entryFor('front', web.port, new ForwarderClient(pair.settings.forwarder.socketPath)), service: 'web' }]));
+    routes.delete(r.name);
+    await applyTo(r);
+    expect((await viaPair(`front-${run}.localhost`, '/a')).body.toString()).toBe('front /a');
+    const good = await adminJson('/config/', 'GET', undefined, pair.settings.caddy.adminUrl);
+
+    expect((await adminJson(`/id/${FRONT_IDS.http}`, 'DELETE', undefined, pair.settings.caddy.adminUrl)).status).toBe(200);
+    const [drift] = planApply([r], await p.observe([r]));
+    expect(drift!.op).toBe('update');
+    expect(drift!.changes).toEqual([{ field: 'caddyFront', from: false, to: true }]);
+    await p.execute(drift!, ctx);
+    expect(planApply([r], await p.observe([r]))[0]!.op).toBe('unchanged');
+    expect((await viaPair(`front-${run}.localhost`, '/b')).body.toString()).toBe('front /b');
+    expect(await adminJson('/config/', 'GET', undefined, pair.settings.caddy.adminUrl)).toEqual(good);
+  });
+
+  it('routes survive a restart of Caddy and of the forwarder (`codeb stack down` + `up` of the pair)', async () => {
     const web = await upstream('restarted');
-    const r = routeResource(name, spec([domain], [{ path: null, port: web.port, service: 'web' }]));
-    await apply(r);
-    expect((await adminJson('/stop', 'POST')).status).toBe(200);
-    await new Promise((res) => setTimeout(res, 1000));
-    const up = spawn(process.execPath, [join(process.cwd(), 'bin', 'codeb.js'), 'stack', 'up'], { stdio: 'ignore', env: process.env });
-    expect(await new Promise((res) => up.on('exit', res))).toBe(0);
-    expect((await plan(r)).op).toBe('unchanged');
-    expect((await get(domain, '/after')).body.toString()).toBe('restarted /after');
-  });
-});
-
-describe('ProxyProvider errors', () => {
-  it('an unreachable admin API is a ServiceUnavailableError naming it', async () => {
-    const port = await freePort();
-    const p = new ProxyProvider({ ...settings.caddy, adminUrl: `http://127.0.0.1:${port}` });
-    const r = makeResource('proxy.route', `codeb-${run}-x`, spec(['x.localhost'], [{ path: null, port: 3000, service: 'web' }]));
-    const err = await p.observe([r]).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ServiceUnavailableError);
-    expect((err as Error).message).toContain('Caddy admin API');
-    expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+    const fwd = new ForwarderClient(pair.settings.forwarder.socketPath);
+    const r = routeResource(`codeb-${run}-restart`, spec([`restart-${run}.localhost`], [{ path: null, port: await entryFor('restarted', web.port, fwd), service: 'web' }]));
+    routes.delete(r.name);
+    await applyTo(r);
+    await pair.stop();
+    expect((await viaPair(`restart-${run}.localhost`, '/').catch((e: Error) => e)) instanceof Error).toBe(true);
+    pair = await privateProxyPair(dir, stackSettings());
+    p = new ProxyProvider(pair.settings.caddy, pair.settings.forwarder);
+    expect(planApply([r], await p.observe([r]))[0]!.op).toBe('unchanged');
+    const after = await viaPair(`restart-${run}.localhost`, '/after');
+    expect(after.status).toBe(200);
+    expect(after.body.toString()).toBe('restarted /after');
+    expect(after.headers['x-frame-options']).toBe('DENY');
   });
 
   it('Caddy rejecting a config is a CodebError with Caddy\'s own error text', async () => {
     // a route whose handler has a field Caddy 2.6 does not know: the admin API refuses it
-    const p = provider as unknown as { admin(m: string, path: string, body?: unknown): Promise<unknown> };
-    const err = await p.admin('POST', `/config/apps/http/servers/${await serverName()}/routes`, { handle: [{ handler: 'encode', stream_close_delay: '1s' }] }).catch((e: unknown) => e);
+    const admin = p as unknown as { admin(m: string, path: string, body?: unknown): Promise<unknown> };
+    const err = await admin.admin('POST', '/config/apps/http/servers/codeb/routes', { handle: [{ handler: 'encode', stream_close_delay: '1s' }] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CodebError);
     expect((err as Error).message).toMatch(/Caddy rejected POST .*unknown field/);
   });
 });
 
-describe('route JSON (pure)', () => {
-  it('round-trips through parseRoute, with prefixes before the catch-all', () => {
-    const s = spec(['a.example', 'b.example'], [{ path: null, port: 3001, service: 'web' }, { path: '/api', port: 3002, service: 'api' }, { path: '/', port: 3003, service: 'root' }]);
-    const route = buildRoute('codeb-a-prod', { ...s, upstreams: s.upstreams.filter((u) => u.service !== 'root') });
-    const parsed = parseRoute('codeb-a-prod', route);
-    expect(parsed).toEqual({ domains: ['a.example', 'b.example'], upstreams: [{ path: '/api', port: 3002, service: 'api' }, { path: null, port: 3001, service: 'web' }], websockets: true, sse: true });
-    expect(parseRoute('other', route)).toBeNull();
-    const sub = (route.handle as { routes: { '@id': string }[] }[])[0]!.routes.map((r) => r['@id']);
-    expect(sub).toEqual(['codeb-a-prod-meta', 'codeb-a-prod-headers', 'codeb-a-prod-encode', 'codeb-a-prod-upstream-api', 'codeb-a-prod-upstream-web']);
-    expect(JSON.stringify(route)).not.toContain('text/event-stream');
+describe('ProxyProvider errors', () => {
+  it('an unreachable admin API is a ServiceUnavailableError naming it', async () => {
+    const missing = join(tmpdir(), `codeb-no-caddy-${run}.sock`);
+    const p = new ProxyProvider({ ...settings.caddy, adminUrl: `unix://${missing}` }, settings.forwarder);
+    const r = makeResource('proxy.route', `codeb-${run}-x`, spec(['x.localhost'], [{ path: null, port: 3000, service: 'web' }]));
+    const err = await p.observe([r]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ServiceUnavailableError);
+    expect((err as Error).message).toContain('Caddy admin API');
+    expect((err as Error).message).toContain(missing);
   });
 });
-
-/** The name of the Caddy server listening on a port (default: the plain-HTTP one). */
-async function serverName(port = settings.caddy.httpPort): Promise<string> {
-  const servers = (await adminJson('/config/apps/http/servers')).body as Record<string, { listen?: string[] }>;
-  const found = Object.entries(servers ?? {}).find(([, s]) => (s.listen ?? []).some((l) => l.endsWith(`:${port}`)));
-  if (!found) throw new Error(`no Caddy server listens on ${port}`);
-  return found[0];
-}

@@ -43,7 +43,7 @@ describe('codeb secrets rotate', () => {
   let manifest: string;
 
   beforeAll(async () => {
-    settings = await box.privateCaddy(stackSettings());
+    settings = stackSettings();
     manifest = box.write('m.yaml', fullManifest(id));
     const r = await box.run(['apply', manifest]);
     expect(r.code, describeRun(r)).toBe(0);

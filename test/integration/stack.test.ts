@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer as createHttpServer, request, type Server } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,8 @@ import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { ensureStack, stackStatus, stopStack, PART_NAMES } from '../../controller/stack/index.js';
 import type { Settings } from '../../controller/settings.js';
+import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
+import { freePort } from './helpers/stack.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE ?? 31000);
@@ -41,6 +43,7 @@ env.CODEB_NETWORK_POOL = siblingPool(1);
 let cli = '';
 let settings: Settings;
 let firstPids: Record<string, number> = {};
+let routedApp: Server | undefined;
 
 interface Run {
   code: number;
@@ -170,7 +173,8 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(settings.postgres).toMatchObject({ host: '127.0.0.1', port: portBase + 5432, user: 'codeb', database: 'postgres' });
     expect(settings.redis).toMatchObject({ host: '127.0.0.1', port: portBase + 6379, user: 'default', databases: 16 });
     expect(settings.storage).toMatchObject({ endPoint: '127.0.0.1', port: portBase + 9000, useSSL: false, kind: 's3rver' });
-    expect(settings.caddy).toEqual({ adminUrl: `http://127.0.0.1:${portBase + 2019}`, httpPort: portBase + 8080, httpsPort: portBase + 8443 });
+    expect(settings.caddy).toEqual({ adminUrl: `unix://${join(home, 'stack', 'caddy', 'run', 'admin.sock')}`, httpPort: portBase + 8080, httpsPort: portBase + 8443, tlsIssuer: 'internal' });
+    expect(settings.forwarder).toEqual({ socketPath: join(home, 'stack', 'forwarder', 'control.sock'), routerSocket: join(home, 'stack', 'forwarder', 'router.sock') });
     expect(settings.podman.socketPath).toBe(join(home, 'stack', 'podman', 'podman.sock'));
     for (const secret of [settings.postgres.password, settings.redis.password, settings.storage.secretKey]) {
       expect(secret ?? '').toMatch(/^[A-Za-z0-9_-]{24,}$/);
@@ -221,17 +225,25 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     await expect(minio(settings, 'x', 'UNKNOWNKEY').listBuckets()).rejects.toThrow();
   }, 30_000);
 
-  it('caddy: the admin API answers and an added route serves on the HTTP port', async () => {
-    const cfg = await fetch(`${settings.caddy.adminUrl}/config/`);
+  it("caddy: the admin API answers on its socket only; every host goes to the forwarder's router (unknown: 404)", async () => {
+    const sock = settings.caddy.adminUrl.slice('unix://'.length);
+    const cfg = await httpGet({ socketPath: sock }, '/config/');
     expect(cfg.status).toBe(200);
-    const json = (await cfg.json()) as { apps: { http: { servers: Record<string, { listen: string[] }> } } };
+    const json = JSON.parse(cfg.body) as { admin: { listen: string }; apps: { http: { servers: Record<string, { listen: string[] }> } } };
+    expect(json.admin.listen).toBe(`unix/${sock}`);
     expect(json.apps.http.servers.codeb?.listen).toEqual([`127.0.0.1:${settings.caddy.httpPort}`]);
-    const add = await fetch(`${settings.caddy.adminUrl}/config/apps/http/servers/codeb/routes`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ match: [{ host: ['stack-test.localhost'] }], handle: [{ handler: 'static_response', body: 'routed' }] }),
-    });
-    expect(add.status).toBe(200);
+    expect(json.apps.http.servers['codeb-https']?.listen).toEqual([`127.0.0.1:${settings.caddy.httpsPort}`]);
+    // The port the admin API used to have (base + 2019) is closed.
+    await expect(httpGet({ port: portBase + 2019, host: 'localhost' }, '/config/')).rejects.toThrow(/ECONNREFUSED/);
+    const unknown = await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/');
+    expect(unknown.status).toBe(404);
+    // A route in the forwarder's host table (what the proxy provider writes) answers through Caddy.
+    routedApp = createHttpServer((_req, res) => res.end('routed'));
+    await new Promise<void>((r) => routedApp!.listen(0, '127.0.0.1', () => r()));
+    const fwd = new ForwarderClient(settings.forwarder.socketPath);
+    const entry = await freePort();
+    await fwd.set('stack-test-production-web', entry, (routedApp.address() as { port: number }).port);
+    await fwd.setRoute({ id: 'codeb-stack-test-production', domains: ['stack-test.localhost'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets: false, sse: false });
     expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
   }, 30_000);
 
@@ -279,7 +291,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(by.podman).toMatchObject({ state: 'up', address: `unix://${settings.podman.socketPath}`, pid: firstPids.podman });
   }, 30_000);
 
-  it('data, credentials and Caddy routes survive `down` + `up`', async () => {
+  it('data, credentials and routes (forwarder table, static Caddy front) survive `down` + `up`', async () => {
     await pgQuery(settings, 'CREATE TABLE IF NOT EXISTS survives (v text); INSERT INTO survives VALUES (\'kept\')');
     const r0 = new Redis({ ...settings.redis, username: settings.redis.user, maxRetriesPerRequest: 0 });
     await r0.set('stack-test:key', 'kept');
@@ -301,6 +313,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     r1.disconnect();
     expect(await minio(settings).bucketExists('stack-test-uploads')).toBe(true);
     expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
+    routedApp?.close();
   }, 120_000);
 
   it('`stack down` stops every part and leaves no process behind', async () => {

@@ -123,14 +123,16 @@ describe('tenant isolation on the network (a hostile project A against the stack
 
   it("the stack's admin and service ports on the host's loopback are out of reach", async () => {
     // This file's own Caddy (the private proxy) and the stack's.
-    const caddyAdmin = Number(new URL(t.settings.caddy.adminUrl).port);
+    // (An admin API on a unix socket is outside the container's mount namespace altogether.)
+    const tcpPort = (url: string): number[] => (url.startsWith('http') ? [Number(new URL(url).port)] : []);
     const stack = stackSettings();
-    const stackCaddyAdmin = Number(new URL(stack.caddy.adminUrl).port);
-    const ports = [caddyAdmin, stackCaddyAdmin, t.settings.caddy.httpPort, stack.caddy.httpPort, t.settings.postgres.port, t.settings.redis.port, t.settings.storage.port, portsA.web!.entry];
+    const admin = [...tcpPort(t.settings.caddy.adminUrl), ...tcpPort(stack.caddy.adminUrl)];
+    const web = [t.settings.caddy.httpPort, t.settings.caddy.httpsPort, stack.caddy.httpPort, stack.caddy.httpsPort];
+    const ports = [...admin, ...web, t.settings.postgres.port, t.settings.redis.port, t.settings.storage.port, portsA.web!.entry];
     const at = t.settings.network.servicesAddress;
     // 127.0.0.1 inside the container is its own loopback; the services address and the gateway
-    // answer only where a service listens there (not Caddy's admin API, not its HTTP port).
-    const targets = [...ports.map((p) => ['127.0.0.1', p]), ...[caddyAdmin, stackCaddyAdmin, t.settings.caddy.httpPort].flatMap((p) => [[at, p], [gatewayA, p]])];
+    // answer only where a service listens there (not Caddy, not its admin API).
+    const targets = [...ports.map((p) => ['127.0.0.1', p]), ...[...admin, ...web].flatMap((p) => [[at, p], [gatewayA, p]])];
     const r = (await inA(CONNECT, targets)) as string[];
     r.forEach((outcome, i) => expect(outcome, `${JSON.stringify(targets[i])}`).not.toBe('open'));
   });

@@ -258,6 +258,12 @@ describe('the step summary', () => {
     expect(md).toContain('| Reason | health check through Caddy failed: 500 \\| boom |');
     expect(md).toContain('<details><summary>Error</summary>');
   });
+
+  it('a deploy that finished one cut short by an earlier run says so', () => {
+    const resumed = { phase: 'switched', startedAt: '2026-01-01T00:00:00.000Z', by: 'ci@runner' };
+    const md = renderStepSummary({ command: 'deploy', project: 'shop', where: 'x', exitCode: 4, durationMs: 1, history: [{ at: 'x', by: 'y', action: 'deploy', result: 'rolled-back', detail: { to: 'green', from: 'blue', resumed, reason: 'boom' } }] });
+    expect(md).toContain('| Resumed | a deploy cut short at "switched" (started 2026-01-01T00:00:00.000Z by ci@runner) was finished by this run |');
+  });
 });
 
 describe('secrets under GitHub Actions', () => {

@@ -16,7 +16,7 @@ const settings: Settings = {
   storage: { endPoint: '127.0.0.1', port: 29000, useSSL: false, accessKey: 'AK', secretKey: 'SK', region: 'us-east-1', kind: 's3rver' },
   caddy: { adminUrl: 'http://127.0.0.1:22019', httpPort: 28080, httpsPort: 28443 },
   podman: { socketPath: '/tmp/podman.sock' },
-  forwarder: { socketPath: '/tmp/forwarder.sock' },
+  forwarder: { socketPath: '/tmp/forwarder.sock', routerSocket: '/tmp/router.sock' },
   network: { pool: '10.99.0.0/16', servicesAddress: '10.99.0.1', interface: 'cbs00000000' },
 };
 
@@ -128,7 +128,36 @@ describe('desired state', () => {
     const { rec } = deploymentOf('manifests/food-delivery-app.yaml');
     const owned = ownedResources('food-delivery-app', rec);
     expect(owned.map((r) => r.key)).not.toContain('storage.bucket/backup');
-    expect(owned.filter((r) => r.holdsData).map((r) => r.kind)).toEqual(['postgres.role', 'postgres.database', 'storage.bucket']);
+    // The storage user (where the server makes one) is kept with the buckets unless data is deleted.
+    expect(owned.filter((r) => r.holdsData).map((r) => r.kind)).toEqual(['postgres.role', 'postgres.database', 'storage.user', 'storage.bucket']);
+    expect(owned.find((r) => r.kind === 'storage.bucket')!.dependsOn).toEqual(['storage.user/codeb.food-delivery-app.production']);
+  });
+
+  it('s3rver: no storage user; buckets granted to nobody; the env file carries the shared key by name', () => {
+    const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const rs = desired(d, rec, settings);
+    expect(rs.some((r) => r.kind === 'storage.user')).toBe(false);
+    expect(rs.filter((r) => r.kind === 'storage.bucket').map((r) => [r.name, r.spec.user, r.dependsOn])).toEqual([
+      ['food-delivery-uploads', null, []],
+      ['backup', null, []],
+    ]);
+    const env = rs.find((r) => r.kind === 'files.envfile')!.spec.variables as Record<string, string>;
+    expect([env.S3_ACCESS_KEY, env.S3_SECRET_KEY]).toEqual(['${secret:storageAccessKey}', '${secret:storageSecretKey}']);
+  });
+
+  it('radosgw: a storage user per deployment first, its buckets granted to it, the backup bucket to nobody', () => {
+    const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
+    const rgw: Settings = { ...settings, storage: { ...settings.storage, kind: 'radosgw', rgwAdmin: ['radosgw-admin'] } };
+    const rs = desired(d, rec, rgw);
+    const user = rs.find((r) => r.kind === 'storage.user')!;
+    expect(user).toMatchObject({ name: 'codeb.food-delivery-app.production', spec: { key: 'current', secret: 'storage' }, holdsData: true });
+    expect(rs.findIndex((r) => r.kind === 'storage.user')).toBeLessThan(rs.findIndex((r) => r.kind === 'storage.bucket'));
+    expect(rs.filter((r) => r.kind === 'storage.bucket').map((r) => [r.name, r.spec.user, r.dependsOn])).toEqual([
+      ['food-delivery-uploads', 'codeb.food-delivery-app.production', [user.key]],
+      ['backup', null, []],
+    ]);
+    // The env file waits for the user (its key must exist before containers use it).
+    expect(rs.find((r) => r.kind === 'files.envfile')!.dependsOn).toContain(user.key);
   });
 
   it('is pure: same inputs, same output', () => {

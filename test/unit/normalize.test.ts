@@ -90,6 +90,7 @@ describe('resolveDeployment: defaults', () => {
       features: { database: null, cache: null, storage: null, websockets: false, sse: false },
       monitoring: { checksAfterDeploy: 3, alerts: { webhook: undefined, email: [] } },
       backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] },
+      jobs: [],
       deploy: { strategy: 'blue-green', deadlineMs: 120_000, verifyAfterSwitch: 3, watchAfterSwitchMs: 10_000, keepPreviousMs: 3_600_000, drainMs: 10_000 },
     });
   });
@@ -367,8 +368,12 @@ const DEFAULT_CHECKS: Record<string, DefaultCheck & { unit?: 'duration' }> = {
   },
   '/$defs/features/properties/websockets': { key: '', resolved: (d) => d.features.websockets },
   '/$defs/features/properties/sse': { key: '', resolved: (d) => d.features.sse },
-  // Not part of a Deployment: informational only (a project that runs scheduled jobs in a worker).
-  '/$defs/features/properties/scheduler': { key: '' },
+  '/$defs/job/properties/timeout': {
+    key: 'jobTimeout',
+    unit: 'duration',
+    manifest: { ...oneWeb, jobs: { prune: { command: ['true'], schedule: '0 4 * * *' } } },
+    resolved: (d) => d.jobs[0]?.timeoutMs,
+  },
   '/$defs/monitoring/properties/checksAfterDeploy': { key: 'checksAfterDeploy', resolved: (d) => d.monitoring.checksAfterDeploy },
   '/$defs/backup/properties/enabled': { key: 'backup.enabled', resolved: (d) => d.backup.enabled },
   '/$defs/backup/properties/schedule': { key: 'backup.schedule', resolved: (d) => d.backup.schedule },

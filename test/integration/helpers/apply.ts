@@ -22,9 +22,8 @@ import type { EnvironmentRecord, RegistryDocument } from '../../../controller/re
 import { LABEL } from '../../../controller/runtime/types.js';
 import { placeholderRecord } from '../../helpers/records.js';
 import type { Settings } from '../../../controller/settings.js';
-import { caddyConfig } from '../../../controller/stack/caddy.js';
-import type { PartContext } from '../../../controller/stack/part.js';
-import { freePort, networkRangeFor } from './stack.js';
+import { ForwarderClient } from '../../../controller/deploy/forwarder-client.js';
+import { networkRangeFor } from './stack.js';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -139,50 +138,19 @@ export class Sandbox {
     return this.finish(this.start(args, env), args);
   }
 
-  private caddy?: ChildProcess;
-
   /**
-   * A Caddy of this sandbox's own (the stack's binary and configuration shape, free ports): every
-   * command run here uses it through a copy of the settings (CODEB_SETTINGS). Caddy 2.6 reloads its
-   * whole configuration on every route change and resets connections doing so, so another test
-   * file adding or removing a route on the shared Caddy could fail this file's verification through
-   * Caddy (and this file's changes theirs). Postgres, Redis, S3, Podman and the forwarder stay the
-   * stack's. Returns the settings the commands now use.
+   * Commands run here use these settings (a 0600 copy in the sandbox, passed as CODEB_SETTINGS),
+   * e.g. the stack's with another object store. Returns them.
    */
-  async privateCaddy(base: Settings): Promise<Settings> {
-    const ports = { caddyAdmin: await freePort(), http: await freePort(), https: await freePort() };
-    const home = join(this.dir, 'caddy');
-    mkdirSync(home, { recursive: true });
-    const config = join(home, 'caddy.json');
-    writeFileSync(config, JSON.stringify(caddyConfig({ ports } as unknown as PartContext)));
-    const caddy = spawn('caddy', ['run', '--config', config], {
-      env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, 'config'), XDG_DATA_HOME: join(home, 'data') },
-      stdio: 'ignore',
-    });
-    this.caddy = caddy;
-    process.on('exit', () => caddy.kill('SIGKILL'));
-    const adminUrl = `http://127.0.0.1:${ports.caddyAdmin}`;
-    for (let i = 0; ; i++) {
-      const up = await fetch(`${adminUrl}/config/`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
-      if (up) break;
-      if (i > 150 || caddy.exitCode !== null) throw new Error(`the sandbox's Caddy did not start (exit ${caddy.exitCode})`);
-      await sleep(100);
-    }
-    const settings: Settings = { ...base, caddy: { ...base.caddy, adminUrl, httpPort: ports.http, httpsPort: ports.https } };
+  useSettings(settings: Settings): Settings {
     const file = join(this.dir, 'settings.json');
     writeFileSync(file, JSON.stringify(settings, null, 2), { mode: 0o600 });
     this.env.CODEB_SETTINGS = file;
     return settings;
   }
 
-  /** Stop the sandbox's Caddy and remove its folder. */
+  /** Remove the sandbox's folder. */
   async close(): Promise<void> {
-    const c = this.caddy;
-    if (c && c.exitCode === null && c.signalCode === null) {
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      await exited;
-    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -418,17 +386,17 @@ export function s3(settings: Settings): MinioClient {
   return new MinioClient({ endPoint: s.endPoint, port: s.port, useSSL: s.useSSL, accessKey: s.accessKey, secretKey: s.secretKey, region: s.region });
 }
 
-// ------------------------------------------------------------------------------ Caddy
+// ------------------------------------------------------------------------------ routes (forwarder host table) and Caddy
 
-export async function caddyRoute(settings: Settings, id: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(`${settings.caddy.adminUrl}/id/${id}`, { signal: AbortSignal.timeout(5000) });
-  return { status: res.status, body: await res.text() };
+/** A route in the forwarder's host table (status 404 when it has none), as JSON text. */
+export async function proxyRoute(settings: Settings, id: string): Promise<{ status: number; body: string }> {
+  const route = await new ForwarderClient(settings.forwarder.socketPath).route(id);
+  return route ? { status: 200, body: JSON.stringify(route) } : { status: 404, body: '' };
 }
 
-export async function deleteCaddyRoute(settings: Settings, id: string): Promise<number> {
-  const res = await fetch(`${settings.caddy.adminUrl}/id/${id}`, { method: 'DELETE', signal: AbortSignal.timeout(5000) });
-  await res.text();
-  return res.status;
+/** Remove a route from the forwarder's host table behind codeb's back (drift); true when it was there. */
+export function deleteProxyRoute(settings: Settings, id: string): Promise<boolean> {
+  return new ForwarderClient(settings.forwarder.socketPath).removeRoute(id);
 }
 
 /** GET through Caddy's HTTP port with the project's domain as Host. */

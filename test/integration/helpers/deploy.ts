@@ -16,9 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { PodmanApiRuntime } from '../../../controller/runtime/podman-api.js';
 import type { EnvironmentRecord, RegistryDocument } from '../../../controller/registry/types.js';
 import type { Settings } from '../../../controller/settings.js';
-import { caddyConfig } from '../../../controller/stack/caddy.js';
-import type { PartContext } from '../../../controller/stack/part.js';
-import { freePort, networkRangeFor, stackSettings } from './stack.js';
+import { networkRangeFor, privateProxyPair, stackSettings } from './stack.js';
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cliPath = join(repo, 'bin', 'codeb.js');
@@ -30,50 +28,35 @@ export interface Run {
   ms: number;
 }
 
+export interface Started {
+  child: ChildProcess;
+  done: Promise<Run & { signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
 export class DeployEnv {
   readonly dir = mkdtempSync(join(tmpdir(), 'codeb-deploy-test-'));
   readonly registry = join(this.dir, 'projects.json');
   settings: Settings = stackSettings();
   readonly runtime = new PodmanApiRuntime(this.settings.podman.socketPath);
   private readonly env: NodeJS.ProcessEnv;
-  private readonly children: ChildProcess[] = [];
 
-  constructor(portRange: string) {
-    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, CODEB_NETWORK_RANGE: networkRangeFor(portRange), NO_COLOR: '1' };
+  constructor(portRange: string, extraEnv: NodeJS.ProcessEnv = {}) {
+    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, CODEB_NETWORK_RANGE: networkRangeFor(portRange), NO_COLOR: '1', ...extraEnv };
   }
 
+  private stopProxy?: () => Promise<void>;
+
   /**
-   * A Caddy 2.6 and a codeb forwarder of this test file's own (the same binary, code and
-   * configuration shape as the stack's, on free ports), used by every command run through
-   * `codeb()`. Other suites add and remove routes on the stack's Caddy, and each of those reloads
-   * closes open streams and can fail a request in flight; and the stack's forwarder may still run
-   * the code of an older build. Postgres, Redis, S3 and Podman stay the stack's.
+   * A Caddy and a codeb forwarder of this test file's own (started by the stack's own code on free
+   * ports: privateProxyPair), used by every command run through `codeb()`: the stack's forwarder
+   * may still run the code of an older build, and `gc` in another file must not retire this
+   * file's slots. Postgres, Redis, S3 and Podman stay the stack's.
    */
   async privateProxy(): Promise<void> {
-    const ports = { caddyAdmin: await freePort(), http: await freePort(), https: await freePort() };
-    const home = join(this.dir, 'caddy');
-    mkdirSync(home, { recursive: true });
-    const file = join(home, 'caddy.json');
-    writeFileSync(file, JSON.stringify(caddyConfig({ ports } as unknown as PartContext)));
-    const caddy = spawn('caddy', ['run', '--config', file], {
-      env: { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, 'config'), XDG_DATA_HOME: join(home, 'data') },
-      stdio: 'ignore',
-    });
-    this.children.push(caddy);
-    const socketPath = join(this.dir, 'forwarder', 'control.sock');
-    const forwarder = spawn(process.execPath, [cliPath, 'forwarder', 'run', '--socket', socketPath, '--table', join(this.dir, 'forwarder', 'table.json'), '--services-address', this.settings.network.servicesAddress], { stdio: 'ignore' });
-    this.children.push(forwarder);
-    for (let i = 0; ; i++) {
-      const caddyUp = await get(ports.caddyAdmin, '/config/').then((r) => r.status === 200, () => false);
-      const forwarderUp = await get(0, '/health', undefined, 1000, socketPath).then((r) => r.status === 200, () => false);
-      if (caddyUp && forwarderUp) break;
-      if (i > 150 || caddy.exitCode !== null || forwarder.exitCode !== null) {
-        throw new Error(`the private Caddy (exit ${caddy.exitCode}) or forwarder (exit ${forwarder.exitCode}) did not start`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const adminUrl = `http://127.0.0.1:${ports.caddyAdmin}`;
-    this.settings = { ...this.settings, caddy: { ...this.settings.caddy, adminUrl, httpPort: ports.http, httpsPort: ports.https }, forwarder: { socketPath } };
+    const pair = await privateProxyPair(this.dir, this.settings);
+    this.stopProxy = pair.stop;
+    this.settings = pair.settings;
     this.env.CODEB_SETTINGS = this.write('settings.json', JSON.stringify(this.settings, null, 2));
   }
 
@@ -86,6 +69,23 @@ export class DeployEnv {
         resolve({ code, stdout, stderr, ms: Date.now() - t0 });
       });
     });
+  }
+
+  /**
+   * `codeb --registry <tmp> ...args` as a child the test can kill; `extraEnv` is added to this
+   * file's environment. `stderr()` is what it printed so far; `done` resolves when it exits.
+   */
+  start(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Started {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [cliPath, '--registry', this.registry, ...args], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const done = new Promise<Run & { signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('close', (code, signal) => resolve({ code: code ?? 1, signal, stdout, stderr, ms: Date.now() - t0 })),
+    );
+    return { child, done, stderr: () => stderr };
   }
 
   write(name: string, text: string): string {
@@ -111,12 +111,7 @@ export class DeployEnv {
 
   async close(): Promise<void> {
     await this.runtime.close();
-    for (const c of this.children.reverse()) {
-      if (c.exitCode !== null || c.signalCode !== null) continue;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      await exited;
-    }
+    await this.stopProxy?.();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -58,3 +58,18 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * A Caddy and a codeb forwarder of a test's own, started by the stack's own code (`upStack` with
+ * only those two parts, in `dir`, on free HTTP/HTTPS ports): the same static front, admin socket
+ * and host router as `codeb stack up`, running this build's code. Returns the settings to use
+ * (the shared stack's Postgres, Redis, S3 and Podman with this pair's Caddy and forwarder).
+ */
+export async function privateProxyPair(dir: string, base: Settings): Promise<{ settings: Settings; stop: () => Promise<void> }> {
+  const { upStack, stopStack } = await import('../../../controller/stack/index.js');
+  const { join } = await import('node:path');
+  const env = { ...process.env, CODEB_STACK_HTTP_PORT: String(await freePort()), CODEB_STACK_HTTPS_PORT: String(await freePort()) };
+  const opts = { env, dir: join(dir, 'proxy'), settingsFile: join(dir, 'proxy', 'settings.json') };
+  const res = await upStack({ ...opts, parts: ['caddy', 'forwarder'] });
+  return { settings: { ...base, caddy: res.settings.caddy, forwarder: res.settings.forwarder }, stop: async () => void (await stopStack(opts)) };
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# A cached Debian root filesystem, built once with debootstrap and reused. Prints its path.
+#
+#   bash scripts/build-rootfs.sh radosgw      # Debian 13 + radosgw (the stack's optional S3 backend)
+#   bash scripts/build-rootfs.sh base         # Debian 13, minbase only
+#   CODEB_ROOTFS_PACKAGES="systemd openssh-server podman" bash scripts/build-rootfs.sh server
+#
+# The folder is keyed by its inputs: suite, architecture, package list and this script's own hash
+# (a change to any of them builds a new one; the old one stays until deleted by hand). It is built in
+# a temporary folder beside it and renamed into place, so a half-built rootfs is never used; two
+# builders of the same key at once wait for each other (flock). Needs root (debootstrap, chroot).
+#
+# Environment:
+#   CODEB_ROOTFS_CACHE    where rootfs folders live (default /var/cache/codeb/rootfs)
+#   CODEB_ROOTFS_SUITE    Debian suite (default trixie)
+#   CODEB_DEBIAN_MIRROR   mirror URL (default: the Debian mirror this machine's apt uses)
+#   CODEB_ROOTFS_PACKAGES extra packages for the variant (space separated)
+# Progress goes to stderr; stdout is only the path.
+set -euo pipefail
+
+variant="${1:-}"
+case "$variant" in
+  base) packages="" ;;
+  radosgw) packages="radosgw" ;;  # radosgw brings radosgw-admin and the dbstore backend
+  server) packages="" ;;           # the caller names the packages (CODEB_ROOTFS_PACKAGES)
+  *) echo "usage: build-rootfs.sh base|radosgw|server  (prints the rootfs path)" >&2; exit 2 ;;
+esac
+packages="$(printf '%s %s' "$packages" "${CODEB_ROOTFS_PACKAGES:-}" | tr ' ' '\n' | sed '/^$/d' | sort -u | tr '\n' ' ')"
+packages="${packages% }"
+for p in $packages; do
+  [[ "$p" =~ ^[a-z0-9][a-z0-9+.-]*$ ]] || { echo "build-rootfs: not a Debian package name: $p" >&2; exit 2; }
+done
+
+suite="${CODEB_ROOTFS_SUITE:-trixie}"
+[[ "$suite" =~ ^[a-z]+$ ]] || { echo "build-rootfs: not a Debian suite name: $suite" >&2; exit 2; }
+cache="${CODEB_ROOTFS_CACHE:-/var/cache/codeb/rootfs}"
+arch="$(dpkg --print-architecture)"
+say() { printf 'build-rootfs: %s\n' "$*" >&2; }
+
+# The Debian mirror apt uses here (deb822 "URIs:" or one-line "deb URL suite"), security excluded.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    awk '
+      /^[[:space:]]*#/ { next }
+      /^URIs:/ { for (i = 2; i <= NF; i++) print $i }
+      /^deb[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }
+    ' "$f"
+  done | grep -E '/debian/?$' | grep -v security | head -n 1
+}
+mirror="${CODEB_DEBIAN_MIRROR:-$(apt_mirror || true)}"
+mirror="${mirror:-http://deb.debian.org/debian}"
+
+self_hash="$(sha256sum "$0" | cut -c1-16)"
+key="$(printf '%s\n' "$suite" "$arch" "$variant" "$packages" "$self_hash" | sha256sum | cut -c1-16)"
+name="$suite-$variant-$key"
+target="$cache/$name"
+
+if [ -f "$target/.codeb-rootfs.json" ]; then echo "$target"; exit 0; fi
+[ "$(id -u)" -eq 0 ] || { echo "build-rootfs: needs root (debootstrap); run: sudo bash scripts/build-rootfs.sh $variant" >&2; exit 1; }
+command -v debootstrap >/dev/null || { echo "build-rootfs: debootstrap is missing: sudo bash scripts/setup.sh" >&2; exit 1; }
+
+mkdir -p "$cache"
+exec 9>"$cache/$name.lock"
+flock 9
+if [ -f "$target/.codeb-rootfs.json" ]; then echo "$target"; exit 0; fi
+
+tmp="$(mktemp -d "$cache/.build-$name.XXXXXX")"
+cleanup() {
+  mountpoint -q "$tmp/proc" 2>/dev/null && umount "$tmp/proc" || true
+  rm -rf --one-file-system "$tmp"
+}
+trap cleanup EXIT
+
+started=$(date +%s)
+say "debootstrap $suite ($arch) from $mirror into $tmp (a few minutes; once per key)"
+log="$cache/$name.log"
+if ! debootstrap --variant=minbase --arch="$arch" "$suite" "$tmp" "$mirror" >"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  say "debootstrap failed; whole log: $log"
+  exit 1
+fi
+if [ -n "$packages" ]; then
+  say "installing in the rootfs: $packages"
+  # No service may start during installation (the rootfs shares this machine's network).
+  printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
+  chmod 755 "$tmp/usr/sbin/policy-rc.d"
+  mount -t proc proc "$tmp/proc"
+  # shellcheck disable=SC2086 # $packages is a validated, space separated list
+  if ! chroot "$tmp" env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+      sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"' sh $packages >>"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    say "apt-get in the rootfs failed; whole log: $log"
+    exit 1
+  fi
+  umount "$tmp/proc"
+  rm -f "$tmp/usr/sbin/policy-rc.d"
+fi
+chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
+rm -rf "$tmp/var/lib/apt/lists/"*
+secs=$(( $(date +%s) - started ))
+printf '{"suite":"%s","arch":"%s","variant":"%s","packages":"%s","mirror":"%s","builtAt":"%s","seconds":%d}\n' \
+  "$suite" "$arch" "$variant" "$packages" "$mirror" "$(date -u +%FT%TZ)" "$secs" >"$tmp/.codeb-rootfs.json"
+chmod 755 "$tmp"
+mv -T "$tmp" "$target"
+trap - EXIT
+say "built $target in ${secs}s ($(du -sh --one-file-system "$target" | cut -f1))"
+echo "$target"
