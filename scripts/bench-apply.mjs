@@ -9,7 +9,9 @@
 //   - `codeb registry inspect` of the project with and without the 500 others: reading and
 //     validating the registry, which is all the 500 others should add to a no-change apply.
 // Prints medians (and min/max) per case and the ratio of the 500-project no-change apply to the
-// plain one. Measures only; exit code 0 unless a command fails.
+// plain one; then the no-change apply of manifests/food-delivery-app.yaml and `validate` against
+// bare node, interleaved (medians, difference, ratio; targets node + 150 ms and + 100 ms, see
+// scripts/lib/bench-noop.mjs). Measures only; exit code 0 unless a command fails.
 //
 //   CODEB_HOME=$PWD/.codeb/test-home npm run bench:apply          5 rounds
 //   npm run bench:apply -- 7                                      7 rounds
@@ -23,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { bundleTs } from './lib/bundle-ts.mjs';
+import { noopVsNode, printNoop } from './lib/bench-noop.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -183,6 +186,8 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
+const vsNode = noopVsNode(root, { rounds: Math.max(rounds * 3, 9), apply: true });
+
 const rows = Object.entries(cases).map(([key, c]) => ({ key, name: c.name, median: median(c.samples), min: Math.min(...c.samples), max: Math.max(...c.samples), samples: c.samples.map((x) => Math.round(x)) }));
 const by = Object.fromEntries(rows.map((r) => [r.key, r]));
 const ratio = by.noop500.median / by.noop.median;
@@ -191,7 +196,7 @@ const readExtra = by.inspect500.median - by.inspect.median;
 const settingsNote = `healthCheck.http.interval ${DEPLOY.healthInterval}, successes ${DEPLOY.successes}; deploy.healthGate.deadline ${DEPLOY.deadline}, verifyAfterSwitch ${DEPLOY.verifyAfterSwitch}, watchAfterSwitch ${DEPLOY.watchAfterSwitch}`;
 
 if (asJson) {
-  console.log(JSON.stringify({ rounds, node: process.version, others: OTHERS, registryBytes, manifest: 'manifests/minimal.yaml', deploySettings: DEPLOY, ratio, applyExtraMs: applyExtra, readExtraMs: readExtra, results: rows }, null, 2));
+  console.log(JSON.stringify({ rounds, node: process.version, others: OTHERS, registryBytes, manifest: 'manifests/minimal.yaml', deploySettings: DEPLOY, ratio, applyExtraMs: applyExtra, readExtraMs: readExtra, results: rows, againstNode: vsNode }, null, 2));
 } else {
   const f = (ms) => ms.toFixed(0).padStart(7);
   const w = Math.max(...rows.map((r) => r.name.length));
@@ -206,4 +211,7 @@ if (asJson) {
   console.log('');
   console.log(`no-change apply with ${OTHERS} other projects / plain: ${ratio.toFixed(2)}x (${applyExtra >= 0 ? '+' : ''}${applyExtra.toFixed(0)} ms;`);
   console.log(`  reading and validating that registry costs ${readExtra >= 0 ? '+' : ''}${readExtra.toFixed(0)} ms in registry inspect)`);
+  console.log('');
+  console.log('against bare node (food-delivery example, no-change apply and validate):');
+  printNoop(vsNode, Math.max(rounds * 3, 9));
 }

@@ -17,6 +17,9 @@ bash scripts/setup.sh
 npm run --silent build
 
 step "local stack"
+# Its ports (base 20000 unless CODEB_STACK_PORT_BASE) are never the test suite's (npm test picks
+# 10000+); should anything else hold them, say who before starting anything.
+node scripts/lib/stack-ports.mjs demo-check "${CODEB_HOME:-$HOME/.codeb}" "${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
 codeb stack up
 
 step "example image (built locally: no registry is reachable here)"

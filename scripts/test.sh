@@ -11,6 +11,12 @@ npm run --silent build
 # The tests' own stack and state, apart from a developer's ~/.codeb.
 export CODEB_HOME="${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
 mkdir -p "$CODEB_HOME"
+# The tests' own ports, never the demo's (base 20000, apps 3000-3999): the running test stack's
+# base, else the first free candidate (10000, 10250, ...); CODEB_STACK_PORT_BASE and
+# CODEB_TEST_STACK_PORT_BASE win when set. See docs/stack.md.
+read -r base tbase move < <(node scripts/lib/stack-ports.mjs test-bases "$CODEB_HOME")
+if [ "$move" = move ]; then node bin/codeb.js stack down >/dev/null; fi
+export CODEB_STACK_PORT_BASE="$base" CODEB_TEST_STACK_PORT_BASE="$tbase"
 node bin/codeb.js stack up
 # Test images (no registry is reachable): built into the stack's Podman, skipped when up to date.
 bash scripts/build-test-images.sh

@@ -5,6 +5,7 @@ import { printJson, println, runCommand } from './output.js';
 interface Opts {
   json?: boolean;
   env?: string;
+  all?: boolean;
 }
 
 /** The global --registry option, from any subcommand. */
@@ -23,17 +24,23 @@ export function registerRegistry(program: Command): void {
   reg
     .command('list')
     .description('One line per project environment')
+    .option('--all', 'also list the data kept by destroyed deployments (tombstones; `destroy <project> --delete-data` removes it)')
     .option('--json', 'print as JSON')
     .action((opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
         const { registryPath } = await import('../settings.js');
         const { readRegistryFile } = await import('../registry/store.js');
-        const { listRows, renderTable } = await import('../registry/view.js');
+        const { listRows, renderTable, tombstoneRows } = await import('../registry/view.js');
         const file = registryPath(globalRegistry(cmd));
-        const rows = listRows(readRegistryFile(file));
-        if (opts.json) printJson({ registry: file, deployments: rows });
-        else if (rows.length === 0) println(`No projects in ${file}.`);
-        else println(renderTable(rows));
+        const doc = readRegistryFile(file);
+        const rows = listRows(doc);
+        const kept = tombstoneRows(doc);
+        if (opts.json) printJson({ registry: file, deployments: rows, ...(opts.all ? { tombstones: doc.tombstones ?? [] } : {}) });
+        else if (rows.length === 0 && !(opts.all && kept.length)) println(`No projects in ${file}.${kept.length ? ` Kept data of ${kept.length} destroyed deployment(s): registry list --all.` : ''}`);
+        else {
+          println(renderTable(opts.all ? [...rows, ...kept] : rows));
+          if (!opts.all && kept.length) println(`\n${kept.length} destroyed deployment(s) left data behind: registry list --all shows them.`);
+        }
       }),
     );
 

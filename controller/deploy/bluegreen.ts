@@ -5,7 +5,7 @@
  * retention window so `codeb rollback` is one switch.
  */
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, type Slot } from '../manifest/names.js';
+import { containerName, entryName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, DeployPhase, DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import { reportStep, type Reporter } from '../reconcile/reporter.js';
@@ -14,6 +14,7 @@ import { actor } from '../registry/store.js';
 import { containerSpec } from '../runtime/spec.js';
 import type { ContainerSpec, Runtime } from '../runtime/types.js';
 import { switchTimes, type ForwarderClient } from './forwarder-client.js';
+import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from './verify-answer.js';
 import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
 import { pauseAt } from './pause.js';
 import { remainingWatch, type ResumeAction } from './resume.js';
@@ -65,7 +66,7 @@ export interface DeployOutcome {
 
 /** Forwarder entry id of a service: one per project, environment and service. */
 export function entryId(projectId: string, env: string, service: string): string {
-  return `${projectId}-${env}-${service}`;
+  return entryName(projectId, env, service);
 }
 
 /**
@@ -175,12 +176,20 @@ async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedSer
 }
 
 /** Verify through Caddy: the catch-all web service's health path, via the domain, N in a row. */
-async function verifyThroughProxy(ctx: DeployContext, checks: number): Promise<{ ok: boolean; results: ProbeResult[] }> {
+async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot): Promise<{ ok: boolean; results: ProbeResult[] }> {
   const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.healthCheck.kind === 'http');
   if (!web || checks === 0) return { ok: true, results: [] };
   const clock = ctx.clock ?? realClock;
   const hc = web.healthCheck;
-  const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: hc.path, expectStatus: hc.expectStatus, timeoutMs: Math.max(hc.timeoutMs, 1000), hostHeader: ctx.d.domain });
+  // The answer must come through this deployment's entry from the new slot, not from whatever
+  // else serves the domain (verify-answer.ts). A forwarder older than the check cannot say.
+  const answers = (await ctx.forwarder.health().catch(() => null))?.answers === true;
+  const nonce = newNonce();
+  const slotPort = ctx.rec.ports[web.name]![slot];
+  const expect = answers
+    ? { headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, entryId(ctx.d.projectId, ctx.d.env, web.name), slotPort), what: `the new ${slot} slot of ${web.name}` } }
+    : {};
+  const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: hc.path, expectStatus: hc.expectStatus, timeoutMs: Math.max(hc.timeoutMs, 1000), hostHeader: ctx.d.domain, ...expect });
   const results: ProbeResult[] = [];
   for (let i = 0; i < checks; i++) {
     let r = await probe();
@@ -258,7 +267,7 @@ async function afterSwitch(ctx: DeployContext, specs: ContainerSpec[], base: Aft
   const { d } = ctx;
   const step = stepper(ctx.reporter);
   await mark(ctx, 'verifying');
-  const verify = await step(`verify through Caddy (${d.deploy.verifyAfterSwitch} checks)`, () => verifyThroughProxy(ctx, d.deploy.verifyAfterSwitch), (v) => (v.ok ? 'ok' : 'FAILED'));
+  const verify = await step(`verify through Caddy (${d.deploy.verifyAfterSwitch} checks)`, () => verifyThroughProxy(ctx, d.deploy.verifyAfterSwitch, base.toSlot), (v) => (v.ok ? 'ok' : 'FAILED'));
   let failure: string | null = null;
   if (!verify.ok) {
     failure = `verification through Caddy failed: ${verify.results[verify.results.length - 1]?.detail ?? 'no answer'}`;

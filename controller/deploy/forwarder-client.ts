@@ -37,7 +37,8 @@ export class ForwarderClient {
     });
   }
 
-  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null }> {
+  /** answers: the forwarder marks verification answers (verify-answer.ts); older ones do not. */
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {

@@ -19,6 +19,7 @@
  * Written on node:http because the maintained proxy libraries need Node 22 and the old ones are
  * unmaintained; the job is small: forward, retry once on connect failure, track streams per slot.
  */
+import { ANSWER_HEADER, answerToken, isNonce, VERIFY_HEADER } from './verify-answer.js';
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -315,12 +316,17 @@ export class Forwarder {
     const port = e.target;
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    // A deploy's verification nonce never reaches the app; the answer says which entry and slot served it.
+    const nonce = headers[VERIFY_HEADER];
+    delete headers[VERIFY_HEADER];
     const upstream = httpRequest({ host: '127.0.0.1', port, method: req.method, path: req.url, headers, agent: this.agent(port) });
     let responded = false;
     upstream.on('response', (up) => {
       responded = true;
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+      delete out[ANSWER_HEADER];
+      if (isNonce(nonce)) out[ANSWER_HEADER] = answerToken(nonce, e.id, port);
       res.writeHead(up.statusCode ?? 502, up.statusMessage, out);
       // Streams (SSE) are flushed chunk by chunk and tracked so retiring the slot can end them.
       if (String(up.headers['content-type'] ?? '').startsWith('text/event-stream')) {

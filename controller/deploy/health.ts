@@ -14,7 +14,17 @@ export interface ProbeResult {
 }
 
 /** GET http://host:port/path; healthy when the status matches within the timeout. */
-export function probeHttp(opts: { host?: string; port: number; path: string; expectStatus: number; timeoutMs: number; hostHeader?: string }): Promise<ProbeResult> {
+export function probeHttp(opts: {
+  host?: string;
+  port: number;
+  path: string;
+  expectStatus: number;
+  timeoutMs: number;
+  hostHeader?: string;
+  headers?: Record<string, string>;
+  /** Also require this response header value (verification: who answered); `what` names the expected answerer. */
+  expectHeader?: { name: string; value: string; what: string };
+}): Promise<ProbeResult> {
   const t0 = performance.now();
   const at = new Date().toISOString();
   return new Promise((resolve) => {
@@ -26,7 +36,7 @@ export function probeHttp(opts: { host?: string; port: number; path: string; exp
       resolve({ ...r, at, ms: Math.round(performance.now() - t0) });
     };
     const req = request(
-      { host: opts.host ?? '127.0.0.1', port: opts.port, path: opts.path, method: 'GET', agent: false, headers: opts.hostHeader ? { host: opts.hostHeader } : {} },
+      { host: opts.host ?? '127.0.0.1', port: opts.port, path: opts.path, method: 'GET', agent: false, headers: { ...opts.headers, ...(opts.hostHeader ? { host: opts.hostHeader } : {}) } },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -36,6 +46,11 @@ export function probeHttp(opts: { host?: string; port: number; path: string; exp
         res.on('end', () => {
           const status = res.statusCode ?? 0;
           const snippet = body.replace(/\s+/g, ' ').trim().slice(0, 200);
+          const want = opts.expectHeader;
+          if (want && status === opts.expectStatus && res.headers[want.name] !== want.value) {
+            finish({ ok: false, status, detail: `HTTP ${status}, but not answered by ${want.what} (another upstream serves this domain)` });
+            return;
+          }
           finish({ ok: status === opts.expectStatus, status, detail: `HTTP ${status}${snippet ? ` ${snippet}` : ''}` });
         });
         res.on('error', (err) => finish({ ok: false, detail: err.message }));

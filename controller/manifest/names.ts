@@ -3,8 +3,18 @@
  * users and keys, containers, networks, files). Inputs are already validated by the schema
  * (lowercase DNS labels of bounded length); every output is checked again here, so a name that
  * would break a system's rules fails loudly instead of being truncated or escaped into something else.
+ *
+ * Runtime names join their parts with SEP ("--"): ids, environments and service names are labels
+ * with single dashes only, so no two (project, environment, service) give the same container, route,
+ * forwarder entry or network name (a single dash made id s-c + environment x-production collide with
+ * s-c-x + production). Data names (database, role, bucket) keep the reference design's shape and are
+ * owned instead: the registry refuses a name another deployment (or a tombstone) holds, and each
+ * provider's marker names its project and environment.
  */
 import { CodebError } from '../errors.js';
+
+/** Between the parts of a runtime name; never inside a valid id, environment or service name. */
+export const SEP = '--';
 
 const LABEL = /^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$/;
 const SQL_IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -64,7 +74,7 @@ export const BACKUP_BUCKET = 'backup';
 
 export function redisUser(s: NameScope): string {
   assertLabel('project id', s.projectId, 40);
-  return `codeb-${s.projectId}-${envShort(s.env)}`;
+  return `codeb-${s.projectId}${SEP}${envShort(s.env)}`;
 }
 
 /** Key prefix for the prefix isolation mode: <project>: (single environment) or <project>:<env>:. */
@@ -79,13 +89,28 @@ export function containerName(projectId: string, env: string, service: string, s
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
   assertLabel('service name', service, 30);
-  return `${projectId}-${env}-${service}-${slot}`;
+  return [projectId, env, service, slot].join(SEP);
+}
+
+/** The forwarder's entry of one service's stable port: one per project, environment and service. */
+export function entryName(projectId: string, env: string, service: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  assertLabel('service name', service, 30);
+  return [projectId, env, service].join(SEP);
+}
+
+/** The registry's and plan's name for a deployment's containers as one resource. */
+export function deploymentName(projectId: string, env: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  return [projectId, env].join(SEP);
 }
 
 export function networkName(projectId: string, env: string): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
-  return `codeb-${projectId}-${env}`;
+  return `codeb-${projectId}${SEP}${env}`;
 }
 
 /** File name (never a path) of the per-deployment env file under the secrets folder. */
@@ -99,7 +124,7 @@ export function envFileName(projectId: string, env: string): string {
 export function routeId(projectId: string, env: string): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
-  return `codeb-${projectId}-${env}`;
+  return `codeb-${projectId}${SEP}${env}`;
 }
 
 /**

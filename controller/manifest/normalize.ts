@@ -21,7 +21,7 @@ export const DEFAULTS = {
   backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as Array<'database' | 'storage'> },
   deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '10s', keepPrevious: '1h', drain: '10s' },
   storageBuckets: ['uploads'],
-  cacheIsolation: 'db' as const,
+  cacheIsolation: 'prefix' as const,
 };
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

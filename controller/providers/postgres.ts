@@ -1,31 +1,79 @@
 /**
  * Postgres: one login role and one database per deployment (see docs/providers.md).
  *
- * - `postgres.role`     name = role name; spec { login: true, secret: 'postgres' }.
- * - `postgres.database` name = database;  spec { owner, publicConnect: false, extensions: string[] }.
+ * - `postgres.role`     name = role name; spec { login: true, claimedBy: '<project>/<env>', secret: 'postgres' }.
+ * - `postgres.database` name = database;  spec { owner, claimedBy, publicConnect: false,
+ *   systemDatabasesClosed: true, extensions: string[] }.
  *
  * Talks to the admin database with a small pool (connected on first use). Identifiers and literals in
  * DDL (which takes no bind parameters) go through pg's escapeIdentifier / escapeLiteral; every other
  * query uses $n parameters. Passwords never appear in SQL text: the SCRAM-SHA-256 verifier is computed
  * here and sent instead, so server logs, pg_stat_activity and error messages never see the password.
  *
- * Ownership: a role codeb creates carries the comment `codeb: ...`. An existing role without it, or a
- * database owned by a role without it, is reported as a conflict: codeb never takes over what another
- * application created.
+ * Ownership: a role codeb creates carries the comment `codeb: owner=<project>/<env>; ...`, and its
+ * database the same comment. An existing role without a codeb comment, or a database owned by such a
+ * role, is reported as a conflict: codeb never takes over what another application created. A comment
+ * naming another project or environment is a conflict too: kept data (destroy without --delete-data)
+ * stays with its owner, and a new project deriving the same names never adopts it. A comment from an
+ * earlier codeb that names no owner is taken over only by a deployment the registry already knows
+ * (`adoptLegacy`), never by a new one.
+ *
+ * `systemDatabasesClosed`: CONNECT and TEMPORARY on `postgres` and `template1` revoked from PUBLIC,
+ * observed and planned with every database so drift (a GRANT by hand) shows in `plan`. Postgres 15
+ * cannot hide pg_database or pg_roles from a role that is logged in: names of databases and roles stay
+ * visible, which is why no name carries a secret (docs/providers.md).
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
+import { lazyModule } from '../lazy-module.js';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
 
-const { Pool, Client, escapeIdentifier: ident, escapeLiteral: literal } = pg;
+const pgModule = lazyModule<typeof pg>('pg');
+const ident = (name: string): string => pgModule().escapeIdentifier(name);
+const literal = (text: string): string => pgModule().escapeLiteral(text);
 
 type PgSettings = Settings['postgres'];
 
 /** The comment that marks a role as created (and so owned) by codeb. */
 export const ROLE_MARKER_PREFIX = 'codeb:';
-const ROLE_MARKER = 'codeb: created by codeb; password in the deployment secrets file';
+/** An earlier codeb's marker: codeb's, but names no owner. */
+const LEGACY_ROLE_MARKER = 'codeb: created by codeb; password in the deployment secrets file';
+const OWNER_IN_MARKER = /^codeb: owner=([a-z](?:[a-z0-9]|-(?=[a-z0-9]))*\/[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*);/;
+
+/** The marker of a role or database codeb created for one deployment (`<project>/<env>`). */
+export function ownerMarker(owner: string | undefined): string {
+  if (owner === undefined) return LEGACY_ROLE_MARKER;
+  if (!OWNER_IN_MARKER.test(`codeb: owner=${owner};`)) throw new CodebError(`Invalid owner ${JSON.stringify(owner)} for a Postgres marker.`);
+  return `codeb: owner=${owner}; created by codeb; password in the deployment secrets file`;
+}
+
+/** undefined: not codeb's; null: codeb's, from an earlier version that named no owner; else the owner. */
+export function markerOwner(marker: string | null | undefined): string | null | undefined {
+  if (!marker?.startsWith(ROLE_MARKER_PREFIX)) return undefined;
+  return OWNER_IN_MARKER.exec(marker)?.[1] ?? null;
+}
+
+/**
+ * Why `want` may not use an object whose marker says `have` (null when it may). `what` names the
+ * object in the message.
+ */
+export function ownerConflict(what: string, want: unknown, have: string | null | undefined, adoptLegacy: unknown): string | null {
+  if (typeof want !== 'string' || have === undefined) return null;
+  if (have === want) return null;
+  if (have !== null) {
+    return `${what} belongs to ${have} (codeb's marker names that project and environment); codeb never hands one deployment's data to another. Destroy it with \`codeb destroy ${have.split('/')[0]} --env ${have.split('/')[1]} --delete-data\`, or choose another project id`;
+  }
+  if (adoptLegacy === true) return null;
+  return (
+    `${what} was kept by an earlier codeb whose marker names no owner (data of a destroyed deployment?); a new deployment never adopts it. ` +
+    `If it is ${want}'s, claim it with: COMMENT ON ${what.split(' ')[1]!.toUpperCase()} ${ident(what.split(' ')[2]!)} IS ${literal(ownerMarker(want))}`
+  );
+}
+
+/** The databases every role can reach by default; codeb revokes PUBLIC's CONNECT and TEMPORARY on them. */
+export const SYSTEM_DATABASES = ['postgres', 'template1'];
 
 /** Extensions Postgres installs in every database; never reported, never managed. */
 const BUILTIN_EXTENSIONS = new Set(['plpgsql']);
@@ -86,6 +134,7 @@ interface DatabaseRow {
   datname: string;
   owner: string | null;
   owner_marker: string | null;
+  marker: string | null;
   public_connect: boolean;
   datallowconn: boolean;
 }
@@ -108,7 +157,9 @@ export class PostgresProvider implements Provider {
       user: this.settings.user,
       password: this.settings.password,
       database,
-      connectionTimeoutMillis: 5000,
+      // A new connection (a forked backend, SCRAM) can take seconds on a loaded machine; waiting
+      // costs nothing, an unreachable server still fails at once (connection refused).
+      connectionTimeoutMillis: 30_000,
       application_name: 'codeb',
     };
   }
@@ -119,7 +170,7 @@ export class PostgresProvider implements Provider {
 
   private getPool(): pg.Pool {
     if (!this.pool) {
-      this.pool = new Pool({ ...this.clientConfig(this.settings.database), max: 2, idleTimeoutMillis: 10_000 });
+      this.pool = new (pgModule().Pool)({ ...this.clientConfig(this.settings.database), max: 2, idleTimeoutMillis: 10_000 });
       // An idle connection dropped by the server must not crash the process; the next query reconnects.
       this.pool.on('error', () => {});
     }
@@ -162,7 +213,7 @@ export class PostgresProvider implements Provider {
    * when that database cannot be entered and `tolerant` is set: observe reports what it can.
    */
   private async inDatabase<T>(database: string, fn: (c: pg.Client) => Promise<T>, tolerant = false): Promise<T | undefined> {
-    const c = new Client(this.clientConfig(database));
+    const c = new (pgModule().Client)(this.clientConfig(database));
     c.on('error', () => {});
     try {
       await c.connect();
@@ -203,12 +254,15 @@ export class PostgresProvider implements Provider {
     return roles.map((r): Observed => {
       const row = found.get(r.name);
       if (!row) return { key: r.key, exists: false };
-      const o: Observed = { key: r.key, exists: true, spec: { login: row.rolcanlogin } };
-      if (!row.marker?.startsWith(ROLE_MARKER_PREFIX)) {
+      const have = markerOwner(row.marker);
+      const o: Observed = { key: r.key, exists: true, spec: { login: row.rolcanlogin, claimedBy: have ?? null } };
+      if (have === undefined) {
         o.conflict =
           `Postgres role ${r.name} exists but was not created by codeb (it has no codeb comment), so it may belong to another application. ` +
-          `If it is this deployment's, mark it with: COMMENT ON ROLE ${ident(r.name)} IS ${literal(ROLE_MARKER)}`;
+          `If it is this deployment's, mark it with: COMMENT ON ROLE ${ident(r.name)} IS ${literal(ownerMarker(typeof r.spec.claimedBy === 'string' ? r.spec.claimedBy : undefined))}`;
       }
+      const taken = ownerConflict(`Postgres role ${r.name}`, r.spec.claimedBy, have, r.spec.adoptLegacy);
+      if (taken) o.conflict = taken;
       return o;
     });
   }
@@ -216,17 +270,20 @@ export class PostgresProvider implements Provider {
   private async observeDatabases(dbs: Resource[]): Promise<Observed[]> {
     const res = await this.q<DatabaseRow>(
       `SELECT d.datname, r.rolname AS owner, shobj_description(r.oid, 'pg_authid') AS owner_marker,
+              shobj_description(d.oid, 'pg_database') AS marker,
               has_database_privilege('public', d.oid, 'CONNECT') AS public_connect, d.datallowconn
          FROM pg_database d LEFT JOIN pg_roles r ON r.oid = d.datdba
         WHERE d.datname = ANY($1::text[])`,
       [dbs.map((r) => r.name)],
     );
     const found = new Map(res.rows.map((row) => [row.datname, row]));
+    const systemDatabasesClosed = await this.systemDatabasesClosed();
     return Promise.all(
       dbs.map(async (r): Promise<Observed> => {
         const row = found.get(r.name);
         if (!row) return { key: r.key, exists: false };
-        const spec: Record<string, unknown> = { owner: row.owner, publicConnect: row.public_connect };
+        const have = markerOwner(row.marker);
+        const spec: Record<string, unknown> = { owner: row.owner, claimedBy: have ?? null, publicConnect: row.public_connect, systemDatabasesClosed };
         const installed = row.datallowconn ? await this.installedExtensions(r.name) : undefined;
         if (installed) {
           // codeb adds extensions and never drops one, so only the ones it manages are reported:
@@ -240,9 +297,22 @@ export class PostgresProvider implements Provider {
             `Postgres database ${r.name} exists and is owned by role ${row.owner ?? '(unknown)'}, which codeb did not create, ` +
             'so it may belong to another application';
         }
+        // A database without its own marker (made by an earlier codeb) is judged by its owner role's.
+        const taken = ownerConflict(`Postgres database ${r.name}`, r.spec.claimedBy, row.marker === null ? markerOwner(row.owner_marker) : have, r.spec.adoptLegacy);
+        if (taken && !o.conflict) o.conflict = taken;
         return o;
       }),
     );
+  }
+
+  /** Whether PUBLIC has neither CONNECT nor TEMPORARY on postgres and template1. */
+  private async systemDatabasesClosed(): Promise<boolean> {
+    const res = await this.q<{ open: boolean | null }>(
+      `SELECT bool_or(has_database_privilege('public', oid, 'CONNECT') OR has_database_privilege('public', oid, 'TEMPORARY')) AS open
+         FROM pg_database WHERE datname = ANY($1::text[])`,
+      [SYSTEM_DATABASES],
+    );
+    return res.rows[0]?.open !== true;
   }
 
   /** Installed extensions of a database (sorted, plpgsql left out); undefined if it cannot be entered. */
@@ -264,10 +334,10 @@ export class PostgresProvider implements Provider {
     try {
       switch (action.kind) {
         case 'postgres.role':
-          if (action.op === 'delete') return await this.deleteRole(action.name, ctx);
+          if (action.op === 'delete') return await this.deleteRole(action.name, action.resource.spec, ctx);
           return await this.ensureRole(action.name, action.resource.spec, ctx);
         case 'postgres.database':
-          if (action.op === 'delete') return await this.deleteDatabase(action.name, ctx);
+          if (action.op === 'delete') return await this.deleteDatabase(action.name, action.resource.spec, ctx);
           return await this.ensureDatabase(action.name, action.resource.spec, ctx);
         default:
           throw new CodebError(`The Postgres provider does not handle ${action.kind} resources.`);
@@ -291,11 +361,14 @@ export class PostgresProvider implements Provider {
       await c.query(`SET LOCAL password_encryption = 'scram-sha-256'`);
       const row = await c.query<RoleRow>(`SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') AS marker FROM pg_roles WHERE rolname = $1`, [name]);
       const existing = row.rows[0];
+      const want = typeof spec.claimedBy === 'string' ? spec.claimedBy : undefined;
       if (existing && !existing.marker?.startsWith(ROLE_MARKER_PREFIX)) {
         throw new CodebError(`Postgres role ${name} exists but was not created by codeb; refusing to change its password.`, {
-          hint: `If it belongs to this deployment, mark it with COMMENT ON ROLE ${ident(name)} IS ${literal(ROLE_MARKER)} and apply again.`,
+          hint: `If it belongs to this deployment, mark it with COMMENT ON ROLE ${ident(name)} IS ${literal(ownerMarker(want))} and apply again.`,
         });
       }
+      const taken = existing ? ownerConflict(`Postgres role ${name}`, want, markerOwner(existing.marker), spec.adoptLegacy) : null;
+      if (taken) throw new CodebError(`${taken}; refusing to change its password.`);
       if (existing) {
         await c.query(`ALTER ROLE ${ident(name)} ${login} PASSWORD ${passwordClause(password)}`);
       } else {
@@ -303,7 +376,7 @@ export class PostgresProvider implements Provider {
         created = true;
       }
       // Same transaction as CREATE ROLE: a role without the marker would later look foreign.
-      await c.query(`COMMENT ON ROLE ${ident(name)} IS ${literal(ROLE_MARKER)}`);
+      await c.query(`COMMENT ON ROLE ${ident(name)} IS ${literal(ownerMarker(want))}`);
     });
     ctx.progress(created ? 'role created with a SCRAM-SHA-256 password' : 'role updated (login, password)');
   }
@@ -324,7 +397,7 @@ export class PostgresProvider implements Provider {
     }
   }
 
-  private async deleteRole(name: string, ctx: ExecContext): Promise<void> {
+  private async deleteRole(name: string, spec: Record<string, unknown>, ctx: ExecContext): Promise<void> {
     const role = await this.q<RoleRow>(`SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') AS marker FROM pg_roles WHERE rolname = $1`, [name]);
     if (!role.rows[0]) {
       ctx.progress('already gone');
@@ -333,6 +406,8 @@ export class PostgresProvider implements Provider {
     if (!role.rows[0].marker?.startsWith(ROLE_MARKER_PREFIX)) {
       throw new CodebError(`Postgres role ${name} was not created by codeb; refusing to drop it.`);
     }
+    const taken = ownerConflict(`Postgres role ${name}`, spec.claimedBy, markerOwner(role.rows[0].marker), spec.adoptLegacy);
+    if (taken) throw new CodebError(`${taken}; refusing to drop it.`);
     const owned = await this.q<{ datname: string }>(
       `SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1 ORDER BY 1`,
       [name],
@@ -387,6 +462,15 @@ export class PostgresProvider implements Provider {
       }
     }
     await this.q(`GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO ${ident(owner)}`);
+    if (typeof spec.claimedBy === 'string' && before.spec?.claimedBy !== spec.claimedBy) {
+      await this.q(`COMMENT ON DATABASE ${db} IS ${literal(ownerMarker(spec.claimedBy))}`);
+    }
+    if (spec.systemDatabasesClosed === true && before.spec?.systemDatabasesClosed !== true) {
+      // Idempotent; a database missing on this server (template1 dropped by hand) is skipped.
+      const present = await this.q<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname = ANY($1::text[]) ORDER BY 1`, [SYSTEM_DATABASES]);
+      for (const { datname } of present.rows) await this.q(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(datname)} FROM PUBLIC`);
+      ctx.progress(`CONNECT and TEMPORARY on ${present.rows.map((r) => r.datname).join(', ')} revoked from PUBLIC`);
+    }
 
     if (extensions.length) {
       const added = await this.inDatabase(name, async (c) => {
@@ -400,8 +484,8 @@ export class PostgresProvider implements Provider {
   }
 
   /** Explicit data-deleting destroy only: drop the database, ending its sessions. */
-  private async deleteDatabase(name: string, ctx: ExecContext): Promise<void> {
-    const before = (await this.observeDatabases([{ kind: 'postgres.database', name, key: `postgres.database/${name}`, spec: {}, dependsOn: [] }]))[0]!;
+  private async deleteDatabase(name: string, spec: Record<string, unknown>, ctx: ExecContext): Promise<void> {
+    const before = (await this.observeDatabases([{ kind: 'postgres.database', name, key: `postgres.database/${name}`, spec, dependsOn: [] }]))[0]!;
     if (!before.exists) {
       ctx.progress('already gone');
       return;

@@ -7,14 +7,18 @@
  * - `redis.user` name = ACL user; spec { db, isolation: 'db' | 'prefix', keyPrefix, secret: 'redis' }.
  *   The rule set is aclRules() below. A DB index is not a security boundary in Redis 7: ACLs cannot
  *   limit which DB a user SELECTs, and clients given redis://user:pw@host:port/N send SELECT N, so
- *   SELECT stays allowed. Only the 'prefix' mode (key and channel patterns) isolates tenants.
+ *   SELECT stays allowed. Only the 'prefix' mode (the default: key and channel patterns, and no
+ *   command that lists keys or channels) isolates tenants; 'db' trusts every other db-mode tenant.
+ *   In both modes the slot marker is out of the tenant's reach: it starts with `_`, which no
+ *   prefix (a project id) starts with and which the db mode's key pattern `~[^_]*` leaves out, so
+ *   a tenant can neither forge nor remove the claim on its own or another DB.
  *
  * Connects as the admin user from the settings, failing fast (short timeout, two retries, no offline
  * queue) with ServiceUnavailableError. Passwords go to Redis only as SHA-256 hashes (`#<hex>`), so no
  * rule, error or log line can carry one.
  */
 import { createHash } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
@@ -47,6 +51,17 @@ export const DENIED_COMMANDS = [
   'function', 'script|flush', 'script|kill',
 ] as const;
 
+/**
+ * Denied on top in prefix mode: commands that reveal keys or channels outside the user's patterns.
+ * Redis 7 checks key patterns only on commands that name keys, so SCAN and RANDOMKEY would list
+ * every key of the DB, DBSIZE counts them, PUBSUB CHANNELS/NUMPAT/SHARDCHANNELS list other tenants'
+ * channels. (KEYS, MONITOR, CLIENT LIST, DEBUG, CONFIG, FLUSH*, SWAPDB are denied in every mode.)
+ */
+export const PREFIX_DENIED_COMMANDS = ['scan', 'randomkey', 'dbsize', 'pubsub|channels', 'pubsub|numpat', 'pubsub|shardchannels'] as const;
+
+/** Key pattern of the db mode: every key except codeb's own (`_codeb:...`), so the slot marker is codeb's alone. */
+export const DB_MODE_KEYS = '~[^_]*';
+
 /** Escape Redis glob metacharacters so a prefix matches only itself. */
 export function globEscape(s: string): string {
   return s.replace(/[\\*?[\]^]/g, (c) => `\\${c}`);
@@ -65,10 +80,12 @@ export function passwordHash(password: string): string {
  * The full ACL rule list for a user, without its password rule. `reset` first, so applying it again
  * converges on exactly this set whatever was there before.
  *
- * - db:     ~* &*           all keys and channels (channels are server-wide, not per DB);
- * - prefix: ~<prefix>* &<prefix>*  only the deployment's keys and pub/sub channels, in any DB.
+ * - db:     ~[^_]* &*       every key but codeb's marker, all channels (channels are server-wide);
+ * - prefix: ~<prefix>* &<prefix>*  only the deployment's keys and pub/sub channels, in any DB,
+ *           and PREFIX_DENIED_COMMANDS.
  * Commands: +@all -@admin -@dangerous +info, then DENIED_COMMANDS. INFO is given back because job
- * queues (BullMQ, ...) read the server version from it; it shows server statistics, not data.
+ * queues (BullMQ, ...) read the server version from it; it shows server statistics (its keyspace
+ * section: key counts per DB), not keys or values.
  */
 export function aclRules(isolation: Isolation, keyPrefix: string | null): string[] {
   let keys: string[];
@@ -77,20 +94,23 @@ export function aclRules(isolation: Isolation, keyPrefix: string | null): string
     const p = globEscape(keyPrefix);
     keys = [`~${p}*`, `&${p}*`];
   } else {
-    keys = ['~*', '&*'];
+    keys = [DB_MODE_KEYS, '&*'];
   }
-  return [...keys, '+@all', '-@admin', '-@dangerous', '+info', ...DENIED_COMMANDS.map((c) => `-${c}`)];
+  const denied: readonly string[] = isolation === 'prefix' ? [...DENIED_COMMANDS, ...PREFIX_DENIED_COMMANDS] : DENIED_COMMANDS;
+  return [...keys, '+@all', '-@admin', '-@dangerous', '+info', ...denied.map((c) => `-${c}`)];
 }
 
 /** ACL DRYRUN probes: what a codeb user must and must not be able to run (checked by observe). */
-function probes(keyPrefix: string): { allowed: string[][]; denied: string[][] } {
+function probes(isolation: Isolation, keyPrefix: string): { allowed: string[][]; denied: string[][] } {
   const k = `${keyPrefix}codeb-probe`;
+  const listing = [['scan', '0'], ['randomkey'], ['dbsize'], ['pubsub', 'channels']];
   return {
-    allowed: [['get', k], ['set', k, 'v'], ['del', k], ['select', '0'], ['info'], ['publish', k, 'm'], ['scan', '0'], ['ping']],
+    allowed: [['get', k], ['set', k, 'v'], ['del', k], ['select', '0'], ['info'], ['publish', k, 'm'], ['ping'], ...(isolation === 'prefix' ? [] : listing)],
     denied: [
       ['flushall'], ['flushdb'], ['keys', '*'], ['config', 'get', 'maxmemory'], ['acl', 'list'], ['shutdown'], ['debug', 'sleep', '0'],
       ['monitor'], ['swapdb', '0', '1'], ['move', k, '1'], ['module', 'list'], ['replicaof', 'no', 'one'], ['client', 'list'],
-      ['function', 'flush'], ['script', 'flush'], ['save'],
+      ['function', 'flush'], ['script', 'flush'], ['save'], ['set', SLOT_MARKER, 'x'], ['del', SLOT_MARKER],
+      ...(isolation === 'prefix' ? listing : []),
     ],
   };
 }
@@ -142,7 +162,7 @@ export class RedisProvider implements Provider {
       password: this.settings.password,
       db,
       lazyConnect: true,
-      connectTimeout: 3000,
+      connectTimeout: 10_000,
       commandTimeout: 15_000,
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
@@ -161,6 +181,7 @@ export class RedisProvider implements Provider {
     let p = this.conns.get(db);
     if (!p) {
       p = (async () => {
+        const { Redis } = await import('ioredis');
         const r = new Redis(this.options(db));
         let lastError: unknown;
         r.on('error', (err: unknown) => (lastError = err)); // reported through the rejected command
@@ -267,8 +288,13 @@ export class RedisProvider implements Provider {
     const problems: string[] = [];
     if (!u.flags.includes('on')) problems.push('user is off');
     if (u.flags.includes('nopass') || !u.hasPassword) problems.push('no password');
-    if (u.flags.includes('allkeys') || u.keys === '~*') {
+    if (u.keys === DB_MODE_KEYS) {
       spec.isolation = 'db';
+      spec.keyPrefix = null;
+      if (u.channels !== '&*' && !u.flags.includes('allchannels')) problems.push(`channels ${u.channels || 'none'}`);
+    } else if (u.flags.includes('allkeys') || u.keys === '~*') {
+      // An earlier codeb's db mode: the tenant could overwrite the slot marker.
+      spec.isolation = 'db (every key, codeb\'s slot marker included)';
       spec.keyPrefix = null;
       if (u.channels !== '&*' && !u.flags.includes('allchannels')) problems.push(`channels ${u.channels || 'none'}`);
     } else if (/^~\S+\*$/.test(u.keys) && !u.keys.includes(' ') && u.channels === `&${u.keys.slice(1)}`) {
@@ -278,7 +304,7 @@ export class RedisProvider implements Provider {
       spec.isolation = `custom (keys ${u.keys || 'none'}, channels ${u.channels || 'none'})`;
       spec.keyPrefix = null;
     }
-    const commandProblems = await this.checkCommands(r.name, typeof spec.keyPrefix === 'string' ? spec.keyPrefix : '');
+    const commandProblems = await this.checkCommands(r.name, spec.isolation === 'prefix' ? 'prefix' : 'db', typeof spec.keyPrefix === 'string' ? spec.keyPrefix : '');
     problems.push(...commandProblems);
     // Anything else that differs from codeb's rule set shows up as a different isolation, so the
     // plan updates the user (which rewrites every rule).
@@ -287,8 +313,8 @@ export class RedisProvider implements Provider {
   }
 
   /** Compare the user's command permissions with codeb's rule set through ACL DRYRUN (Redis 7+). */
-  private async checkCommands(user: string, keyPrefix: string): Promise<string[]> {
-    const { allowed, denied } = probes(keyPrefix);
+  private async checkCommands(user: string, isolation: Isolation, keyPrefix: string): Promise<string[]> {
+    const { allowed, denied } = probes(isolation, keyPrefix);
     const problems: string[] = [];
     return this.on(0, async (c) => {
       const run = async (cmd: string[]): Promise<boolean | undefined> => {
@@ -305,7 +331,7 @@ export class RedisProvider implements Provider {
         if (ok === undefined) return [];
         if (!ok) problems.push(`${cmd[0]} denied`);
       }
-      for (const cmd of denied) if ((await run(cmd)) === true) problems.push(`${cmd.slice(0, cmd[0] === 'function' || cmd[0] === 'script' || cmd[0] === 'client' || cmd[0] === 'config' || cmd[0] === 'acl' ? 2 : 1).join(' ')} allowed`);
+      for (const cmd of denied) if ((await run(cmd)) === true) problems.push(`${cmd.slice(0, cmd[0] === 'function' || cmd[0] === 'script' || cmd[0] === 'client' || cmd[0] === 'config' || cmd[0] === 'acl' || cmd[0] === 'pubsub' ? 2 : 1).join(' ')} allowed`);
       return problems;
     });
   }

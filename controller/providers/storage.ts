@@ -19,7 +19,10 @@
  * secret store its key; create/update: make the user (it cannot create buckets) / make that key its
  * only key; delete (data-deleting destroy): remove the user.
  */
-import { Client, type LifecycleConfig } from 'minio';
+import type { Client, LifecycleConfig } from 'minio';
+import { lazyModule } from '../lazy-module.js';
+
+const minio = lazyModule<typeof import('minio')>('minio');
 import { BACKUP_BUCKET } from '../manifest/names.js';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
@@ -116,7 +119,7 @@ export function isUnreachable(err: unknown): boolean {
 
 export class StorageProvider implements Provider {
   readonly system = 'storage' as const;
-  private readonly client: Client;
+  private s3?: Client;
   private readonly retentionDays: number;
   private readonly keys: KeyManager;
   private readonly secret: (name: string) => string;
@@ -125,7 +128,15 @@ export class StorageProvider implements Provider {
     private readonly settings: StorageSettings,
     opts: StorageProviderOptions = {},
   ) {
-    this.client = new Client({
+    this.retentionDays = opts.backupRetentionDays ?? 30;
+    this.keys = opts.keys ?? keyManagerFor(settings);
+    this.secret = opts.secret ?? (() => '');
+  }
+
+  /** The S3 client, made (and its library loaded) on first use. */
+  private get client(): Client {
+    const settings = this.settings;
+    return (this.s3 ??= new (minio().Client)({
       endPoint: settings.endPoint,
       port: settings.port,
       useSSL: settings.useSSL,
@@ -136,10 +147,7 @@ export class StorageProvider implements Provider {
       // The client's own retry prints to the console (noise in codeb's output) and hides the S3 error
       // text behind "Retryable HTTP status"; the one place that needs a retry does its own (destroy).
       retryOptions: { disableRetry: true },
-    });
-    this.retentionDays = opts.backupRetentionDays ?? 30;
-    this.keys = opts.keys ?? keyManagerFor(settings);
-    this.secret = opts.secret ?? (() => '');
+    }));
   }
 
   get address(): string {

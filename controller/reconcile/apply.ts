@@ -12,6 +12,8 @@ import type { Deployment } from '../manifest/types.js';
 import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/allocate.js';
 import { RedisProvider } from '../providers/redis.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
+import { reservedPorts } from '../registry/reserved-ports.js';
+import { reasonOf, writeFailureLog } from '../registry/failure-log.js';
 import { allocationRequest, recordAllocation } from '../registry/records.js';
 import { actor, withRegistryLock, type RegistryTx } from '../registry/store.js';
 import type { EnvironmentRecord, HistoryEntry, RegistryDocument } from '../registry/types.js';
@@ -21,6 +23,7 @@ import type { Action, ExecContext } from './model.js';
 import { hasChanges, planApply, summarize, type PlanSummary } from './plan.js';
 import { closeAll, observeAll, openProviders, providerFor, type ProviderSet } from './providers.js';
 import { silentReporter, type Reporter } from './reporter.js';
+import { withCrashPoints } from './crash-points.js';
 import { generateAccessKey, SecretStore, type SecretValues } from './secrets.js';
 import { sharedKeyNote, storageCapabilities, STORAGE_KEY_SECRETS } from '../providers/storage-access.js';
 import { ReleaseProvider } from './runtime-provider.js';
@@ -28,7 +31,8 @@ import { storeManifest } from './manifest-store.js';
 import { deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
 import { pendingResume, runResume, type PendingResume } from '../deploy/interrupted.js';
 import { endPhase } from '../deploy/resume.js';
-import { versionOf } from './release.js';
+import { onlyEntriesDiffer, versionOf } from './release.js';
+import { portsTakenBeforeDeploy } from './preflight.js';
 import { envFileName, networkName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
 import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
@@ -86,6 +90,13 @@ export interface ApplyResult {
 
 const HISTORY_LIMIT = 50;
 
+/** plan only, or a release that only re-points entries (no container is started). */
+function planOnlyOrUnchanged(opts: ApplyOptions, actions: Action[]): boolean {
+  if (opts.planOnly) return true;
+  const release = actions.find((a) => a.kind === 'runtime.release');
+  return !release || (release.op === 'update' && onlyEntriesDiffer(release.changes));
+}
+
 /** Secrets a deployment needs, by feature; its own S3 key pair only where the server makes users. */
 function secretNames(d: Deployment, settings: Settings): string[] {
   const ownKey = d.features.storage && storageCapabilities(settings).perProjectKeys;
@@ -129,7 +140,7 @@ function sameRecord(a: EnvironmentRecord | undefined, b: EnvironmentRecord): boo
 
 export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const started = Date.now();
-  const reporter = opts.reporter ?? silentReporter;
+  const reporter = withCrashPoints(opts.reporter ?? silentReporter);
   const manifest = requireManifest(opts.manifestFile);
   const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
   selectRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
@@ -137,7 +148,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));
   const busy = d.server.host === 'local' ? listeningPorts() : new Set<number>();
-  const policy = policyFromEnv(process.env, busy);
+  // The stack's and server's own ports are refused before anything is written (no half-made route).
+  const policy = policyFromEnv(process.env, busy, reservedPorts(settings));
   if (d.server.host !== 'local') {
     throw new CodebError(`Environment ${d.env} targets server ${d.server.name} (${d.server.host}); remote servers are not supported by this version yet.`, {
       hint: 'Use host: local for now.',
@@ -227,7 +239,16 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       // talked to Podman or the forwarder yet: check both now, before the first effect.
       if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) {
         await release.runtime.list({ [LABEL.project]: d.projectId });
-        await release.forwarder.list();
+        const entries = await release.forwarder.list();
+        // A port another process holds would stop the deploy after the route is written: refuse now.
+        if (d.server.host === 'local' && !planOnlyOrUnchanged(opts, actions)) {
+          const taken = portsTakenBeforeDeploy(d, rec, listeningPorts(), new Set(entries.map((e) => e.entryPort)));
+          if (taken.length) {
+            throw new CodebError(`Cannot apply ${d.projectId} (${d.env}): port${taken.length > 1 ? 's' : ''} ${taken.join(', ')} ${taken.length > 1 ? 'are' : 'is'} in use by another process on this machine.`, {
+              hint: 'Nothing was changed. Stop that process, or give the service other hostPorts in the manifest (`codeb registry release` + apply re-allocates free ones).',
+            });
+          }
+        }
       }
       // An apply cut short (killed, crashed) leaves status provisioning: even when every resource
       // already exists, this run completes it (status, history) instead of reporting No changes.
@@ -266,7 +287,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       if (d.monitoring.alerts.webhook) await ensureAlertSecret(file, d.projectId);
       if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o));
 
-      const done = await execute(actions, providers, tx, draft, rec, secret, reporter);
+      const done = await execute(actions, providers, tx, draft, rec, secret, reporter, d.projectId);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
       pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'ok', detail: { ...summaryDetail(actions), durationMs: Date.now() - started } });
       await tx.write(draft);
@@ -406,6 +427,7 @@ export async function execute(
   rec: EnvironmentRecord,
   secret: (name: string) => string,
   reporter: Reporter,
+  projectId: string,
 ): Promise<StepResult[]> {
   const results: StepResult[] = [];
   const symbol: Record<string, string> = { create: '+', update: '~', delete: '-' };
@@ -426,10 +448,13 @@ export async function execute(
       const ms = Date.now() - t0;
       const message = err instanceof Error ? err.message : String(err);
       reporter.fail(label, message, ms);
-      (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'failed', detail: message.slice(0, 500) });
+      // The registry keeps the reason and where the whole text is, never the text (log tails can hold secrets).
+      const reason = reasonOf(message);
+      const log = writeFailureLog(projectId, rec.env, `${a.kind} ${a.name}: ${a.op} failed\n${message}`);
+      (rec.journal ??= []).push({ step: a.key, at: new Date().toISOString(), status: 'failed', detail: reason });
       // The previous version may still be serving (a failed deploy never moves traffic, or moves it back).
       rec.status = rec.liveSlot ? 'degraded' : 'failed';
-      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'failed', detail: { step: a.key, error: message.slice(0, 500) } });
+      pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'apply', result: 'failed', detail: { step: a.key, error: reason, log } });
       await tx.write(draft);
       if (err instanceof CodebError) throw err;
       throw new CodebError(`${a.kind} ${a.name}: ${a.op} failed: ${message}`, {

@@ -15,7 +15,16 @@ import { makeResource, resourceKey, type Resource } from './model.js';
 import { releaseName, releaseResource } from './release.js';
 
 /** The registry names and allocation a deployment was given (see registry/records.ts). */
-export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot' | 'subnet'>;
+export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot' | 'subnet'> &
+  Partial<Pick<EnvironmentRecord, 'status'>>;
+
+/**
+ * Data made by an earlier codeb carries a marker without an owner: only a deployment the registry
+ * already knew (applied before, status past `allocated`) may take it over, never a new one.
+ */
+function knownBefore(n: DeploymentNames): boolean {
+  return n.status !== undefined && n.status !== 'allocated';
+}
 
 export function secretRef(name: string): string {
   return `\${secret:${name}}`;
@@ -55,10 +64,17 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
 
   if (d.features.database && n.database && n.databaseRole) {
     // The role goes with its database: kept (with its password) unless data is deleted.
-    const role = makeResource('postgres.role', n.databaseRole, { login: true, secret: 'postgres' }, [], true);
+    const adoptLegacy = knownBefore(n);
+    const role = makeResource('postgres.role', n.databaseRole, { login: true, claimedBy: owner, adoptLegacy, secret: 'postgres' }, [], true);
     out.push(role);
     out.push(
-      makeResource('postgres.database', n.database, { owner: n.databaseRole, publicConnect: false, extensions: [...d.features.database.extensions].sort() }, [role.key], true),
+      makeResource(
+        'postgres.database',
+        n.database,
+        { owner: n.databaseRole, claimedBy: owner, adoptLegacy, publicConnect: false, systemDatabasesClosed: true, extensions: [...d.features.database.extensions].sort() },
+        [role.key],
+        true,
+      ),
     );
     env.DATABASE_URL = `postgresql://${n.databaseRole}:${secretRef('postgres')}@${services}:${s.postgres.port}/${n.database}`;
     env.PGDATABASE = n.database;
@@ -133,8 +149,10 @@ export function ownedResources(projectId: string, rec: EnvironmentRecord): Resou
   // First, so destroy (reverse order) removes it after the containers that use it.
   // With its owner: a network of that name another deployment owns is blocked, not removed.
   if (rec.subnet) out.push(makeResource('network.project', networkName(projectId, rec.env), { owner: `${projectId}/${rec.env}` }));
-  if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true }, [], true));
-  if (rec.database) out.push(makeResource('postgres.database', rec.database, {}, rec.databaseRole ? [resourceKey('postgres.role', rec.databaseRole)] : [], true));
+  // The registry knows these, so a marker of an earlier codeb (no owner) is this deployment's.
+  const claim = { claimedBy: `${projectId}/${rec.env}`, adoptLegacy: true };
+  if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true, ...claim }, [], true));
+  if (rec.database) out.push(makeResource('postgres.database', rec.database, { ...claim }, rec.databaseRole ? [resourceKey('postgres.role', rec.databaseRole)] : [], true));
   if (rec.redisDb !== null) out.push(makeResource('redis.slot', String(rec.redisDb), { db: rec.redisDb, owner: `${projectId}/${rec.env}` }));
   if (rec.redisUser) out.push(makeResource('redis.user', rec.redisUser, { db: rec.redisDb }));
   // The user exists only where the server makes keys; elsewhere observe finds none and skips it.

@@ -6,8 +6,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Action, FieldChange, Observed, Resource } from './model.js';
 
-/** Spec fields that only carry instructions (secret names, sharing) and are never observed. */
-const UNOBSERVED_FIELDS = new Set(['secret', 'shared']);
+/** Spec fields that only carry instructions (secret names, sharing, adopting an earlier codeb's data) and are never observed. */
+const UNOBSERVED_FIELDS = new Set(['secret', 'shared', 'adoptLegacy']);
 
 export function diffSpec(want: Record<string, unknown>, have: Record<string, unknown> | undefined): FieldChange[] {
   const changes: FieldChange[] = [];

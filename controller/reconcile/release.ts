@@ -4,7 +4,7 @@
  * should forward to. Observing reads the live slot's containers and the forwarder's table;
  * executing either re-points entries (the forwarder lost them) or runs a blue-green deploy.
  */
-import { containerName } from '../manifest/names.js';
+import { containerName, deploymentName } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import { entryId, specsFor } from '../deploy/bluegreen.js';
@@ -20,7 +20,7 @@ export interface ReleaseSpec extends Record<string, unknown> {
 }
 
 export function releaseName(projectId: string, env: string): string {
-  return `${projectId}-${env}`;
+  return deploymentName(projectId, env);
 }
 
 /** What version label a deploy gets: the tags of the images, e.g. "v2" or "web:v2,api:v1". */
@@ -38,7 +38,29 @@ export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'por
   return makeResource('runtime.release', releaseName(d.projectId, d.env), { services, entries }, dependsOn);
 }
 
+/**
+ * A container with one of this deployment's names that another owner's labels claim: the deploy
+ * would replace it. Labels are set by codeb on every container it makes (runtime/spec.ts).
+ */
+export async function foreignContainer(d: Deployment, runtime: Runtime): Promise<string | null> {
+  for (const s of d.services) {
+    for (const slot of ['blue', 'green'] as const) {
+      const name = containerName(d.projectId, d.env, s.name, slot);
+      const st = await runtime.inspect(name);
+      if (!st) continue;
+      const project = st.labels[LABEL.project];
+      const env = st.labels[LABEL.env];
+      if (project !== d.projectId || env !== d.env) {
+        return `container ${name} exists and belongs to ${project ? `project "${project}" (${env ?? '?'})` : 'no codeb deployment (no codeb.project label)'}; codeb never replaces it`;
+      }
+    }
+  }
+  return null;
+}
+
 export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord, 'liveSlot'>, runtime: Runtime, forwarder: ForwarderClient, r: Resource): Promise<Observed> {
+  const foreign = await foreignContainer(d, runtime);
+  if (foreign) return { key: r.key, exists: true, conflict: foreign };
   if (!rec.liveSlot) return { key: r.key, exists: false };
   const services: Record<string, string> = {};
   for (const s of d.services) {

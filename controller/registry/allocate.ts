@@ -19,6 +19,8 @@ export interface AllocationPolicy {
   busyPorts: ReadonlySet<number>;
   /** Redis DBs another owner holds on the server (its marker, or keys without one); never handed out anew. */
   busyRedisDbs?: ReadonlySet<number>;
+  /** Ports of the stack or server services (reserved-ports.ts): port -> what holds it. Never allocated, refused when named. */
+  reserved?: ReadonlyMap<number, string>;
 }
 
 export const DEFAULT_POLICY: AllocationPolicy = {
@@ -98,6 +100,13 @@ export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: 
     for (const role of PORT_ROLES) {
       const port = s.explicit[role];
       if (port === undefined) continue;
+      const service = policy.reserved?.get(port);
+      if (service) {
+        throw new CodebError(`Port ${port} (service ${s.name}, ${role === 'entry' ? 'entry port' : role}) is ${service}'s port on this server; a deployment cannot take it.`, {
+          exitCode: 2,
+          hint: 'Choose another hostPorts value in the manifest, or leave hostPorts out to have free ports assigned.',
+        });
+      }
       const holder = others.ports.get(port);
       if (holder) {
         throw new AllocationError(
@@ -127,7 +136,7 @@ export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: 
   const next = (): number => {
     while (cursor <= policy.portRange.max) {
       const p = cursor++;
-      if (!taken.has(p) && !policy.busyPorts.has(p)) {
+      if (!taken.has(p) && !policy.busyPorts.has(p) && !policy.reserved?.has(p)) {
         taken.add(p);
         return p;
       }
@@ -177,7 +186,7 @@ export function parsePortRange(text: string): PortRange {
 }
 
 /** Policy from the environment (CODEB_PORT_RANGE, CODEB_REDIS_DATABASES) with the given busy ports. */
-export function policyFromEnv(env: NodeJS.ProcessEnv, busyPorts: ReadonlySet<number> = new Set()): AllocationPolicy {
+export function policyFromEnv(env: NodeJS.ProcessEnv, busyPorts: ReadonlySet<number> = new Set(), reserved?: ReadonlyMap<number, string>): AllocationPolicy {
   const dbs = env.CODEB_REDIS_DATABASES ? Number(env.CODEB_REDIS_DATABASES) : DEFAULT_POLICY.redisDatabases;
   if (!Number.isInteger(dbs) || dbs < 3 || dbs > 1024) {
     throw new CodebError(`Invalid CODEB_REDIS_DATABASES ${JSON.stringify(env.CODEB_REDIS_DATABASES)}.`, { exitCode: 2, hint: 'Use the `databases` value of redis.conf (16 by default).' });
@@ -186,5 +195,6 @@ export function policyFromEnv(env: NodeJS.ProcessEnv, busyPorts: ReadonlySet<num
     portRange: env.CODEB_PORT_RANGE ? parsePortRange(env.CODEB_PORT_RANGE) : DEFAULT_POLICY.portRange,
     redisDatabases: dbs,
     busyPorts,
+    ...(reserved ? { reserved } : {}),
   };
 }

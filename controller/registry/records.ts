@@ -2,7 +2,7 @@
 import type { Deployment } from '../manifest/types.js';
 import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
-import type { EnvironmentRecord, RegistryDocument } from './types.js';
+import type { EnvironmentRecord, RegistryDocument, Tombstone } from './types.js';
 import { CodebError } from '../errors.js';
 
 export function allocationRequest(d: Deployment): AllocationRequest {
@@ -20,7 +20,7 @@ export function allocationRequest(d: Deployment): AllocationRequest {
  * Names reach Postgres, Redis and S3 once and must never change under a running deployment, so a
  * known deployment keeps the names it was given even if the manifest later grows environments.
  */
-export function deploymentNames(d: Deployment, existing: EnvironmentRecord | undefined) {
+export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null }) | undefined) {
   const scope: NameScope = { projectId: d.projectId, env: d.env, multiEnv: d.multiEnv };
   const buckets = d.features.storage ? d.features.storage.buckets.map((b) => bucketName(scope, b)) : [];
   return {
@@ -57,6 +57,54 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
       }
     }
   }
+  for (const t of doc.tombstones ?? []) {
+    if (t.project === d.projectId && t.env === d.env) continue;
+    const clash =
+      (names.database && (t.database === names.database || t.databaseRole === names.databaseRole) && `database ${names.database}`) || names.buckets.find((b) => t.buckets.includes(b));
+    if (clash) {
+      throw new AllocationError(
+        `${d.projectId} (${d.env}) would use ${clash.startsWith('database') ? clash : `bucket ${clash}`}, which destroyed project "${t.project}" (${t.env}) kept (destroyed ${t.destroyedAt} by ${t.by}, data kept).`,
+        `Kept data stays with its owner. Delete it with \`codeb destroy ${t.project} --env ${t.env} --delete-data\`, or choose another project id.`,
+      );
+    }
+  }
+}
+
+export function findTombstone(doc: RegistryDocument, projectId: string, env: string): Tombstone | undefined {
+  return doc.tombstones?.find((t) => t.project === projectId && t.env === env);
+}
+
+export function removeTombstone(doc: RegistryDocument, projectId: string, env: string): void {
+  if (!doc.tombstones) return;
+  doc.tombstones = doc.tombstones.filter((t) => !(t.project === projectId && t.env === env));
+  if (doc.tombstones.length === 0) delete doc.tombstones;
+}
+
+/** Destroy kept data: its names stay claimed by (projectId, env) until --delete-data. */
+export function addTombstone(doc: RegistryDocument, t: Tombstone): void {
+  removeTombstone(doc, t.project, t.env);
+  (doc.tombstones ??= []).push(t);
+}
+
+/**
+ * Domains and aliases are owned across every project and environment: a host another deployment
+ * serves is refused (exit 2), so no manifest can take over another site's traffic by naming it.
+ */
+export function assertDomainsFree(doc: RegistryDocument, d: Pick<Deployment, 'projectId' | 'env' | 'domain' | 'aliases'>): void {
+  const wanted = [d.domain, ...d.aliases].map((h) => h.toLowerCase());
+  for (const p of Object.values(doc.projects)) {
+    for (const e of Object.values(p.environments)) {
+      if (p.id === d.projectId && e.env === d.env) continue;
+      const held = [e.domain, ...e.aliases].filter((h): h is string => Boolean(h)).map((h) => h.toLowerCase());
+      const clash = wanted.find((h) => held.includes(h));
+      if (clash) {
+        throw new CodebError(`${d.projectId} (${d.env}) asks for ${clash === d.domain.toLowerCase() ? 'domain' : 'alias'} ${clash}, which project "${p.id}" (${e.env}) already serves.`, {
+          exitCode: 2,
+          hint: `A domain belongs to one deployment. Choose another domain or alias, or free it first (change or destroy ${p.id} (${e.env})). Nothing was changed.`,
+        });
+      }
+    }
+  }
 }
 
 export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Allocation, now: string): EnvironmentRecord {
@@ -64,8 +112,11 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
   project.name = d.projectName;
   project.updatedAt = now;
   const existing = project.environments[d.env];
-  const names = deploymentNames(d, existing);
+  // The same project and environment take back the data their destroy kept.
+  const names = deploymentNames(d, existing ?? findTombstone(doc, d.projectId, d.env));
+  assertDomainsFree(doc, d);
   assertNamesFree(doc, d, names);
+  removeTombstone(doc, d.projectId, d.env);
   const rec: EnvironmentRecord = {
     env: d.env,
     status: existing?.status ?? 'allocated',

@@ -3,7 +3,7 @@
  * written atomically (temp file, fsync, rename) so a crash at any instant leaves the old or the
  * new document, never a torn one. The lock holder is recorded so a waiting command can say who.
  */
-import { mkdirSync, readFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, existsSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -110,8 +110,20 @@ function describeHolder(h: LockHolder | undefined): string {
   return `${h.user}@${h.host} pid ${h.pid} (${h.command}) since ${h.since}`;
 }
 
+/**
+ * The registry names every project, domain and port and history says what failed: 0700 folder,
+ * 0600 file, also for a registry written by an older codeb (fixed on the next write). A folder
+ * codeb does not own, or a shared sticky one like /tmp (an explicit --registry), is left alone.
+ */
+export function ensurePrivateFolder(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  const sticky = (st.mode & 0o1000) !== 0;
+  if (!sticky && st.uid === process.getuid?.() && (st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
 export async function withRegistryLock<T>(file: string, opts: LockOptions, body: (tx: RegistryTx) => Promise<T>): Promise<T> {
-  mkdirSync(dirname(file), { recursive: true });
+  ensurePrivateFolder(dirname(file));
   const { waitMs, staleMs } = lockTimings(opts);
   const started = Date.now();
   let release: (() => Promise<void>) | undefined;
@@ -149,7 +161,7 @@ export async function withRegistryLock<T>(file: string, opts: LockOptions, body:
       hint: 'This process stalled longer than the stale time and another process took the lock over; re-run the command.',
     });
   const holder: LockHolder = { host: hostname(), pid: process.pid, user: safeUser(), since: new Date().toISOString(), command: opts.command };
-  writeFileSync(holderPath(file), JSON.stringify(holder) + '\n');
+  writeFileSync(holderPath(file), JSON.stringify(holder) + '\n', { mode: 0o600 });
   try {
     const tx: RegistryTx = {
       read: () => readRegistryFile(file),
@@ -157,7 +169,7 @@ export async function withRegistryLock<T>(file: string, opts: LockOptions, body:
         if (compromised) throw lost();
         doc.updatedAt = new Date().toISOString();
         assertValidRegistry(doc, file);
-        await writeFileAtomic(file, JSON.stringify(doc, null, 2) + '\n', { fsync: true, mode: 0o644 });
+        await writeFileAtomic(file, JSON.stringify(doc, null, 2) + '\n', { fsync: true, mode: 0o600 });
       },
     };
     return await body(tx);

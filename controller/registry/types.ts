@@ -120,10 +120,27 @@ export interface ProjectRecord {
   environments: Record<string, EnvironmentRecord>;
 }
 
+/**
+ * Data `destroy` kept (no --delete-data): the claim on its names stays, so no other project derives
+ * and adopts them. The same project and environment take it back on their next apply;
+ * `destroy <project> --env <env> --delete-data` deletes exactly this and removes the tombstone.
+ */
+export interface Tombstone {
+  project: string;
+  env: string;
+  destroyedAt: string;
+  by: string;
+  database: string | null;
+  databaseRole: string | null;
+  buckets: string[];
+}
+
 export interface RegistryDocument {
   formatVersion: number;
   updatedAt: string;
   projects: Record<string, ProjectRecord>;
+  /** Absent in registries written before tombstones existed. */
+  tombstones?: Tombstone[];
 }
 
 export function emptyRegistry(now = new Date().toISOString()): RegistryDocument {

@@ -39,6 +39,25 @@ export function listRows(doc: RegistryDocument): ListRow[] {
   return rows;
 }
 
+/** Kept data of destroyed deployments (tombstones), as list rows: status `destroyed, data kept`. */
+export function tombstoneRows(doc: RegistryDocument): ListRow[] {
+  return [...(doc.tombstones ?? [])]
+    .sort((a, b) => a.project.localeCompare(b.project) || a.env.localeCompare(b.env))
+    .map((t) => ({
+      project: t.project,
+      env: t.env,
+      status: 'destroyed, data kept',
+      domain: null,
+      ports: '',
+      redisDb: null,
+      database: t.database,
+      bucket: t.buckets.join(',') || null,
+      health: '-',
+      healthCheckedAt: null,
+      liveSlot: null,
+    }));
+}
+
 export function renderTable(rows: ListRow[]): string {
   const head = ['PROJECT', 'ENV', 'STATUS', 'DOMAIN', 'PORTS (entry>blue/green)', 'REDIS', 'DATABASE', 'BUCKET', 'HEALTH', 'CHECKED'];
   const cells = rows.map((r) => [r.project, r.env, r.status, r.domain ?? '-', r.ports || '-', r.redisDb === null ? '-' : String(r.redisDb), r.database ?? '-', r.bucket ?? '-', r.health, r.healthCheckedAt ?? '-']);

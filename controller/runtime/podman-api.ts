@@ -10,8 +10,11 @@
  * through redactText, with the env file's secret values registered first.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { PassThrough, type Duplex } from 'node:stream';
-import Docker from 'dockerode';
+// dockerode (with docker-modem, ssh2, grpc and protobufjs) costs ~150 ms to load: it is loaded on
+// the first call that changes something; observing (inspect, list) is a plain GET on the socket.
+import type Docker from 'dockerode';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import { parseEnvFile } from '../providers/files.js';
 import { redactText, registerSecret } from '../redact.js';
@@ -79,11 +82,41 @@ const ZERO_TIME = /^0001-01-01/;
 
 export class PodmanApiRuntime implements Runtime {
   readonly kind = 'podman' as const;
-  private readonly docker: Docker;
+  private client?: Promise<Docker>;
   private closed = false;
 
-  constructor(readonly socketPath: string) {
-    this.docker = new Docker({ socketPath });
+  constructor(readonly socketPath: string) {}
+
+  private docker(): Promise<Docker> {
+    return (this.client ??= import('dockerode').then((m) => new m.default({ socketPath: this.socketPath })));
+  }
+
+  /** GET a JSON document from the API; a non-2xx answer throws an ApiError with its status and body. */
+  private getJson<T>(path: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, path, method: 'GET', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('error', reject);
+        res.on('end', () => {
+          let json: unknown = null;
+          try {
+            json = JSON.parse(body);
+          } catch {
+            /* not JSON: reported below */
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300 && json !== null) return resolve(json as T);
+          const err: ApiError = new Error(`(HTTP code ${status}) ${body.trim().slice(0, 500)}`);
+          err.statusCode = status;
+          err.json = json as ApiError['json'];
+          reject(err);
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -160,7 +193,7 @@ export class PodmanApiRuntime implements Runtime {
 
   async ensureImage(image: string): Promise<void> {
     try {
-      await this.api(() => this.docker.getImage(image).inspect());
+      await this.api(async () => (await this.docker()).getImage(image).inspect());
       return;
     } catch (err) {
       if (err instanceof CodebError) throw err;
@@ -168,13 +201,14 @@ export class PodmanApiRuntime implements Runtime {
     }
     try {
       await this.api(async () => {
-        const stream = await this.docker.pull(image);
+        const docker = await this.docker();
+        const stream = await docker.pull(image);
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => {
             (stream as unknown as { destroy?: () => void }).destroy?.();
             reject(new Error(`no answer within ${PULL_TIMEOUT_MS / 1000} s`));
           }, PULL_TIMEOUT_MS);
-          this.docker.modem.followProgress(stream, (e: Error | null, events: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
+          docker.modem.followProgress(stream, (e: Error | null, events: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
             clearTimeout(timer);
             const failed = events?.find((ev) => ev.error || ev.errorDetail);
             if (e) reject(e);
@@ -190,7 +224,7 @@ export class PodmanApiRuntime implements Runtime {
     }
     // A pull that "succeeded" without the image (some compat versions) is still a failure.
     try {
-      await this.api(() => this.docker.getImage(image).inspect());
+      await this.api(async () => (await this.docker()).getImage(image).inspect());
     } catch (err) {
       throw this.fail(`Image ${image} is still not present after pulling`, err, BUILD_HINT);
     }
@@ -220,7 +254,7 @@ export class PodmanApiRuntime implements Runtime {
   private async create(spec: ContainerSpec, options: Docker.ContainerCreateOptions): Promise<Docker.Container> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.api(() => this.docker.createContainer(options));
+        return await this.api(async () => (await this.docker()).createContainer(options));
       } catch (err) {
         if (err instanceof CodebError) throw err;
         const status = statusOf(err);
@@ -237,7 +271,7 @@ export class PodmanApiRuntime implements Runtime {
   }
 
   async remove(name: string, stopTimeoutSeconds = 10): Promise<void> {
-    const c = this.docker.getContainer(name);
+    const c = (await this.docker()).getContainer(name);
     try {
       await this.api(() => c.stop({ t: stopTimeoutSeconds }));
     } catch (err) {
@@ -260,7 +294,7 @@ export class PodmanApiRuntime implements Runtime {
   async inspect(name: string): Promise<ContainerState | null> {
     let info: Docker.ContainerInspectInfo;
     try {
-      info = await this.api(() => this.docker.getContainer(name).inspect());
+      info = await this.api(() => this.getJson<Docker.ContainerInspectInfo>(`/containers/${encodeURIComponent(name)}/json`));
     } catch (err) {
       if (err instanceof CodebError) throw err;
       if (statusOf(err) === 404) return null;
@@ -284,7 +318,7 @@ export class PodmanApiRuntime implements Runtime {
     const filters = { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
     let items: Docker.ContainerInfo[];
     try {
-      items = await this.api(() => this.docker.listContainers({ all: true, filters: JSON.stringify(filters) }));
+      items = await this.api(() => this.getJson<Docker.ContainerInfo[]>(`/containers/json?all=true&filters=${encodeURIComponent(JSON.stringify(filters))}`));
     } catch (err) {
       throw this.fail('Cannot list containers', err);
     }
@@ -301,7 +335,7 @@ export class PodmanApiRuntime implements Runtime {
   async exec(name: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
     let exec: Docker.Exec;
     try {
-      exec = await this.api(() => this.docker.getContainer(name).exec({ Cmd: command, AttachStdout: true, AttachStderr: true, Tty: false }));
+      exec = await this.api(async () => (await this.docker()).getContainer(name).exec({ Cmd: command, AttachStdout: true, AttachStderr: true, Tty: false }));
     } catch (err) {
       if (err instanceof CodebError) throw err;
       const status = statusOf(err);
@@ -318,7 +352,7 @@ export class PodmanApiRuntime implements Runtime {
       size += c.length;
       while (size > MAX_OUTPUT_BYTES * 2 && chunks.length > 1) size -= chunks.shift()!.length;
     });
-    this.docker.modem.demuxStream(stream, sink, sink);
+    (await this.docker()).modem.demuxStream(stream, sink, sink);
     const finished = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         stream.destroy();
@@ -377,7 +411,7 @@ export class PodmanApiRuntime implements Runtime {
   async logsTail(name: string, lines: number): Promise<string> {
     let buf: Buffer;
     try {
-      buf = await this.api(() => this.docker.getContainer(name).logs({ stdout: true, stderr: true, tail: lines, follow: false }));
+      buf = await this.api(async () => (await this.docker()).getContainer(name).logs({ stdout: true, stderr: true, tail: lines, follow: false }));
     } catch (err) {
       if (err instanceof CodebError) throw err;
       if (statusOf(err) === 404) throw new CodebError(`Container ${name} does not exist.`);
@@ -388,7 +422,7 @@ export class PodmanApiRuntime implements Runtime {
 
   /** Podman's version (`4.3.1`), e.g. to choose between Quadlet and plain systemd units. */
   async version(): Promise<string> {
-    const v = await this.api(() => this.docker.version());
+    const v = await this.api(async () => (await this.docker()).version());
     return v.Version;
   }
 

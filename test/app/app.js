@@ -15,7 +15,10 @@
  *   GET /api/health          200 {"ok":true,"version","database","redis"} when every configured
  *                            dependency answers within DEP_TIMEOUT_MS (300): DATABASE_URL ->
  *                            SELECT 1 (pg), REDIS_URL -> PING (ioredis); 503 with the reason
- *                            otherwise. Also served on /health and on $HEALTH_PATH.
+ *                            otherwise. Also served on /health and on $HEALTH_PATH. A probe only
+ *                            waits DEP_TIMEOUT_MS; the connection it started goes on for up to
+ *                            CONNECT_TIMEOUT_MS (10000), so a slow first connection on a busy
+ *                            machine serves the next probe instead of being dropped and restarted.
  *   GET /events              server-sent events, one per 100 ms carrying the version
  *   GET /ws                  websocket: one text message per 100 ms carrying the version, echoes text
  *   GET /api/sleep?ms=N      answers after N ms (a long request, for drain tests)
@@ -39,6 +42,10 @@ const VERSION = process.env.VERSION || 'dev';
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8080);
 const DEP_TIMEOUT_MS = Number(process.env.DEP_TIMEOUT_MS || 300);
+// Opening a connection (TCP, a Postgres backend forked, SCRAM-SHA-256's 4096 PBKDF2 rounds on both
+// sides) takes far longer than a query on a loaded machine; waiting for it costs nothing.
+const CONNECT_TIMEOUT_MS = Number(process.env.CONNECT_TIMEOUT_MS || 10_000);
+const MIGRATE_TIMEOUT_MS = Number(process.env.MIGRATE_TIMEOUT_MS || 45_000);
 const MODES = ['ok', 'unhealthy', 'hang', 'slow', 'crash', 'fail-after'];
 const startedAt = new Date();
 
@@ -74,7 +81,7 @@ function pg() {
     pgPool = new Pool({
       connectionString: process.env.DATABASE_URL,
       max: 2,
-      connectionTimeoutMillis: DEP_TIMEOUT_MS,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       idleTimeoutMillis: 10_000,
       query_timeout: 2_000,
     });
@@ -90,7 +97,7 @@ function redis() {
     const Redis = mod.Redis || mod.default || mod;
     redisClient = new Redis(process.env.REDIS_URL, {
       lazyConnect: false,
-      connectTimeout: 1_000,
+      connectTimeout: CONNECT_TIMEOUT_MS,
       maxRetriesPerRequest: 1,
       retryStrategy: (times) => Math.min(times * 100, 1_000),
     });
@@ -162,12 +169,15 @@ async function migrate() {
   }
   if (process.env.DATABASE_URL) {
     try {
-      await withTimeout(pg().query('SELECT 1 AS one'), 5_000, 'database');
+      // One connection, given the whole release budget: the release command runs once.
+      const { Client } = require('pg');
+      const client = new Client({ connectionString: process.env.DATABASE_URL, connectionTimeoutMillis: MIGRATE_TIMEOUT_MS });
+      await withTimeout(client.connect().then(() => client.query('SELECT 1 AS one')), MIGRATE_TIMEOUT_MS, 'database');
+      client.end().catch(() => {});
     } catch (err) {
       process.stderr.write(`codeb-testapp ${VERSION}: migration failed: ${reasonOf(err)}\n`);
       process.exit(1);
     }
-    await pgPool.end().catch(() => {});
   }
   process.stdout.write('migrated\n');
   process.exit(0);

@@ -7,6 +7,7 @@
  * systems: no database, role, Redis slot or user, bucket, route or container appeared.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../controller/settings.js';
@@ -37,6 +38,8 @@ const fresh = new Sandbox('bad-fresh', { CODEB_PORT_RANGE: PORT_RANGE });
 const populated = new Sandbox('bad-populated', { CODEB_PORT_RANGE: PORT_RANGE });
 const existing = uniqueId('badold');
 let closedPort: number;
+let busyPort: number;
+let squatter: Server | undefined;
 
 /** Everything the project would have had, checked in the systems themselves. */
 async function expectNothingFor(id: string): Promise<void> {
@@ -45,9 +48,9 @@ async function expectNothingFor(id: string): Promise<void> {
   expect(await databaseFacts(settings, database), `database ${database}`).toEqual({ exists: false });
   expect(await roleExists(settings, `${database}_owner`)).toBe(false);
   expect(await s3(settings).bucketExists(`${base}-uploads`)).toBe(false);
-  expect((await proxyRoute(settings, `codeb-${id}-production`)).status).not.toBe(200);
+  expect((await proxyRoute(settings, `codeb-${id}--production`)).status).not.toBe(200);
   expect(await projectContainers(settings, id)).toEqual([]);
-  expect(await redisUserExists(settings, `codeb-${id}-prod`)).toBe(false);
+  expect(await redisUserExists(settings, `codeb-${id}--prod`)).toBe(false);
   const admin = redisAdmin(settings, 0);
   try {
     for (let db = 2; db < settings.redis.databases; db++) {
@@ -129,6 +132,30 @@ const CASES: Case[] = [
     code: 1,
     says: () => ['No free ports left in 3990-3991', 'CODEB_PORT_RANGE'],
   },
+  // The stack's own ports are refused before the route is written (issue 9, finding 7).
+  ...(['httpPort', 'httpsPort'] as const).map(
+    (which): Case => ({
+      name: `hostPorts on Caddy's ${which === 'httpPort' ? 'HTTP' : 'HTTPS'} port`,
+      manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: 4838, green: ${settings.caddy[which]} }\n`),
+      env: () => ({}),
+      code: 2,
+      says: () => [`Port ${settings.caddy[which]} (service web, green)`, which === 'httpPort' ? 'Caddy HTTP' : 'Caddy HTTPS', 'hostPorts'],
+    }),
+  ),
+  {
+    name: 'hostPorts on a port another process listens on',
+    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${busyPort}, green: 4837 }\n`),
+    env: () => ({}),
+    code: 1,
+    says: () => [`port ${busyPort} (web, blue slot) is in use by another process`, 'Nothing was changed'],
+  },
+  {
+    name: 'hostPorts on the Postgres port',
+    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${settings.postgres.port}, green: 4838 }\n`),
+    env: () => ({}),
+    code: 2,
+    says: () => [`Port ${settings.postgres.port} (service web, blue) is Postgres's port`],
+  },
 ];
 
 /** A runtime this version cannot drive is refused at plan and apply (exit 2), never run through Podman. */
@@ -169,12 +196,16 @@ async function badApply(box: Sandbox, c: Case, id: string): Promise<Run> {
 beforeAll(async () => {
   settings = stackSettings();
   closedPort = await freePort();
+  // Another process on a port a manifest names: the deploy would refuse it after the route was written.
+  busyPort = await freePort();
+  squatter = createServer().listen(busyPort, '127.0.0.1');
   // A deployed project in the populated registry (no Redis: the registry holds no slot for it).
   const r = await populated.run(['apply', populated.write(`${existing}.yaml`, fullManifest(existing, { cache: false }))]);
   if (r.code !== 0) throw new Error(describeRun(r));
 });
 
 afterAll(async () => {
+  squatter?.close();
   const r = await populated.run(['destroy', existing, '--yes', '--delete-data']);
   if (r.code !== 0) console.error(`cleanup failed: ${describeRun(r)}`);
   rmSync(fresh.dir, { recursive: true, force: true });
@@ -215,8 +246,9 @@ describe('bad input stops before the first effect', () => {
     it('the deployed project itself, its manifest now asking for a new image, under each failure', async () => {
       // The change (image v2) would redeploy: every failure must stop before it. Left out: Redis
       // (this project has no cache, so Redis is not its business) and the port range (a known
-      // deployment keeps its ports, so a narrower range does not concern it).
-      for (const c of CASES.filter((x) => !x.name.startsWith('Redis') && !x.name.startsWith('an exhausted'))) {
+      // deployment keeps its ports, so a narrower range does not concern it), and the reserved-port
+      // cases (their manifests, not this one, name the ports).
+      for (const c of CASES.filter((x) => !x.name.startsWith('Redis') && !x.name.startsWith('an exhausted') && !x.name.startsWith('hostPorts'))) {
         const text = c === CASES[0] ? invalidManifest(existing) : fullManifest(existing, { cache: false, image: 'localhost/codeb-testapp:v2' });
         const file = populated.write(`${existing}-changed.yaml`, text);
         const before = snapshot(populated);

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { RegistryDocument } from '../../controller/registry/types.js';
 import type { Settings } from '../../controller/settings.js';
 import { Sandbox, describeRun, fullManifest, projectContainers, sleep, viaCaddy, type Run } from './helpers/apply.js';
@@ -115,6 +115,16 @@ afterAll(async () => {
   await box.close();
 });
 
+/** The state letter of a process (/proc/<pid>/stat): "T" once it is stopped. */
+function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
 describe('concurrent applies', () => {
   it('two applies of the same project at once: one applies, the other waits for the lock and finds No changes', async () => {
     const id = uniqueId('concsame');
@@ -148,22 +158,20 @@ describe('concurrent applies', () => {
 
   it('with a small CODEB_LOCK_TIMEOUT_MS a waiting apply fails naming the holder: host, pid and command', async () => {
     const id = uniqueId('conclock');
-    // A longer watch window keeps the first apply holding the lock while the second one starts.
-    const file = manifest(id, '6s');
-    const holder = box.start(['apply', file]);
+    const file = manifest(id);
+    // The first apply stops itself (SIGSTOP) as its first step starts, holding the lock, and goes
+    // on once the second has given up (controller/reconcile/crash-points.ts).
+    const holder = box.start(['apply', file], { CODEB_TEST_PAUSE_AT: 'start:+ postgres.role *' });
     const holderDone = box.finish(holder, ['apply', file]);
     let holderExited = false;
     void holderDone.then(() => (holderExited = true));
-    // Wait until the first apply holds the lock.
-    for (;;) {
-      try {
-        if ((JSON.parse(readFileSync(`${box.registry}.lock-holder.json`, 'utf8')) as { pid: number }).pid === holder.pid) break;
-      } catch {
-        // not yet
-      }
-      if (holderExited) throw new Error(`the first apply ended before it was seen holding the lock: ${describeRun(await holderDone)}`);
+    // Never leave it stopped, whatever fails below.
+    onTestFinished(() => void holder.kill('SIGCONT'));
+    while (procState(holder.pid!) !== 'T') {
+      if (holderExited) throw new Error(`the first apply ended before it stopped at its first step: ${describeRun(await holderDone)}`);
       await sleep(5);
     }
+    expect((JSON.parse(readFileSync(`${box.registry}.lock-holder.json`, 'utf8')) as { pid: number }).pid, 'the stopped apply holds the lock').toBe(holder.pid);
     const before = readFileSync(box.registry, 'utf8');
     const waiter = await box.run(['apply', file], { CODEB_LOCK_TIMEOUT_MS: '300' });
     expect(holderExited, 'the first apply still held the lock when the second gave up').toBe(false);
@@ -181,6 +189,7 @@ describe('concurrent applies', () => {
     const jb = b.projects[id]?.environments.production?.journal ?? [];
     expect(jb.slice(0, ja.length)).toEqual(ja);
 
+    holder.kill('SIGCONT');
     const first = await holderDone;
     expect(first.code, describeRun(first)).toBe(0);
     expect(first.stdout).toContain(`Applied ${id}`);

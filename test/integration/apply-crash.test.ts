@@ -1,11 +1,14 @@
 /**
  * Crash safety of `codeb apply`: a small project (database, cache, storage, web) is applied and the
- * apply is killed with SIGKILL at 20 points spread over the run, between steps (as soon as the
- * journal in the registry shows k completed steps) and during them (a schedule of delays measured
- * from an uninterrupted run). Each kill is followed by a normal apply, which must converge to the
- * end state of the uninterrupted run: every resource exists, one container runs and answers through
- * Caddy, `plan` has nothing left to do, the registry validates, and the project holds the same
- * ports and Redis DB as before — nothing leaked or doubled, no other deployment's allocation changed.
+ * apply is killed with SIGKILL at 20 named points of the run, reached by instrumentation
+ * (CODEB_TEST_CRASH_AT, controller/reconcile/crash-points.ts), never by a guessed delay: as each
+ * provider step starts (the steps before it journaled) and once its effect is done but before the
+ * journal records it, and inside the blue-green deploy (container started but not recorded,
+ * healthy but not switched, switched but not recorded, verified but not watched). Each kill is
+ * followed by a normal apply, which must converge to the end state of an uninterrupted run: every
+ * resource exists, one container runs and answers through Caddy, `plan` has nothing left to do, the
+ * registry validates, and the project holds the same ports and Redis DB as before — nothing leaked
+ * or doubled, no other deployment's allocation changed.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +29,6 @@ import {
   roleExists,
   s3,
   slotOwner,
-  sleep,
   viaCaddy,
 } from './helpers/apply.js';
 import { stackSettings, uniqueId } from './helpers/stack.js';
@@ -41,41 +43,46 @@ let baseline: RegistryDocument;
 
 interface Reference {
   record: EnvironmentRecord;
-  /** ms from spawn until the registry first shows the apply (allocation recorded, status provisioning). */
-  firstWrite: number;
-  /** ms from spawn until the registry shows the traffic switched to the new containers (liveSlot set). */
-  switched: number;
-  /** ms from spawn until the process exited. */
-  end: number;
   steps: string[];
+  /** The progress labels of the uninterrupted run, without indentation. */
+  labels: string[];
 }
 let ref: Reference | undefined;
 
-/** Journal-based points: kill as soon as k steps are recorded (k = 0: allocation recorded, no step yet). */
-const JOURNAL_POINTS = [0, 1, 2, 3, 4, 5, 6, 7];
-/**
- * Time-based points, from the reference run's timings: 8 spread between the first registry write
- * and the traffic switch (the steps, image check, container start, health gate), and 4 between the
- * switch and the end (verification through Caddy, the watch window, the final record), measured
- * from the moment this run's switch shows in the registry; the last at 80 % so a run a little
- * faster than the reference is still killed rather than finishing first.
- */
-const TIME_POINTS: Array<{ window: 'to-switch' | 'after-switch'; fraction: number }> = [
-  ...Array.from({ length: 8 }, (_, i) => ({ window: 'to-switch' as const, fraction: (i + 0.5) / 8 })),
-  ...Array.from({ length: 4 }, (_, i) => ({ window: 'after-switch' as const, fraction: ((i + 0.5) / 4) * 0.8 })),
+/** The steps a crash point names: the progress label of the reference run that matches. */
+const PROVIDER_STEPS: Array<{ name: string; label: RegExp }> = [
+  { name: 'postgres.role', label: /^\+ postgres\.role / },
+  { name: 'postgres.database', label: /^\+ postgres\.database / },
+  { name: 'redis.slot', label: /^\+ redis\.slot / },
+  { name: 'redis.user', label: /^\+ redis\.user / },
+  // The project's bucket; the shared backup bucket is created once per stack, not on every run.
+  { name: 'storage.bucket', label: /^\+ storage\.bucket (?!backup )/ },
+  { name: 'files.envfile', label: /^\+ files\.envfile / },
+  { name: 'proxy.route', label: /^\+ proxy\.route / },
+  { name: 'runtime.release', label: /^\+ runtime\.release / },
 ];
-type Point = { kind: 'journal'; k: number } | { kind: 'time'; window: 'to-switch' | 'after-switch'; fraction: number };
-const POINTS: Point[] = [...JOURNAL_POINTS.map((k): Point => ({ kind: 'journal', k })), ...TIME_POINTS.map((t): Point => ({ kind: 'time', ...t }))];
+type Point = { event: 'start' | 'done'; label: RegExp; name: string };
+const POINTS: Point[] = [
+  ...PROVIDER_STEPS.flatMap((st): Point[] => [
+    { event: 'start', label: st.label, name: `as ${st.name} starts` },
+    { event: 'done', label: st.label, name: `once ${st.name} is done, before the journal records it` },
+  ]),
+  { event: 'done', label: /^start \S+-web-blue$/, name: 'once the container started, before it is recorded' },
+  { event: 'done', label: /^health gate /, name: 'once healthy, before the switch' },
+  { event: 'done', label: /^switch traffic /, name: 'once switched, before the record says so' },
+  { event: 'done', label: /^verify through Caddy /, name: 'once verified through Caddy, before the watch' },
+];
 
-function pointName(p: Point): string {
-  if (p.kind === 'journal') return p.k === 0 ? 'once the allocation is recorded' : `after ${p.k} journaled step(s)`;
-  const pct = Math.round(p.fraction * 100);
-  return p.window === 'to-switch' ? `${pct}% of the way to the switch` : `${pct}% of the way from the switch to the end`;
+/** The progress labels in plain (CI) output: "  <label> ... <result> (<time>)". */
+function progressLabels(stderr: string): string[] {
+  return [...stderr.matchAll(/^ +(.+?) \.\.\. /gm)].map((m) => m[1]!);
 }
 
-/** Delay at which a time point kills: after this run's first write, or after its switch. */
-function delayOf(p: Extract<Point, { kind: 'time' }>, r: Reference): number {
-  return p.window === 'to-switch' ? p.fraction * (r.switched - r.firstWrite) : p.fraction * (r.end - r.switched);
+/** The exact label a point names, from the reference run. */
+function labelOf(p: Point): string {
+  const found = ref!.labels.filter((l) => p.label.test(l));
+  if (found.length !== 1) throw new Error(`crash point ${p.name}: ${found.length} progress labels match ${p.label} in the reference run (${ref!.labels.join(' | ')})`);
+  return found[0]!;
 }
 
 /** What each kill hit, printed at the end (and useful when a point fails). */
@@ -87,20 +94,6 @@ function readDoc(): RegistryDocument | undefined {
   } catch {
     return undefined; // between a writer's rename and our read there is never a torn file; absent is fine
   }
-}
-
-function current(): EnvironmentRecord | undefined {
-  return readDoc()?.projects[id]?.environments.production;
-}
-
-/** Wait for the first registry write of this apply (the record appears with status provisioning). */
-async function untilWritten(exited: () => boolean): Promise<boolean> {
-  while (!exited()) {
-    const rec = current();
-    if (rec && rec.status === 'provisioning') return true;
-    await sleep(2);
-  }
-  return false;
 }
 
 function others(doc: RegistryDocument): RegistryDocument['projects'] {
@@ -141,12 +134,12 @@ async function expectConverged(label: string): Promise<void> {
   expect(await slotOwner(settings, rec.redisDb!)).toBe(`${id}/production`);
   expect(await redisUserExists(settings, rec.redisUser!)).toBe(true);
   expect(await s3(settings).bucketExists(rec.buckets[0]!)).toBe(true);
-  expect((await proxyRoute(settings, `codeb-${id}-production`)).status).toBe(200);
+  expect((await proxyRoute(settings, `codeb-${id}--production`)).status).toBe(200);
   const containers = await projectContainers(settings, id);
   expect(
     containers.filter((c) => c.state === 'running').map((c) => c.name),
     `${label}: one container running (all: ${JSON.stringify(containers)})`,
-  ).toEqual([`${id}-production-web-${rec.liveSlot}`]);
+  ).toEqual([`${id}--production--web--${rec.liveSlot}`]);
   expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
   const health = await viaCaddy(settings, domain, '/api/health');
   expect(health.status, health.body).toBe(200);
@@ -180,28 +173,20 @@ afterAll(async () => {
   if (log.length) console.log(`apply-crash: what each kill hit\n${log.join('\n')}`);
 });
 
-describe('apply killed with SIGKILL at 20 points', () => {
+describe('apply killed with SIGKILL at 20 named points', () => {
   it('an uninterrupted apply gives the reference end state', async () => {
-    const t0 = Date.now();
-    const p = box.start(['apply', file, '--json']);
-    let exited = false;
-    const done = box.finish(p, ['apply', file, '--json']).then((r) => ((exited = true), r));
-    const written = await untilWritten(() => exited);
-    const firstWrite = Date.now() - t0;
-    while (!exited && !current()?.liveSlot) await sleep(2);
-    const switched = Date.now() - t0;
-    const r = await done;
-    const end = Date.now() - t0;
+    // Plain output: its progress labels name the crash points.
+    const r = await box.run(['apply', file]);
     expect(r.code, describeRun(r)).toBe(0);
-    expect(written).toBe(true);
     const record = box.record(id)!;
     const steps = record.journal!.map((j) => j.step);
     // role, database, Redis slot and user, bucket, env file, route, containers (+ the shared backup bucket once).
     expect(steps.length).toBeGreaterThanOrEqual(8);
-    log.push(`reference: first registry write after ${firstWrite} ms, switch after ${switched} ms, done after ${end} ms; steps ${steps.join(', ')}`);
-    expect(firstWrite < switched && switched < end).toBe(true);
+    const labels = progressLabels(r.stderr);
+    log.push(`reference: steps ${steps.join(', ')}; progress ${labels.join(' | ')}`);
     try {
-      ref = { record, firstWrite, switched, end, steps };
+      ref = { record, steps, labels };
+      for (const p of POINTS) labelOf(p); // every point names exactly one step of the run
       await expectConverged('reference');
     } catch (err) {
       ref = undefined;
@@ -211,7 +196,7 @@ describe('apply killed with SIGKILL at 20 points', () => {
     await destroyAll('reference');
   });
 
-  it.each(POINTS.map((p, i) => ({ ...p, n: i + 1, name: pointName(p) })))(
+  it.each(POINTS.map((p, i) => ({ ...p, n: i + 1 })))(
     'kill $n $name, then apply converges',
     async (point) => {
       expect(ref, 'the reference run passed').toBeDefined();
@@ -226,7 +211,7 @@ describe('apply killed with SIGKILL at 20 points', () => {
         else await box.run(['destroy', id, '--yes', '--delete-data']);
       }
     },
-    90_000,
+    300_000,
   );
 });
 
@@ -237,21 +222,11 @@ async function killAndConverge(point: Point, label: string): Promise<void> {
   const mine = Object.values(ref!.record.ports).flatMap((p) => [p.blue, p.green, p.entry]);
   expect(mine.filter((p) => busy.has(p)), `${label}: ports of the reference allocation already in use by another process`).toEqual([]);
   // Plain output: the progress lines (one per finished step, CI style) show what the kill cut short.
-  const p = box.start(['apply', file]);
-  let exited = false;
-  const done = box.finish(p, ['apply', file]).then((r) => ((exited = true), r));
-
-  // Reach the point, then SIGKILL.
-  if (!(await untilWritten(() => exited))) throw new Error(`${label}: the apply ended before its first write: ${describeRun(await done)}`);
-  if (point.kind === 'journal') {
-    while (!exited && (current()?.journal?.length ?? 0) < point.k) await sleep(2);
-  } else {
-    if (point.window === 'after-switch') while (!exited && !current()?.liveSlot) await sleep(2);
-    await sleep(delayOf(point, ref!));
-  }
-  p.kill('SIGKILL');
+  // The apply kills itself with SIGKILL when it reaches the point (controller/reconcile/crash-points.ts).
+  const crashAt = `${point.event}:${labelOf(point)}`;
+  const done = box.run(['apply', file], { CODEB_TEST_CRASH_AT: crashAt });
   const killed = await done;
-  expect(killed.signal, `${label}: the apply was killed, not finished\n${describeRun(killed)}`).toBe('SIGKILL');
+  expect(killed.signal, `${label}: the apply was killed at ${crashAt}, not finished\n${describeRun(killed)}`).toBe('SIGKILL');
   // What the crash left is a true, valid record: the allocation is already recorded.
   const left = readDoc();
   expect(validateRegistry(left), `${label}: the registry left by the killed apply validates: ${JSON.stringify(validateRegistry.errors)}`).toBe(true);

@@ -117,7 +117,7 @@ afterAll(async () => {
 describe('the minimal example', () => {
   const id = uniqueId('e2emin');
   const domain = `${id}.localhost`;
-  const route = `codeb-${id}-production`;
+  const route = `codeb-${id}--production`;
   let file: string;
 
   beforeAll(() => {
@@ -132,7 +132,7 @@ describe('the minimal example', () => {
       [`network.project codeb-${id}-production`]: 'create',
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
-      [`runtime.release ${id}-production`]: 'create',
+      [`runtime.release ${id}--production`]: 'create',
     });
     expect(out.summary).toMatchObject({ create: 4, update: 0, delete: 0 });
     const text = await box.run(['plan', file]);
@@ -156,7 +156,7 @@ describe('the minimal example', () => {
     expect(caddy.status).toBe(200);
     expect(caddy.body).toContain(domain);
     expect(caddy.body).toContain(`"port":${out.ports.web!.entry}`);
-    expect(await running(id)).toEqual([`${id}-production-web-blue`]);
+    expect(await running(id)).toEqual([`${id}--production--web--blue`]);
     expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
 
     const rec = box.record(id)!;
@@ -182,7 +182,7 @@ describe('the minimal example', () => {
     expect(await running(id)).toEqual([]);
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
-    expect(ops(out)[`runtime.release ${id}-production`]).toMatch(/^(create|update)$/);
+    expect(ops(out)[`runtime.release ${id}--production`]).toMatch(/^(create|update)$/);
     expect(Object.values(ops(out)).filter((op) => op !== 'unchanged')).toHaveLength(1);
 
     await apply(file);
@@ -242,8 +242,8 @@ describe('the food-delivery example', () => {
   const database = `${base.replaceAll('-', '_')}_db`;
   const role = `${database}_owner`;
   const bucket = `${base}-uploads`;
-  const redisUser = `codeb-${id}-prod`;
-  const route = `codeb-${id}-production`;
+  const redisUser = `codeb-${id}--prod`;
+  const route = `codeb-${id}--production`;
   let file: string;
   let env: Record<string, string>;
 
@@ -262,7 +262,7 @@ describe('the food-delivery example', () => {
       [`storage.bucket ${bucket}`]: 'create',
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
-      [`runtime.release ${id}-production`]: 'create',
+      [`runtime.release ${id}--production`]: 'create',
     });
     expect(await databaseFacts(settings, database)).toEqual({ exists: false });
   });
@@ -288,15 +288,18 @@ describe('the food-delivery example', () => {
       await app.end();
     }
 
-    // Redis: the slot is claimed; the ACL user works with the env file's REDIS_URL and may not FLUSHALL.
+    // Redis: the slot is claimed; the ACL user works with the env file's REDIS_URL under its key
+    // prefix (the default isolation), may not FLUSHALL nor touch keys outside the prefix.
     expect(await slotOwner(settings, redisDb)).toBe(`${id}/production`);
     expect(env.REDIS_URL).toContain(`/${redisDb}`);
+    expect(env.REDIS_KEY_PREFIX).toBe(`${id}:`);
     const user = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1, retryStrategy: () => null });
     try {
-      expect(await user.set('e2e-key', 'v')).toBe('OK');
-      expect(await user.get('e2e-key')).toBe('v');
+      expect(await user.set(`${id}:e2e-key`, 'v')).toBe('OK');
+      expect(await user.get(`${id}:e2e-key`)).toBe('v');
+      await expect(user.set('e2e-key', 'v')).rejects.toThrow(/NOPERM/);
       await expect(user.flushall()).rejects.toThrow(/NOPERM/);
-      await user.del('e2e-key');
+      await user.del(`${id}:e2e-key`);
     } finally {
       user.disconnect();
     }
@@ -306,7 +309,7 @@ describe('the food-delivery example', () => {
     const caddy = await proxyRoute(settings, route);
     expect(caddy.status).toBe(200);
     expect(caddy.body).toContain(domain);
-    expect(await running(id)).toEqual([`${id}-production-web-blue`]);
+    expect(await running(id)).toEqual([`${id}--production--web--blue`]);
     expect(await viaCaddy(settings, domain, '/')).toEqual({ status: 200, body: 'hello from v1\n' });
     const health = await viaCaddy(settings, domain, '/api/health');
     expect(health.status).toBe(200);
@@ -384,7 +387,7 @@ describe('the food-delivery example', () => {
     for (const name of await running(id)) await removeContainer(settings, name);
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
-    expect(ops(out)[`runtime.release ${id}-production`]).toMatch(/^(create|update)$/);
+    expect(ops(out)[`runtime.release ${id}--production`]).toMatch(/^(create|update)$/);
     await apply(file);
     expect(await running(id)).toHaveLength(1);
     const health = await viaCaddy(settings, domain, '/api/health');
@@ -420,6 +423,18 @@ describe('the food-delivery example', () => {
     expect(await pgQuery(settings, 'SELECT id FROM orders', [], database)).toEqual([{ id: 42 }]);
     expect(await roleExists(settings, role)).toBe(true);
     expect(await s3(settings).bucketExists(bucket)).toBe(true);
+    // The kept data stays claimed by its owner (a tombstone): `registry list --all` shows it, and a
+    // new project deriving the same names is refused before anything changes (issue 9, finding 5).
+    const all = json<{ tombstones: Array<Record<string, unknown>> }>(await box.run(['registry', 'list', '--all', '--json']));
+    expect(all.tombstones).toEqual([expect.objectContaining({ project: id, env: 'production', database, databaseRole: role, buckets: expect.arrayContaining([bucket]) })]);
+    expect((await box.run(['registry', 'list', '--all'])).stdout).toMatch(new RegExp(`${id}\\s+production\\s+destroyed, data kept`));
+    const thief = box.write('thief.yaml', copyExample('food-delivery-app.yaml', base, `thief-${base}.localhost`).replace(/aliases:.*\n/, ''));
+    const registryBefore = fileState(box.registry);
+    const stolen = await box.run(['apply', thief]);
+    expect(stolen.code, describeRun(stolen)).toBe(1);
+    expect(stolen.stderr).toContain(`which destroyed project "${id}" (production) kept`);
+    expect(stolen.stderr).toContain(`codeb destroy ${id} --env production --delete-data`);
+    expect(fileState(box.registry)).toEqual(registryBefore);
     // Gone: containers, route, env file, Redis slot and user.
     expect(await projectContainers(settings, id)).toEqual([]);
     expect((await proxyRoute(settings, route)).status).not.toBe(200);
@@ -443,6 +458,7 @@ describe('the food-delivery example', () => {
     for (const s of steps.filter((x) => x.kind === 'postgres.database' || x.kind === 'postgres.role' || x.kind === 'storage.bucket')) expect(s.op).toBe('unchanged');
     expect(steps.find((s) => s.kind === 'redis.slot')!.op).toBe('create');
     expect(await pgQuery(settings, 'SELECT id FROM orders', [], database)).toEqual([{ id: 42 }]);
+    expect(box.readRegistry().tombstones).toBeUndefined();
     const health = await viaCaddy(settings, domain, '/api/health');
     expect(JSON.parse(health.body)).toMatchObject({ ok: true, database: 'ok', redis: 'ok' });
     collectSecrets(id);
@@ -452,7 +468,7 @@ describe('the food-delivery example', () => {
     const r = await box.run(['destroy', id, '--yes', '--delete-data']);
     expect(r.code, describeRun(r)).toBe(0);
     const deleted = /deleted: (.*)/.exec(r.stdout)?.[1] ?? '';
-    for (const what of [`postgres.database ${database}`, `postgres.role ${role}`, `storage.bucket ${bucket}`, `proxy.route ${route}`, `runtime.release ${id}-production`]) {
+    for (const what of [`postgres.database ${database}`, `postgres.role ${role}`, `storage.bucket ${bucket}`, `proxy.route ${route}`, `runtime.release ${id}--production`]) {
       expect(deleted).toContain(what);
     }
     expect(r.stdout).not.toContain('kept (holds data)');
@@ -463,6 +479,27 @@ describe('the food-delivery example', () => {
     expect(existsSync(box.envFile(id).replace(/\.env$/, '.secrets.json'))).toBe(false);
     expect(box.record(id)).toBeUndefined();
   });
+
+  it('destroy <project> --delete-data after a keeping destroy deletes exactly the kept data and its tombstone', async () => {
+    await apply(file);
+    collectSecrets(id);
+    expect((await box.run(['destroy', id, '--yes'])).code).toBe(0);
+    expect(box.readRegistry().tombstones).toHaveLength(1);
+    // Without --delete-data there is nothing else to destroy: exit 2, nothing changed.
+    const nothing = await box.run(['destroy', id, '--yes']);
+    expect(nothing.code, describeRun(nothing)).toBe(2);
+    expect(nothing.stderr).toContain('only its kept data is left');
+    const r = await box.run(['destroy', id, '--yes', '--delete-data']);
+    expect(r.code, describeRun(r)).toBe(0);
+    const deleted = /deleted: (.*)/.exec(r.stdout)?.[1] ?? '';
+    for (const what of [`postgres.database ${database}`, `postgres.role ${role}`, `storage.bucket ${bucket}`]) expect(deleted).toContain(what);
+    expect(deleted).not.toContain('proxy.route');
+    expect(await databaseFacts(settings, database)).toEqual({ exists: false });
+    expect(await roleExists(settings, role)).toBe(false);
+    expect(await s3(settings).bucketExists(bucket)).toBe(false);
+    expect(box.readRegistry().tombstones).toBeUndefined();
+    expect((await box.run(['destroy', id, '--yes', '--delete-data'])).code).not.toBe(0);
+  }, 240_000);
 });
 
 describe('secrets', () => {

@@ -1,26 +1,27 @@
 /**
  * Blue-green deploys for real, on the local stack with the test images: v1 (apply), v2 (deploy
  * --image: traffic moves through Caddy, v1 retained), rollback, a v3 that never turns healthy, a
- * v4 that fails after the switch (automatic rollback), a failing release command, `gc --now` and
+ * v4 turned unhealthy after the switch (automatic rollback), a failing release command, `gc --now` and
  * a rollback once nothing is retained (a redeploy of the earlier image). A poller requests the site through Caddy during every deploy
  * and must never see anything but a 200 from a version that is supposed to be serving.
  */
+import { readFileSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../../controller/registry/types.js';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.js';
 
 const t = new DeployEnv('4100-4149');
 const id = uniqueId('bg');
 const domain = `${id}.localhost`;
-const name = (slot: string) => `${id}-production-web-${slot}`;
+const name = (slot: string) => `${id}--production--web--${slot}`;
 const image = (v: string) => `localhost/codeb-testapp:${v}`;
 
 const base = t.write('project.yaml', manifest({ id }));
-// v3: never healthy (health answers 500); a short deadline so the test does not wait 15 s.
+// v3: never healthy (health answers 500); a short deadline so the test does not wait 120 s.
 const unhealthy = t.write('unhealthy.yaml', manifest({ id, env: { FAIL_MODE: 'unhealthy' }, deadline: '5s' }));
-// v4: healthy for 5 s from its start — long enough to pass the gate (~1 s) and the switch, then
-// 500 while the 10 s watch window is still open.
-const failAfter = t.write('fail-after.yaml', manifest({ id, env: { FAIL_MODE: 'fail-after', FAIL_AFTER_MS: 5000 }, watch: '10s' }));
+// v4: healthy until the test turns it unhealthy (/api/chaos) once the deploy reports the switch
+// verified, while the watch window is still open (a long one: it ends at the first failed probe).
+const watched = t.write('watched.yaml', manifest({ id, watch: '60s' }));
 const migrateFails = t.write('migrate-fails.yaml', manifest({ id, env: { MIGRATE_FAIL: 1 }, release: true }));
 const withRelease = t.write('release.yaml', manifest({ id, release: true }));
 
@@ -147,14 +148,22 @@ describe('blue-green deploys with the health gate (real containers)', () => {
   });
 
   it('v4 fails after the switch: exit 4, traffic back on v1 by itself, recorded as rolled back', async () => {
-    const { result: r, seen, failures } = await polling(() => t.codeb('deploy', failAfter, '--image', image('v4')));
+    const greenPort = (await t.record(id)).ports.web!.green;
+    let turned: Promise<unknown> | undefined;
+    const { result: r, seen, failures } = await polling(() =>
+      t.codebWatching(['deploy', watched, '--image', image('v4')], (stderr) => {
+        if (!turned && /verify through Caddy .*\.\.\. ok/.test(stderr)) turned = get(greenPort, '/api/chaos?mode=unhealthy');
+      }),
+    );
+    expect(turned, 'the deploy reported the switch verified').toBeDefined();
+    expect(await turned).toMatchObject({ status: 200 });
     expect(r.code, show(r)).toBe(4);
     expect(failures).toEqual([]);
     expect(seen[0]).toBe('hello from v1');
     expect(seen.at(-1)).toBe('hello from v1');
     expect(seen.every((b) => b === 'hello from v1' || b === 'hello from v4')).toBe(true);
     expect(r.stderr).toContain('roll back traffic green -> blue');
-    expect(r.stderr).toMatch(/rolled back after the switch: web failed its health check after the switch: HTTP 500 .*fail-after/);
+    expect(r.stderr).toMatch(/rolled back after the switch: web failed its health check after the switch: HTTP 500 .*FAIL_MODE=unhealthy/);
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');
     expect(await t.runtime.inspect(name('green'))).toBeNull();
     const rec = await t.record(id);
@@ -171,11 +180,20 @@ describe('blue-green deploys with the health gate (real containers)', () => {
     expect(r.stderr).toMatch(/release command for web \.\.\. exit 1/);
     expect(r.stderr).toContain('the release command of web exited with code 1; nothing was started');
     expect(r.stderr).toContain('migration failed (MIGRATE_FAIL=1)');
-    expect(r.stderr).not.toMatch(/start \S+-web-green/);
+    expect(r.stderr).not.toMatch(/start \S+--web--green/);
     expect(await t.runtime.inspect(name('green'))).toBeNull();
     expect(await t.runtime.list({ 'codeb.project': id })).toHaveLength(1); // the one-off container is gone too
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');
-    expect(lastDeploy((await t.record(id)).history)).toMatchObject({ result: 'failed', detail: { outcome: 'release-failed' } });
+    const rec = await t.record(id);
+    expect(lastDeploy(rec.history)).toMatchObject({ result: 'failed', detail: { outcome: 'release-failed' } });
+    // The registry keeps the reason and a pointer to a 0600 log file, never the log text (issue 9, finding 6).
+    expect(JSON.stringify(rec)).not.toContain('MIGRATE_FAIL');
+    const failed = rec.history.at(-1)!;
+    expect(failed).toMatchObject({ action: 'apply', result: 'failed', detail: { error: expect.stringContaining('the release command of web exited with code 1') } });
+    const log = String(failed.detail!.log);
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+    expect(readFileSync(log, 'utf8')).toContain('migration failed (MIGRATE_FAIL=1)');
+    expect(statSync(t.registry).mode & 0o777).toBe(0o600);
   });
 
   it('gc --now retires the retained slot; a rollback then redeploys the earlier image; --to picks a version', async () => {

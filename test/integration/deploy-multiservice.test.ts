@@ -12,7 +12,7 @@ import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.j
 const t = new DeployEnv('4150-4199');
 const id = uniqueId('ms');
 const domain = `${id}.localhost`;
-const name = (service: string, slot: string) => `${id}-production-${service}-${slot}`;
+const name = (service: string, slot: string) => `${id}--production--${service}--${slot}`;
 
 function services(workerEnv: Record<string, string> = {}): string {
   const env = Object.entries({ WORKER_TICK_MS: '500', ...workerEnv });
@@ -52,7 +52,7 @@ const lastDeploy = (h: HistoryEntry[]) => h.filter((e) => e.action === 'deploy')
 
 /** The project's route in the forwarder's host table: which services it routes, at which entry port. */
 async function routedServices(): Promise<Array<{ service: string; port: number }>> {
-  const route = await new ForwarderClient(t.settings.forwarder.socketPath).route(`codeb-${id}-production`);
+  const route = await new ForwarderClient(t.settings.forwarder.socketPath).route(`codeb-${id}--production`);
   return (route?.upstreams ?? []).map((u) => ({ service: u.service, port: u.port }));
 }
 
@@ -86,7 +86,8 @@ describe('a multi-service project: web + internal api + worker', () => {
       expect(st?.running, s).toBe(true);
       expect(st?.labels).toMatchObject({ 'codeb.project': id, 'codeb.env': 'production', 'codeb.service': s, 'codeb.slot': 'blue', 'codeb.version': 'v1' });
     }
-    expect(await t.runtime.logsTail(name('worker', 'blue'), 20)).toContain('worker started');
+    // Its first line, however many 500 ms ticks followed it on a slow machine (1000 lines: ~8 min).
+    expect(await t.runtime.logsTail(name('worker', 'blue'), 1000)).toContain('worker started');
     const rec = await t.record(id);
     const health = lastDeploy(rec.history).detail!.health as Array<{ service: string; healthy: boolean; ms: number }>;
     expect(health.map((h) => h.service).sort()).toEqual(['api', 'web', 'worker']);

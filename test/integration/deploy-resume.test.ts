@@ -22,7 +22,7 @@ import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy
 const t = new DeployEnv('5270-5319', { CODEB_LOCK_STALE_MS: '2000' });
 const id = uniqueId('resume');
 const domain = `${id}.localhost`;
-const name = (slot: string) => `${id}-production-web-${slot}`;
+const name = (slot: string) => `${id}--production--web--${slot}`;
 const image = (v: string) => `localhost/codeb-testapp:${v}`;
 const withImage = (text: string, v: string) => text.replace(image('v1'), image(v));
 

@@ -4,6 +4,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Forwarder } from '../../controller/deploy/forwarder.js';
+import { until } from './helpers/deploy.js';
+import { probeHttp } from '../../controller/deploy/health.js';
+import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from '../../controller/deploy/verify-answer.js';
 import { freePort, stackSettings } from './helpers/stack.js';
 
 function app(version: string): Server {
@@ -97,12 +100,11 @@ describe('forwarder (the blue-green switch)', () => {
         res.on('error', () => resolve());
       });
     });
-    await new Promise((r) => setTimeout(r, 120));
+    await until(() => events.length > 0, 30_000, 'the first event from v1');
     await fwd.set('shop-production-web', entry, greenPort);
     expect((await fetchText(entry)).body).toBe('v2');
     const before = events.length;
-    await new Promise((r) => setTimeout(r, 150));
-    expect(events.length).toBeGreaterThan(before); // still streaming from v1 after the switch
+    await until(() => events.length > before, 30_000, 'more events from v1 after the switch'); // still streaming from v1
     expect(events.every((e) => e.startsWith('data: v1'))).toBe(true);
     const closed = await fwd.retire('shop-production-web', bluePort, 0);
     expect(closed).toBeGreaterThanOrEqual(1);
@@ -216,5 +218,51 @@ describe('forwarder restart with an entry port another program took', () => {
       squatter.close();
       upstream.close();
     }
+  });
+});
+
+describe('forwarder: which slot answered a verification (issue 9, finding 4)', () => {
+  let upPort: number, entry: number, seen: Array<string | undefined>;
+  let up: Server;
+  const fwd = new Forwarder(join(mkdtempSync(join(tmpdir(), 'codeb-fwd-')), 'table.json'));
+
+  beforeAll(async () => {
+    [upPort, entry] = [await freePort(), await freePort()];
+    seen = [];
+    // A hostile app: it forges the answer header and records whether it ever sees the nonce.
+    up = createServer((req, res) => {
+      seen.push(req.headers[VERIFY_HEADER] as string | undefined);
+      res.writeHead(200, { [ANSWER_HEADER]: 'forged' });
+      res.end('ok');
+    }).listen(upPort, '127.0.0.1');
+    await fwd.set('shop--production--web', entry, upPort);
+  });
+  afterAll(async () => {
+    await fwd.close();
+    up.close();
+  });
+
+  it('answers a nonce with a token of entry and slot port; the app never sees the nonce nor forges the answer', async () => {
+    const nonce = newNonce();
+    const ok = await probeHttp({ port: entry, path: '/', expectStatus: 200, timeoutMs: 5000, headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, 'shop--production--web', upPort), what: 'the new slot' } });
+    expect(ok).toMatchObject({ ok: true, status: 200 });
+    // Another entry id or another slot port is not the answer the deployer waits for.
+    for (const [id, port] of [['shop--staging--web', upPort], ['shop--production--web', upPort + 1]] as const) {
+      const wrong = await probeHttp({ port: entry, path: '/', expectStatus: 200, timeoutMs: 5000, headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, id, port), what: 'the new slot' } });
+      expect(wrong).toMatchObject({ ok: false, status: 200 });
+      expect(wrong.detail).toMatch(/not answered by the new slot/);
+    }
+    expect(seen.every((h) => h === undefined)).toBe(true);
+    expect(seen.length).toBe(3);
+  });
+
+  it('strips a forged answer header when the request has no nonce', async () => {
+    const r = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      get({ host: '127.0.0.1', port: entry, path: '/', agent: false }, (res) => {
+        res.resume();
+        resolve(res.headers);
+      }).on('error', reject);
+    });
+    expect(r[ANSWER_HEADER]).toBeUndefined();
   });
 });

@@ -32,14 +32,23 @@ interface Deployment {
   ctx: ExecContext;
 }
 
-function deployment(tag: string, extensions: string[] = []): Deployment {
+/** The project/environment a deployment's markers name (labels: dashes, not underscores). */
+const ownerOf = (tag: string) => `${run.replaceAll('_', '-')}-${tag}/production`;
+
+function deployment(tag: string, extensions: string[] = [], claimedBy = ownerOf(tag), adoptLegacy = false): Deployment {
   const database = `${run}_${tag}_db`;
   const role = `${database}_owner`;
   const password = generateSecret();
   registerSecret(password);
   secrets.push(password);
-  const roleRes = makeResource('postgres.role', role, { login: true, secret: 'postgres' }, [], true);
-  const dbRes = makeResource('postgres.database', database, { owner: role, publicConnect: false, extensions: [...extensions].sort() }, [roleRes.key], true);
+  const roleRes = makeResource('postgres.role', role, { login: true, claimedBy, adoptLegacy, secret: 'postgres' }, [], true);
+  const dbRes = makeResource(
+    'postgres.database',
+    database,
+    { owner: role, claimedBy, adoptLegacy, publicConnect: false, systemDatabasesClosed: true, extensions: [...extensions].sort() },
+    [roleRes.key],
+    true,
+  );
   const ctx: ExecContext = {
     secret: (name) => {
       if (name !== 'postgres') throw new Error(`unexpected secret ${name}`);
@@ -70,7 +79,7 @@ async function plan(d: Deployment): Promise<Action[]> {
 }
 
 async function connectAs(user: string, password: string, database: string): Promise<pg.Client> {
-  const c = new pg.Client({ host: settings.postgres.host, port: settings.postgres.port, user, password, database, connectionTimeoutMillis: 5000 });
+  const c = new pg.Client({ host: settings.postgres.host, port: settings.postgres.port, user, password, database, connectionTimeoutMillis: 30_000 });
   c.on('error', () => {});
   await c.connect();
   return c;
@@ -122,8 +131,12 @@ describe('PostgresProvider', () => {
     expect((await plan(a)).map((x) => x.op)).toEqual(['unchanged', 'unchanged']);
 
     const obs = await provider.observe(a.resources);
-    expect(obs[0]).toEqual({ key: a.resources[0]!.key, exists: true, spec: { login: true } });
-    expect(obs[1]).toEqual({ key: a.resources[1]!.key, exists: true, spec: { owner: a.role, publicConnect: false, extensions: ['pgcrypto', 'uuid-ossp'] } });
+    expect(obs[0]).toEqual({ key: a.resources[0]!.key, exists: true, spec: { login: true, claimedBy: ownerOf('a') } });
+    expect(obs[1]).toEqual({
+      key: a.resources[1]!.key,
+      exists: true,
+      spec: { owner: a.role, claimedBy: ownerOf('a'), publicConnect: false, systemDatabasesClosed: true, extensions: ['pgcrypto', 'uuid-ossp'] },
+    });
   }, 60_000);
 
   it('stores the password as SCRAM-SHA-256 and the role can use its own database', async () => {
@@ -205,6 +218,66 @@ describe('PostgresProvider', () => {
     // Even when asked directly, it does not change the foreign role's password.
     await expect(provider.execute({ ...actions[0]!, op: 'create' }, f.ctx)).rejects.toThrow(/not created by codeb/);
     await expect(provider.setPassword(f.role, f.password)).rejects.toThrow(/not created by codeb/);
+  }, 60_000);
+
+  it('kept data stays with its owner: another deployment deriving the same names is blocked, naming the owner (issue 9, finding 5)', async () => {
+    const g = deployment('g');
+    made.push(g);
+    await apply(g);
+    // Same role and database names, another project: every step is blocked and nothing changes.
+    const thief = { ...g, resources: deployment('g', [], 'other-project/production').resources };
+    const actions = await plan(thief);
+    expect(actions.map((x) => x.op)).toEqual(['blocked', 'blocked']);
+    expect(actions[0]!.reason).toContain(`role ${g.role} belongs to ${ownerOf('g')}`);
+    expect(actions[1]!.reason).toContain(`database ${g.database} belongs to ${ownerOf('g')}`);
+    await expect(provider.execute({ ...actions[0]!, op: 'update' }, g.ctx)).rejects.toThrow(/belongs to/);
+    expect(planDestroy(thief.resources, await provider.observe(thief.resources), true).map((x) => x.op)).toEqual(['blocked', 'blocked']);
+    const c = await connectAs(g.role, g.password, g.database); // the owner's password still works
+    await c.end();
+  }, 60_000);
+
+  it("an earlier codeb's marker without an owner is adopted only by a deployment the registry knew", async () => {
+    const h = deployment('h');
+    made.push(h);
+    await apply(h);
+    await admin.query(`COMMENT ON ROLE ${pg.escapeIdentifier(h.role)} IS 'codeb: created by codeb; password in the deployment secrets file'`);
+    await admin.query(`COMMENT ON DATABASE ${pg.escapeIdentifier(h.database)} IS NULL`);
+    const fresh = await plan(h);
+    expect(fresh.map((x) => x.op)).toEqual(['blocked', 'blocked']);
+    expect(fresh[0]!.reason).toMatch(/earlier codeb whose marker names no owner.*never adopts it/);
+    const known = deployment('h', [], ownerOf('h'), true);
+    const adopt = planApply(known.resources, await provider.observe(known.resources));
+    expect(adopt.map((x) => [x.op, x.changes.map((c) => c.field)])).toEqual([
+      ['update', ['claimedBy']],
+      ['update', ['claimedBy']],
+    ]);
+    for (const x of adopt) await provider.execute(x, h.ctx);
+    expect((await plan(h)).map((x) => x.op)).toEqual(['unchanged', 'unchanged']);
+  }, 60_000);
+
+  it("closes postgres and template1 to every project role: no CONNECT, no TEMP; drift shows in plan (issue 9, finding 9)", async () => {
+    for (const db of ['postgres', 'template1']) {
+      const denied = await refusedConnect(a.role, a.password, db);
+      expect(denied.code, db).toBe('42501');
+      expect(denied.message).toMatch(/permission denied for database/);
+    }
+    await admin.query('GRANT TEMPORARY ON DATABASE template1 TO PUBLIC');
+    const drift = await plan(a);
+    expect(drift[1]!.changes).toEqual([{ field: 'systemDatabasesClosed', from: false, to: true }]);
+    await apply(a);
+    const acl = await admin.query<{ open: boolean }>(
+      `SELECT bool_or(has_database_privilege('public', oid, 'CONNECT') OR has_database_privilege('public', oid, 'TEMPORARY')) AS open FROM pg_database WHERE datname IN ('postgres', 'template1')`,
+    );
+    expect(acl.rows[0]!.open).toBe(false);
+    // What Postgres 15 cannot hide from a logged-in role: the names of other databases and roles.
+    const c = await connectAs(a.role, a.password, a.database);
+    try {
+      const listed = (await c.query<{ datname: string }>('SELECT datname FROM pg_database')).rows.map((r) => r.datname);
+      expect(listed).toContain(b.database);
+      // ...but not their contents: the other database refuses the connection (above) and TEMP here is its own.
+    } finally {
+      await c.end();
+    }
   }, 60_000);
 
   it('rotates a password with setPassword', async () => {

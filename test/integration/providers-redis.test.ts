@@ -65,7 +65,7 @@ async function deployment(tag: string, isolation: 'db' | 'prefix'): Promise<Depl
   const db = await freeDb();
   const project = `${run}-${tag}`;
   const owner = `${project}/production`;
-  const user = `codeb-${project}-prod`;
+  const user = `codeb-${project}--prod`;
   const prefix = isolation === 'prefix' ? `${project}:` : null;
   const password = generateSecret();
   registerSecret(password);
@@ -211,6 +211,29 @@ describe('RedisProvider', () => {
       // DEBUG is also off server-wide by default (enable-debug-command no), which answers first.
       expect(await refused(c.call('DEBUG', 'SLEEP', '0'))).toMatch(/NOPERM|DEBUG command not allowed/);
       expect(await refused(c.keys('*'))).toMatch(/NOPERM/);
+      // Nothing that lists or counts other tenants' keys or channels (issue 9, finding 8).
+      await admin.select(b.db);
+      await admin.set('neighbour:key', 'x');
+      await admin.select(0);
+      for (const cmd of [['scan', '0'], ['randomkey'], ['dbsize'], ['pubsub', 'channels'], ['pubsub', 'numpat']]) await dryRunDenied(b.user, ...cmd);
+      expect(await refused(c.scan('0'))).toMatch(/NOPERM/);
+      expect(await refused(c.randomkey())).toMatch(/NOPERM/);
+      expect(await refused(c.dbsize())).toMatch(/NOPERM/);
+      expect(await refused(c.call('PUBSUB', 'CHANNELS'))).toMatch(/NOPERM/);
+      expect(await refused(c.call('MONITOR'))).toMatch(/NOPERM/);
+      expect(await refused(c.call('CLIENT', 'LIST'))).toMatch(/NOPERM/);
+      expect(await refused(c.call('SWAPDB', '0', '1'))).toMatch(/NOPERM/);
+      expect(await refused(c.set(SLOT_MARKER, 'attacker/production'))).toMatch(/NOPERM/);
+      // A normal app's pub/sub on its own prefix works.
+      const sub = await asUser(b);
+      try {
+        const got = new Promise<string>((resolve) => sub.on('message', (_ch: string, m: string) => resolve(m)));
+        await sub.subscribe(`${b.prefix}events`);
+        expect(await c.publish(`${b.prefix}events`, 'hello')).toBe(1);
+        expect(await got).toBe('hello');
+      } finally {
+        sub.disconnect();
+      }
       // Still alive after all that.
       expect(await admin.ping()).toBe('PONG');
     } finally {
@@ -233,9 +256,13 @@ describe('RedisProvider', () => {
       // DEBUG is also off server-wide by default (enable-debug-command no), which answers first.
       expect(await refused(c.call('DEBUG', 'SLEEP', '0'))).toMatch(/NOPERM|DEBUG command not allowed/);
       expect(await refused(c.move('anything', String(b.db)))).toMatch(/NOPERM/);
+      // The slot marker is codeb's alone, in its own DB and any other (issue 9, finding 8).
+      expect(await refused(c.set(SLOT_MARKER, 'attacker/production'))).toMatch(/NOPERM/);
+      expect(await refused(c.del(SLOT_MARKER))).toMatch(/NOPERM/);
       // Redis ACLs cannot restrict SELECT: this is why 'db' mode is not isolation (docs/providers.md).
       expect(await c.select(b.db)).toBe('OK');
       expect(await c.get(`${b.prefix}greeting`)).toBe('hi');
+      expect(await refused(c.set(SLOT_MARKER, 'attacker/production'))).toMatch(/NOPERM/);
     } finally {
       c.disconnect();
     }
@@ -301,7 +328,7 @@ describe('RedisProvider', () => {
     const drift = await plan(d);
     expect(drift[1]!.op).toBe('update');
     expect(drift[1]!.changes.map((ch) => ch.field)).toEqual(['isolation', 'keyPrefix']);
-    expect(String(drift[1]!.changes[0]!.from)).toMatch(/^db, .*flushall allowed/);
+    expect(String(drift[1]!.changes[0]!.from)).toMatch(/^db \(every key, codeb's slot marker included\), .*flushall allowed/);
     await apply(d);
     expect((await plan(d)).map((x) => x.op)).toEqual(['unchanged', 'unchanged']);
     await dryRunDenied(d.user, 'flushall');

@@ -26,10 +26,13 @@ interface Run {
   stderr: string;
 }
 
+// This file's own ports, outside the default 3000-3999 a running demo stack allocates from.
+const PORT_RANGE = { min: 4300, max: 4599 };
+
 function start(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(process.execPath, [cli, ...args], {
     cwd: dir,
-    env: { ...process.env, CODEB_HOME: home, CODEB_REGISTRY: '', CODEB_DEBUG: '1', ...env },
+    env: { ...process.env, CODEB_HOME: home, CODEB_REGISTRY: '', CODEB_DEBUG: '1', CODEB_PORT_RANGE: `${PORT_RANGE.min}-${PORT_RANGE.max}`, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
@@ -142,7 +145,7 @@ describe('20 allocations at once', () => {
     const ports = triples.flatMap((p) => [p.blue, p.green, p.entry]);
     expect(ports).toHaveLength(3 * COUNT);
     expect(new Set(ports).size).toBe(3 * COUNT);
-    for (const p of ports) expect(p >= 3000 && p <= 3999, `port ${p} in 3000-3999`).toBe(true);
+    for (const p of ports) expect(p >= PORT_RANGE.min && p <= PORT_RANGE.max, `port ${p} in ${PORT_RANGE.min}-${PORT_RANGE.max}`).toBe(true);
     const dbs = outs.map((o) => o.redisDb!);
     expect(new Set(dbs).size).toBe(COUNT);
     expect([...dbs].sort((a, b) => a - b)).toEqual(Array.from({ length: COUNT }, (_, i) => i + 2));
@@ -286,7 +289,7 @@ describe('reading and releasing the result', () => {
     expect(refused.code).toBe(1);
     expect(json<{ error: { message: string } }>(refused).error.message).toContain(`held by project "conc-03" (environment production, service web, blue)`);
     // ...and so is one that wants only conc-03's entry port.
-    const entryOnly = manifest('entrycomer', { hostPorts: { blue: 3950, green: 3951, entry: freed.ports.web!.entry } });
+    const entryOnly = manifest('entrycomer', { hostPorts: { blue: 4590, green: 4591, entry: freed.ports.web!.entry } });
     const refusedEntry = await codeb(['--registry', file(), 'registry', 'allocate', entryOnly, '--json'], { CODEB_REDIS_DATABASES: '22' });
     expect(refusedEntry.code).toBe(1);
     expect(json<{ error: { message: string } }>(refusedEntry).error.message).toBe(

@@ -38,6 +38,8 @@ const registry = join(tmp, 'server', 'registry.json');
 const project = uniqueId('ssh');
 const manifest = join(tmp, 'app.yaml');
 let caddyPort = 0;
+// The server's codeb allocates this file's own ports, never the 3000-3999 a running demo stack uses.
+const PORT_RANGE = '4900-4949';
 
 /** The client's environment: its own empty CODEB_HOME, the test sshd's key and known_hosts, no agent. */
 function clientEnv(extra: Record<string, string> = {}, remoteEnv = ''): NodeJS.ProcessEnv {
@@ -49,7 +51,7 @@ function clientEnv(extra: Record<string, string> = {}, remoteEnv = ''): NodeJS.P
     CODEB_SSH_KEY_FILE: sshd.clientKey,
     SSH_AUTH_SOCK: '',
     // The server's codeb: this checkout, with the test stack's CODEB_HOME (on a real server: /opt/codeb).
-    CODEB_REMOTE_COMMAND: `env CODEB_HOME=${codebHome()} ${remoteEnv} ${process.execPath} ${CLI}`,
+    CODEB_REMOTE_COMMAND: `env CODEB_HOME=${codebHome()} CODEB_PORT_RANGE=${PORT_RANGE} ${remoteEnv} ${process.execPath} ${CLI}`,
     ...extra,
   };
   return env;
@@ -69,7 +71,7 @@ function codeb(args: string[], env: NodeJS.ProcessEnv, onStderr?: (all: string) 
 
 /** On the server itself (same machine): a local codeb with the stack's CODEB_HOME. */
 function onServer(args: string[]): Promise<Run> {
-  return codeb(['--registry', registry, ...args], { ...process.env, CODEB_HOME: codebHome(), GITHUB_ACTIONS: '' });
+  return codeb(['--registry', registry, ...args], { ...process.env, CODEB_HOME: codebHome(), CODEB_PORT_RANGE: PORT_RANGE, GITHUB_ACTIONS: '' });
 }
 
 function viaCaddy(path = '/'): Promise<{ status: number; body: string }> {
@@ -173,7 +175,7 @@ describe.sequential('codeb over SSH (real sshd on 127.0.0.1)', () => {
     expect(md).toContain('| Result | ✅ deployed (exit code 0) |');
     expect(md).toContain('| Version | `v2` |');
     expect(md).toContain('| Traffic | blue → green |');
-    expect(md).toMatch(/\| Health gate \| web: healthy after \d+ ms \(first ok at \d+ ms\) \|/);
+    expect(md).toMatch(/\| Health gate \| web: healthy after [\d.]+ m?s \(first ok at [\d.]+ m?s\) \|/);
     expect(md).toMatch(/\| Switch \| [\d.]+ ms \|/);
     expect(md).toContain(`| URL | http://${project}.localhost:${caddyPort}/ |`);
     expect(md).toContain(`| Ran on | ${sshd.target} (over SSH) |`);
@@ -233,7 +235,7 @@ describe.sequential('codeb over SSH (real sshd on 127.0.0.1)', () => {
     let dropped = 0;
     const r = await codeb(['--registry', registry, 'deploy', manifest, '--image', 'localhost/codeb-testapp:v3'], clientEnv(), (err) => {
       // The new container has started and the health gate runs: cut the connection now.
-      if (!dropped && /start \S+-web-\w+ \.\.\. started/.test(err)) dropped = sshd.dropConnections();
+      if (!dropped && /start \S+--web--\w+ \.\.\. started/.test(err)) dropped = sshd.dropConnections();
     });
     expect(dropped).toBeGreaterThan(0);
     expect(r.code).toBe(1);

@@ -11,7 +11,7 @@ import type { Settings } from '../../controller/settings.js';
 import { readFileSync } from 'node:fs';
 
 async function pgLogin(url: string): Promise<boolean> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 30_000 });
   try {
     await c.connect();
     await c.query('SELECT 1');
@@ -24,7 +24,7 @@ async function pgLogin(url: string): Promise<boolean> {
 }
 
 async function redisLogin(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 10_000 });
   r.on('error', () => {}); // a refused login is the expected answer here
   try {
     await r.connect();

@@ -1,7 +1,8 @@
 /**
  * The embedded local stack for real: a stack of its own in a temporary CODEB_HOME on other ports
- * (base 31000, override with CODEB_TEST_STACK_PORT_BASE) so it never touches a developer's stack or
- * the one scripts/test.sh starts for the other integration tests.
+ * (CODEB_TEST_STACK_PORT_BASE, which scripts/test.sh picks free and clear of the demo's and the test
+ * stack's ports; 3500 when unset) so it never touches a developer's stack, the demo's or the one
+ * scripts/test.sh starts for the other integration tests.
  *
  * Checks that each part really answers (and really wants its credentials), that `up` twice is a
  * no-op, that `status --json` tells the truth, that data and Caddy routes survive down/up, and that
@@ -28,7 +29,7 @@ import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
 import { freePort } from './helpers/stack.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE ?? 31000);
+const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || 3500);
 const home = mkdtempSync(join(tmpdir(), 'codeb-stack-test-'));
 
 // Only what this test means: no settings/stack/port variables inherited from the caller.
@@ -134,7 +135,7 @@ function minio(s: Settings, secretKey = s.storage.secretKey, accessKey = s.stora
 }
 
 async function pgQuery(s: Settings, sql: string, password = s.postgres.password): Promise<unknown[]> {
-  const client = new pg.Client({ ...s.postgres, password, connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({ ...s.postgres, password, connectionTimeoutMillis: 30_000 });
   await client.connect();
   try {
     return (await client.query(sql)).rows;

@@ -17,6 +17,7 @@ import {
   type ExplicitPorts,
 } from '../../controller/registry/allocate.js';
 import { parseProcNetTcp } from '../../controller/registry/ports-in-use.js';
+import { reservedPorts } from '../../controller/registry/reserved-ports.js';
 import { releaseDeployment } from '../../controller/registry/records.js';
 import { placeholderRecord } from '../helpers/records.js';
 import { emptyRegistry, type PortPair, type PortRole, type RegistryDocument } from '../../controller/registry/types.js';
@@ -385,5 +386,44 @@ describe('parseProcNetTcp', () => {
     expect(parseProcNetTcp('')).toEqual([]);
     expect(parseProcNetTcp(tcp.split('\n')[0]!)).toEqual([]);
     expect(parseProcNetTcp('header\nnot a table line\n\n')).toEqual([]);
+  });
+});
+
+describe('allocate: reserved ports of the stack and server (issue 9, finding 7)', () => {
+  const settings = {
+    postgres: { host: '127.0.0.1', port: 3002, user: 'postgres', database: 'postgres' },
+    redis: { host: '127.0.0.1', port: 3003, user: 'default', databases: 16 },
+    storage: { endPoint: '127.0.0.1', port: 3004, useSSL: false, accessKey: 'k', secretKey: 's', region: 'r', kind: 's3rver' as const },
+    caddy: { adminUrl: 'http://127.0.0.1:3005', httpPort: 3000, httpsPort: 3001 },
+  };
+  const reserved = reservedPorts(settings);
+
+  it('names every stack service port and sshd', () => {
+    expect(Object.fromEntries(reserved)).toEqual({ 22: 'sshd', 3000: 'Caddy HTTP', 3001: 'Caddy HTTPS', 3002: 'Postgres', 3003: 'Redis', 3004: 'S3', 3005: 'Caddy admin API' });
+    expect(reservedPorts(null)).toEqual(new Map([[22, 'sshd']]));
+  });
+
+  it('never hands out a reserved port', () => {
+    const a = allocate(emptyRegistry(NOW), request('shop', [web()]), policy({ reserved }));
+    expect(a.ports.web).toEqual({ blue: 3006, green: 3007, entry: 3008 });
+  });
+
+  it.each([
+    [3000, 'Caddy HTTP'],
+    [3001, 'Caddy HTTPS'],
+    [3005, 'Caddy admin API'],
+    [3002, 'Postgres'],
+    [22, 'sshd'],
+  ])('refuses explicit hostPorts on %i (%s) with exit 2, naming the holder', (port, holder) => {
+    let err: unknown;
+    try {
+      allocate(emptyRegistry(NOW), request('shop', [web('web', { blue: 3500, green: port })]), policy({ reserved }));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CodebError);
+    expect((err as CodebError).exitCode).toBe(2);
+    expect((err as CodebError).message).toContain(`Port ${port}`);
+    expect((err as CodebError).message).toContain(holder);
   });
 });

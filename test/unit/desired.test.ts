@@ -40,15 +40,25 @@ describe('desired state', () => {
       'postgres.role/food_delivery_db_owner',
       'postgres.database/food_delivery_db',
       'redis.slot/2',
-      'redis.user/codeb-food-delivery-app-prod',
+      'redis.user/codeb-food-delivery-app--prod',
       'storage.bucket/food-delivery-uploads',
       'storage.bucket/backup',
       'files.envfile/food-delivery-app.production.env',
-      'proxy.route/codeb-food-delivery-app-production',
-      'runtime.release/food-delivery-app-production',
+      'proxy.route/codeb-food-delivery-app--production',
+      'runtime.release/food-delivery-app--production',
     ]);
     const db = rs.find((r) => r.kind === 'postgres.database')!;
-    expect(db.spec).toEqual({ owner: 'food_delivery_db_owner', publicConnect: false, extensions: ['pg_trgm'] });
+    expect(db.spec).toEqual({
+      owner: 'food_delivery_db_owner',
+      claimedBy: 'food-delivery-app/production',
+      adoptLegacy: false,
+      publicConnect: false,
+      systemDatabasesClosed: true,
+      extensions: ['pg_trgm'],
+    });
+    // A new deployment never takes over data an earlier codeb kept without naming its owner; a known one may.
+    expect(rs.find((r) => r.kind === 'postgres.role')!.spec).toMatchObject({ claimedBy: 'food-delivery-app/production', adoptLegacy: false });
+    expect(desired(d, { ...rec, status: 'running' }, settings).find((r) => r.kind === 'postgres.role')!.spec).toMatchObject({ adoptLegacy: true });
     // Caddy routes to the stable entry port (the third port allocated), never to a slot's port.
     expect(rec.ports.web).toEqual({ blue: 3000, green: 3001, entry: 3002 });
     const route = rs.find((r) => r.kind === 'proxy.route')!;
@@ -79,7 +89,7 @@ describe('desired state', () => {
     const vars = envFile.spec.variables as Record<string, string>;
     // Containers reach the shared services at the services address, never the host's loopback.
     expect(vars.DATABASE_URL).toBe('postgresql://food_delivery_db_owner:${secret:postgres}@10.99.0.1:25432/food_delivery_db');
-    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app-prod:${secret:redis}@10.99.0.1:26379/2');
+    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app--prod:${secret:redis}@10.99.0.1:26379/2');
     expect(vars.S3_ENDPOINT).toBe('http://10.99.0.1:29000');
     expect(vars.S3_SECRET_KEY).toBe('${secret:storageSecretKey}');
     expect(JSON.stringify(envFile.spec)).not.toContain('SK');

@@ -16,7 +16,7 @@ const m = {
 const d = resolveDeployment(m);
 const run = (lastStartedAt: string): JobRunRecord => ({ lastStartedAt, scheduledFor: null, lastFinishedAt: lastStartedAt, exitCode: 0, result: 'ok', durationMs: 10, image: 'x' });
 const rec = (jobs: Record<string, JobRunRecord> = {}, createdAt = '2026-01-01T00:00:00Z') =>
-  ({ env: 'production', createdAt, liveSlot: 'green', ports: { web: { blue: 4001, green: 4002, entry: 4000 } }, containers: [{ service: 'web', slot: 'green', name: 'shop-production-web-green', image: 'localhost/shop:v2' }], jobs }) as unknown as EnvironmentRecord;
+  ({ env: 'production', createdAt, liveSlot: 'green', ports: { web: { blue: 4001, green: 4002, entry: 4000 } }, containers: [{ service: 'web', slot: 'green', name: 'shop--production--web--green', image: 'localhost/shop:v2' }], jobs }) as unknown as EnvironmentRecord;
 const pick = (r: EnvironmentRecord, now: string, sel: { job?: string; due?: boolean } = { due: true }) =>
   pickJobs([{ project: 'shop', env: 'production', rec: r, d }], { due: Boolean(sel.due), job: sel.job, now: new Date(now) }).map((p) => `${p.job.name}@${p.scheduledFor ?? 'now'}`);
 
@@ -49,10 +49,10 @@ describe('pickJobs', () => {
 describe('jobSpec', () => {
   it("runs the job's command in the live image of its service, with no port, never restarted, under a name no service can have", () => {
     const s = jobSpec(d, rec(), d.jobs[0]!, '/secrets/shop.production.env', '10.99.0.1');
-    expect(s).toMatchObject({ name: 'shop-production-web-green.job-hourly', image: 'localhost/shop:v2', command: ['node', 'hourly.js'], port: null, restart: 'no', envFile: '/secrets/shop.production.env' });
+    expect(s).toMatchObject({ name: 'shop--production--web--green.job-hourly', image: 'localhost/shop:v2', command: ['node', 'hourly.js'], port: null, restart: 'no', envFile: '/secrets/shop.production.env' });
     expect(s.labels).toMatchObject({ 'codeb.project': 'shop', 'codeb.env': 'production', 'codeb.job': 'hourly' });
     const w = jobSpec(d, rec(), d.jobs[1]!, null, '10.99.0.1');
-    expect(w).toMatchObject({ name: 'shop-production-worker-green.job-nightly', image: 'localhost/shop-worker:v1', port: null });
+    expect(w).toMatchObject({ name: 'shop--production--worker--green.job-nightly', image: 'localhost/shop-worker:v1', port: null });
   });
 });
 

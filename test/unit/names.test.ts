@@ -6,6 +6,9 @@ import {
   baseName,
   bucketName,
   containerName,
+  deploymentName,
+  entryName,
+  SEP,
   databaseName,
   databaseRole,
   envFileName,
@@ -74,20 +77,20 @@ describe('the naming rules', () => {
   });
 
   it('Redis user and key prefix', () => {
-    expect(redisUser(single('food-delivery-app'))).toBe('codeb-food-delivery-app-prod');
-    expect(redisUser(multi('food-delivery-app', 'staging'))).toBe('codeb-food-delivery-app-staging');
-    expect(redisUser(multi('food-delivery-app', 'development'))).toBe('codeb-food-delivery-app-dev');
+    expect(redisUser(single('food-delivery-app'))).toBe('codeb-food-delivery-app--prod');
+    expect(redisUser(multi('food-delivery-app', 'staging'))).toBe('codeb-food-delivery-app--staging');
+    expect(redisUser(multi('food-delivery-app', 'development'))).toBe('codeb-food-delivery-app--dev');
     expect(redisKeyPrefix(single('food-delivery-app'))).toBe('food-delivery-app:');
     expect(redisKeyPrefix(multi('food-delivery-app', 'production'))).toBe('food-delivery-app:prod:');
     expect(redisKeyPrefix(multi('food-delivery-app', 'staging'))).toBe('food-delivery-app:staging:');
   });
 
   it('containers, networks, env files and Caddy route ids carry the full environment name', () => {
-    expect(containerName('food-delivery-app', 'production', 'web', 'blue')).toBe('food-delivery-app-production-web-blue');
-    expect(containerName('food-delivery-app', 'staging', 'api', 'green')).toBe('food-delivery-app-staging-api-green');
-    expect(networkName('food-delivery-app', 'production')).toBe('codeb-food-delivery-app-production');
+    expect(containerName('food-delivery-app', 'production', 'web', 'blue')).toBe('food-delivery-app--production--web--blue');
+    expect(containerName('food-delivery-app', 'staging', 'api', 'green')).toBe('food-delivery-app--staging--api--green');
+    expect(networkName('food-delivery-app', 'production')).toBe('codeb-food-delivery-app--production');
     expect(envFileName('food-delivery-app', 'staging')).toBe('food-delivery-app.staging.env');
-    expect(routeId('food-delivery-app', 'production')).toBe('codeb-food-delivery-app-production');
+    expect(routeId('food-delivery-app', 'production')).toBe('codeb-food-delivery-app--production');
   });
 
   it('different environments of one project never share a database, role, bucket or Redis user', () => {
@@ -96,6 +99,36 @@ describe('the naming rules', () => {
       const names = envs.map((e) => fn(multi('shop', e)));
       expect(new Set(names).size).toBe(envs.length);
     }
+  });
+});
+
+describe('runtime names are unambiguous by construction (issue 9, finding 3)', () => {
+  // id s-c with environment x-production took over project s-c-x's route, container and entry.
+  const pairs: Array<[[string, string, string], [string, string, string]]> = [
+    [['s-c', 'x-production', 'web'], ['s-c-x', 'production', 'web']],
+    [['a', 'b-c', 'd'], ['a', 'b', 'c-d']],
+    [['a-b', 'c', 'd'], ['a', 'b-c', 'd']],
+  ];
+
+  it.each(pairs)('%j and %j never share a container, entry, route, network or release name', (x, y) => {
+    expect(containerName(x[0], x[1], x[2], 'blue')).not.toBe(containerName(y[0], y[1], y[2], 'blue'));
+    expect(entryName(...x)).not.toBe(entryName(...y));
+    if (x[0] !== y[0] || x[1] !== y[1]) {
+      expect(routeId(x[0], x[1])).not.toBe(routeId(y[0], y[1]));
+      expect(networkName(x[0], x[1])).not.toBe(networkName(y[0], y[1]));
+      expect(deploymentName(x[0], x[1])).not.toBe(deploymentName(y[0], y[1]));
+      expect(envFileName(x[0], x[1])).not.toBe(envFileName(y[0], y[1]));
+      expect(redisUser({ projectId: x[0], env: x[1], multiEnv: true })).not.toBe(redisUser({ projectId: y[0], env: y[1], multiEnv: true }));
+    }
+  });
+
+  it('the separator cannot occur inside a valid id, environment or service name', () => {
+    expect(SEP).toBe('--');
+    expect(() => containerName('s--c', 'production', 'web', 'blue')).toThrow(CodebError);
+    expect(() => entryName('shop', 'x--y', 'web')).toThrow(CodebError);
+    expect(() => entryName('shop', 'production', 'w--eb')).toThrow(CodebError);
+    // Splitting on the separator gives back exactly the parts.
+    expect(containerName('s-c', 'x-production', 'web-api', 'green').split(SEP)).toEqual(['s-c', 'x-production', 'web-api', 'green']);
   });
 });
 

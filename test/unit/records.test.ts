@@ -3,8 +3,10 @@ import { parseManifest } from '../../controller/manifest/load.js';
 import { validateLoaded } from '../../controller/manifest/validate.js';
 import { resolveDeployment } from '../../controller/manifest/normalize.js';
 import { allocate, AllocationError } from '../../controller/registry/allocate.js';
-import { allocationRequest, recordAllocation } from '../../controller/registry/records.js';
-import { emptyRegistry, type RegistryDocument } from '../../controller/registry/types.js';
+import { addTombstone, allocationRequest, findTombstone, recordAllocation, removeTombstone } from '../../controller/registry/records.js';
+import { validateRegistry } from '../../controller/generated/validators.js';
+import { emptyRegistry, type RegistryDocument, type Tombstone } from '../../controller/registry/types.js';
+import { CodebError } from '../../controller/errors.js';
 
 function deployment(id: string, features = 'features: { database: true, cache: true, storage: true }') {
   const src = `apiVersion: codeb/v1\nproject: { id: ${id} }\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\n${features}\n`;
@@ -34,5 +36,96 @@ describe('recordAllocation', () => {
     const doc = emptyRegistry();
     const first = record(doc, 'shop');
     expect(record(doc, 'shop')).toMatchObject({ database: first.database, buckets: first.buckets, redisUser: first.redisUser });
+  });
+});
+
+describe('domains and aliases are owned across projects and environments (issue 9, finding 4)', () => {
+  function withDomains(id: string, extra: string) {
+    const src = `apiVersion: codeb/v1\nproject: { id: ${id} }\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\n${extra}\n`;
+    const { manifest, issues } = validateLoaded(parseManifest(src, `${id}.yaml`));
+    expect(issues).toEqual([]);
+    return manifest!;
+  }
+  function put(doc: RegistryDocument, id: string, extra: string, env?: string) {
+    const d = resolveDeployment(withDomains(id, extra), env);
+    return recordAllocation(doc, d, allocate(doc, allocationRequest(d)), '2026-01-01T00:00:00.000Z');
+  }
+  function refusal(fn: () => unknown): CodebError {
+    try {
+      fn();
+    } catch (e) {
+      return e as CodebError;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  it.each([
+    ['the primary domain', 'environment: { domain: victim.example.com }', /domain victim\.example\.com, which project "victim" \(production\) already serves/],
+    ['an alias of the victim', 'environment: { domain: attacker.example.com, aliases: [www.victim.example.com] }', /alias www\.victim\.example\.com, which project "victim" \(production\)/],
+    ['the victim\'s domain as an alias', 'environment: { domain: attacker.example.com, aliases: [victim.example.com] }', /alias victim\.example\.com/],
+  ])('refuses %s with exit 2, naming the holder, and leaves the registry as it was', (_what, extra, message) => {
+    const doc = emptyRegistry();
+    put(doc, 'victim', 'environment: { domain: victim.example.com, aliases: [www.victim.example.com] }');
+    const before = structuredClone(doc);
+    const err = refusal(() => put(doc, 'attacker', extra));
+    expect(err).toBeInstanceOf(CodebError);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(message);
+    expect(doc.projects.attacker?.environments.production).toBeUndefined();
+    expect(doc.projects.victim).toEqual(before.projects.victim);
+  });
+
+  it('refuses a non-primary environment of another project claiming the domain', () => {
+    const doc = emptyRegistry();
+    put(doc, 'victim', 'environment: { domain: victim.example.com }');
+    const err = refusal(() => put(doc, 'attacker', 'environments:\n  staging: { domain: victim.example.com }', 'staging'));
+    expect(err.message).toMatch(/project "victim" \(production\)/);
+  });
+
+  it('refuses two environments of one project sharing a domain, and lets a deployment keep its own', () => {
+    const doc = emptyRegistry();
+    put(doc, 'shop', 'environment: { domain: shop.example.com }');
+    expect(put(doc, 'shop', 'environment: { domain: shop.example.com }').domain).toBe('shop.example.com');
+    expect(refusal(() => put(doc, 'shop', 'environment: { domain: new.example.com }\nenvironments:\n  staging: { domain: shop.example.com }', 'staging')).exitCode).toBe(2);
+  });
+});
+
+describe('tombstones: kept data stays claimed by its project and environment (issue 9, finding 5)', () => {
+  const tomb = (over: Partial<Tombstone> = {}): Tombstone => ({
+    project: 'food-app',
+    env: 'production',
+    destroyedAt: '2026-01-01T00:00:00.000Z',
+    by: 'ops@host',
+    database: 'food_db',
+    databaseRole: 'food_db_owner',
+    buckets: ['food-uploads'],
+    ...over,
+  });
+
+  it('refuses another project deriving a kept name, naming the destroyed owner and how to free it', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, tomb());
+    expect(() => record(doc, 'food')).toThrow(/database food_db, which destroyed project "food-app" \(production\) kept/);
+    expect(() => record(doc, 'food', 'features: { storage: true }')).toThrow(/bucket food-uploads/);
+    expect(doc.projects.food?.environments.production).toBeUndefined();
+    expect(doc.tombstones).toHaveLength(1);
+  });
+
+  it('gives the same project and environment its kept names back and drops the tombstone', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, tomb({ database: 'food_db', databaseRole: 'food_db_owner' }));
+    expect(record(doc, 'food-app')).toMatchObject({ database: 'food_db', databaseRole: 'food_db_owner', buckets: ['food-uploads'] });
+    expect(doc.tombstones).toBeUndefined();
+    expect(findTombstone(doc, 'food-app', 'production')).toBeUndefined();
+  });
+
+  it('validates against the registry schema', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, tomb());
+    addTombstone(doc, tomb()); // one per project and environment
+    expect(doc.tombstones).toHaveLength(1);
+    expect(validateRegistry(doc)).toBe(true);
+    removeTombstone(doc, 'food-app', 'production');
+    expect(doc.tombstones).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@
  * validated writes, the cross-process lock and its holder file, stale takeover, and a lost lock.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -194,7 +194,7 @@ describe('updateRegistry', () => {
     expect(written.projects.alpha).toEqual(docWithAlpha().projects.alpha);
     expect(written.updatedAt).not.toBe(NOW);
     expect(Date.parse(written.updatedAt)).not.toBeNaN();
-    expect(statSync(file).mode & 0o777).toBe(0o644);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   it('sees the previous write: updates accumulate', async () => {
@@ -234,6 +234,37 @@ describe('updateRegistry', () => {
     expect(existsSync(`${file}.lock-holder.json`)).toBe(false);
     // Not waiting at all: the lock must be free right away.
     await updateRegistry(file, { command: 'after boom', waitMs: 0 }, () => undefined);
+  });
+});
+
+describe('registry file modes (issue 9, finding 6)', () => {
+  it('writes the file 0600 in a 0700 folder, and fixes a world-readable registry of an older codeb on the next write', async () => {
+    const file = freshFile();
+    const folder = join(file, '..');
+    mkdirSync(folder, { recursive: true, mode: 0o755 });
+    chmodSync(folder, 0o755);
+    writeFileSync(file, JSON.stringify(emptyRegistry(NOW)), { mode: 0o644 });
+    chmodSync(file, 0o644);
+    await updateRegistry(file, { command: 'test' }, (doc) => {
+      doc.updatedAt = NOW;
+    });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(folder).mode & 0o777).toBe(0o700);
+    const fresh = freshFile();
+    await updateRegistry(fresh, { command: 'test' }, () => undefined);
+    expect(statSync(fresh).mode & 0o777).toBe(0o600);
+    expect(statSync(join(fresh, '..')).mode & 0o777).toBe(0o700);
+  });
+
+  it('leaves a shared sticky folder (an explicit --registry in /tmp) as it is', async () => {
+    const file = join(tmpdir(), `codeb-store-sticky-${process.pid}-${++n}.json`);
+    try {
+      await updateRegistry(file, { command: 'test' }, () => undefined);
+      expect(statSync(tmpdir()).mode & 0o1777).toBe(0o1777);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 });
 

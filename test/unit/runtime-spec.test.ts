@@ -49,7 +49,7 @@ describe('containerSpec', () => {
   it('food-delivery web, blue: name, own network, no capabilities, env, limits, labels, health, env file', () => {
     const spec = containerSpec(food, svc(food, 'web'), 'blue', opts({ serviceUrls: { API_URL: 'http://127.0.0.1:4100' } }));
     expect(spec).toMatchObject({
-      name: 'food-delivery-app-production-web-blue',
+      name: 'food-delivery-app--production--web--blue',
       projectId: 'food-delivery-app',
       env: 'production',
       service: 'web',
@@ -170,7 +170,7 @@ describe('releaseSpec', () => {
   it('runs the release command once, never restarted, with its own name and role label', () => {
     const web = containerSpec(food, svc(food, 'web'), 'green', opts());
     const rel = releaseSpec(web, ['node', 'app.js', '--migrate']);
-    expect(rel).toMatchObject({ name: 'food-delivery-app-production-web-green-release', command: ['node', 'app.js', '--migrate'], restart: 'no', port: null, envFile: web.envFile });
+    expect(rel).toMatchObject({ name: 'food-delivery-app--production--web--green-release', command: ['node', 'app.js', '--migrate'], restart: 'no', port: null, envFile: web.envFile });
     expect(rel.labels['codeb.role']).toBe('release');
     expect(rel.labels[LABEL.project]).toBe('food-delivery-app');
   });

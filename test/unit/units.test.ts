@@ -76,16 +76,16 @@ function golden(fileName: string, content: string): void {
 describe('golden units', () => {
   it('covers every service of both manifests (blue slot; green differs only in slot, port and name)', () => {
     expect(ALL.filter((s) => s.slot === 'blue').map((s) => s.name)).toEqual([
-      'food-delivery-app-production-web-blue',
-      'stock-analysis-production-frontend-blue',
-      'stock-analysis-production-gateway-blue',
-      'stock-analysis-production-price-scanner-blue',
-      'stock-analysis-production-volume-scanner-blue',
-      'stock-analysis-production-signal-engine-blue',
-      'stock-analysis-production-risk-engine-blue',
-      'stock-analysis-production-chatbot-blue',
-      'stock-analysis-production-celery-worker-blue',
-      'stock-analysis-production-celery-beat-blue',
+      'food-delivery-app--production--web--blue',
+      'stock-analysis--production--frontend--blue',
+      'stock-analysis--production--gateway--blue',
+      'stock-analysis--production--price-scanner--blue',
+      'stock-analysis--production--volume-scanner--blue',
+      'stock-analysis--production--signal-engine--blue',
+      'stock-analysis--production--risk-engine--blue',
+      'stock-analysis--production--chatbot--blue',
+      'stock-analysis--production--celery-worker--blue',
+      'stock-analysis--production--celery-beat--blue',
     ]);
   });
 
@@ -95,7 +95,7 @@ describe('golden units', () => {
   }
 
   it('the green slot of food-delivery web', () => {
-    const green = ALL.find((s) => s.name === 'food-delivery-app-production-web-green')!;
+    const green = ALL.find((s) => s.name === 'food-delivery-app--production--web--green')!;
     golden(`${green.name}.container`, renderQuadlet(green).content);
   });
 
@@ -103,7 +103,7 @@ describe('golden units', () => {
     if (UPDATE) return;
     const expected = [
       ...ALL.filter((s) => s.slot === 'blue').flatMap((s) => [`${s.name}.container`, `${s.name}.service`]),
-      'food-delivery-app-production-web-green.container',
+      'food-delivery-app--production--web--green.container',
     ].sort();
     expect(readdirSync(FIXTURES).sort()).toEqual(expected);
   });
@@ -211,7 +211,7 @@ describe('systemdQuote', () => {
 });
 
 describe('plain systemd unit', () => {
-  const base = ALL.find((s) => s.name === 'food-delivery-app-production-web-blue')!;
+  const base = ALL.find((s) => s.name === 'food-delivery-app--production--web--blue')!;
   const hostileSpec: ContainerSpec = {
     ...base,
     command: ['node', 'app.js', '--greeting', 'hello "world"; $(rm -rf /) %n `id` \\', ';', ''],
@@ -234,7 +234,7 @@ describe('plain systemd unit', () => {
 
   it('the argv carries the own network, the loopback-only port, no capabilities, the env file, limits, labels and the command', () => {
     const argv = podmanRunArgv(hostileSpec);
-    expect(argv.slice(0, 5)).toEqual(['/usr/bin/podman', 'run', '--rm', '--name=food-delivery-app-production-web-blue', '--network=codeb-food-delivery-app-production']);
+    expect(argv.slice(0, 5)).toEqual(['/usr/bin/podman', 'run', '--rm', '--name=food-delivery-app--production--web--blue', '--network=codeb-food-delivery-app--production']);
     expect(argv).toContain(`--publish=127.0.0.1:${hostileSpec.port}:${hostileSpec.port}`);
     expect(argv).toContain('--cap-drop=all');
     expect(argv).toContain('--security-opt=no-new-privileges');
@@ -248,7 +248,7 @@ describe('plain systemd unit', () => {
   });
 
   /** Quadlet cannot carry empty or lone-";" arguments (see units.ts); everything else it can. */
-  const quadletHostile: ContainerSpec = { ...hostileSpec, name: 'hostile-production-web-blue', command: hostileSpec.command!.filter((a) => a !== '' && a !== ';').concat(['${HOME}', "it's", '\\;']) };
+  const quadletHostile: ContainerSpec = { ...hostileSpec, name: 'hostile--production--web--blue', command: hostileSpec.command!.filter((a) => a !== '' && a !== ';').concat(['${HOME}', "it's", '\\;']) };
 
   it('Quadlet values parse back too (Quadlet splits them like Exec lines)', () => {
     const unit = renderQuadlet(quadletHostile).content;
@@ -328,7 +328,7 @@ describe('plain systemd unit', () => {
 
   it('a value with a line break is refused with the variable named', () => {
     const bad = { ...base, environment: { ...base.environment, MULTI: 'one\ntwo' } };
-    expect(() => renderSystemdUnit(bad)).toThrow(/environment variable MULTI of food-delivery-app-production-web-blue/);
+    expect(() => renderSystemdUnit(bad)).toThrow(/environment variable MULTI of food-delivery-app--production--web--blue/);
     expect(() => renderQuadlet(bad)).toThrow(/environment variable MULTI/);
   });
 });

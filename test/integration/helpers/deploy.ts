@@ -62,12 +62,19 @@ export class DeployEnv {
 
   /** `codeb --registry <tmp> ...args`, asynchronous so streams held by this process keep flowing. */
   codeb(...args: string[]): Promise<Run> {
+    return this.codebWatching(args);
+  }
+
+  /** The same, calling `onStderr` with all of stderr so far whenever more arrives (to act at a step). */
+  codebWatching(args: string[], onStderr?: (all: string) => void): Promise<Run> {
     const t0 = Date.now();
     return new Promise((resolve) => {
-      execFile(process.execPath, [cliPath, '--registry', this.registry, ...args], { env: this.env, timeout: 170_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const child = execFile(process.execPath, [cliPath, '--registry', this.registry, ...args], { env: this.env, timeout: 290_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr, ms: Date.now() - t0 });
       });
+      let all = '';
+      if (onStderr) child.stderr!.on('data', (c: Buffer | string) => onStderr((all += String(c))));
     });
   }
 
@@ -167,7 +174,7 @@ ${o.services ?? web}features:
   database: ${o.database ?? true}
 ${o.features ?? ''}deploy:
   healthGate:
-    deadline: ${o.deadline ?? '15s'}
+    deadline: ${o.deadline ?? '120s'}
     verifyAfterSwitch: 2
     watchAfterSwitch: ${o.watch ?? '2s'}
   drain: 1s

@@ -1,0 +1,30 @@
+/**
+ * Checks that must pass before apply's first effect, so a refusal leaves nothing half-made (a
+ * route written, then the deploy refusing a port). Pure: what listens is passed in.
+ */
+import type { Slot } from '../manifest/names.js';
+import type { Deployment } from '../manifest/types.js';
+import type { EnvironmentRecord } from '../registry/types.js';
+
+/**
+ * Host ports a deploy is about to bind that some other process holds: the slot the deploy starts
+ * (unless this deployment's own containers are in it: the deploy replaces them) and entry ports the
+ * forwarder does not already serve for this deployment.
+ */
+export function portsTakenBeforeDeploy(
+  d: Pick<Deployment, 'services'>,
+  rec: Pick<EnvironmentRecord, 'ports' | 'liveSlot' | 'containers'>,
+  listening: ReadonlySet<number>,
+  ownEntryPorts: ReadonlySet<number>,
+): string[] {
+  const toSlot: Slot = rec.liveSlot ? (rec.liveSlot === 'blue' ? 'green' : 'blue') : 'blue';
+  const ownSlot = rec.containers.some((c) => c.slot === toSlot);
+  const out: string[] = [];
+  for (const s of d.services) {
+    const p = s.port !== null ? rec.ports[s.name] : undefined;
+    if (!p || s.replicas === 0) continue;
+    if (!ownSlot && listening.has(p[toSlot])) out.push(`${p[toSlot]} (${s.name}, ${toSlot} slot)`);
+    if (!ownEntryPorts.has(p.entry) && listening.has(p.entry)) out.push(`${p.entry} (${s.name}, entry port)`);
+  }
+  return out;
+}
