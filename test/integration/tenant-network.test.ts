@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { networkName } from '../../controller/manifest/names.js';
+import { containerName, networkName } from '../../controller/manifest/names.js';
 import { NetworkProvider } from '../../controller/providers/network.js';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
 import { networkRangeFor, stackSettings } from './helpers/stack.js';
@@ -19,7 +19,7 @@ const t = new DeployEnv('4250-4299');
 const a = uniqueId('ta');
 const b = uniqueId('tb');
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-const container = (project: string, service: string) => `${project}-production-${service}-blue`;
+const container = (project: string, service: string) => containerName(project, 'production', service, 'blue');
 
 const services = `  web:
     type: web
