@@ -36,6 +36,7 @@ import {
   type Run,
 } from './helpers/apply.js';
 import { stackSettings, uniqueId } from './helpers/stack.js';
+import { networkName } from '../../controller/manifest/names.js';
 
 let settings: Settings;
 // Ports 4600-4689 are this file's own (outside the default 3000-3999 and the deploy tests' 4100-4249 and bench:switch's 4250-4299),
@@ -129,7 +130,7 @@ describe('the minimal example', () => {
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
     expect(ops(out)).toEqual({
-      [`network.project codeb-${id}-production`]: 'create',
+      [`network.project ${networkName(id, 'production')}`]: 'create',
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
       [`runtime.release ${id}--production`]: 'create',

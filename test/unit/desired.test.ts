@@ -36,7 +36,7 @@ describe('desired state', () => {
     const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
     const rs = desired(d, rec, settings);
     expect(rs.map((r) => r.key)).toEqual([
-      'network.project/codeb-food-delivery-app-production',
+      'network.project/codeb-food-delivery-app--production',
       'postgres.role/food_delivery_db_owner',
       'postgres.database/food_delivery_db',
       'redis.slot/2',

@@ -58,7 +58,7 @@ describe('containerSpec', () => {
       image: 'localhost/codeb-testapp:v1',
       command: null,
       envFile: '/secrets/food.env',
-      network: 'codeb-food-delivery-app-production',
+      network: 'codeb-food-delivery-app--production',
       security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true },
       port: 3000,
       cpu: 0.5,
