@@ -68,6 +68,12 @@ export interface Settings {
   podman: { socketPath: string };
   /** The codeb forwarder: control socket (entries, host routes) and the host router Caddy proxies to. */
   forwarder: { socketPath: string; routerSocket: string };
+  /**
+   * Container networking (docs/runtime.md, "Networks"): project networks are /26 subnets of
+   * `pool`; containers reach the shared services and their project's entries at
+   * `servicesAddress`, a host address on `interface` (made by `codeb stack up` or `server init`).
+   */
+  network: { pool: string; servicesAddress: string; interface: string };
 }
 
 /** Environment variables override single fields so CI or a server can point codeb elsewhere. */
@@ -84,6 +90,11 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   } catch (err) {
     throw new CodebError(`The settings file ${file} is not valid JSON: ${(err as Error).message}`, {
       hint: 'Fix or delete it; `codeb stack up` writes a fresh one for the local stack.',
+    });
+  }
+  if (!parsed.network) {
+    throw new CodebError(`The settings file ${file} has no container network (written by an older codeb).`, {
+      hint: 'Run `codeb stack up` again: it adds the network section (docs/stack.md).',
     });
   }
   return applyEnvOverrides(parsed, env);

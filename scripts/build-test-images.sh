@@ -24,6 +24,7 @@ REPO=localhost/codeb-testapp
 VERSIONS=(v1 v2 v3 v4)
 LABEL_KEY=codeb.testapp.inputs
 NODE_BIN="${CODEB_TESTAPP_NODE:-$(command -v node)}"
+BUSYBOX="${CODEB_TESTAPP_BUSYBOX:-/bin/busybox}"
 BUILD_DIR="${CODEB_TESTAPP_BUILD_DIR:-$ROOT/.codeb/build/testapp}"
 
 say() { printf 'build-test-images: %s\n' "$*"; }
@@ -44,6 +45,7 @@ done
 
 command -v podman >/dev/null || die "podman is not installed (run: sudo bash scripts/setup.sh)"
 [ -x "$NODE_BIN" ] || die "no node binary found (set CODEB_TESTAPP_NODE)"
+[ -x "$BUSYBOX" ] || die "no static busybox at $BUSYBOX (Debian package busybox-static; or set CODEB_TESTAPP_BUSYBOX)"
 for pkg in pg ioredis; do
   [ -f "node_modules/$pkg/package.json" ] || die "node_modules/$pkg is missing: run npm ci first"
 done
@@ -106,7 +108,7 @@ EOF
 inputs_hash="$(
   {
     echo "format 1"
-    sha256sum scripts/build-test-images.sh test/app/app.js test/app/package.json "$node_real" "${libs[@]}"
+    sha256sum scripts/build-test-images.sh test/app/app.js test/app/package.json "$node_real" "${libs[@]}" "$BUSYBOX"
     for p in "${pkgs[@]}"; do find "$p" -type f -not -path '*/node_modules/*/node_modules/*' -print0 | sort -z | xargs -0 sha256sum; done
   } | sha256sum | cut -c1-32
 )"
@@ -138,6 +140,9 @@ copy_to_rootfs() { # $1: absolute path on the host; copied (dereferenced) to the
 copy_to_rootfs "$node_real"
 [ -e "$rootfs/usr/bin/node" ] || ln -s "$node_real" "$rootfs/usr/bin/node"
 for lib in "${libs[@]}"; do copy_to_rootfs "$lib"; done
+# busybox (static) as /usr/bin/busybox only, no applet links: the tenant-isolation tests run its
+# ping (a raw socket, which a container without NET_RAW must not get) and nc inside containers.
+cp "$BUSYBOX" "$rootfs/usr/bin/busybox"
 printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
 printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"

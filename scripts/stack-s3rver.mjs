@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// S3 for the local stack: s3rver (buckets and objects on disk) on 127.0.0.1, started detached by
+// S3 for the local stack: s3rver (buckets and objects on disk) on 127.0.0.1 and the services address, started detached by
 // `codeb stack up`. Usage: node scripts/stack-s3rver.mjs --dir <data folder> --port <port>
 // The access key and secret come from the environment (S3RVER_ACCESS_KEY, S3RVER_SECRET_KEY) so
 // they never show up in `ps`.
@@ -17,7 +17,7 @@ const require = createRequire(import.meta.url);
 const S3rver = require('s3rver');
 const AWSAccount = require('s3rver/lib/models/account.js');
 
-const { values } = parseArgs({ options: { dir: { type: 'string' }, port: { type: 'string' }, address: { type: 'string', default: '127.0.0.1' } } });
+const { values } = parseArgs({ options: { dir: { type: 'string' }, port: { type: 'string' }, address: { type: 'string', multiple: true, default: ['127.0.0.1'] } } });
 const accessKey = process.env.S3RVER_ACCESS_KEY;
 const secretKey = process.env.S3RVER_SECRET_KEY;
 if (!values.dir || !values.port || !accessKey || !secretKey) {
@@ -31,7 +31,7 @@ AWSAccount.DUMMY_ACCOUNT.revokeAccessKey('S3RVER');
 AWSAccount.DUMMY_ACCOUNT.createKeyPair(accessKey, secretKey);
 
 mkdirSync(values.dir, { recursive: true });
-const s3 = new S3rver({ address: values.address, port: Number(values.port), directory: values.dir, silent: true });
+const s3 = new S3rver({ address: values.address[0], port: Number(values.port), directory: values.dir, silent: true });
 s3.on('error', (err) => console.error(new Date().toISOString(), 's3rver error:', err?.message ?? err));
 const handler = s3.callback();
 
@@ -43,7 +43,7 @@ const signed = (req) => {
   return q.has('X-Amz-Credential') || q.has('AWSAccessKeyId');
 };
 
-const server = createServer((req, res) => {
+const onRequest = (req, res) => {
   if (req.method === 'GET' && req.url === HEALTH) {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ service: 'codeb-s3rver', ok: true }));
@@ -57,19 +57,25 @@ const server = createServer((req, res) => {
     return;
   }
   handler(req, res);
-});
+};
 
-server.on('error', (err) => {
-  console.error(new Date().toISOString(), 'cannot listen:', err.message);
-  process.exit(1);
-});
-server.listen(Number(values.port), values.address, () => {
-  console.log(new Date().toISOString(), `s3rver listening on http://${values.address}:${values.port}, data in ${values.dir}`);
+// One server per address (loopback for codeb, the services address for containers), same handler.
+const servers = values.address.map((address) => {
+  const srv = createServer(onRequest);
+  srv.on('error', (err) => {
+    console.error(new Date().toISOString(), `cannot listen on ${address}:`, err.message);
+    process.exit(1);
+  });
+  srv.listen(Number(values.port), address, () => {
+    console.log(new Date().toISOString(), `s3rver listening on http://${address}:${values.port}, data in ${values.dir}`);
+  });
+  return srv;
 });
 
 const stop = (signal) => {
   console.log(new Date().toISOString(), `${signal}: shutting down`);
-  server.close(() => process.exit(0));
+  let open = servers.length;
+  for (const srv of servers) srv.close(() => --open === 0 && process.exit(0));
   setTimeout(() => process.exit(0), 2000).unref();
 };
 process.on('SIGTERM', () => stop('SIGTERM'));

@@ -12,8 +12,9 @@ export function registerForwarder(program: Command): void {
     .requiredOption('--socket <path>', 'control socket (owner-only)')
     .requiredOption('--table <file>', 'where the entry and host tables are persisted')
     .option('--router <path>', "the host router's socket, which Caddy's static route proxies every site to (owner and group)")
+    .option('--services-address <ip>', "also serve each entry on this host address, to the owning project's containers only")
     .option('--https-port <port>', 'the public HTTPS port, for redirects of TLS hosts asked for over plain HTTP', '443')
-    .action((opts: { socket: string; table: string; router?: string; httpsPort: string }) =>
+    .action((opts: { socket: string; table: string; router?: string; httpsPort: string; servicesAddress?: string }) =>
       // The process stays up after this returns: the servers it started keep it alive until a signal.
       runCommand(false, async () => {
         const httpsPort = Number(opts.httpsPort);
@@ -22,7 +23,7 @@ export function registerForwarder(program: Command): void {
           throw new CodebError(`--https-port ${opts.httpsPort} is not a port number (1-65535).`, { exitCode: EXIT.invalid, hint: 'Give the public HTTPS port, e.g. --https-port 443.' });
         }
         const { runForwarder } = await import('../deploy/forwarder-daemon.js');
-        const stop = await runForwarder(opts.socket, opts.table, { routerSocket: opts.router, httpsPort });
+        const stop = await runForwarder(opts.socket, opts.table, { routerSocket: opts.router, httpsPort, servicesAddress: opts.servicesAddress ?? null });
         process.stdout.write(`codeb forwarder listening on ${opts.socket}${opts.router ? `, host router on ${opts.router}` : ''}\n`);
         const shutdown = () => void stop().then(() => process.exit(0));
         process.on('SIGTERM', shutdown);
@@ -42,7 +43,7 @@ export function registerForwarder(program: Command): void {
         const [entries, routes] = await Promise.all([client.list(), client.routes()]);
         if (opts.json) return printJson({ entries, routes });
         if (!entries.length) println('No entries.');
-        else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${e.target}${e.previous ? `  (previous ${e.previous})` : ''}`);
+        else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${e.target}${e.previous ? `  (previous ${e.previous})` : ''}${e.allow ? `  (containers of ${e.allow})` : ''}`);
         if (!routes.length) println('No host routes.');
         for (const r of routes) {
           const ups = r.upstreams.map((u) => `${u.path ?? '*'} -> entry ${u.port} (${u.service})`).join(', ');

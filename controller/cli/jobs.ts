@@ -37,11 +37,13 @@ Exit codes: 0 every job that ran succeeded (or none was due), 1 one failed, 2 un
         const { PodmanApiRuntime } = await import('../runtime/podman-api.js');
         const { eprintln } = await import('./output.js');
         const registry = registryPath(globalRegistry(cmd));
-        const runtime = new PodmanApiRuntime(loadSettings().podman.socketPath);
+        const settings = loadSettings();
+        const runtime = new PodmanApiRuntime(settings.podman.socketPath);
         try {
           const results = await runJobs({
             registry,
             runtime,
+            servicesAddress: settings.network.servicesAddress,
             project,
             env: opts.env,
             job: opts.job,

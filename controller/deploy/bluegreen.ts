@@ -27,6 +27,8 @@ export interface DeployContext {
   runtime: Runtime;
   forwarder: ForwarderClient;
   envFile: string | null;
+  /** Where the project's containers reach the shared services and its service entries (settings.network). */
+  servicesAddress: string;
   /** Caddy's plain-HTTP port on 127.0.0.1, for verifying through the proxy after the switch. */
   caddyHttpPort: number;
   reporter: Reporter;
@@ -67,18 +69,21 @@ export function entryId(projectId: string, env: string, service: string): string
   return entryName(projectId, env, service);
 }
 
-/** URLs of the project's web and internal services, injected so services find each other. */
-export function serviceUrls(d: Deployment, rec: EnvironmentRecord): Record<string, string> {
+/**
+ * URLs of the project's web and internal services, injected so services find each other: each
+ * service's forwarder entry on the services address, which answers this project's containers only.
+ */
+export function serviceUrls(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, servicesAddress: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const s of d.services) {
     const p = rec.ports[s.name];
-    if (p && s.port !== null) out[`${s.name.toUpperCase().replaceAll('-', '_')}_URL`] = `http://127.0.0.1:${p.entry}`;
+    if (p && s.port !== null) out[`${s.name.toUpperCase().replaceAll('-', '_')}_URL`] = `http://${servicesAddress}:${p.entry}`;
   }
   return out;
 }
 
-export function specsFor(d: Deployment, rec: EnvironmentRecord, slot: Slot, envFile: string | null, version: string): ContainerSpec[] {
-  const urls = serviceUrls(d, rec);
+export function specsFor(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, slot: Slot, envFile: string | null, version: string, servicesAddress: string): ContainerSpec[] {
+  const urls = serviceUrls(d, rec, servicesAddress);
   return d.services
     .filter((s) => s.replicas > 0)
     .map((s) => containerSpec(d, s, slot, { port: s.port !== null ? rec.ports[s.name]![slot] : null, envFile, serviceUrls: urls, version }));
@@ -151,7 +156,7 @@ async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrt
   const acks = await Promise.all(
     ctx.d.services
       .filter((s) => s.port !== null && ctx.rec.ports[s.name])
-      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot])),
+      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot], ctx.rec.subnet ?? null)),
   );
   return switchTimes(since, acks);
 }
@@ -248,7 +253,7 @@ const stepper = (reporter: Reporter): Step => (label, fn, describe) => reportSte
 
 /** The new slot's containers to check after the switch: the services the deploy started. */
 function slotSpecs(ctx: DeployContext, slot: Slot, version: string, services?: string[]): ContainerSpec[] {
-  const specs = specsFor(ctx.d, ctx.rec, slot, ctx.envFile, version);
+  const specs = specsFor(ctx.d, ctx.rec, slot, ctx.envFile, version, ctx.servicesAddress);
   return services ? specs.filter((s) => services.includes(s.service)) : specs;
 }
 
@@ -298,7 +303,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const { d, rec, runtime } = ctx;
   const fromSlot = rec.liveSlot;
   const toSlot: Slot = fromSlot ? otherSlot(fromSlot) : 'blue';
-  const specs = specsFor(d, rec, toSlot, ctx.envFile, version);
+  const specs = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
   const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
   const base = { version, fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
   const step = stepper(ctx.reporter);
@@ -323,8 +328,8 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   // A slot still retained from the deploy before last is replaced by this one.
   await removeSlot(ctx, toSlot);
   if (rec.retained?.slot === toSlot) rec.retained = null;
-  // With host networking a slot port taken by some other process would make the new container
-  // crash-loop (or, worse, the health probe would reach that process): say so before starting.
+  // The slot port is published on the host's 127.0.0.1: one taken by some other process would
+  // make the container fail to start (or the health probe reach that process): say so first.
   const listening = listeningPorts();
   const taken = specs.filter((s) => s.port !== null && listening.has(s.port));
   if (taken.length) {

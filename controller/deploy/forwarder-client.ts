@@ -44,9 +44,12 @@ export class ForwarderClient {
   async list(): Promise<ForwarderEntry[]> {
     return (await this.call<{ entries: ForwarderEntry[] }>('GET', '/entries')).entries;
   }
-  /** `switchedAt` may be missing when the forwarder runs an older codeb. */
-  set(id: string, entryPort: number, target: number): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
-    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target });
+  /**
+   * `allow`: the owning project's container subnet (the entry is then also reachable from those
+   * containers at the services address). `switchedAt` may be missing when the forwarder runs an older codeb.
+   */
+  set(id: string, entryPort: number, target: number, allow: string | null = null): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
+    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target, allow });
   }
   async retire(id: string, port: number, graceMs: number): Promise<number> {
     return (await this.call<{ closed: number }>('POST', `/entries/${encodeURIComponent(id)}/retire`, { port, graceMs })).closed;

@@ -34,6 +34,8 @@ export interface ForwarderDaemonOptions {
   routerSocket?: string;
   /** The public HTTPS port, for redirects of TLS hosts asked for over plain HTTP. */
   httpsPort?: number;
+  /** Where containers reach entries (docs/runtime.md, "Networks"); none: entries on 127.0.0.1 only. */
+  servicesAddress?: string | null;
 }
 
 async function listenUnix(server: ReturnType<typeof createServer>, path: string, mode: number): Promise<void> {
@@ -47,7 +49,7 @@ async function listenUnix(server: ReturnType<typeof createServer>, path: string,
 }
 
 export async function runForwarder(socketPath: string, tableFile: string, opts: ForwarderDaemonOptions = {}): Promise<() => Promise<void>> {
-  const fwd = new Forwarder(tableFile, { httpsPort: opts.httpsPort });
+  const fwd = new Forwarder(tableFile, { httpsPort: opts.httpsPort, servicesAddress: opts.servicesAddress ?? null });
   await fwd.restore();
   const control = createServer((req, res) => {
     void (async () => {
@@ -82,7 +84,8 @@ export async function runForwarder(socketPath: string, tableFile: string, opts: 
           const entryPort = Number(b.entryPort);
           const target = Number(b.target);
           if (!Number.isInteger(entryPort) || !Number.isInteger(target)) return send(res, 400, { error: 'entryPort and target must be port numbers' });
-          return send(res, 200, await fwd.set(id, entryPort, target));
+          const allow = typeof b.allow === 'string' ? b.allow : null;
+          return send(res, 200, await fwd.set(id, entryPort, target, true, allow));
         }
         if (req.method === 'POST' && m[2]) {
           const b = await body(req);

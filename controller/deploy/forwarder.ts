@@ -25,6 +25,7 @@ import { connect, type Socket } from 'node:net';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { inCidr, parseCidr } from '../runtime/network.js';
 import { HostTable, normaliseHost, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute } from './host-routes.js';
 
 export interface ForwarderEntry {
@@ -33,6 +34,11 @@ export interface ForwarderEntry {
   target: number;
   previous: number | null;
   updatedAt: string;
+  /**
+   * The owning project's container subnet: the entry also listens on the services address (for
+   * containers) and accepts a connection there only from inside this subnet. null: loopback only.
+   */
+  allow?: string | null;
 }
 
 export interface SetResult {
@@ -49,6 +55,8 @@ export interface SetResult {
 
 interface LiveEntry extends ForwarderEntry {
   server: Server;
+  /** The listener on the services address, when the entry has an `allow` subnet. */
+  containerServer: Server | null;
   /** Long-lived or in-flight connections per slot port, closed when that slot is retired. */
   open: Map<number, Set<Socket>>;
 }
@@ -61,12 +69,16 @@ export interface RouterOptions {
   httpsPort?: number;
   /** How long a safe request (GET, HEAD, OPTIONS) is retried while its slot refuses connections (default 5 s). */
   retryWindowMs?: number;
+  /** Where containers reach entries (docs/runtime.md, "Networks"); none: entries listen on 127.0.0.1 only. */
+  servicesAddress?: string | null;
 }
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
   private readonly agents = new Map<number, Agent>();
+  /** Saved entries that could not listen at restore: kept in the table so they are not forgotten. */
+  private readonly unrestored: ForwarderEntry[] = [];
   private readonly hosts = new HostTable();
 
   constructor(
@@ -97,14 +109,21 @@ export class Forwarder {
   }
 
   list(): ForwarderEntry[] {
-    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt }) => ({ id, entryPort, target, previous, updatedAt }));
+    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt, allow }) => ({ id, entryPort, target, previous, updatedAt, allow: allow ?? null }));
   }
 
   /** Load the persisted table and listen on every entry port (after a restart). */
   async restore(): Promise<void> {
     if (!existsSync(this.tableFile)) return;
     const saved = JSON.parse(readFileSync(this.tableFile, 'utf8')) as { entries: ForwarderEntry[]; routes?: HostRoute[] };
-    for (const e of saved.entries) await this.set(e.id, e.entryPort, e.target, false);
+    for (const e of saved.entries) {
+      // One entry whose port another program took meanwhile must not keep every other entry down;
+      // it stays in the table (the next deploy or apply of its project sets it again).
+      await this.set(e.id, e.entryPort, e.target, false, e.allow ?? null).catch((err: Error) => {
+        console.error(`${new Date().toISOString()} entry ${e.id} (port ${e.entryPort}) not restored: ${err.message}`);
+        this.unrestored.push(e);
+      });
+    }
     for (const r of saved.routes ?? []) {
       try {
         this.hosts.set(r);
@@ -119,10 +138,12 @@ export class Forwarder {
    * Point an entry at a slot port. New requests go there from the moment this returns; the
    * returned time is how long the switch itself took.
    */
-  async set(id: string, entryPort: number, target: number, persist = true): Promise<SetResult> {
+  async set(id: string, entryPort: number, target: number, persist = true, allow: string | null = null): Promise<SetResult> {
     const t0 = process.hrtime.bigint();
+    if (allow !== null) parseCidr(allow, 'allowed subnet'); // refuse garbage before anything changes
     let e = this.entries.get(id);
-    if (e && e.entryPort !== entryPort) {
+    if (e && (e.entryPort !== entryPort || (e.allow ?? null) !== allow)) {
+      // A new port or another owner subnet: listen afresh (the switch itself never comes here).
       await this.remove(id, false);
       e = undefined;
     }
@@ -133,15 +154,23 @@ export class Forwarder {
       e.previous = previous;
       e.updatedAt = new Date().toISOString();
     } else {
-      const server = createServer();
-      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), server, open: new Map() };
-      server.keepAliveTimeout = 65_000;
-      server.on('request', (req, res) => this.forward(live, req, res));
-      server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(entryPort, '127.0.0.1', () => resolve());
-      });
+      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), allow, server: this.entryServer(null), containerServer: null, open: new Map() };
+      live.server.on('request', (req, res) => this.forward(live, req, res));
+      live.server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
+      await listen(live.server, entryPort, '127.0.0.1');
+      if (allow !== null && this.router.servicesAddress) {
+        // Containers of the owning project only: any other source is closed before a byte is read.
+        const server = this.entryServer(parseCidr(allow, 'allowed subnet'));
+        server.on('request', (req, res) => this.forward(live, req, res));
+        server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
+        try {
+          await listen(server, entryPort, this.router.servicesAddress);
+        } catch (err) {
+          await new Promise<void>((resolve) => live.server.close(() => resolve()));
+          throw err;
+        }
+        live.containerServer = server;
+      }
       this.entries.set(id, live);
     }
     const switchedAt = process.hrtime.bigint();
@@ -151,11 +180,17 @@ export class Forwarder {
   }
 
   async remove(id: string, persist = true): Promise<boolean> {
+    const stale = this.unrestored.findIndex((u) => u.id === id);
+    if (stale >= 0 && persist) {
+      this.unrestored.splice(stale, 1);
+      if (!this.entries.has(id)) await this.save();
+    }
     const e = this.entries.get(id);
-    if (!e) return false;
+    if (!e) return stale >= 0;
     this.entries.delete(id);
     for (const set of e.open.values()) for (const s of set) s.destroy();
     await new Promise<void>((resolve) => e.server.close(() => resolve()));
+    if (e.containerServer) await new Promise<void>((resolve) => e.containerServer!.close(() => resolve()));
     if (persist) await this.save();
     return true;
   }
@@ -190,7 +225,21 @@ export class Forwarder {
 
   private async save(): Promise<void> {
     mkdirSync(dirname(this.tableFile), { recursive: true });
-    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: this.list(), routes: this.hosts.list() }, null, 2) + '\n');
+    const live = this.list();
+    const kept = this.unrestored.filter((u) => !this.entries.has(u.id));
+    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept], routes: this.hosts.list() }, null, 2) + '\n');
+  }
+
+  /** An HTTP server for one entry; with `allow`, connections from outside that subnet are closed at once. */
+  private entryServer(allow: ReturnType<typeof parseCidr> | null): Server {
+    const server = createServer();
+    server.keepAliveTimeout = 65_000;
+    if (allow) {
+      server.on('connection', (socket: Socket) => {
+        if (!inCidr(socket.remoteAddress ?? '', allow)) socket.destroy();
+      });
+    }
+    return server;
   }
 
   /** The live entry behind an entry port (the route's upstream), if a deploy has made one. */
@@ -336,4 +385,14 @@ export class Forwarder {
     upstream.on('end', () => client.end());
     client.on('end', () => upstream.end());
   }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

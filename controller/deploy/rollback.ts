@@ -64,7 +64,7 @@ export async function rollback(opts: { project: string; env: string; registry?: 
         });
       }
       const t0 = process.hrtime.bigint();
-      const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back])));
+      const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back], rec.subnet ?? null)));
       const { switchMs, ackMs } = switchTimes(t0, acks);
       const from = rec.liveSlot;
       const currentImages = Object.fromEntries(rec.containers.filter((c) => c.slot === from).map((c) => [c.service, c.image]));

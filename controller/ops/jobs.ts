@@ -66,14 +66,14 @@ function scheduledSlot(schedule: string, now: Date): string | null {
 }
 
 /** The one-off container of a job: the service's spec with the job's command, no port, its own name. Pure. */
-export function jobSpec(d: Deployment, rec: EnvironmentRecord, job: ResolvedJob, envFile: string | null): ContainerSpec {
+export function jobSpec(d: Deployment, rec: EnvironmentRecord, job: ResolvedJob, envFile: string | null, servicesAddress: string): ContainerSpec {
   const service = d.services.find((s) => s.name === job.service);
   if (!service) throw new CodebError(`Job ${job.name} of ${d.projectId} (${d.env}) names the service "${job.service}", which the manifest does not have.`, { exitCode: EXIT.invalid });
   const slot = rec.liveSlot ?? 'blue';
   // What really runs live (a `deploy --image` is not in the stored manifest); else the manifest's image.
   const live = rec.containers.find((c) => c.service === service.name && c.slot === rec.liveSlot)?.image;
   const port = service.type !== 'worker' && service.port !== null ? (rec.ports[service.name]?.[slot] ?? null) : null;
-  const spec = containerSpec(d, live ? { ...service, image: live } : service, slot, { port, envFile, serviceUrls: serviceUrls(d, rec), version: versionOf(d) });
+  const spec = containerSpec(d, live ? { ...service, image: live } : service, slot, { port, envFile, serviceUrls: serviceUrls(d, rec, servicesAddress), version: versionOf(d) });
   // The dot cannot appear in a service container's name, so a job never takes one's name.
   return { ...spec, name: `${containerName(d.projectId, d.env, service.name, slot)}.job-${job.name}`, command: job.command, port: null, restart: 'no', labels: { ...spec.labels, 'codeb.job': job.name } };
 }
@@ -105,6 +105,8 @@ export interface JobResult {
 export interface RunJobsOptions {
   registry: string;
   runtime: Runtime;
+  /** Where containers reach the shared services and their project's entries (settings.network). */
+  servicesAddress: string;
   project?: string;
   env?: string;
   job?: string;
@@ -145,7 +147,7 @@ export async function runJobs(o: RunJobsOptions): Promise<JobResult[]> {
   for (const pick of picks) {
     const { d, rec } = deployments.find((x) => x.project === pick.project && x.env === pick.env)!;
     const envFile = join(secretsDir(o.registry), envFileName(pick.project, pick.env));
-    const spec = jobSpec(d, rec, pick.job, existsSync(envFile) ? envFile : null);
+    const spec = jobSpec(d, rec, pick.job, existsSync(envFile) ? envFile : null, o.servicesAddress);
     o.onStart?.(pick);
     const startedAt = new Date().toISOString();
     // Recorded before it runs, so a second --due in the same minute does not start it again.

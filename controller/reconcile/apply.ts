@@ -33,11 +33,18 @@ import { pendingResume, runResume, type PendingResume } from '../deploy/interrup
 import { endPhase } from '../deploy/resume.js';
 import { onlyEntriesDiffer, versionOf } from './release.js';
 import { portsTakenBeforeDeploy } from './preflight.js';
-import { envFileName } from '../manifest/names.js';
+import { envFileName, networkName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
+import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
+import { NetworkProvider } from '../providers/network.js';
 import { ensureAlertSecret } from '../ops/alert-secret.js';
 import { deployAlertEvent, describeDelivery, notify } from '../ops/alerts.js';
 import { selectRuntime } from '../runtime/select.js';
+
+/** Subnets every other deployment in the registry holds. */
+function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
+  return Object.values(doc.projects).flatMap((p) => Object.values(p.environments).filter((e) => !(p.id === projectId && e.env === env) && e.subnet).map((e) => e.subnet!));
+}
 
 export interface ApplyOptions {
   manifestFile: string;
@@ -166,6 +173,10 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     const draft: RegistryDocument = structuredClone(doc);
     const now = new Date().toISOString();
     const rec = recordAllocation(draft, d, allocation, now);
+    // A subnet no other deployment of this registry and no other Podman network has (observe only).
+    const podmanSubnets = await new NetworkProvider(settings.podman.socketPath).subnetsInUse(networkName(d.projectId, d.env));
+    const range = process.env.CODEB_NETWORK_RANGE ? parseCidr(process.env.CODEB_NETWORK_RANGE, 'CODEB_NETWORK_RANGE') : undefined;
+    rec.subnet = chooseSubnet(parsePool(settings.network.pool), rec.subnet, [...otherSubnets(draft, d.projectId, d.env), ...podmanSubnets], range);
 
     let values = secrets.load(d.projectId, d.env);
     // Reads `values` at call time: the same resolver serves observe (loaded) and execute (ensured).
@@ -176,7 +187,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     // Set when this run removed the half-started slot of a deploy cut short: the deploy it then runs finishes that one.
     let resumedFrom: DeployOutcome['resumed'];
     const deployContext = (runtime: DeployContext['runtime'], forwarder: DeployContext['forwarder']): DeployContext => ({
-      d, rec, runtime, forwarder, envFile: envFilePath, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft),
+      d, rec, runtime, forwarder, envFile: envFilePath, servicesAddress: settings.network.servicesAddress, caddyHttpPort: settings.caddy.httpPort, reporter: indented(reporter), persist: () => tx.write(draft),
     });
     providers.set(
       'runtime',

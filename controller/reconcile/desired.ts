@@ -4,15 +4,18 @@
  * names as `${secret:NAME}` placeholders that the files provider fills in when it writes.
  */
 import type { Deployment } from '../manifest/types.js';
-import { envFileName, redisKeyPrefix, routeId, storageUser, BACKUP_BUCKET } from '../manifest/names.js';
+import { envFileName, networkName, redisKeyPrefix, routeId, storageUser, BACKUP_BUCKET } from '../manifest/names.js';
 import { storageCapabilities } from '../providers/storage-access.js';
+import { bridgeName, gatewayOf } from '../runtime/network.js';
+import { CodebError } from '../errors.js';
+import type { NetworkSpec } from '../providers/network.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import type { Settings } from '../settings.js';
 import { makeResource, resourceKey, type Resource } from './model.js';
 import { releaseName, releaseResource } from './release.js';
 
 /** The registry names and allocation a deployment was given (see registry/records.ts). */
-export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot'> &
+export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot' | 'subnet'> &
   Partial<Pick<EnvironmentRecord, 'status'>>;
 
 /**
@@ -43,10 +46,21 @@ export interface RouteSpec extends Record<string, unknown> {
   caddyFront: boolean;
 }
 
+/** The deployment's Podman network (docs/runtime.md, "Networks"). */
+export function networkResource(projectId: string, env: string, subnet: string): Resource<NetworkSpec> {
+  const spec: NetworkSpec = { subnet, gateway: gatewayOf(subnet), bridge: bridgeName(subnet), isolate: true, owner: `${projectId}/${env}` };
+  return makeResource('network.project', networkName(projectId, env), spec);
+}
+
 export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resource[] {
   const out: Resource[] = [];
   const env: Record<string, string> = {};
   const owner = `${d.projectId}/${d.env}`;
+  if (!n.subnet) throw new CodebError(`${owner} has no network subnet allocated.`, { hint: 'Apply it again: apply allocates one from the network pool.' });
+  // Containers reach Postgres, Redis and S3 at the services address, never at the host's loopback.
+  const services = s.network.servicesAddress;
+  const network = networkResource(d.projectId, d.env, n.subnet);
+  out.push(network);
 
   if (d.features.database && n.database && n.databaseRole) {
     // The role goes with its database: kept (with its password) unless data is deleted.
@@ -62,7 +76,7 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
         true,
       ),
     );
-    env.DATABASE_URL = `postgresql://${n.databaseRole}:${secretRef('postgres')}@${s.postgres.host}:${s.postgres.port}/${n.database}`;
+    env.DATABASE_URL = `postgresql://${n.databaseRole}:${secretRef('postgres')}@${services}:${s.postgres.port}/${n.database}`;
     env.PGDATABASE = n.database;
   }
 
@@ -72,7 +86,7 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
     out.push(slot);
     const prefix = d.features.cache.isolation === 'prefix' ? redisKeyPrefix({ projectId: d.projectId, env: d.env, multiEnv: d.multiEnv }) : null;
     out.push(makeResource('redis.user', n.redisUser, { db: n.redisDb, isolation: d.features.cache.isolation, keyPrefix: prefix, secret: 'redis' }, [slot.key]));
-    env.REDIS_URL = `redis://${n.redisUser}:${secretRef('redis')}@${s.redis.host}:${s.redis.port}/${n.redisDb}`;
+    env.REDIS_URL = `redis://${n.redisUser}:${secretRef('redis')}@${services}:${s.redis.port}/${n.redisDb}`;
     if (prefix) env.REDIS_KEY_PREFIX = prefix;
   }
 
@@ -94,14 +108,14 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
       out.push(makeResource('storage.bucket', BACKUP_BUCKET, { public: false, user: null, shared: true }, [], true));
     }
     const scheme = s.storage.useSSL ? 'https' : 'http';
-    env.S3_ENDPOINT = `${scheme}://${s.storage.endPoint}:${s.storage.port}`;
+    env.S3_ENDPOINT = `${scheme}://${services}:${s.storage.port}`;
     env.S3_REGION = s.storage.region;
     env.S3_BUCKET = n.buckets[0]!;
     env.S3_ACCESS_KEY = secretRef('storageAccessKey');
     env.S3_SECRET_KEY = secretRef('storageSecretKey');
   }
 
-  const deps = out.filter((r) => r.kind !== 'storage.bucket' || r.name !== BACKUP_BUCKET).map((r) => r.key);
+  const deps = out.filter((r) => r.kind !== 'network.project' && (r.kind !== 'storage.bucket' || r.name !== BACKUP_BUCKET)).map((r) => r.key);
   const envFile = makeResource('files.envfile', envFileName(d.projectId, d.env), { variables: env }, deps);
   out.push(envFile);
 
@@ -122,7 +136,7 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
     routeKeys.push(route.key);
   }
   // Containers last: they need the env file, and the deploy verifies through the route.
-  out.push(releaseResource(d, n, null, [envFile.key, ...routeKeys]));
+  out.push(releaseResource(d, n, null, [network.key, envFile.key, ...routeKeys], services));
   return out;
 }
 
@@ -132,6 +146,9 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
  */
 export function ownedResources(projectId: string, rec: EnvironmentRecord): Resource[] {
   const out: Resource[] = [];
+  // First, so destroy (reverse order) removes it after the containers that use it.
+  // With its owner: a network of that name another deployment owns is blocked, not removed.
+  if (rec.subnet) out.push(makeResource('network.project', networkName(projectId, rec.env), { owner: `${projectId}/${rec.env}` }));
   // The registry knows these, so a marker of an earlier codeb (no owner) is this deployment's.
   const claim = { claimedBy: `${projectId}/${rec.env}`, adoptLegacy: true };
   if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true, ...claim }, [], true));

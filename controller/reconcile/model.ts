@@ -12,9 +12,10 @@ export type ResourceKind =
   | 'storage.user'
   | 'files.envfile'
   | 'runtime.release'
-  | 'proxy.route';
+  | 'proxy.route'
+  | 'network.project';
 
-export type System = 'postgres' | 'redis' | 'storage' | 'files' | 'runtime' | 'proxy';
+export type System = 'postgres' | 'redis' | 'storage' | 'files' | 'runtime' | 'proxy' | 'network';
 
 export function systemOf(kind: ResourceKind): System {
   return kind.split('.')[0] as System;

@@ -5,6 +5,7 @@ import { PostgresProvider } from '../providers/postgres.js';
 import { RedisProvider } from '../providers/redis.js';
 import { StorageProvider } from '../providers/storage.js';
 import { ProxyProvider } from '../providers/proxy.js';
+import { NetworkProvider } from '../providers/network.js';
 import { CodebError } from '../errors.js';
 import { systemOf, type Observed, type Provider, type Resource, type System } from './model.js';
 
@@ -17,6 +18,7 @@ export function openProviders(settings: Settings, secretsDir: string, secret: (n
     ['storage', new StorageProvider(settings.storage, { secret })],
     ['files', new FilesProvider(secretsDir, secret)],
     ['proxy', new ProxyProvider(settings.caddy, settings.forwarder)],
+    ['network', new NetworkProvider(settings.podman.socketPath)],
   ]);
 }
 

@@ -29,9 +29,9 @@ export function versionOf(d: Deployment): string {
   return tags.length === 1 ? tags[0]! : d.services.map((s) => `${s.name}:${s.image.split(':').pop()}`).join(',');
 }
 
-export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'ports' | 'liveSlot'>, envFile: string | null, dependsOn: string[]): Resource<ReleaseSpec> {
+export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'ports' | 'liveSlot'>, envFile: string | null, dependsOn: string[], servicesAddress: string): Resource<ReleaseSpec> {
   const slot = rec.liveSlot ?? 'blue';
-  const specs = specsFor(d, rec as EnvironmentRecord, slot, envFile, versionOf(d));
+  const specs = specsFor(d, rec, slot, envFile, versionOf(d), servicesAddress);
   const services = Object.fromEntries(specs.map((s) => [s.service, s.labels[LABEL.specHash]!]));
   const entries: Record<string, number> = {};
   for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = rec.ports[s.name]![slot];

@@ -132,6 +132,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     bucket: names.buckets[0] ?? null,
     buckets: names.buckets,
     liveSlot: existing?.liveSlot ?? null,
+    ...(existing?.subnet ? { subnet: existing.subnet } : {}),
     containers: existing?.containers ?? [],
     health: existing?.health ?? { status: 'unknown', lastCheck: null },
     history: existing?.history ?? [],

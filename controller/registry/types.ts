@@ -69,6 +69,8 @@ export interface EnvironmentRecord {
   bucket: string | null;
   buckets: string[];
   liveSlot: Slot | null;
+  /** The deployment's Podman network subnet (a /26 of the settings' network pool); absent before the first apply. */
+  subnet?: string;
   containers: ContainerRecord[];
   /** Set by a deploy and by each `codeb monitor` pass. since: when the current status began. */
   health: { status: 'unknown' | 'healthy' | 'unhealthy'; lastCheck: string | null; detail?: string; since?: string };

@@ -1,7 +1,8 @@
 /**
  * The Podman runtime over Podman's Docker-compatible API (dockerode on a unix socket): the local
- * stack's `podman system service`, or a server's podman.socket. Containers run with host
- * networking on their slot port (see docs/runtime.md). Podman itself restarts crashed containers
+ * stack's `podman system service`, or a server's podman.socket. Each container joins its
+ * deployment's own network, publishes its slot port on 127.0.0.1 and runs without capabilities
+ * (see docs/runtime.md, "Networks"). Podman itself restarts crashed containers
  * (RestartPolicy); codeb probes health from outside, so no container health check is set here.
  *
  * Secrets: the deployment's env file is read at start and passed as Env (the API has no env-file
@@ -170,8 +171,14 @@ export class PodmanApiRuntime implements Runtime {
       Env: this.environment(spec),
       Labels: { ...spec.labels, ...overrides.extraLabels },
       StopTimeout: spec.stopTimeoutSeconds,
+      // The slot port, published on the host's loopback only (the forwarder and health probes).
+      ...(spec.port !== null ? { ExposedPorts: { [`${spec.port}/tcp`]: {} } } : {}),
       HostConfig: {
-        NetworkMode: 'host',
+        NetworkMode: spec.network,
+        ...(spec.port !== null ? { PortBindings: { [`${spec.port}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: String(spec.port) }] } } : {}),
+        CapDrop: spec.security.capDrop,
+        ...(spec.security.capAdd.length ? { CapAdd: spec.security.capAdd } : {}),
+        SecurityOpt: spec.security.noNewPrivileges ? ['no-new-privileges'] : [],
         NanoCpus: Math.round(spec.cpu * 1e9),
         Memory: spec.memoryBytes,
         RestartPolicy: { Name: restart, MaximumRetryCount: restart === 'on-failure' ? 5 : 0 },

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, type Slot } from '../manifest/names.js';
+import { containerName, networkName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import { LABEL, type ContainerSpec } from './types.js';
 
@@ -26,8 +26,18 @@ export const MIN_STOP_TIMEOUT_SECONDS = 10;
 /** Consecutive failures before a unit-carried health check calls the container unhealthy. */
 export const HEALTH_RETRIES = 3;
 
-/** Host the app listens on: the slot port on the loopback interface (host networking). */
-export const APP_HOST = '127.0.0.1';
+/**
+ * Host the app listens on inside its own network namespace: every interface there (its project
+ * network's address, where the slot port is published to the host's 127.0.0.1).
+ */
+export const APP_HOST = '0.0.0.0';
+
+/**
+ * What a container may do: no capability at all (apps bind ports above 1024, so none is needed;
+ * without NET_RAW no raw socket can sniff or forge traffic) and no privilege gain through setuid
+ * binaries. One set for every driver (Podman API, Quadlet, plain units).
+ */
+export const CONTAINER_SECURITY: ContainerSpec['security'] = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true };
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -80,9 +90,9 @@ export function stableJson(value: unknown): string {
  * slot's, not the manifest's), so the same manifest hashes alike on blue and green; the env file's
  * contents are left out too (secrets never go into a label, not even hashed).
  */
-export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs'>): string {
+export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs' | 'network' | 'security'>): string {
   const { PORT: _port, ...environment } = s.environment;
-  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs };
+  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: s.security };
   return createHash('sha256').update(stableJson(material)).digest('hex');
 }
 
@@ -109,7 +119,7 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
   }
 
   // The manifest's variables, then the entry URLs codeb injects, then PORT and HOST, which must
-  // be the slot's: with host networking the app listens on 127.0.0.1:$PORT.
+  // be the slot's: the app listens on 0.0.0.0:$PORT in its namespace, published on 127.0.0.1:$PORT.
   const environment: Record<string, string> = { ...service.env, ...opts.serviceUrls };
   if (opts.port !== null) {
     environment.PORT = String(opts.port);
@@ -127,6 +137,8 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     memoryBytes: parseSize(service.memory, `memory limit of ${where}`),
     restart: service.restart,
     logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`), maxFiles: service.logs.maxFiles },
+    network: networkName(d.projectId, d.env),
+    security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges },
   };
   const name = containerName(d.projectId, d.env, service.name, slot);
   const labels: Record<string, string> = {
@@ -149,7 +161,6 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     ...base,
     envFile: opts.envFile,
     labels: sortedRecord(labels),
-    network: 'host',
     port: opts.port,
     healthCheck: {
       kind: hc.kind,

@@ -21,12 +21,19 @@ export interface ContainerSpec {
   envFile: string | null;
   labels: Record<string, string>;
   /**
-   * 'host': the container shares the host's network, listens on $PORT (its slot port) on
-   * 127.0.0.1 and reaches Postgres, Redis and S3 on the host's loopback. See docs/deploy.md.
+   * The deployment's own Podman network (names.networkName): the container joins only that one,
+   * reaches Postgres, Redis, S3 and its project's entries at the services address, and nothing of
+   * other projects. See docs/runtime.md, "Networks".
    */
-  network: 'host';
-  /** The slot's host port the app listens on (PORT); null for workers. */
+  network: string;
+  /**
+   * The slot port the app listens on inside its network namespace (PORT, on 0.0.0.0), published
+   * on the host's 127.0.0.1 under the same number for the forwarder and codeb's health probes;
+   * null for workers.
+   */
   port: number | null;
+  /** Capabilities dropped (all) and added back (none for a web app); no-new-privileges always. */
+  security: { capDrop: string[]; capAdd: string[]; noNewPrivileges: boolean };
   cpu: number;
   memoryBytes: number;
   restart: 'always' | 'on-failure' | 'no';

@@ -3,8 +3,9 @@
  *   - a Quadlet `.container` unit for Podman >= 4.4 (the server default), and
  *   - a plain `.service` unit that runs `podman run` in the foreground, for Podman 4.3
  *     (Debian 12) which has no Quadlet.
- * Both run the same container as the Podman API runtime: host network, the env file, the same
- * labels, CPU and memory limits, log size. Every value that goes into a unit passes systemdQuote.
+ * Both run the same container as the Podman API runtime: the deployment's network (codeb creates
+ * it before the units start), the slot port published on 127.0.0.1, no capabilities, the env
+ * file, the same labels, CPU and memory limits, log size. Every value that goes into a unit passes systemdQuote.
  * See docs/runtime.md.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -183,6 +184,13 @@ function checkImage(spec: ContainerSpec): string {
 export function podmanOptionGroups(spec: ContainerSpec): string[][] {
   const groups: string[][] = [
     ['--pull=never'],
+    // The slot port on the host's loopback only (the forwarder and codeb's health probes).
+    ...(spec.port !== null ? [[`--publish=127.0.0.1:${spec.port}:${spec.port}`]] : []),
+    [
+      ...spec.security.capDrop.map((c) => `--cap-drop=${c.toLowerCase()}`),
+      ...spec.security.capAdd.map((c) => `--cap-add=${c.toLowerCase()}`),
+      ...(spec.security.noNewPrivileges ? ['--security-opt=no-new-privileges'] : []),
+    ],
     [`--cpus=${spec.cpu}`, `--memory=${podmanMemory(spec.memoryBytes)}`],
     // k8s-file keeps `podman logs` working and rotates at max-size; Podman keeps one file
     // (max-file is Docker's json-file option and is ignored by Podman).
@@ -206,7 +214,7 @@ export function podmanOptionGroups(spec: ContainerSpec): string[][] {
 
 /** The full argv of the plain unit's `podman run`, foreground, removed on exit. */
 export function podmanRunArgv(spec: ContainerSpec): string[] {
-  const argv = [PODMAN_BIN, 'run', '--rm', `--name=${spec.name}`, '--network=host'];
+  const argv = [PODMAN_BIN, 'run', '--rm', `--name=${spec.name}`, `--network=${plainNetwork(spec)}`];
   for (const g of podmanOptionGroups(spec)) argv.push(...g);
   if (spec.envFile) argv.push(`--env-file=${spec.envFile}`);
   for (const [k, v] of Object.entries(spec.environment)) argv.push(`--env=${k}=${v}`);
@@ -272,6 +280,12 @@ function plainName(spec: ContainerSpec): string {
   return spec.name;
 }
 
+/** Network names (names.networkName) are plain words too. */
+function plainNetwork(spec: ContainerSpec): string {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(spec.network)) throw new CodebError(`Network name ${JSON.stringify(spec.network)} cannot go into a unit.`, { exitCode: EXIT.invalid });
+  return spec.network;
+}
+
 function header(spec: ContainerSpec): string {
   const l = spec.labels;
   return systemdText(`codeb ${spec.projectId}/${spec.env} ${spec.service} (${spec.serviceType}, ${spec.slot}, version ${l['codeb.version'] ?? '-'})`, 'version');
@@ -293,6 +307,7 @@ export function renderQuadlet(spec: ContainerSpec): RenderedUnit {
       description: header(spec),
       name: plainName(spec),
       image: checkImage(spec),
+      network: plainNetwork(spec),
       environmentFile: spec.envFile ? `EnvironmentFile=${q(spec.envFile, 'env file path')}` : '',
       environment: Object.entries(spec.environment)
         .map(([k, v]) => `Environment=${q(`${k}=${v}`, `environment variable ${k}`)}`)

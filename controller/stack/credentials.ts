@@ -7,7 +7,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { dirname } from 'node:path';
 import type { Settings } from '../settings.js';
 import { CodebError } from '../errors.js';
-import { LOOPBACK, type StackPaths, type StackPorts } from './layout.js';
+import { LOOPBACK, type StackNetwork, type StackPaths, type StackPorts } from './layout.js';
 
 export const PG_ADMIN_USER = 'codeb';
 export const REDIS_USER = 'default';
@@ -59,7 +59,7 @@ export function loadOrCreateCredentials(settingsFile: string): StackCredentials 
 }
 
 /** s3: which S3 server the stack runs, and for radosgw how to run radosgw-admin on its store. */
-export function buildSettings(creds: StackCredentials, ports: StackPorts, paths: StackPaths, s3: { kind: 's3rver' } | { kind: 'radosgw'; rgwAdmin: string[] } = { kind: 's3rver' }): Settings {
+export function buildSettings(creds: StackCredentials, ports: StackPorts, paths: StackPaths, network: StackNetwork, s3: { kind: 's3rver' } | { kind: 'radosgw'; rgwAdmin: string[] } = { kind: 's3rver' }): Settings {
   return {
     postgres: { host: LOOPBACK, port: ports.postgres, user: PG_ADMIN_USER, password: creds.pgPassword, database: 'postgres' },
     redis: { host: LOOPBACK, port: ports.redis, user: REDIS_USER, password: creds.redisPassword, databases: 16 },
@@ -75,6 +75,7 @@ export function buildSettings(creds: StackCredentials, ports: StackPorts, paths:
     caddy: { adminUrl: `unix://${paths.caddy.adminSocket}`, httpPort: ports.http, httpsPort: ports.https, tlsIssuer: 'internal' },
     podman: { socketPath: paths.podman.socket },
     forwarder: { socketPath: paths.forwarder.socket, routerSocket: paths.forwarder.router },
+    network: { ...network },
   };
 }
 

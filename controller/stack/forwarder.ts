@@ -12,7 +12,8 @@ export const forwarderPart: Part = {
   name: 'forwarder',
   stopSignal: 'SIGTERM',
   startTimeoutMs: 10_000,
-  address: (ctx) => `unix://${ctx.paths.forwarder.socket}`,
+  // The services address is part of its identity: a forwarder started for another pool must restart.
+  address: (ctx) => `unix://${ctx.paths.forwarder.socket}, entries for containers on ${ctx.network.servicesAddress}`,
   // Entry ports are opened on demand by deploys; the control socket is not a TCP port.
   tcpPorts: () => [],
 
@@ -35,6 +36,8 @@ export const forwarderPart: Part = {
         String(ctx.ports.https),
         '--table',
         ctx.paths.forwarder.table,
+        '--services-address',
+        ctx.network.servicesAddress,
       ],
       env: baseEnv(ctx.env),
       cwd: ctx.paths.forwarder.root,

@@ -22,9 +22,10 @@ import { rgwCommand, s3Part } from './s3.js';
 import { caddyPart } from './caddy.js';
 import { podmanPart, podmanEnv } from './podman.js';
 import { forwarderPart } from './forwarder.js';
+import { ensureServicesInterface, removeServicesInterface } from './network.js';
 
 export { PART_NAMES, stackPorts, stackPaths, resolveStack, DEFAULT_PORT_BASE } from './layout.js';
-export type { PartName, StackOptions, StackPorts, StackPaths } from './layout.js';
+export type { PartName, StackOptions, StackPorts, StackPaths, StackNetwork } from './layout.js';
 export { podmanEnv };
 
 const PARTS: Record<PartName, Part> = { postgres: postgresPart, redis: redisPart, s3: s3Part, caddy: caddyPart, podman: podmanPart, forwarder: forwarderPart };
@@ -75,9 +76,9 @@ export class StackStartError extends CodebError {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-/** Same endpoints: compares the ports (or the socket path), not the wording of the address. */
+/** Same endpoints: compares the address:port pairs (or the socket path), not the wording. */
 function sameAddress(a: string, b: string): boolean {
-  const key = (s: string): string => (s.startsWith('unix://') ? s : [...s.matchAll(/:(\d+)/g)].map((m) => m[1]).join(','));
+  const key = (s: string): string => (s.startsWith('unix://') ? s : [...s.matchAll(/([\d.]+):(\d+)/g)].map((m) => `${m[1]}:${m[2]}`).join(','));
   return key(a) === key(b);
 }
 
@@ -217,7 +218,7 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
     mkdirSync(r.paths.logs, { recursive: true, mode: 0o700 });
     mkdirSync(r.paths.run, { recursive: true, mode: 0o755 });
     // Parts already running elsewhere: refuse before the settings file is rewritten with other ports.
-    const probeCtx: PartContext = { paths: r.paths, ports: r.ports, env: r.env, isRoot: isRoot() };
+    const probeCtx: PartContext = { paths: r.paths, ports: r.ports, network: r.network, env: r.env, isRoot: isRoot() };
     const before = readSettingsRaw(r.settingsFile)?.storage?.kind;
     const s3Kind: S3Kind = chooseS3Kind(r.env.CODEB_STACK_S3, before);
     const moved = names.flatMap((name) => {
@@ -242,10 +243,14 @@ export async function upStack(opts: UpOptions = {}): Promise<UpResult> {
       rgwRootfs = await ensureRootfs('radosgw', r.env); // cached after the first build
     }
     const s3 = rgwRootfs ? { kind: 'radosgw' as const, rgwAdmin: rgwCommand(rgwRootfs, r.paths, 'radosgw-admin') } : { kind: 's3rver' as const };
-    const settings = buildSettings(creds, r.ports, r.paths, s3);
+    const settings = buildSettings(creds, r.ports, r.paths, r.network, s3);
     writeSettings(r.settingsFile, settings); // before anything uses the credentials
     const notes: string[] = [];
-    const ctx: StartContext = { paths: r.paths, ports: r.ports, creds, bins, env: r.env, isRoot: isRoot(), notes, s3Kind, rgwRootfs };
+    // Before the services start: they listen on the services address too.
+    const servesContainers = names.some((n) => n === 'postgres' || n === 'redis' || n === 's3');
+    const made = await ensureServicesInterface(r.network, r.env, isRoot(), !servesContainers);
+    if (made) notes.push(made);
+    const ctx: StartContext = { paths: r.paths, ports: r.ports, network: r.network, creds, bins, env: r.env, isRoot: isRoot(), notes, s3Kind, rgwRootfs };
     const parts = await Promise.all(
       names.map(async (name) => {
         const rep = await startPart(PARTS[name], ctx);
@@ -295,6 +300,7 @@ function readSettingsRaw(file: string): Partial<Settings> | undefined {
 function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent: boolean } {
   const s = readSettingsRaw(r.settingsFile);
   let ports: StackPorts = r.ports;
+  const network = s?.network ?? r.network;
   let creds: StackCredentials | undefined;
   const ours = s?.storage?.kind === 's3rver' || s?.storage?.kind === 'radosgw';
   if (ours && s?.storage && s.postgres && s.redis && s.caddy) {
@@ -310,7 +316,7 @@ function observedContext(r: ResolvedStack): { ctx: PartContext; settingsPresent:
     }
   }
   const s3Kind = s?.storage?.kind === 'radosgw' ? 'radosgw' : 's3rver';
-  return { ctx: { paths: r.paths, ports, creds, env: r.env, isRoot: isRoot(), s3Kind }, settingsPresent: !!s };
+  return { ctx: { paths: r.paths, ports, network, creds, env: r.env, isRoot: isRoot(), s3Kind }, settingsPresent: !!s };
 }
 
 /** Observe the stack: changes nothing. */
@@ -370,6 +376,8 @@ export async function stopStack(opts: DownOptions = {}): Promise<{ dir: string; 
       }),
     ),
   );
+  // Every part is down: nothing listens on the services address any more.
+  await removeServicesInterface(ctx.network, r.env);
   let purged = false;
   if (opts.purge) {
     rmSync(r.paths.dir, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { settingsPath, stackDir } from '../settings.js';
 import { CodebError, EXIT } from '../errors.js';
+import { DEFAULT_NETWORK_POOL, formatCidr, parsePool, servicesAddress, servicesInterfaceName } from '../runtime/network.js';
 
 export const PART_NAMES = ['postgres', 'redis', 's3', 'caddy', 'podman', 'forwarder'] as const;
 export type PartName = (typeof PART_NAMES)[number];
@@ -176,10 +177,24 @@ export interface StackOptions {
   portBase?: number;
 }
 
+/** The stack's container network: the pool, the services address and the interface holding it. */
+export interface StackNetwork {
+  pool: string;
+  servicesAddress: string;
+  interface: string;
+}
+
+/** CODEB_NETWORK_POOL (default 10.99.0.0/16): two stacks running at once need pools of their own, like ports. */
+export function stackNetwork(env: NodeJS.ProcessEnv, dir: string): StackNetwork {
+  const pool = parsePool(env.CODEB_NETWORK_POOL || DEFAULT_NETWORK_POOL);
+  return { pool: formatCidr(pool), servicesAddress: servicesAddress(pool), interface: servicesInterfaceName(resolve(dir)) };
+}
+
 export interface ResolvedStack {
   env: NodeJS.ProcessEnv;
   paths: StackPaths;
   ports: StackPorts;
+  network: StackNetwork;
   settingsFile: string;
 }
 
@@ -191,7 +206,7 @@ export function resolveStack(opts: StackOptions = {}): ResolvedStack {
     : opts.dir
       ? join(dir, 'settings.json')
       : settingsPath(env);
-  return { env, paths: stackPaths(dir), ports: stackPorts(env, opts.portBase), settingsFile };
+  return { env, paths: stackPaths(dir), ports: stackPorts(env, opts.portBase), network: stackNetwork(env, dir), settingsFile };
 }
 
 /** The codeb install folder (holds scripts/), found from this module whether bundled (dist/) or not. */

@@ -3,11 +3,13 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import type { Binaries } from './binaries.js';
 import type { StackCredentials } from './credentials.js';
-import type { PartName, S3Kind, StackPaths, StackPorts } from './layout.js';
+import type { PartName, S3Kind, StackNetwork, StackPaths, StackPorts } from './layout.js';
 
 export interface PartContext {
   paths: StackPaths;
   ports: StackPorts;
+  /** The container network: services (Postgres, Redis, S3) also listen on its services address. */
+  network: StackNetwork;
   /** Absent when only observing (status) and no settings file exists. */
   creds?: StackCredentials;
   /** Environment of codeb itself: children get a small, explicit environment built from it. */

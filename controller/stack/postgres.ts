@@ -78,11 +78,20 @@ function sh(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd
   });
 }
 
-const HBA = `# Written by codeb stack up: password (SCRAM) logins only, on the local socket and loopback.
+/**
+ * Password (SCRAM) logins only: on the local socket, loopback, and from the container network pool
+ * at the services address — where the stack's superuser is refused even with its password, so a
+ * container never gets admin rights whatever it learns.
+ */
+export function hbaConf(pool: string): string {
+  return `# Written by codeb stack up: password (SCRAM) logins only; the superuser only from the host.
 local   all   all                  scram-sha-256
 host    all   all   127.0.0.1/32   scram-sha-256
 host    all   all   ::1/128        scram-sha-256
+host    all   ${PG_ADMIN_USER}   ${pool}   reject
+host    all   all   ${pool}   scram-sha-256
 `;
+}
 
 function socketDirFor(ctx: PartContext): string {
   // A unix socket path must fit in 107 bytes; without it Postgres still listens on TCP.
@@ -93,7 +102,7 @@ export const postgresPart: Part = {
   name: 'postgres',
   stopSignal: 'SIGINT', // "fast" shutdown: roll back open transactions, checkpoint, exit
   startTimeoutMs: 60_000,
-  address: (ctx) => `${LOOPBACK}:${ctx.ports.postgres}`,
+  address: (ctx) => `${LOOPBACK}:${ctx.ports.postgres}, ${ctx.network.servicesAddress}:${ctx.ports.postgres}`,
   tcpPorts: (ctx) => [ctx.ports.postgres],
 
   async prepare(ctx: StartContext): Promise<void> {
@@ -139,7 +148,7 @@ export const postgresPart: Part = {
       if (/\bERROR:/.test(out)) throw new Error(`could not reset the ${PG_ADMIN_USER} password: ${out.trim()}`);
       ctx.notes.push(`settings had no Postgres password for the existing cluster: set a new one for role ${PG_ADMIN_USER}`);
     }
-    writeFileSync(join(data, 'pg_hba.conf'), HBA, { mode: 0o600 });
+    writeFileSync(join(data, 'pg_hba.conf'), hbaConf(ctx.network.pool), { mode: 0o600 });
     if (user) chownSync(join(data, 'pg_hba.conf'), user.uid, user.gid);
   },
 
@@ -149,7 +158,7 @@ export const postgresPart: Part = {
       command: ctx.bins.postgres,
       args: [
         '-D', ctx.paths.postgres.data,
-        '-c', `listen_addresses=${LOOPBACK}`,
+        '-c', `listen_addresses=${LOOPBACK},${ctx.network.servicesAddress}`,
         '-c', `port=${ctx.ports.postgres}`,
         '-c', `unix_socket_directories=${socketDirFor(ctx)}`,
         '-c', 'logging_collector=off',

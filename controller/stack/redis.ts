@@ -24,7 +24,8 @@ export function aclFileText(ctx: StartContext, previous = ''): string {
 export function redisConf(ctx: StartContext): string {
   return [
     '# Written by codeb stack up on every start; edits are overwritten.',
-    `bind ${LOOPBACK}`,
+    // Loopback for codeb, the services address for containers (their own ACL users and passwords).
+    `bind ${LOOPBACK} ${ctx.network.servicesAddress}`,
     `port ${ctx.ports.redis}`,
     'protected-mode yes',
     'daemonize no',
@@ -44,7 +45,7 @@ export const redisPart: Part = {
   name: 'redis',
   stopSignal: 'SIGTERM', // saves the dataset, then exits
   startTimeoutMs: 20_000,
-  address: (ctx) => `${LOOPBACK}:${ctx.ports.redis}`,
+  address: (ctx) => `${LOOPBACK}:${ctx.ports.redis}, ${ctx.network.servicesAddress}:${ctx.ports.redis}`,
   tcpPorts: (ctx) => [ctx.ports.redis],
 
   async prepare(ctx: StartContext): Promise<void> {

@@ -44,7 +44,7 @@ const s3rver: Pick<Part, 'prepare' | 'launch' | 'probe'> = {
   launch(ctx: StartContext) {
     return {
       command: ctx.bins.node,
-      args: [ctx.bins.s3rverScript, '--dir', ctx.paths.s3.data, '--port', String(ctx.ports.s3), '--address', LOOPBACK],
+      args: [ctx.bins.s3rverScript, '--dir', ctx.paths.s3.data, '--port', String(ctx.ports.s3), '--address', LOOPBACK, '--address', ctx.network.servicesAddress],
       env: baseEnv(ctx.env, { S3RVER_ACCESS_KEY: ctx.creds.s3AccessKey, S3RVER_SECRET_KEY: ctx.creds.s3SecretKey }),
       cwd: ctx.paths.s3.root,
     };
@@ -107,7 +107,8 @@ export const s3Part: Part = {
   stopSignal: 'SIGTERM',
   // Both answer within a second or two; the wait ends as soon as the probe succeeds.
   startTimeoutMs: 60_000,
-  address: (ctx) => `${LOOPBACK}:${ctx.ports.s3}`,
+  // s3rver also listens on the services address (containers); radosgw does not yet (loopback only).
+  address: (ctx) => (ctx.s3Kind === 'radosgw' ? `${LOOPBACK}:${ctx.ports.s3}` : `${LOOPBACK}:${ctx.ports.s3}, ${ctx.network.servicesAddress}:${ctx.ports.s3}`),
   tcpPorts: (ctx) => [ctx.ports.s3],
   prepare: (ctx) => impl(ctx).prepare(ctx),
   launch: (ctx) => impl(ctx).launch(ctx),

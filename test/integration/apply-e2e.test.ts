@@ -36,6 +36,7 @@ import {
   type Run,
 } from './helpers/apply.js';
 import { stackSettings, uniqueId } from './helpers/stack.js';
+import { networkName } from '../../controller/manifest/names.js';
 
 let settings: Settings;
 // Ports 4600-4689 are this file's own (outside the default 3000-3999 and the deploy tests' 4100-4249 and bench:switch's 4250-4299),
@@ -129,24 +130,25 @@ describe('the minimal example', () => {
     const { run, out } = await plan(file);
     expect(run.code, describeRun(run)).toBe(10);
     expect(ops(out)).toEqual({
+      [`network.project ${networkName(id, 'production')}`]: 'create',
       [`files.envfile ${id}.production.env`]: 'create',
       [`proxy.route ${route}`]: 'create',
       [`runtime.release ${id}--production`]: 'create',
     });
-    expect(out.summary).toMatchObject({ create: 3, update: 0, delete: 0 });
+    expect(out.summary).toMatchObject({ create: 4, update: 0, delete: 0 });
     const text = await box.run(['plan', file]);
     expect(text.code).toBe(10);
-    expect(text.stdout).toContain('3 to create, 0 to update, 0 to delete');
+    expect(text.stdout).toContain('4 to create, 0 to update, 0 to delete');
     expect(fileState(box.registry)).toEqual(before);
     expect((await proxyRoute(settings, route)).status).not.toBe(200);
   });
 
-  it('apply creates the env file (0600), the Caddy route and the container; the app answers through Caddy', async () => {
+  it('apply creates the network, the env file (0600), the Caddy route and the container; the app answers through Caddy', async () => {
     created.push(id);
     const r = await apply(file);
     const out = json<{ applied: boolean; summary: Record<string, number>; url: string; ports: Record<string, { entry: number }> }>(r);
     expect(out.applied).toBe(true);
-    expect(out.summary).toMatchObject({ create: 3 });
+    expect(out.summary).toMatchObject({ create: 4 });
     expect(out.url).toBe(`http://${domain}:${settings.caddy.httpPort}/`);
     expect(statSync(box.envFile(id)).mode & 0o777).toBe(0o600);
     collectSecrets(id);
@@ -161,7 +163,7 @@ describe('the minimal example', () => {
     const rec = box.record(id)!;
     expect(rec.status).toBe('running');
     expect(rec.liveSlot).toBe('blue');
-    expect(rec.journal?.map((j) => j.status)).toEqual(['done', 'done', 'done']);
+    expect(rec.journal?.map((j) => j.status)).toEqual(['done', 'done', 'done', 'done']);
   });
 
   it('plan then exits 0 and a second apply prints "No changes." without touching the registry file', async () => {

@@ -135,7 +135,7 @@ describe('blue-green deploys with the health gate (real containers)', () => {
     expect(seen).toEqual(['hello from v1']);
     expect(r.stderr).toContain('traffic was not moved');
     expect(r.stderr).toMatch(/last health checks:\n(\s+web .*HTTP 500 .*FAIL_MODE=unhealthy.*\n){3}/);
-    expect(r.stderr).toMatch(/container log \(tail\):\n\s+.*codeb-testapp v3: listening on http:\/\/127\.0\.0\.1:\d+ \(mode unhealthy\)/);
+    expect(r.stderr).toMatch(/container log \(tail\):\n\s+.*codeb-testapp v3: listening on http:\/\/0\.0\.0\.0:\d+ \(mode unhealthy\)/);
     expect(await t.runtime.inspect(name('green'))).toBeNull();
     expect(await t.running(name('blue'))).toBe(true);
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');

@@ -107,9 +107,10 @@ describe('a multi-service project: web + internal api + worker', () => {
     expect((await get(ports.api!.blue, '/web-only')).status).toBe(404);
   });
 
-  it('the internal api is reachable from the web container through API_URL (its entry port)', async () => {
+  it('the internal api is reachable from the web container through API_URL (its entry port on the services address)', async () => {
     const env = await t.runtime.exec(name('web', 'blue'), ['/usr/bin/node', '-e', 'console.log(process.env.API_URL, process.env.WEB_URL, process.env.WORKER_URL)'], 10_000);
-    expect(env.output.trim()).toBe(`http://127.0.0.1:${ports.api!.entry} http://127.0.0.1:${ports.web!.entry} undefined`);
+    const at = t.settings.network.servicesAddress;
+    expect(env.output.trim()).toBe(`http://${at}:${ports.api!.entry} http://${at}:${ports.web!.entry} undefined`);
     const r = await fetchFrom(name('web', 'blue'), 'API_URL', '/api/health');
     expect(r.exitCode, r.output).toBe(0);
     expect(r.output).toMatch(/^200 \{"ok":true,"version":"v1","database":"ok"/);

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, get, request, type Server } from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Forwarder } from '../../controller/deploy/forwarder.js';
 import { until } from './helpers/deploy.js';
 import { probeHttp } from '../../controller/deploy/health.js';
 import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from '../../controller/deploy/verify-answer.js';
-import { freePort } from './helpers/stack.js';
+import { freePort, stackSettings } from './helpers/stack.js';
 
 function app(version: string): Server {
   return createServer((req, res) => {
@@ -150,6 +150,74 @@ describe('forwarder (the blue-green switch)', () => {
     await fwd.restore();
     expect(fwd.list().map((x) => x.id).sort()).toEqual(['dead-production-web', 'shop-production-web']);
     expect((await fetchText(entry)).body).toBe('v2');
+  });
+});
+
+describe('forwarder entries for containers (the services address, owner subnet only)', () => {
+  const at = stackSettings().network.servicesAddress;
+  let upstream: Server, port: number, entry: number;
+  let fwd: Forwarder;
+  const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-allow-')), 'table.json');
+  const fetchAt = (host: string, p: number) =>
+    new Promise<string>((resolve) => {
+      get({ host, port: p, path: '/', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve(`${res.statusCode} ${body}`));
+      }).on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+
+  beforeAll(async () => {
+    [port, entry] = [await freePort(), await freePort()];
+    upstream = app('v1').listen(port, '127.0.0.1');
+    fwd = new Forwarder(table, { servicesAddress: at });
+  });
+  afterAll(async () => {
+    await fwd.close();
+    upstream.close();
+  });
+
+  it('answers a source inside the allowed subnet, closes any other, and keeps loopback for the host', async () => {
+    // From this host a connection to the services address comes from that address itself.
+    await fwd.set('allow-test', entry, port, true, `${at}/32`);
+    expect(await fetchAt(at, entry)).toBe('200 v1');
+    expect(await fetchAt('127.0.0.1', entry)).toBe('200 v1');
+    expect(fwd.list()[0]).toMatchObject({ id: 'allow-test', allow: `${at}/32` });
+    // Another owner's subnet: the same request is cut before it is read.
+    await fwd.set('allow-test', entry, port, true, '192.0.2.0/26');
+    expect(await fetchAt(at, entry)).toMatch(/ECONNRESET|socket hang up/);
+    expect(await fetchAt('127.0.0.1', entry)).toBe('200 v1');
+    // Without an owner subnet the entry is on loopback only.
+    await fwd.set('allow-test', entry, port, true, null);
+    expect(await fetchAt(at, entry)).toBe('ECONNREFUSED');
+    await expect(fwd.set('allow-test', entry, port, true, 'not-a-subnet')).rejects.toThrow(/Invalid allowed subnet/);
+  });
+});
+
+describe('forwarder restart with an entry port another program took', () => {
+  it('restores the other entries, keeps the blocked one in its table, and forgets it when removed', async () => {
+    const [port, free, taken] = [await freePort(), await freePort(), await freePort()];
+    const upstream = app('v1').listen(port, '127.0.0.1');
+    const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-restore-')), 'table.json');
+    const first = new Forwarder(table);
+    await first.set('ok', free, port);
+    await first.set('blocked', taken, port);
+    await first.close();
+    const squatter = createServer().listen(taken, '127.0.0.1');
+    const second = new Forwarder(table);
+    try {
+      await second.restore();
+      expect(await fetchText(free)).toEqual({ status: 200, body: 'v1' });
+      expect(second.list().map((e) => e.id)).toEqual(['ok']);
+      await second.set('ok', free, port); // a save keeps the entry that could not listen
+      expect((JSON.parse(readFileSync(table, 'utf8')) as { entries: Array<{ id: string }> }).entries.map((e) => e.id).sort()).toEqual(['blocked', 'ok']);
+      expect(await second.remove('blocked')).toBe(true);
+      expect((JSON.parse(readFileSync(table, 'utf8')) as { entries: Array<{ id: string }> }).entries.map((e) => e.id)).toEqual(['ok']);
+    } finally {
+      await second.close();
+      squatter.close();
+      upstream.close();
+    }
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * PodmanApiRuntime against the real Podman API of the local stack, with the test images from
- * scripts/build-test-images.sh: a container with host networking answers its health check on its
- * slot port (reaching the stack's Postgres and Redis through the env file), carries its labels,
+ * scripts/build-test-images.sh: a container on its project's own network answers its health check
+ * on its slot port published on 127.0.0.1 (reaching the stack's Postgres and Redis at the services
+ * address through the env file), runs without capabilities, carries its labels,
  * is found by labels, runs commands, runs release commands to completion, shows a crash loop,
  * is removed idempotently, and no env-file secret reaches an error or an output codeb returns.
  */
@@ -20,7 +21,12 @@ import { PodmanApiRuntime, TIMEOUT_EXIT_CODE } from '../../controller/runtime/po
 import { containerSpec, releaseSpec } from '../../controller/runtime/spec.js';
 import { LABEL, type ContainerSpec } from '../../controller/runtime/types.js';
 import type { Settings } from '../../controller/settings.js';
-import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
+import { freePort, networkRangeFor, stackSettings, uniqueId } from './helpers/stack.js';
+import { NetworkProvider } from '../../controller/providers/network.js';
+import { networkResource } from '../../controller/reconcile/desired.js';
+import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
+import { networkName } from '../../controller/manifest/names.js';
+import pg from 'pg';
 
 const IMAGE = 'localhost/codeb-testapp:v1';
 const project = uniqueId('rt');
@@ -29,6 +35,20 @@ let rt: PodmanApiRuntime;
 let dir: string;
 let envFile: string;
 const SECRET = `tok-${randomBytes(12).toString('hex')}`;
+/** A login role of this test's own: the stack's superuser is refused from container networks. */
+const ROLE = `rt_${randomBytes(6).toString('hex')}`;
+const ROLE_PASSWORD = randomBytes(18).toString('hex');
+let networks: NetworkProvider;
+
+async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ host: settings.postgres.host, port: settings.postgres.port, user: settings.postgres.user, password: settings.postgres.password, database: 'postgres' });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
 /** Every message and output the runtime produced, checked for secrets at the end. */
 const produced: string[] = [];
 
@@ -99,14 +119,23 @@ beforeAll(async () => {
   rt = new PodmanApiRuntime(settings.podman.socketPath);
   dir = mkdtempSync(join(tmpdir(), 'codeb-rt-'));
   envFile = join(dir, `${project}.production.env`);
-  const pgPass = encodeURIComponent(settings.postgres.password ?? '');
+  // The deployment's network, made as apply makes it (a subnet of this file's own range).
+  networks = new NetworkProvider(settings.podman.socketPath);
+  const subnet = chooseSubnet(parsePool(settings.network.pool), null, await networks.subnetsInUse(''), parseCidr(networkRangeFor('3950-3999')));
+  const net = networkResource(project, 'production', subnet);
+  await networks.execute({ op: 'create', key: net.key, kind: net.kind, name: net.name, reason: 'test', changes: [], resource: net }, { secret: () => '', progress: () => {} });
+  await admin(async (c) => {
+    await c.query(`CREATE ROLE ${ROLE} LOGIN PASSWORD '${ROLE_PASSWORD}'`);
+    await c.query(`GRANT CONNECT ON DATABASE postgres TO ${ROLE}`);
+  });
+  const at = settings.network.servicesAddress;
   const redisPass = encodeURIComponent(settings.redis.password ?? '');
   writeFileSync(
     envFile,
     [
       '# test env file',
-      `DATABASE_URL=postgresql://${settings.postgres.user}:${pgPass}@${settings.postgres.host}:${settings.postgres.port}/${settings.postgres.database}`,
-      `REDIS_URL=redis://${settings.redis.user}:${redisPass}@${settings.redis.host}:${settings.redis.port}/1`,
+      `DATABASE_URL=postgresql://${ROLE}:${ROLE_PASSWORD}@${at}:${settings.postgres.port}/postgres`,
+      `REDIS_URL=redis://${settings.redis.user}:${redisPass}@${at}:${settings.redis.port}/1`,
       `SECRET_TOKEN=${SECRET}`,
       '',
     ].join('\n'),
@@ -124,6 +153,8 @@ afterAll(async () => {
     for (const c of await rt.list({ [LABEL.project]: project }).catch(() => [])) await rt.remove(c.name, 0).catch(() => {});
     await rt.close();
   }
+  await networks?.remove(networkName(project, 'production')).catch(() => {});
+  if (settings) await admin((c) => c.query(`DROP ROLE IF EXISTS ${ROLE}`)).catch(() => {});
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -135,7 +166,7 @@ describe('PodmanApiRuntime (real Podman API)', () => {
     expect((err as CodebError).hint).toMatch(/build-test-images\.sh/);
   });
 
-  it('starts the test app with host networking: health 200 with v1, Postgres and Redis reached', async () => {
+  it('starts the test app on its own network: health 200 with v1, Postgres and Redis reached at the services address', async () => {
     const spec = await specFor('web', 'blue');
     const state = await rt.start(spec);
     expect(state.running).toBe(true);
@@ -167,13 +198,19 @@ describe('PodmanApiRuntime (real Podman API)', () => {
     const v = await rt.exec(spec.name, ['node', '-e', 'console.log(process.env.VERSION, process.env.GREETING)'], 10_000);
     expect(v).toEqual({ exitCode: 0, output: 'v1 hello $(world) %n\n' });
     expect((await rt.exec(spec.name, ['node', '-e', 'console.error("bad"); process.exit(3)'], 10_000)).exitCode).toBe(3);
+
+    // No capability at all, no privilege gain: what /proc says about the app's process.
+    const status = await rt.exec(spec.name, ['node', '-e', 'process.stdout.write(require("fs").readFileSync("/proc/1/status","utf8"))'], 10_000);
+    expect(status.output).toMatch(/^CapEff:\s+0000000000000000$/m);
+    expect(status.output).toMatch(/^CapBnd:\s+0000000000000000$/m);
+    expect(status.output).toMatch(/^NoNewPrivs:\s+1$/m);
     const slow = await rt.exec(spec.name, ['node', '-e', 'setTimeout(() => {}, 20000)'], 500);
     expect(slow.exitCode).toBe(TIMEOUT_EXIT_CODE);
 
     // logs: the app's start line
     const logs = await rt.logsTail(spec.name, 50);
     produced.push(logs);
-    expect(logs).toContain(`listening on http://127.0.0.1:${spec.port}`);
+    expect(logs).toContain(`listening on http://0.0.0.0:${spec.port}`);
 
     // remove is idempotent
     await rt.remove(spec.name, 5);

@@ -18,6 +18,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleChild } from '../helpers/bundle-child.js';
+import { siblingPool } from './helpers/stack.js';
+import { parsePool, servicesAddress } from '../../controller/runtime/network.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
@@ -32,10 +34,12 @@ const home = mkdtempSync(join(tmpdir(), 'codeb-stack-test-'));
 
 // Only what this test means: no settings/stack/port variables inherited from the caller.
 const env: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => !/^CODEB_(SETTINGS|STACK_|HOME|PG_|REDIS_|S3_|CADDY_|PODMAN_)/.test(k)),
+  Object.entries(process.env).filter(([k]) => !/^CODEB_(SETTINGS|STACK_|HOME|PG_|REDIS_|S3_|CADDY_|PODMAN_|NETWORK_)/.test(k)),
 );
 env.CODEB_HOME = home;
 env.CODEB_STACK_PORT_BASE = String(portBase);
+// Its own services address and subnets: the suite's stack runs beside it.
+env.CODEB_NETWORK_POOL = siblingPool(1);
 
 let cli = '';
 let settings: Settings;
@@ -148,7 +152,7 @@ beforeAll(async () => {
 
 // A second, broken stack for the failure paths.
 const home2 = mkdtempSync(join(tmpdir(), 'codeb-stack-fail-'));
-const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + 200) };
+const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + 200), CODEB_NETWORK_POOL: siblingPool(2) };
 
 afterAll(async () => {
   try {
@@ -264,7 +268,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(pidFiles()).toEqual(firstPids);
     const text = await codeb('stack', 'up');
     expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(/postgres\s+\.\.\. already running \(127\.0\.0\.1:\d+\)/);
+    expect(text.stdout).toMatch(/postgres\s+\.\.\. already running \(127\.0\.0\.1:\d+, \d+\.\d+\.\d+\.\d+:\d+\)/);
     for (const secret of [settings.postgres.password!, settings.redis.password!, settings.storage.secretKey]) {
       expect(r.stdout + r.stderr + text.stdout + text.stderr).not.toContain(secret);
     }
@@ -277,9 +281,12 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     const st = JSON.parse(r.stdout) as { allUp: boolean; parts: { name: string; state: string; address: string; pid?: number }[] };
     expect(st.allUp).toBe(true);
     const by = Object.fromEntries(st.parts.map((p) => [p.name, p]));
-    expect(by.postgres).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 5432}`, pid: firstPids.postgres });
-    expect(by.redis).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 6379}`, pid: firstPids.redis });
-    expect(by.s3).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 9000}`, pid: firstPids.s3 });
+    // Loopback for codeb, the services address (the pool's first address) for containers.
+    const at = settings.network.servicesAddress;
+    expect(at).toBe(servicesAddress(parsePool(env.CODEB_NETWORK_POOL!)));
+    expect(by.postgres).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 5432}, ${at}:${portBase + 5432}`, pid: firstPids.postgres });
+    expect(by.redis).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 6379}, ${at}:${portBase + 6379}`, pid: firstPids.redis });
+    expect(by.s3).toMatchObject({ state: 'up', address: `127.0.0.1:${portBase + 9000}, ${at}:${portBase + 9000}`, pid: firstPids.s3 });
     expect(by.caddy).toMatchObject({ state: 'up', pid: firstPids.caddy });
     expect(by.caddy?.address).toContain(`127.0.0.1:${portBase + 8080}`);
     expect(by.podman).toMatchObject({ state: 'up', address: `unix://${settings.podman.socketPath}`, pid: firstPids.podman });
@@ -351,7 +358,7 @@ describe('codeb stack when something is wrong', () => {
       expect(r.code).toBe(1);
       expect(r.stdout).toMatch(/redis\s+\.\.\. FAILED/);
       expect(r.stdout).toMatch(/podman\s+\.\.\. FAILED/);
-      expect(r.stdout).toMatch(/postgres\s+\.\.\. up \(127\.0\.0\.1:\d+\)/);
+      expect(r.stdout).toMatch(/postgres\s+\.\.\. up \(127\.0\.0\.1:\d+, [\d.]+:\d+\)/);
       expect(r.stderr).toContain(`port ${redisPort} on 127.0.0.1 is in use by another program`);
       expect(r.stderr).toContain(`last lines of ${join(home2, 'stack', 'logs', 'podman.log')}`);
       expect(r.stderr).toContain('bogus'); // podman's own complaint about the storage driver, from its log

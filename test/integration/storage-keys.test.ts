@@ -25,7 +25,7 @@ import { storageUser } from '../../controller/manifest/names.js';
 import type { Settings } from '../../controller/settings.js';
 import { stopStack, upStack } from '../../controller/stack/index.js';
 import { FAST_DEPLOY, Sandbox, describeRun, json, parseEnvFile, type Run } from './helpers/apply.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { siblingPool, stackSettings, uniqueId } from './helpers/stack.js';
 
 const isRoot = process.getuid?.() === 0;
 // Ports 4850-4899 belong to this file; the gateway's stack sits 400 above the test stacks' base.
@@ -91,7 +91,8 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
   const envOf = (id: string) => parseEnvFile(readFileSync(box.envFile(id), 'utf8'));
 
   beforeAll(async () => {
-    const up = await upStack({ ...rgwStack, parts: ['s3'], env: { ...process.env, CODEB_STACK_S3: 'radosgw' } });
+    // A stack of its own beside the suite's: its own network pool too (services address, interface).
+    const up = await upStack({ ...rgwStack, parts: ['s3'], env: { ...process.env, CODEB_STACK_S3: 'radosgw', CODEB_NETWORK_POOL: siblingPool(3) } });
     expect(up.settings.storage.kind).toBe('radosgw');
     settings = box.useSettings({ ...stackSettings(), storage: up.settings.storage });
     admin = new Client({ endPoint: settings.storage.endPoint, port: settings.storage.port, useSSL: false, accessKey: settings.storage.accessKey, secretKey: settings.storage.secretKey, region: settings.storage.region, pathStyle: true });

@@ -6,6 +6,7 @@ import { allocate, DEFAULT_POLICY } from '../../controller/registry/allocate.js'
 import { allocationRequest, recordAllocation } from '../../controller/registry/records.js';
 import { emptyRegistry } from '../../controller/registry/types.js';
 import { desired, ownedResources } from '../../controller/reconcile/desired.js';
+import { serviceUrls } from '../../controller/deploy/bluegreen.js';
 import type { Settings } from '../../controller/settings.js';
 import { readFileSync } from 'node:fs';
 
@@ -16,6 +17,7 @@ const settings: Settings = {
   caddy: { adminUrl: 'http://127.0.0.1:22019', httpPort: 28080, httpsPort: 28443 },
   podman: { socketPath: '/tmp/podman.sock' },
   forwarder: { socketPath: '/tmp/forwarder.sock', routerSocket: '/tmp/router.sock' },
+  network: { pool: '10.99.0.0/16', servicesAddress: '10.99.0.1', interface: 'cbs00000000' },
 };
 
 function deploymentOf(file: string, env?: string) {
@@ -25,6 +27,7 @@ function deploymentOf(file: string, env?: string) {
   const d = resolveDeployment(manifest!, env);
   const doc = emptyRegistry();
   const rec = recordAllocation(doc, d, allocate(doc, allocationRequest(d), DEFAULT_POLICY), '2026-01-01T00:00:00.000Z');
+  rec.subnet = '10.99.0.64/26';
   return { d, rec };
 }
 
@@ -33,6 +36,7 @@ describe('desired state', () => {
     const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
     const rs = desired(d, rec, settings);
     expect(rs.map((r) => r.key)).toEqual([
+      'network.project/codeb-food-delivery-app--production',
       'postgres.role/food_delivery_db_owner',
       'postgres.database/food_delivery_db',
       'redis.slot/2',
@@ -83,8 +87,10 @@ describe('desired state', () => {
     const { d, rec } = deploymentOf('manifests/food-delivery-app.yaml');
     const envFile = desired(d, rec, settings).find((r) => r.kind === 'files.envfile')!;
     const vars = envFile.spec.variables as Record<string, string>;
-    expect(vars.DATABASE_URL).toBe('postgresql://food_delivery_db_owner:${secret:postgres}@127.0.0.1:25432/food_delivery_db');
-    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app--prod:${secret:redis}@127.0.0.1:26379/2');
+    // Containers reach the shared services at the services address, never the host's loopback.
+    expect(vars.DATABASE_URL).toBe('postgresql://food_delivery_db_owner:${secret:postgres}@10.99.0.1:25432/food_delivery_db');
+    expect(vars.REDIS_URL).toBe('redis://codeb-food-delivery-app--prod:${secret:redis}@10.99.0.1:26379/2');
+    expect(vars.S3_ENDPOINT).toBe('http://10.99.0.1:29000');
     expect(vars.S3_SECRET_KEY).toBe('${secret:storageSecretKey}');
     expect(JSON.stringify(envFile.spec)).not.toContain('SK');
   });
@@ -107,7 +113,25 @@ describe('desired state', () => {
 
   it('minimal: no database, cache or storage means only the env file, the route and the release', () => {
     const { d, rec } = deploymentOf('manifests/minimal.yaml');
-    expect(desired(d, rec, settings).map((r) => r.kind)).toEqual(['files.envfile', 'proxy.route', 'runtime.release']);
+    expect(desired(d, rec, settings).map((r) => r.kind)).toEqual(['network.project', 'files.envfile', 'proxy.route', 'runtime.release']);
+  });
+
+  it('the network: the recorded subnet, its gateway and bridge, isolated, owned; the release depends on it', () => {
+    const { d, rec } = deploymentOf('manifests/minimal.yaml');
+    const rs = desired(d, rec, settings);
+    const net = rs.find((r) => r.kind === 'network.project')!;
+    expect(net.spec).toEqual({ subnet: '10.99.0.64/26', gateway: '10.99.0.65', bridge: 'cb0a630040', isolate: true, owner: `${d.projectId}/${d.env}` });
+    expect(rs.find((r) => r.kind === 'runtime.release')!.dependsOn).toContain(net.key);
+    expect(() => desired(d, { ...rec, subnet: undefined }, settings)).toThrow(/no network subnet/);
+    // Destroy removes it after the containers (reverse order: it comes first).
+    expect(ownedResources(d.projectId, rec)[0]!.key).toBe(net.key);
+  });
+
+  it('service URLs point at the services address (entries that answer only this project)', () => {
+    const { d, rec } = deploymentOf('manifests/stock-analysis.yaml');
+    const release = desired(d, rec, settings).find((r) => r.kind === 'runtime.release')!;
+    expect(release.spec.services).toBeDefined();
+    expect(serviceUrls(d, rec, '10.99.0.1').GATEWAY_URL).toBe(`http://10.99.0.1:${rec.ports.gateway!.entry}`);
   });
 
   it('owned resources come from the registry record alone and exclude the shared backup bucket', () => {

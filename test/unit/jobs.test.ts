@@ -48,10 +48,10 @@ describe('pickJobs', () => {
 
 describe('jobSpec', () => {
   it("runs the job's command in the live image of its service, with no port, never restarted, under a name no service can have", () => {
-    const s = jobSpec(d, rec(), d.jobs[0]!, '/secrets/shop.production.env');
+    const s = jobSpec(d, rec(), d.jobs[0]!, '/secrets/shop.production.env', '10.99.0.1');
     expect(s).toMatchObject({ name: 'shop--production--web--green.job-hourly', image: 'localhost/shop:v2', command: ['node', 'hourly.js'], port: null, restart: 'no', envFile: '/secrets/shop.production.env' });
     expect(s.labels).toMatchObject({ 'codeb.project': 'shop', 'codeb.env': 'production', 'codeb.job': 'hourly' });
-    const w = jobSpec(d, rec(), d.jobs[1]!, null);
+    const w = jobSpec(d, rec(), d.jobs[1]!, null, '10.99.0.1');
     expect(w).toMatchObject({ name: 'shop--production--worker--green.job-nightly', image: 'localhost/shop-worker:v1', port: null });
   });
 });

@@ -46,7 +46,7 @@ describe('parseSize', () => {
 });
 
 describe('containerSpec', () => {
-  it('food-delivery web, blue: name, host network, env, limits, labels, health, env file', () => {
+  it('food-delivery web, blue: name, own network, no capabilities, env, limits, labels, health, env file', () => {
     const spec = containerSpec(food, svc(food, 'web'), 'blue', opts({ serviceUrls: { API_URL: 'http://127.0.0.1:4100' } }));
     expect(spec).toMatchObject({
       name: 'food-delivery-app--production--web--blue',
@@ -58,7 +58,8 @@ describe('containerSpec', () => {
       image: 'localhost/codeb-testapp:v1',
       command: null,
       envFile: '/secrets/food.env',
-      network: 'host',
+      network: 'codeb-food-delivery-app--production',
+      security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true },
       port: 3000,
       cpu: 0.5,
       memoryBytes: 268_435_456,
@@ -66,7 +67,7 @@ describe('containerSpec', () => {
       logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
       stopTimeoutSeconds: 10,
     });
-    expect(spec.environment).toEqual({ API_URL: 'http://127.0.0.1:4100', HOST: '127.0.0.1', NODE_ENV: 'production', PORT: '3000', TZ: 'Asia/Seoul' });
+    expect(spec.environment).toEqual({ API_URL: 'http://127.0.0.1:4100', HOST: '0.0.0.0', NODE_ENV: 'production', PORT: '3000', TZ: 'Asia/Seoul' });
     expect(Object.keys(spec.environment)).toEqual(Object.keys(spec.environment).sort());
     expect(spec.labels).toEqual({
       [LABEL.env]: 'production',
@@ -81,10 +82,10 @@ describe('containerSpec', () => {
   });
 
   it('PORT and HOST are the slot\'s even if the manifest or a service URL sets them', () => {
-    const web = { ...svc(food, 'web'), env: { ...svc(food, 'web').env, PORT: '8080', HOST: '0.0.0.0' } };
+    const web = { ...svc(food, 'web'), env: { ...svc(food, 'web').env, PORT: '8080', HOST: '127.0.0.1' } };
     const spec = containerSpec(food, web, 'green', opts({ port: 3001, serviceUrls: { PORT: '1' } }));
     expect(spec.environment.PORT).toBe('3001');
-    expect(spec.environment.HOST).toBe('127.0.0.1');
+    expect(spec.environment.HOST).toBe('0.0.0.0');
   });
 
   it('service URLs override manifest values of the same name', () => {
@@ -137,8 +138,9 @@ describe('spec hash', () => {
   });
 
   it('is stable across runs (a fixed value for a fixed input)', () => {
-    expect(specHash({ image: 'a:1', command: null, environment: { B: '2', A: '1' }, cpu: 1, memoryBytes: 1024, restart: 'always', logs: { maxSizeBytes: 10, maxFiles: 1 } })).toBe(
-      specHash({ logs: { maxFiles: 1, maxSizeBytes: 10 }, restart: 'always', memoryBytes: 1024, cpu: 1, environment: { A: '1', B: '2' }, command: null, image: 'a:1' }),
+    const security = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true };
+    expect(specHash({ image: 'a:1', command: null, environment: { B: '2', A: '1' }, cpu: 1, memoryBytes: 1024, restart: 'always', logs: { maxSizeBytes: 10, maxFiles: 1 }, network: 'n', security })).toBe(
+      specHash({ security, network: 'n', logs: { maxFiles: 1, maxSizeBytes: 10 }, restart: 'always', memoryBytes: 1024, cpu: 1, environment: { A: '1', B: '2' }, command: null, image: 'a:1' }),
     );
     expect(stableJson({ b: [1, { d: 1, c: 2 }], a: 'x' })).toBe('{"a":"x","b":[1,{"c":2,"d":1}]}');
   });

@@ -36,6 +36,7 @@ const FIXTURES = 'test/fixtures/units';
 const UPDATE = process.env.CODEB_UPDATE_GOLDEN === '1';
 const ENV_FILE_DIR = '/opt/codeb/registry/secrets';
 const VERSION = '2026.01.15-abc1234';
+const SERVICES_ADDRESS = '10.99.0.1';
 
 function deploymentOf(file: string): Deployment {
   const loaded = parseManifest(readFileSync(file, 'utf8'), file);
@@ -53,8 +54,8 @@ function specsOf(file: string): ContainerSpec[] {
   const { ports } = allocate(emptyRegistry('2026-01-01T00:00:00.000Z'), allocationRequest(d), DEFAULT_POLICY);
   const rec = { ports } as unknown as EnvironmentRecord;
   const envFile = `${ENV_FILE_DIR}/${d.projectId}.${d.env}.env`;
-  const blue = specsFor(d, rec, 'blue', envFile, VERSION);
-  const green = specsFor(d, rec, 'green', envFile, VERSION);
+  const blue = specsFor(d, rec, 'blue', envFile, VERSION, SERVICES_ADDRESS);
+  const green = specsFor(d, rec, 'green', envFile, VERSION, SERVICES_ADDRESS);
   return blue.flatMap((b, i) => [b, green[i]!]);
 }
 
@@ -231,9 +232,13 @@ describe('plain systemd unit', () => {
     }
   });
 
-  it('the argv carries host networking, the env file, limits, labels and the command', () => {
+  it('the argv carries the own network, the loopback-only port, no capabilities, the env file, limits, labels and the command', () => {
     const argv = podmanRunArgv(hostileSpec);
-    expect(argv.slice(0, 5)).toEqual(['/usr/bin/podman', 'run', '--rm', '--name=food-delivery-app--production--web--blue', '--network=host']);
+    expect(argv.slice(0, 5)).toEqual(['/usr/bin/podman', 'run', '--rm', '--name=food-delivery-app--production--web--blue', '--network=codeb-food-delivery-app--production']);
+    expect(argv).toContain(`--publish=127.0.0.1:${hostileSpec.port}:${hostileSpec.port}`);
+    expect(argv).toContain('--cap-drop=all');
+    expect(argv).toContain('--security-opt=no-new-privileges');
+    expect(argv.some((a) => a.startsWith('--cap-add'))).toBe(false);
     expect(argv).toContain('--env-file=/opt/codeb/registry/secrets dir/food delivery.env');
     expect(argv).toContain('--cpus=0.5');
     expect(argv).toContain('--memory=256m');
@@ -305,7 +310,7 @@ describe('plain systemd unit', () => {
         const pairs = (flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []));
         expect(argv.slice(0, 2)).toEqual(['/usr/bin/podman', 'run']);
         expect(argv).toContain(`--name=${spec.name}`);
-        expect(argv).toContain('--network=host');
+        expect(argv).toContain(`--network=${spec.network}`);
         // (Quadlet writes variables and labels sorted by name.)
         expect(pairs('--env')).toEqual(Object.entries(spec.environment).map(([k, v]) => `${k}=${v}`).sort());
         expect(pairs('--label')).toEqual(Object.entries(spec.labels).map(([k, v]) => `${k}=${v}`).sort());

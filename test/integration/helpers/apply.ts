@@ -23,6 +23,7 @@ import { LABEL } from '../../../controller/runtime/types.js';
 import { placeholderRecord } from '../../helpers/records.js';
 import type { Settings } from '../../../controller/settings.js';
 import { ForwarderClient } from '../../../controller/deploy/forwarder-client.js';
+import { networkRangeFor } from './stack.js';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -101,8 +102,9 @@ export class Sandbox {
   constructor(
     name: string,
     /** Environment for every command (e.g. CODEB_PORT_RANGE so test files never share ports). */
-    readonly env: NodeJS.ProcessEnv = {},
+    public env: NodeJS.ProcessEnv = {},
   ) {
+    if (env.CODEB_PORT_RANGE && !env.CODEB_NETWORK_RANGE) this.env = { ...env, CODEB_NETWORK_RANGE: networkRangeFor(env.CODEB_PORT_RANGE) };
     this.dir = mkdtempSync(join(tmpdir(), `codeb-${name}-`));
     this.registry = join(this.dir, 'registry', 'projects.json');
     this.secretsDir = join(this.dir, 'registry', 'secrets');

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { PodmanApiRuntime } from '../../../controller/runtime/podman-api.js';
 import type { EnvironmentRecord, RegistryDocument } from '../../../controller/registry/types.js';
 import type { Settings } from '../../../controller/settings.js';
-import { privateProxyPair, stackSettings } from './stack.js';
+import { networkRangeFor, privateProxyPair, stackSettings } from './stack.js';
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cliPath = join(repo, 'bin', 'codeb.js');
@@ -42,7 +42,7 @@ export class DeployEnv {
   private readonly env: NodeJS.ProcessEnv;
 
   constructor(portRange: string, extraEnv: NodeJS.ProcessEnv = {}) {
-    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, NO_COLOR: '1', ...extraEnv };
+    this.env = { ...process.env, CODEB_PORT_RANGE: portRange, CODEB_NETWORK_RANGE: networkRangeFor(portRange), NO_COLOR: '1', ...extraEnv };
   }
 
   private stopProxy?: () => Promise<void>;

@@ -4,6 +4,32 @@
  */
 import { createServer } from 'node:net';
 import { loadSettings, type Settings } from '../../../controller/settings.js';
+import { DEFAULT_NETWORK_POOL, formatCidr, parsePool } from '../../../controller/runtime/network.js';
+
+/**
+ * A network pool for a test's own extra stack: the i-th block of the same size after the
+ * suite's pool (CODEB_NETWORK_POOL), so two stacks never share a services address or a subnet.
+ */
+export function siblingPool(i: number): string {
+  // A /25 (the smallest pool) counted back from the end of the suite's pool, far from the
+  // project networks that networkRangeFor hands the test files from its start.
+  const pool = parsePool(process.env.CODEB_NETWORK_POOL || DEFAULT_NETWORK_POOL);
+  return formatCidr({ base: pool.base + 2 ** (32 - pool.prefix) - i * 128, prefix: 25 });
+}
+
+/**
+ * CODEB_NETWORK_RANGE for a test file, from its CODEB_PORT_RANGE: separate registries do not know
+ * each other's subnets (as with ports), so each file allocates project networks from a /23 of
+ * its own (8 networks) inside the stack's pool: block 1 + (first port - 3000) / 50.
+ */
+export function networkRangeFor(portRange: string): string {
+  const pool = parsePool(stackSettings().network.pool);
+  const start = Number(portRange.split('-')[0]);
+  const block = 1 + Math.floor((start - 3000) / 50);
+  const base = pool.base + block * 512;
+  if (base + 512 > pool.base + 2 ** (32 - pool.prefix) - 256) throw new Error(`The stack's network pool ${stackSettings().network.pool} is too small for the test files' ranges: use a /17 or larger (CODEB_NETWORK_POOL).`);
+  return formatCidr({ base, prefix: 23 });
+}
 
 export function stackSettings(): Settings {
   try {

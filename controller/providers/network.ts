@@ -1,0 +1,149 @@
+/**
+ * Project networks: one Podman bridge network per project and environment
+ * (`network.project/<networkName>`), created with `isolate=true` so no other project's network can
+ * reach it, on the subnet the registry holds and a bridge name derived from it. Labelled with its
+ * owner; a network of the same name that another deployment (or nobody) owns is a `blocked`
+ * action, never taken over. Talks to Podman's own (libpod) API on the same socket as the runtime:
+ * the Docker-compatible API cannot set the bridge name or the isolate option.
+ */
+import { request } from 'node:http';
+import { CodebError, ServiceUnavailableError } from '../errors.js';
+import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
+import { LABEL } from '../runtime/types.js';
+
+export interface NetworkSpec extends Record<string, unknown> {
+  subnet: string;
+  gateway: string;
+  /** The Linux bridge (names are global on the machine, so codeb picks them: runtime/network.ts). */
+  bridge: string;
+  /** Traffic to and from other isolated networks is dropped (Podman's isolate option). */
+  isolate: boolean;
+  /** <project>/<env>, from the owner labels. */
+  owner: string;
+}
+
+interface LibpodNetwork {
+  name: string;
+  network_interface?: string;
+  subnets?: Array<{ subnet: string; gateway?: string }>;
+  options?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+const API = '/v4.0.0/libpod';
+
+export class NetworkProvider implements Provider {
+  readonly system = 'network' as const;
+
+  constructor(private readonly socketPath: string) {}
+
+  private call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+    return new Promise((resolve, reject) => {
+      const data = body === undefined ? undefined : JSON.stringify(body);
+      const req = request(
+        { socketPath: this.socketPath, method, path: `${API}${path}`, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => {
+            let json: unknown = null;
+            try {
+              json = text ? JSON.parse(text) : null;
+            } catch {
+              json = { message: text.slice(0, 300) };
+            }
+            resolve({ status: res.statusCode ?? 0, json });
+          });
+        },
+      );
+      req.setTimeout(30_000, () => req.destroy(new Error('no answer within 30 s')));
+      req.on('error', (err) => reject(new ServiceUnavailableError('Podman API', this.socketPath, err, 'codeb stack up')));
+      if (data) req.write(data);
+      req.end();
+    });
+  }
+
+  async inspect(name: string): Promise<LibpodNetwork | null> {
+    const r = await this.call('GET', `/networks/${encodeURIComponent(name)}/json`);
+    if (r.status === 404) return null;
+    if (r.status !== 200) throw new CodebError(`Cannot inspect Podman network ${name}: ${message(r.json)}`);
+    return r.json as LibpodNetwork;
+  }
+
+  /** Subnets of every Podman network but `except` (another registry's, or not codeb's at all). */
+  async subnetsInUse(except: string): Promise<string[]> {
+    const r = await this.call('GET', '/networks/json');
+    if (r.status !== 200) throw new CodebError(`Cannot list Podman networks: ${message(r.json)}`);
+    return (r.json as LibpodNetwork[]).filter((n) => n.name !== except).flatMap((n) => (n.subnets ?? []).map((x) => x.subnet));
+  }
+
+  async observe(resources: Resource[]): Promise<Observed[]> {
+    const out: Observed[] = [];
+    for (const r of resources) {
+      const n = await this.inspect(r.name);
+      if (!n) {
+        out.push({ key: r.key, exists: false });
+        continue;
+      }
+      const labels = n.labels ?? {};
+      const owner = labels[LABEL.managed] === 'true' ? `${labels[LABEL.project] ?? '?'}/${labels[LABEL.env] ?? '?'}` : null;
+      const want = (r.spec as Partial<NetworkSpec>).owner;
+      const spec: NetworkSpec = {
+        subnet: n.subnets?.[0]?.subnet ?? '',
+        gateway: n.subnets?.[0]?.gateway ?? '',
+        bridge: n.network_interface ?? '',
+        isolate: n.options?.isolate === 'true',
+        owner: owner ?? '(not codeb)',
+      };
+      // Apply and destroy both name the owner: a network that is not theirs is never taken or removed.
+      const conflict = want && owner !== want ? `Podman network ${r.name} exists but belongs to ${owner ?? 'something that is not codeb'}; codeb does not take it over` : undefined;
+      out.push({ key: r.key, exists: true, spec, ...(conflict ? { conflict } : {}) });
+    }
+    return out;
+  }
+
+  async execute(a: Action, ctx: ExecContext): Promise<void> {
+    if (a.op === 'delete') {
+      await this.remove(a.name);
+      ctx.progress('removed');
+      return;
+    }
+    if (a.op !== 'create' && a.op !== 'update') return;
+    const spec = a.resource.spec as NetworkSpec;
+    // A subnet cannot change in place: the network is made again (Podman refuses while containers use it).
+    if (a.op === 'update') await this.remove(a.name);
+    const [project, env] = spec.owner.split('/');
+    const r = await this.call('POST', '/networks/create', {
+      name: a.name,
+      driver: 'bridge',
+      network_interface: spec.bridge,
+      subnets: [{ subnet: spec.subnet, gateway: spec.gateway }],
+      options: spec.isolate ? { isolate: 'true' } : {},
+      labels: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.env]: env },
+      dns_enabled: false,
+      internal: false,
+    });
+    if (r.status !== 200 && r.status !== 201) {
+      throw new CodebError(`Cannot create Podman network ${a.name} (${spec.subnet}, bridge ${spec.bridge}): ${message(r.json)}`, {
+        hint: 'Another network on this machine may use that subnet or bridge: see `ip addr`, and give codeb a pool of its own (CODEB_NETWORK_POOL, docs/stack.md).',
+      });
+    }
+    ctx.progress(`${spec.subnet}, bridge ${spec.bridge}, isolated`);
+  }
+
+  async remove(name: string): Promise<void> {
+    const r = await this.call('DELETE', `/networks/${encodeURIComponent(name)}`);
+    if (r.status === 200 || r.status === 204 || r.status === 404) return;
+    throw new CodebError(`Cannot remove Podman network ${name}: ${message(r.json)}`, {
+      hint: 'Containers still use it: remove them first (`codeb destroy` removes the containers before the network).',
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+function message(json: unknown): string {
+  const j = json as { message?: string; cause?: string } | null;
+  return String(j?.message ?? j?.cause ?? 'no answer').trim();
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { bridgeName, chooseSubnet, formatCidr, gatewayOf, inCidr, parseCidr, parsePool, projectSubnets, servicesAddress, servicesInterfaceName } from '../../controller/runtime/network.js';
+import { hbaConf } from '../../controller/stack/postgres.js';
+
+describe('network pool arithmetic', () => {
+  it.each([
+    ['10.99.0.0/16', 16],
+    ['10.231.0.0/17', 17],
+    ['172.30.4.0/25', 25],
+  ])('parses %s', (text, prefix) => {
+    expect(parsePool(text).prefix).toBe(prefix);
+    expect(formatCidr(parsePool(text))).toBe(text);
+  });
+
+  it.each([
+    ['10.99.0.1/16', /host bits are set \(did you mean 10\.99\.0\.0\/16\?\)/],
+    ['10.99.0.0', /expected an IPv4 CIDR/],
+    ['10.299.0.0/16', /expected an IPv4 CIDR/],
+    ['10.0.0.0/7', /between a \/8 and a \/25/],
+    ['10.0.0.0/26', /between a \/8 and a \/25/],
+    ['fd00::/64', /expected an IPv4 CIDR/],
+  ])('refuses %s', (text, message) => {
+    expect(() => parsePool(text)).toThrow(message);
+  });
+
+  it('services address, subnets, gateway and bridge names derive from the pool', () => {
+    const pool = parsePool('10.99.0.0/24');
+    expect(servicesAddress(pool)).toBe('10.99.0.1');
+    // The first /26 holds the services address and is never handed out.
+    expect(projectSubnets(pool)).toEqual(['10.99.0.64/26', '10.99.0.128/26', '10.99.0.192/26']);
+    expect(gatewayOf('10.99.0.64/26')).toBe('10.99.0.65');
+    expect(bridgeName('10.99.0.64/26')).toBe('cb0a630040');
+    expect(bridgeName('10.99.0.64/26').length).toBeLessThanOrEqual(15);
+    expect(servicesInterfaceName('/a/stack')).toMatch(/^cbs[0-9a-f]{8}$/);
+    expect(servicesInterfaceName('/a/stack')).not.toBe(servicesInterfaceName('/b/stack'));
+  });
+
+  it('inCidr: IPv4 and IPv4-mapped IPv6 sources, nothing else', () => {
+    const c = parseCidr('10.99.0.64/26');
+    expect(inCidr('10.99.0.66', c)).toBe(true);
+    expect(inCidr('::ffff:10.99.0.127', c)).toBe(true);
+    expect(inCidr('10.99.0.128', c)).toBe(false);
+    expect(inCidr('10.99.0.63', c)).toBe(false);
+    expect(inCidr('::1', c)).toBe(false);
+    expect(inCidr('', c)).toBe(false);
+  });
+});
+
+describe('chooseSubnet', () => {
+  const pool = parsePool('10.99.0.0/24');
+  it('keeps a subnet the deployment has, else the first free one', () => {
+    expect(chooseSubnet(pool, '10.99.0.192/26', ['10.99.0.192/26'])).toBe('10.99.0.192/26');
+    expect(chooseSubnet(pool, null, [])).toBe('10.99.0.64/26');
+    expect(chooseSubnet(pool, null, ['10.99.0.64/26'])).toBe('10.99.0.128/26');
+    // A subnet outside the (new) pool is replaced.
+    expect(chooseSubnet(pool, '10.1.0.0/26', [])).toBe('10.99.0.64/26');
+  });
+  it('a range narrows the choice and must lie inside the pool', () => {
+    expect(chooseSubnet(pool, null, [], parseCidr('10.99.0.128/25'))).toBe('10.99.0.128/26');
+    expect(chooseSubnet(pool, null, [], parseCidr('10.99.0.0/25'))).toBe('10.99.0.64/26'); // never the services /26
+    expect(() => chooseSubnet(pool, null, [], parseCidr('10.98.0.0/24'))).toThrow(/not inside the pool/);
+  });
+  it('an exhausted pool says so and what to do', () => {
+    expect(() => chooseSubnet(pool, null, projectSubnets(pool))).toThrow(/No free project network left in 10\.99\.0\.0\/24/);
+  });
+});
+
+describe('Postgres access rules', () => {
+  it('the superuser is rejected from the container pool before any password rule', () => {
+    const lines = hbaConf('10.99.0.0/16').split('\n').filter((l) => l.includes('10.99.0.0/16'));
+    expect(lines[0]).toMatch(/^host\s+all\s+codeb\s+10\.99\.0\.0\/16\s+reject$/);
+    expect(lines[1]).toMatch(/^host\s+all\s+all\s+10\.99\.0\.0\/16\s+scram-sha-256$/);
+  });
+});
