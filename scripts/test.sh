@@ -17,6 +17,9 @@ mkdir -p "$CODEB_HOME"
 read -r base tbase move < <(node scripts/lib/stack-ports.mjs test-bases "$CODEB_HOME")
 if [ "$move" = move ]; then node bin/codeb.js stack down >/dev/null; fi
 export CODEB_STACK_PORT_BASE="$base" CODEB_TEST_STACK_PORT_BASE="$tbase"
+# The tests' own container network pool, never the demo's (10.99.0.0/16): two stacks on one pool
+# would share the services address and project subnets. CODEB_NETWORK_POOL wins when set.
+export CODEB_NETWORK_POOL="${CODEB_NETWORK_POOL:-10.98.0.0/16}"
 node bin/codeb.js stack up
 # Test images (no registry is reachable): built into the stack's Podman, skipped when up to date.
 bash scripts/build-test-images.sh
