@@ -40,6 +40,7 @@ export interface ServiceSpec {
   resources?: ServiceResources;
   replicas?: number;
   restart?: 'always' | 'on-failure' | 'no';
+  readOnlyRootfs?: boolean;
   healthCheck?: HealthCheckSpec;
   dependsOn?: string[];
   release?: { command: string[]; timeout?: Duration };
@@ -123,6 +124,8 @@ export interface ResolvedService {
   memory: string;
   replicas: number;
   restart: 'always' | 'on-failure' | 'no';
+  /** Read-only root filesystem with a writable tmpfs at /tmp. */
+  readOnlyRootfs: boolean;
   healthCheck: ResolvedHealthCheck;
   dependsOn: string[];
   release: { command: string[]; timeoutMs: number } | null;

@@ -18,7 +18,7 @@ import type Docker from 'dockerode';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import { parseEnvFile } from '../providers/files.js';
 import { redactText, registerSecret } from '../redact.js';
-import { LABEL, type ContainerSpec, type ContainerState, type Runtime } from './types.js';
+import { LABEL, READ_ONLY_TMPFS, type ContainerSpec, type ContainerState, type Runtime } from './types.js';
 
 /** Exit code reported when exec or runOnce runs out of time (as coreutils `timeout` does). */
 export const TIMEOUT_EXIT_CODE = 124;
@@ -179,6 +179,7 @@ export class PodmanApiRuntime implements Runtime {
         CapDrop: spec.security.capDrop,
         ...(spec.security.capAdd.length ? { CapAdd: spec.security.capAdd } : {}),
         SecurityOpt: spec.security.noNewPrivileges ? ['no-new-privileges'] : [],
+        ...(spec.security.readOnlyRootfs ? { ReadonlyRootfs: true, Tmpfs: { [READ_ONLY_TMPFS]: '' } } : {}),
         NanoCpus: Math.round(spec.cpu * 1e9),
         Memory: spec.memoryBytes,
         RestartPolicy: { Name: restart, MaximumRetryCount: restart === 'on-failure' ? 5 : 0 },

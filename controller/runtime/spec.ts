@@ -37,7 +37,7 @@ export const APP_HOST = '0.0.0.0';
  * without NET_RAW no raw socket can sniff or forge traffic) and no privilege gain through setuid
  * binaries. One set for every driver (Podman API, Quadlet, plain units).
  */
-export const CONTAINER_SECURITY: ContainerSpec['security'] = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true };
+export const CONTAINER_SECURITY: Omit<ContainerSpec['security'], 'readOnlyRootfs'> = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true };
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -86,13 +86,15 @@ export function stableJson(value: unknown): string {
 
 /**
  * sha256 of what decides whether a container must be replaced when the manifest changes: image,
- * command, environment, cpu, memory, restart policy and log settings. PORT is left out (it is the
+ * command, environment, cpu, memory, restart policy, log settings, network and privileges. PORT is left out (it is the
  * slot's, not the manifest's), so the same manifest hashes alike on blue and green; the env file's
  * contents are left out too (secrets never go into a label, not even hashed).
  */
 export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs' | 'network' | 'security'>): string {
   const { PORT: _port, ...environment } = s.environment;
-  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: s.security };
+  // readOnlyRootfs enters the hash only when on, so containers made before the field keep their hash.
+  const { readOnlyRootfs, ...security } = s.security;
+  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: readOnlyRootfs ? s.security : security };
   return createHash('sha256').update(stableJson(material)).digest('hex');
 }
 
@@ -138,7 +140,7 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     restart: service.restart,
     logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`), maxFiles: service.logs.maxFiles },
     network: networkName(d.projectId, d.env),
-    security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges },
+    security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges, readOnlyRootfs: service.readOnlyRootfs },
   };
   const name = containerName(d.projectId, d.env, service.name, slot);
   const labels: Record<string, string> = {

@@ -32,8 +32,11 @@ export interface ContainerSpec {
    * null for workers.
    */
   port: number | null;
-  /** Capabilities dropped (all) and added back (none for a web app); no-new-privileges always. */
-  security: { capDrop: string[]; capAdd: string[]; noNewPrivileges: boolean };
+  /**
+   * Capabilities dropped (all) and added back (none for a web app); no-new-privileges always;
+   * a read-only root filesystem (with a writable tmpfs at READ_ONLY_TMPFS) when the service asks.
+   */
+  security: { capDrop: string[]; capAdd: string[]; noNewPrivileges: boolean; readOnlyRootfs: boolean };
   cpu: number;
   memoryBytes: number;
   restart: 'always' | 'on-failure' | 'no';
@@ -74,6 +77,9 @@ export interface Runtime {
   logsTail(name: string, lines: number): Promise<string>;
   close(): Promise<void>;
 }
+
+/** The one writable path (a tmpfs) of a container whose root filesystem is read-only. */
+export const READ_ONLY_TMPFS = '/tmp';
 
 export const LABEL = {
   managed: 'codeb.managed',

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CodebError, EXIT } from '../errors.js';
-import type { ContainerSpec } from './types.js';
+import { READ_ONLY_TMPFS, type ContainerSpec } from './types.js';
 
 export type UnitKind = 'quadlet' | 'systemd';
 
@@ -190,6 +190,7 @@ export function podmanOptionGroups(spec: ContainerSpec): string[][] {
       ...spec.security.capDrop.map((c) => `--cap-drop=${c.toLowerCase()}`),
       ...spec.security.capAdd.map((c) => `--cap-add=${c.toLowerCase()}`),
       ...(spec.security.noNewPrivileges ? ['--security-opt=no-new-privileges'] : []),
+      ...(spec.security.readOnlyRootfs ? ['--read-only', `--tmpfs=${READ_ONLY_TMPFS}`] : []),
     ],
     [`--cpus=${spec.cpu}`, `--memory=${podmanMemory(spec.memoryBytes)}`],
     // k8s-file keeps `podman logs` working and rotates at max-size; Podman keeps one file

@@ -81,6 +81,7 @@ describe('resolveDeployment: defaults', () => {
           memory: '512Mi',
           replicas: 1,
           restart: 'always',
+          readOnlyRootfs: false,
           healthCheck: { kind: 'http', path: '/api/health', expectStatus: 200, command: [], timeoutMs: 500, intervalMs: 1000, successes: 3, startPeriodMs: 0 },
           dependsOn: [],
           release: null,
@@ -348,6 +349,7 @@ const DEFAULT_CHECKS: Record<string, DefaultCheck & { unit?: 'duration' }> = {
   '/$defs/service/properties/type': { key: '', resolved: (d) => web(d).type },
   '/$defs/service/properties/replicas': { key: 'replicas', resolved: (d) => web(d).replicas },
   '/$defs/service/properties/restart': { key: 'restart', resolved: (d) => web(d).restart },
+  '/$defs/service/properties/readOnlyRootfs': { key: 'readOnlyRootfs', resolved: (d) => web(d).readOnlyRootfs },
   '/$defs/service/properties/release/properties/timeout': {
     key: 'releaseTimeout',
     unit: 'duration',

@@ -59,7 +59,7 @@ describe('containerSpec', () => {
       command: null,
       envFile: '/secrets/food.env',
       network: 'codeb-food-delivery-app--production',
-      security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true },
+      security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
       port: 3000,
       cpu: 0.5,
       memoryBytes: 268_435_456,
@@ -106,6 +106,22 @@ describe('containerSpec', () => {
     expect(worker.healthCheck).toMatchObject({ kind: 'command', command: ['celery', '-A', 'tasks', 'inspect', 'ping'], timeoutMs: 5000, startPeriodMs: 20_000 });
   });
 
+  it('readOnlyRootfs from the manifest: off by default, on when the service sets it', () => {
+    expect(containerSpec(food, svc(food, 'web'), 'blue', opts()).security.readOnlyRootfs).toBe(false);
+    const text = readFileSync('manifests/food-delivery-app.yaml', 'utf8').replace(/(\n  web:\n    type: web\n)/, '$1    readOnlyRootfs: true\n');
+    const { manifest, issues } = validateLoaded(parseManifest(text, 'read-only.yaml'));
+    expect(issues).toEqual([]);
+    const d = resolveDeployment(manifest!);
+    const spec = containerSpec(d, svc(d, 'web'), 'blue', opts());
+    expect(spec.security).toEqual({ capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: true });
+  });
+
+  it('refuses a readOnlyRootfs that is not a boolean', () => {
+    const text = readFileSync('manifests/food-delivery-app.yaml', 'utf8').replace(/(\n  web:\n    type: web\n)/, '$1    readOnlyRootfs: "yes"\n');
+    const { issues } = validateLoaded(parseManifest(text, 'read-only.yaml'));
+    expect(issues.map((i) => i.path)).toContain('/services/web/readOnlyRootfs');
+  });
+
   it('log rotation and limits from the stock-analysis manifest', () => {
     const gw = containerSpec(stock, svc(stock, 'gateway'), 'blue', opts({ port: 3310 }));
     expect(gw.logs).toEqual({ maxSizeBytes: 20_000_000, maxFiles: 5 });
@@ -137,8 +153,14 @@ describe('spec hash', () => {
     expect(hashOf(green)).toBe(hashOf(blue));
   });
 
+  it('leaves readOnlyRootfs out while it is off, so containers made before the field keep their hash', () => {
+    const spec = base();
+    const { readOnlyRootfs: _off, ...before } = spec.security;
+    expect(hashOf(spec)).toBe(specHash({ ...spec, security: before as typeof spec.security }));
+  });
+
   it('is stable across runs (a fixed value for a fixed input)', () => {
-    const security = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true };
+    const security = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false };
     expect(specHash({ image: 'a:1', command: null, environment: { B: '2', A: '1' }, cpu: 1, memoryBytes: 1024, restart: 'always', logs: { maxSizeBytes: 10, maxFiles: 1 }, network: 'n', security })).toBe(
       specHash({ security, network: 'n', logs: { maxFiles: 1, maxSizeBytes: 10 }, restart: 'always', memoryBytes: 1024, cpu: 1, environment: { A: '1', B: '2' }, command: null, image: 'a:1' }),
     );
@@ -154,6 +176,7 @@ describe('spec hash', () => {
     ['restart', { restart: 'on-failure' as const }],
     ['log size', { logs: { maxSize: '20M', maxFiles: 3 } }],
     ['log files', { logs: { maxSize: '10M', maxFiles: 5 } }],
+    ['a read-only root filesystem', { readOnlyRootfs: true }],
   ])('changes with %s', (_, change) => {
     const changed = containerSpec(food, { ...svc(food, 'web'), ...change }, 'blue', opts());
     expect(hashOf(changed)).not.toBe(hashOf(base()));

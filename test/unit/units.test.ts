@@ -99,11 +99,25 @@ describe('golden units', () => {
     golden(`${green.name}.container`, renderQuadlet(green).content);
   });
 
+  // No example manifest turns readOnlyRootfs on; food-delivery web with it on, both unit kinds.
+  const readOnly = ALL.find((s) => s.name === 'food-delivery-app--production--web--blue')!;
+  const readOnlySpec: ContainerSpec = { ...readOnly, name: 'read-only--production--web--blue', security: { ...readOnly.security, readOnlyRootfs: true } };
+  it('a service with readOnlyRootfs: read-only root, a tmpfs at /tmp', () => {
+    const quadlet = renderQuadlet(readOnlySpec).content;
+    expect(quadlet).toContain('--read-only --tmpfs=/tmp');
+    expect(podmanRunArgv(readOnlySpec)).toEqual(expect.arrayContaining(['--read-only', '--tmpfs=/tmp']));
+    expect(podmanRunArgv(readOnly)).not.toContain('--read-only');
+    golden(`${readOnlySpec.name}.container`, quadlet);
+    golden(`${readOnlySpec.name}.service`, renderSystemdUnit(readOnlySpec).content);
+  });
+
   it('the fixture folder holds nothing but these files', () => {
     if (UPDATE) return;
     const expected = [
       ...ALL.filter((s) => s.slot === 'blue').flatMap((s) => [`${s.name}.container`, `${s.name}.service`]),
       'food-delivery-app--production--web--green.container',
+      'read-only--production--web--blue.container',
+      'read-only--production--web--blue.service',
     ].sort();
     expect(readdirSync(FIXTURES).sort()).toEqual(expected);
   });
@@ -226,7 +240,7 @@ describe('plain systemd unit', () => {
   }
 
   it('ExecStart parses back to exactly the podman run argv', () => {
-    for (const spec of [...ALL, hostileSpec]) {
+    for (const spec of [...ALL, hostileSpec, { ...hostileSpec, security: { ...hostileSpec.security, readOnlyRootfs: true } }]) {
       const unit = renderSystemdUnit(spec).content;
       expect(parseExecLine(execStartOf(unit))).toEqual(podmanRunArgv(spec));
     }
