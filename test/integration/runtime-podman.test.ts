@@ -4,7 +4,8 @@
  * on its slot port published on 127.0.0.1 (reaching the stack's Postgres and Redis at the services
  * address through the env file), runs without capabilities, carries its labels,
  * is found by labels, runs commands, runs release commands to completion, shows a crash loop,
- * is removed idempotently, and no env-file secret reaches an error or an output codeb returns.
+ * is removed idempotently, runs on a read-only root when asked, and no env-file secret reaches an
+ * error or an output codeb returns.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,6 +69,11 @@ services:
     image: ${IMAGE}
     command: ["node", "/app/app.js", "--worker"]
     restart: always
+  readonly:
+    type: worker
+    image: ${IMAGE}
+    command: ["node", "/app/app.js", "--worker"]
+    readOnlyRootfs: true
 `;
   const loaded = parseManifest(text, 'runtime-test.yaml');
   const { manifest, issues } = validateLoaded(loaded);
@@ -76,7 +82,7 @@ services:
 }
 
 
-async function specFor(service: 'web' | 'worker', slot: Slot, extraEnv: Record<string, string> = {}): Promise<ContainerSpec> {
+async function specFor(service: 'web' | 'worker' | 'readonly', slot: Slot, extraEnv: Record<string, string> = {}): Promise<ContainerSpec> {
   const d = deployment();
   const s = d.services.find((x) => x.name === service)!;
   const port = s.type === 'worker' ? null : await freePort();
@@ -259,6 +265,29 @@ describe('PodmanApiRuntime (real Podman API)', () => {
     expect((await rt.inspect(spec.name))!.running).toBe(true);
     expect((await rt.list({ [LABEL.project]: project })).map((c) => c.name)).toContain(spec.name);
     await rt.remove(spec.name, 2);
+  });
+
+  it('readOnlyRootfs: the root filesystem refuses writes (EROFS), /tmp (a tmpfs) takes them; without it the root is writable', async () => {
+    const write = (name: string, path: string) =>
+      rt.exec(name, ['node', '-e', `try { require("fs").writeFileSync(${JSON.stringify(path)}, "x"); console.log("ok") } catch (e) { console.log(e.code) }`], 10_000);
+    const ro = await specFor('readonly', 'blue');
+    expect(ro.security.readOnlyRootfs).toBe(true);
+    expect((await rt.start(ro)).running).toBe(true);
+    const rw = await specFor('worker', 'blue');
+    expect(rw.security.readOnlyRootfs).toBe(false);
+    expect((await rt.start(rw)).running).toBe(true);
+    try {
+      // /app belongs to the image's user (root, uid 0), so only the read-only mount can refuse it.
+      expect(await write(ro.name, '/app/probe')).toEqual({ exitCode: 0, output: 'EROFS\n' });
+      expect(await write(ro.name, '/tmp/probe')).toEqual({ exitCode: 0, output: 'ok\n' });
+      expect(await write(rw.name, '/app/probe')).toEqual({ exitCode: 0, output: 'ok\n' });
+      const mounts = await rt.exec(ro.name, ['node', '-e', 'process.stdout.write(require("fs").readFileSync("/proc/mounts","utf8"))'], 10_000);
+      expect(mounts.output).toMatch(/^overlay \/ overlay ro,/m);
+      expect(mounts.output).toMatch(/^tmpfs \/tmp tmpfs rw,/m);
+    } finally {
+      await rt.remove(ro.name, 0);
+      await rt.remove(rw.name, 0);
+    }
   });
 
   it('env-file secrets never reach an error, a log line or an output codeb returns', async () => {
