@@ -80,8 +80,9 @@ const radosgw: Pick<Part, 'prepare' | 'launch' | 'probe'> = {
     return {
       command: command!,
       // -d: foreground, log to stderr (the part's log file). Only the S3 API: dbstore has no user
-      // admin REST API, and swift/sts/iam/notifications are not offered to tenants.
-      args: [...args, '-d', '-f', '--rgw_enable_apis=s3', `--rgw_frontends=beast endpoint=${LOOPBACK}:${ctx.ports.s3}`],
+      // admin REST API, and swift/sts/iam/notifications are not offered to tenants. Beast takes
+      // several endpoint= entries: loopback for codeb, the services address for containers.
+      args: [...args, '-d', '-f', '--rgw_enable_apis=s3', `--rgw_frontends=beast endpoint=${LOOPBACK}:${ctx.ports.s3} endpoint=${ctx.network.servicesAddress}:${ctx.ports.s3}`],
       env: baseEnv(ctx.env),
       cwd: ctx.paths.s3.root,
     };
@@ -107,8 +108,8 @@ export const s3Part: Part = {
   stopSignal: 'SIGTERM',
   // Both answer within a second or two; the wait ends as soon as the probe succeeds.
   startTimeoutMs: 60_000,
-  // s3rver also listens on the services address (containers); radosgw does not yet (loopback only).
-  address: (ctx) => (ctx.s3Kind === 'radosgw' ? `${LOOPBACK}:${ctx.ports.s3}` : `${LOOPBACK}:${ctx.ports.s3}, ${ctx.network.servicesAddress}:${ctx.ports.s3}`),
+  // Both listen on loopback (codeb) and on the services address (containers).
+  address: (ctx) => `${LOOPBACK}:${ctx.ports.s3}, ${ctx.network.servicesAddress}:${ctx.ports.s3}`,
   tcpPorts: (ctx) => [ctx.ports.s3],
   prepare: (ctx) => impl(ctx).prepare(ctx),
   launch: (ctx) => impl(ctx).launch(ctx),

@@ -8,6 +8,7 @@
  * - A second apply is a no-op; a user removed behind codeb's back is planned again.
  * - destroy --delete-data removes A's user: its key stops working.
  * - Public read and the owner grant share one bucket policy; the backup bucket keeps no expiry rule.
+ * - The gateway also answers at its stack's services address (where containers reach it).
  * - No key is ever printed.
  * - On the s3rver stack (no users) apply and registry inspect say plainly that the key is shared.
  *
@@ -86,6 +87,7 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
   let settings: Settings;
   let admin: Client;
   let rgwAdmin: RgwAdmin;
+  let rgwServicesAddress: string;
   const clientFor = (env: Record<string, string>) =>
     new Client({ endPoint: settings.storage.endPoint, port: settings.storage.port, useSSL: false, accessKey: env.S3_ACCESS_KEY!, secretKey: env.S3_SECRET_KEY!, region: env.S3_REGION, pathStyle: true, retryOptions: { disableRetry: true } } as ConstructorParameters<typeof Client>[0]);
   const envOf = (id: string) => parseEnvFile(readFileSync(box.envFile(id), 'utf8'));
@@ -94,6 +96,7 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
     // A stack of its own beside the suite's: its own network pool too (services address, interface).
     const up = await upStack({ ...rgwStack, parts: ['s3'], env: { ...process.env, CODEB_STACK_S3: 'radosgw', CODEB_NETWORK_POOL: siblingPool(3) } });
     expect(up.settings.storage.kind).toBe('radosgw');
+    rgwServicesAddress = up.settings.network.servicesAddress;
     settings = box.useSettings({ ...stackSettings(), storage: up.settings.storage });
     admin = new Client({ endPoint: settings.storage.endPoint, port: settings.storage.port, useSSL: false, accessKey: settings.storage.accessKey, secretKey: settings.storage.secretKey, region: settings.storage.region, pathStyle: true });
     rgwAdmin = new RgwAdmin(settings.storage.rgwAdmin!);
@@ -128,6 +131,18 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
     await s3.removeObject(ea.S3_BUCKET!, 'hello.txt');
     // Its bucket is codeb's: listing all buckets shows none of anyone's (B's and backup included).
     expect((await s3.listBuckets()).map((x) => x.name)).toEqual([]);
+  });
+
+  it("the gateway answers at the stack's services address too (where containers reach it): A's key works there", async () => {
+    const ea = envOf(a);
+    // The env file names the services address and the gateway's port; this gateway's stack has
+    // a services address of its own (its own network pool), so the host checks it there.
+    expect(Number(new URL(ea.S3_ENDPOINT!).port)).toBe(settings.storage.port);
+    const at = new Client({ endPoint: rgwServicesAddress, port: settings.storage.port, useSSL: false, accessKey: ea.S3_ACCESS_KEY!, secretKey: ea.S3_SECRET_KEY!, region: ea.S3_REGION, pathStyle: true, retryOptions: { disableRetry: true } } as ConstructorParameters<typeof Client>[0]);
+    await at.putObject(ea.S3_BUCKET!, 'via-services.txt', 'at the services address');
+    expect(await text(await at.getObject(ea.S3_BUCKET!, 'via-services.txt'))).toBe('at the services address');
+    await at.removeObject(ea.S3_BUCKET!, 'via-services.txt');
+    expect(await outcome(() => at.listObjectsQuery(envOf(b).S3_BUCKET!, '', '', { Delimiter: '', MaxKeys: 1 }))).toBe('AccessDenied');
   });
 
   it("B's bucket and the backup bucket are AccessDenied with A's key; A cannot make buckets or widen its policy", async () => {
