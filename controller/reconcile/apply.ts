@@ -238,11 +238,12 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       // The release is observed only while a slot is live, so before a first deploy nothing has
       // talked to Podman or the forwarder yet: check both now, before the first effect.
       if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) {
-        await release.runtime.list({ [LABEL.project]: d.projectId });
+        const mine = await release.runtime.list({ [LABEL.project]: d.projectId, [LABEL.env]: d.env });
         const entries = await release.forwarder.list();
         // A port another process holds would stop the deploy after the route is written: refuse now.
         if (d.server.host === 'local' && !planOnlyOrUnchanged(opts, actions)) {
-          const taken = portsTakenBeforeDeploy(d, rec, listeningPorts(), new Set(entries.map((e) => e.entryPort)));
+          const ownSlots = new Set(mine.map((c) => c.labels[LABEL.slot] ?? ''));
+          const taken = portsTakenBeforeDeploy(d, rec, listeningPorts(), new Set(entries.map((e) => e.entryPort)), ownSlots);
           if (taken.length) {
             throw new CodebError(`Cannot apply ${d.projectId} (${d.env}): port${taken.length > 1 ? 's' : ''} ${taken.join(', ')} ${taken.length > 1 ? 'are' : 'is'} in use by another process on this machine.`, {
               hint: 'Nothing was changed. Stop that process, or give the service other hostPorts in the manifest (`codeb registry release` + apply re-allocates free ones).',

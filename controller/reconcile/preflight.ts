@@ -9,16 +9,19 @@ import type { EnvironmentRecord } from '../registry/types.js';
 /**
  * Host ports a deploy is about to bind that some other process holds: the slot the deploy starts
  * (unless this deployment's own containers are in it: the deploy replaces them) and entry ports the
- * forwarder does not already serve for this deployment.
+ * forwarder does not already serve for this deployment. `ownSlotsRunning` are the slots in which
+ * Podman has containers labelled with this deployment: an apply killed after starting a container
+ * and before recording it leaves one the record does not know, and the next deploy replaces it.
  */
 export function portsTakenBeforeDeploy(
   d: Pick<Deployment, 'services'>,
   rec: Pick<EnvironmentRecord, 'ports' | 'liveSlot' | 'containers'>,
   listening: ReadonlySet<number>,
   ownEntryPorts: ReadonlySet<number>,
+  ownSlotsRunning: ReadonlySet<string> = new Set(),
 ): string[] {
   const toSlot: Slot = rec.liveSlot ? (rec.liveSlot === 'blue' ? 'green' : 'blue') : 'blue';
-  const ownSlot = rec.containers.some((c) => c.slot === toSlot);
+  const ownSlot = rec.containers.some((c) => c.slot === toSlot) || ownSlotsRunning.has(toSlot);
   const out: string[] = [];
   for (const s of d.services) {
     const p = s.port !== null ? rec.ports[s.name] : undefined;

@@ -24,4 +24,12 @@ describe('portsTakenBeforeDeploy', () => {
   ])('%s', (_what, r, listening, own, want) => {
     expect(portsTakenBeforeDeploy({ services }, r, new Set(listening), new Set(own))).toEqual(want);
   });
+
+  it.each([
+    ['a killed apply left our unrecorded container in blue: the deploy replaces it', rec(null), [3000], [], ['blue'], []],
+    ['the same port without our container in blue is someone else\'s', rec(null), [3000], [], [], ['3000 (web, blue slot)']],
+    ['our container runs in the live slot only: green is still held by someone else', rec('blue', [container('blue')]), [3000, 3001, 3002], [3002], ['blue'], ['3001 (web, green slot)']],
+  ])('%s', (_what, r, listening, own, ownSlots, want) => {
+    expect(portsTakenBeforeDeploy({ services }, r, new Set(listening), new Set(own), new Set(ownSlots))).toEqual(want);
+  });
 });
