@@ -204,12 +204,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
           await tx.write(draft);
           const err = outcomeError(outcome, d.projectId, d.env);
           if (err) {
-            const event = deployAlertEvent(outcome.result);
-            if (event) {
-              const url = d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null;
-              const sent = await notify({ project: d.projectId, env: d.env, event, reason: outcome.reason, version: versionOf(d), url }, { registry: file, alerts: d.monitoring.alerts });
-              reporter.info(`  ${describeDelivery(sent)}`);
-            }
+            await alertDeploy(outcome, d, settings, file, reporter);
             throw err;
           }
           return `${outcome.fromSlot ?? 'none'} -> ${outcome.toSlot}, switched in ${outcome.switchMs?.toFixed(1)} ms`;
@@ -286,7 +281,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       values = await secrets.ensure(d.projectId, d.env, secretNames(d, settings), { [STORAGE_KEY_SECRETS.accessKey]: generateAccessKey });
       // Made before the deploy so even a first deploy's failure alert is signed; printed once by the CLI.
       if (d.monitoring.alerts.webhook) await ensureAlertSecret(file, d.projectId);
-      if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o));
+      if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o), (o) => alertDeploy(o, d, settings, file, reporter));
 
       const done = await execute(actions, providers, tx, draft, rec, secret, reporter, d.projectId);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
@@ -350,6 +345,7 @@ async function finishInterrupted(
   d: Deployment,
   reporter: Reporter,
   deployed: (o: DeployOutcome) => void,
+  alert: (o: DeployOutcome) => Promise<void>,
 ): Promise<DeployOutcome['resumed']> {
   const p = pending.progress;
   const resumed = { phase: p.phase, startedAt: p.startedAt, by: p.by };
@@ -360,7 +356,11 @@ async function finishInterrupted(
     recordDeploy(rec, d, r.outcome);
     await tx.write(draft);
     const err = outcomeError(r.outcome, d.projectId, d.env);
-    if (err) throw err;
+    if (err) {
+      // A resumed deploy that rolls back alerts like any other (deploy.rolled_back).
+      await alert(r.outcome);
+      throw err;
+    }
     return undefined;
   }
   const at = new Date().toISOString();
@@ -374,6 +374,15 @@ async function finishInterrupted(
   rec.deploy = { ...p, phase: 'failed', at };
   await tx.write(draft);
   return resumed;
+}
+
+/** The alert for a deploy the health gate stopped or that rolled back (none for other outcomes). */
+async function alertDeploy(outcome: DeployOutcome, d: Deployment, settings: Settings, registry: string, reporter: Reporter): Promise<void> {
+  const event = deployAlertEvent(outcome.result);
+  if (!event) return;
+  const url = d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null;
+  const sent = await notify({ project: d.projectId, env: d.env, event, reason: outcome.reason, version: versionOf(d), url }, { registry, alerts: d.monitoring.alerts });
+  reporter.info(`  ${describeDelivery(sent)}`);
 }
 
 /** The deploy's entry in history (the audit trail) and the record's live state. */
