@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Client } from 'minio';
+import type { Client } from 'minio';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
-import { isUnreachable } from '../providers/storage.js';
+import { isUnreachable, s3Client } from '../providers/storage.js';
 import type { Settings } from '../settings.js';
 
 /** S3 DeleteObjects and ListObjects take at most 1000 keys per request. */
@@ -47,16 +47,7 @@ export class BackupStore {
   private readonly client: Client;
 
   constructor(private readonly settings: Settings['storage']) {
-    this.client = new Client({
-      endPoint: settings.endPoint,
-      port: settings.port,
-      useSSL: settings.useSSL,
-      accessKey: settings.accessKey,
-      secretKey: settings.secretKey,
-      region: settings.region,
-      pathStyle: true,
-      retryOptions: { disableRetry: true },
-    });
+    this.client = s3Client(settings);
   }
 
   get address(): string {

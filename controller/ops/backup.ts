@@ -17,7 +17,7 @@ import { BACKUP_BUCKET } from '../manifest/names.js';
 import { resolveDeployment } from '../manifest/normalize.js';
 import type { Deployment } from '../manifest/types.js';
 import { hasStoredManifest, storedManifestPath } from '../reconcile/manifest-store.js';
-import { silentReporter, type Reporter } from '../reconcile/reporter.js';
+import { reportStep, silentReporter, type Reporter } from '../reconcile/reporter.js';
 import { requireDeployment } from '../registry/records.js';
 import { actor, readRegistryFile, withRegistryLock } from '../registry/store.js';
 import type { EnvironmentRecord } from '../registry/types.js';
@@ -92,19 +92,6 @@ function byteProgress(reporter: Reporter, label: string, total: number): (n: num
   };
 }
 
-async function timed<T>(reporter: Reporter, label: string, fn: () => Promise<T>, describe: (v: T) => string): Promise<T> {
-  const t0 = performance.now();
-  reporter.start(label);
-  try {
-    const v = await fn();
-    reporter.done(label, describe(v), performance.now() - t0);
-    return v;
-  } catch (err) {
-    reporter.fail(label, (err as Error).message, performance.now() - t0);
-    throw err;
-  }
-}
-
 /** A mistake in the command line is the caller's to fix, not an event for on-call. */
 function isInvalidInput(err: unknown): boolean {
   return err instanceof CodebError && err.exitCode === EXIT.invalid;
@@ -165,14 +152,14 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
   const objects: ObjectEntry[] = [];
   let database: BackupManifest['database'] = null;
   try {
-    await timed(reporter, `backup bucket ${BACKUP_BUCKET}`, () => store.ensureBucket(BACKUP_BUCKET), () => 'ready');
+    await reportStep(reporter, `backup bucket ${BACKUP_BUCKET}`, () => store.ensureBucket(BACKUP_BUCKET), () => 'ready');
     if (include.includes('database')) {
       const name = t.record.database!;
       const server = await db.serverVersion();
       const tool = await db.tool('pg_dump', server.major);
       const dumpFile = join(tmp, DUMP_FILE);
       const t0 = performance.now();
-      const tables = await timed(
+      const tables = await reportStep(
         reporter,
         `pg_dump ${name} (Postgres ${server.text}, ${tool.path})`,
         () => db.dump(name, dumpFile, tool, (table) => reporter.info(`    dumping ${table}`)),
@@ -181,7 +168,7 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
       if (timings) timings.dumpMs = performance.now() - t0;
       const local = await sha256File(dumpFile);
       const t1 = performance.now();
-      await timed(
+      await reportStep(
         reporter,
         `upload ${BACKUP_BUCKET}/${prefix}${DUMP_FILE}`,
         async () => {
@@ -202,7 +189,7 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
     }
     if (include.includes('storage')) {
       for (const bucket of t.record.buckets) {
-        await timed(
+        await reportStep(
           reporter,
           `copy bucket ${bucket}`,
           async () => {
@@ -237,7 +224,7 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
       totalBytes: objects.reduce((n, o) => n + o.size, 0),
     };
     // Last: from here on the backup counts as good.
-    await timed(reporter, `manifest ${prefix}${MANIFEST_FILE}`, () => store.putJson(BACKUP_BUCKET, prefix + MANIFEST_FILE, manifest), () => 'written (backup is good)');
+    await reportStep(reporter, `manifest ${prefix}${MANIFEST_FILE}`, () => store.putJson(BACKUP_BUCKET, prefix + MANIFEST_FILE, manifest), () => 'written (backup is good)');
     const deleted: string[] = [];
     let retentionError: string | undefined;
     try {
@@ -395,7 +382,7 @@ export async function verifyBackup(project: string, env: string, id: string | un
   try {
     m = await chooseBackup(store, t, id);
     const manifest = m;
-    const problems = await timed(r.reporter, `download and check ${manifest.objects.length} object(s) of ${manifest.id}`, () => checkObjects(store, manifest, tmp, r.reporter), (p) => (p.length ? `${p.length} problem(s)` : 'sha256 match'));
+    const problems = await reportStep(r.reporter, `download and check ${manifest.objects.length} object(s) of ${manifest.id}`, () => checkObjects(store, manifest, tmp, r.reporter), (p) => (p.length ? `${p.length} problem(s)` : 'sha256 match'));
     let tables = 0;
     let rows = 0;
     if (manifest.database && problems.length === 0) {
@@ -404,7 +391,7 @@ export async function verifyBackup(project: string, env: string, id: string | un
       const scratch = `codeb_verify_${randomBytes(5).toString('hex')}`;
       await db.create(scratch, null);
       try {
-        await timed(r.reporter, `pg_restore into scratch database ${scratch}`, () => db.restore(join(tmp, DUMP_FILE), scratch, tool, { keepOwners: false }), () => 'done');
+        await reportStep(r.reporter, `pg_restore into scratch database ${scratch}`, () => db.restore(join(tmp, DUMP_FILE), scratch, tool, { keepOwners: false }), () => 'done');
         const got = await db.counts(scratch);
         tables = got.length;
         rows = got.reduce((n, x) => n + x.rows, 0);
@@ -470,7 +457,7 @@ export async function restoreBackup(project: string, env: string, id: string, op
   if (!m.database) throw new CodebError(`Backup ${m.id} holds no database dump (include: ${m.include.join(', ')}).`, { exitCode: EXIT.invalid });
   const tmp = mkdtempSync(join(tmpdir(), 'codeb-restore-'));
   try {
-    const problems = await timed(r.reporter, `download and check ${m.id}`, () => checkObjects(store, { ...m, objects: m.objects.filter((o) => o.key === DUMP_FILE) }, tmp, r.reporter), (p) => (p.length ? 'FAILED' : 'sha256 match'));
+    const problems = await reportStep(r.reporter, `download and check ${m.id}`, () => checkObjects(store, { ...m, objects: m.objects.filter((o) => o.key === DUMP_FILE) }, tmp, r.reporter), (p) => (p.length ? 'FAILED' : 'sha256 match'));
     if (problems.length) throw new CodebError(`Backup ${m.id} is damaged: ${problems.join('; ')}`, { hint: 'Restore another backup (`codeb backup list`).' });
     const server = await db.serverVersion();
     const tool = await db.tool('pg_restore', server.major);
@@ -478,7 +465,7 @@ export async function restoreBackup(project: string, env: string, id: string, op
     if (opts.inPlace) {
       const safety = await runBackup(project, env, ctx);
       r.reporter.info(`  safety backup of the current state: ${safety.id}`);
-      await timed(r.reporter, `pg_restore --clean into the live database ${current}`, () => db.restore(join(tmp, DUMP_FILE), current, tool, { keepOwners: true, clean: true }), () => 'done');
+      await reportStep(r.reporter, `pg_restore --clean into the live database ${current}`, () => db.restore(join(tmp, DUMP_FILE), current, tool, { keepOwners: true, clean: true }), () => 'done');
       const problemsAfter = compareTables(m.database.tables, await db.counts(current)).filter((p) => !p.includes('appeared after restore'));
       if (problemsAfter.length) throw new CodebError(`The restored database ${current} does not match backup ${m.id}: ${problemsAfter.join('; ')}`, { hint: `The state before the restore is backup ${safety.id}.` });
       await recordHistory(r.file, project, env, 'backup-restore', { id: m.id, database: current, inPlace: true, safetyBackup: safety.id });
@@ -486,9 +473,9 @@ export async function restoreBackup(project: string, env: string, id: string, op
     }
     const target_ = restoredDatabaseName(current, r.now());
     if (await db.exists(target_)) throw new CodebError(`Database ${target_} already exists.`, { hint: 'Wait a second and run the restore again (names carry the time).' });
-    await timed(r.reporter, `create database ${target_} (owner ${t.record.databaseRole})`, () => db.create(target_, t.record.databaseRole), () => 'created');
+    await reportStep(r.reporter, `create database ${target_} (owner ${t.record.databaseRole})`, () => db.create(target_, t.record.databaseRole), () => 'created');
     try {
-      await timed(r.reporter, `pg_restore ${m.id} into ${target_}`, () => db.restore(join(tmp, DUMP_FILE), target_, tool, { keepOwners: true }), () => 'done');
+      await reportStep(r.reporter, `pg_restore ${m.id} into ${target_}`, () => db.restore(join(tmp, DUMP_FILE), target_, tool, { keepOwners: true }), () => 'done');
       const bad = compareTables(m.database.tables, await db.counts(target_));
       if (bad.length) throw new CodebError(`The restored database ${target_} does not match backup ${m.id}: ${bad.join('; ')}`);
     } catch (err) {

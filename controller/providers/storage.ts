@@ -94,6 +94,22 @@ export interface StorageProviderOptions {
   keys?: KeyManager;
 }
 
+/** An S3 client for the admin key of `settings` (its library loaded on first use). */
+export function s3Client(settings: Pick<StorageSettings, 'endPoint' | 'port' | 'useSSL' | 'accessKey' | 'secretKey' | 'region'>): Client {
+  return new (minio().Client)({
+    endPoint: settings.endPoint,
+    port: settings.port,
+    useSSL: settings.useSSL,
+    accessKey: settings.accessKey,
+    secretKey: settings.secretKey,
+    region: settings.region,
+    pathStyle: true,
+    // The client's own retry prints to the console (noise in codeb's output) and hides the S3 error
+    // text behind "Retryable HTTP status"; the one place that needs a retry does its own (destroy).
+    retryOptions: { disableRetry: true },
+  });
+}
+
 /** The id of the expiry rule earlier codeb versions put on the backup bucket (now removed). */
 export const BACKUP_LIFECYCLE_RULE = 'codeb-backup-expiry';
 /** S3 DeleteObjects takes at most 1000 keys per request. */
@@ -131,19 +147,7 @@ export class StorageProvider implements Provider {
 
   /** The S3 client, made (and its library loaded) on first use. */
   private get client(): Client {
-    const settings = this.settings;
-    return (this.s3 ??= new (minio().Client)({
-      endPoint: settings.endPoint,
-      port: settings.port,
-      useSSL: settings.useSSL,
-      accessKey: settings.accessKey,
-      secretKey: settings.secretKey,
-      region: settings.region,
-      pathStyle: true,
-      // The client's own retry prints to the console (noise in codeb's output) and hides the S3 error
-      // text behind "Retryable HTTP status"; the one place that needs a retry does its own (destroy).
-      retryOptions: { disableRetry: true },
-    }));
+    return (this.s3 ??= s3Client(this.settings));
   }
 
   get address(): string {
