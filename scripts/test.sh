@@ -20,6 +20,9 @@ export CODEB_STACK_PORT_BASE="$base" CODEB_TEST_STACK_PORT_BASE="$tbase"
 # The tests' own container network pool, never the demo's (10.99.0.0/16): two stacks on one pool
 # would share the services address and project subnets. CODEB_NETWORK_POOL wins when set.
 export CODEB_NETWORK_POOL="${CODEB_NETWORK_POOL:-10.98.0.0/16}"
+# In CI the stack is stopped on every exit, quietly (vitest's summary must stay the last lines):
+# also when `stack up`, the images or vitest fail, so no part of it is left running.
+if [ "${CI:-}" = "true" ]; then trap 'node bin/codeb.js stack down >/dev/null 2>&1 || true' EXIT; fi
 node bin/codeb.js stack up
 # Test images (no registry is reachable): built into the stack's Podman, skipped when up to date.
 bash scripts/build-test-images.sh
@@ -32,6 +35,4 @@ if [ ! -t 1 ]; then export NO_COLOR=1; unset FORCE_COLOR; fi
 
 status=0
 npx vitest run "$@" || status=$?
-# Stop the stack in CI, quietly: vitest's summary must stay the last lines of the log.
-if [ "${CI:-}" = "true" ]; then node bin/codeb.js stack down >/dev/null 2>&1 || true; fi
 exit "$status"
