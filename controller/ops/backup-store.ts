@@ -8,8 +8,8 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Client } from 'minio';
-import { CodebError, ServiceUnavailableError } from '../errors.js';
-import { isUnreachable, s3Client } from '../providers/storage.js';
+import { CodebError } from '../errors.js';
+import { s3Client, s3Error } from '../providers/storage.js';
 import type { Settings } from '../settings.js';
 
 /** S3 DeleteObjects and ListObjects take at most 1000 keys per request. */
@@ -166,9 +166,7 @@ export class BackupStore {
   }
 
   private wrap(what: string, err: unknown): Error {
-    if (err instanceof CodebError) return err;
-    if (isUnreachable(err)) return new ServiceUnavailableError('Object storage (S3)', this.address, err);
-    const msg = err instanceof Error ? err.message : String(err);
-    return new CodebError(`Object storage (S3) at ${this.address}: could not ${what}: ${msg}`, { cause: err, hint: 'Check that the object storage is up and the settings point at it; run the command again.' });
+    return s3Error(this.address, what, err);
   }
+
 }

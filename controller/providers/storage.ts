@@ -126,6 +126,21 @@ function errorCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** An S3 client error as codeb reports it: unreachable, refused (with what to check), or failed. */
+export function s3Error(address: string, what: string, err: unknown): Error {
+  if (err instanceof CodebError) return err;
+  if (isUnreachable(err)) return new ServiceUnavailableError('Object storage (S3)', address, err);
+  const code = errorCode(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  const denied = code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch';
+  return new CodebError(`Object storage (S3) at ${address} refused to ${what}: ${msg}${code && !msg.includes(code) ? ` (${code})` : ''}`, {
+    hint: denied
+      ? 'Check settings.storage.accessKey/secretKey (or CODEB_S3_ACCESS_KEY/CODEB_S3_SECRET_KEY): codeb needs the server\'s admin key there.'
+      : 'Check the object storage logs; re-running converges once the cause is fixed.',
+    cause: err,
+  });
+}
+
 export function isUnreachable(err: unknown): boolean {
   const c = errorCode(err);
   return c !== undefined && UNREACHABLE.has(c);
@@ -341,16 +356,6 @@ export class StorageProvider implements Provider {
   }
 
   private wrap(what: string, err: unknown): Error {
-    if (err instanceof CodebError) return err;
-    if (isUnreachable(err)) return new ServiceUnavailableError('Object storage (S3)', this.address, err);
-    const code = errorCode(err);
-    const msg = err instanceof Error ? err.message : String(err);
-    const denied = code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch';
-    return new CodebError(`Object storage (S3) at ${this.address} refused to ${what}: ${msg}${code && !msg.includes(code) ? ` (${code})` : ''}`, {
-      hint: denied
-        ? 'Check settings.storage.accessKey/secretKey (or CODEB_S3_ACCESS_KEY/CODEB_S3_SECRET_KEY): codeb needs the server\'s admin key there.'
-        : 'Check the object storage logs; re-running converges once the cause is fixed.',
-      cause: err,
-    });
+    return s3Error(this.address, what, err);
   }
 }
