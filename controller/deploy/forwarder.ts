@@ -72,6 +72,8 @@ export interface RouterOptions {
   /** Where containers reach entries (docs/runtime.md, "Networks"); none: entries listen on 127.0.0.1 only. */
   servicesAddress?: string | null;
 }
+/** Headers a websocket tunnel never passes to the app: the scheme codeb's front set, a verification nonce. */
+const TUNNEL_DROPS = new Set([SCHEME_HEADER, VERIFY_HEADER]);
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export class Forwarder {
@@ -287,7 +289,6 @@ export class Forwarder {
   /** A websocket upgrade from Caddy's static route. */
   routeUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const to = this.pick(req);
-    delete req.headers[SCHEME_HEADER];
     if ('entry' in to) return this.tunnel(to.entry, req, socket, head);
     const extra = Object.entries(to.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
     socket.end(`HTTP/1.1 ${to.status} ${to.status === 404 ? 'Not Found' : to.status === 308 ? 'Permanent Redirect' : 'Bad Gateway'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(to.body)}\r\nconnection: close\r\n${extra}\r\n${to.body}`);
@@ -367,7 +368,7 @@ export class Forwarder {
     const upstream = connect(port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
-        if (req.rawHeaders[i]!.toLowerCase() !== SCHEME_HEADER) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        if (!TUNNEL_DROPS.has(req.rawHeaders[i]!.toLowerCase())) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       }
       upstream.write(lines.join('\r\n') + '\r\n\r\n');
       if (head.length) upstream.write(head);

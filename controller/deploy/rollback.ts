@@ -107,7 +107,7 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
   }
   // Every entry on the slot that served before (a no-op where it already points there).
   const t0 = process.hrtime.bigint();
-  const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, env, s), rec.ports[s]!.entry, rec.ports[s]![back])));
+  const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, env, s), rec.ports[s]!.entry, rec.ports[s]![back], rec.subnet ?? null)));
   const { switchMs, ackMs } = switchTimes(t0, acks);
   const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
   const removed = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;

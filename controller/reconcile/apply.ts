@@ -381,7 +381,7 @@ async function alertDeploy(outcome: DeployOutcome, d: Deployment, settings: Sett
   const event = deployAlertEvent(outcome.result);
   if (!event) return;
   const url = d.services.some((s) => s.type === 'web') ? deploymentUrl(d, settings) : null;
-  const sent = await notify({ project: d.projectId, env: d.env, event, reason: outcome.reason, version: versionOf(d), url }, { registry, alerts: d.monitoring.alerts });
+  const sent = await notify({ project: d.projectId, env: d.env, event, reason: outcome.reason, version: outcome.version, url }, { registry, alerts: d.monitoring.alerts });
   reporter.info(`  ${describeDelivery(sent)}`);
 }
 
