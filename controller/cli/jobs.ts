@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { EXIT } from '../errors.js';
-import { printJson, println, runCommand } from './output.js';
+import { eprintln, printJson, println, runCommand } from './output.js';
 import { globalRegistry } from './registry.js';
 
 interface RunOpts {
@@ -35,7 +35,6 @@ Exit codes: 0 every job that ran succeeded (or none was due), 1 one failed, 2 un
         const { registryPath, loadSettings } = await import('../settings.js');
         const { runJobs, renderJobResults } = await import('../ops/jobs.js');
         const { PodmanApiRuntime } = await import('../runtime/podman-api.js');
-        const { eprintln } = await import('./output.js');
         const registry = registryPath(globalRegistry(cmd));
         const settings = loadSettings();
         const runtime = new PodmanApiRuntime(settings.podman.socketPath);

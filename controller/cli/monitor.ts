@@ -23,7 +23,8 @@ shows it). A change to unhealthy sends one service.unhealthy alert to monitoring
 way back one service.recovered; a deployment that stays unhealthy is not alerted again.
 Run it periodically: a systemd timer on a server, a cron line or a loop on the local stack
 (docs/monitoring.md).
-Exit codes: 0 every checked deployment is healthy, 1 one is unhealthy (or the check failed).`,
+Exit codes: 0 every checked deployment is healthy, 1 one is unhealthy (or the check failed),
+2 unknown --project.`,
     )
     .action((opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
