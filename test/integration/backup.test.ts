@@ -299,6 +299,7 @@ describe('codeb backup', () => {
 
   it('never prints a secret', () => {
     const env = parseEnvFile(readFileSync(box.envFile(id), 'utf8'));
+    expect(box.outputs.length).toBeGreaterThan(5);
     for (const v of [...secretValues(env), settings.postgres.password ?? '', settings.storage.secretKey].filter((x) => x.length > 3)) {
       for (const out of box.outputs) expect(out).not.toContain(v);
     }

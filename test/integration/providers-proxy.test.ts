@@ -285,20 +285,18 @@ describe('ProxyProvider (the stack: Caddy front + forwarder host table)', () => 
     });
     expect(result.encoding).toBeUndefined();
     expect(result.events.map((e) => e.name)).toEqual(['first', 'second', 'last']);
-    // the first event arrived well before the stream ended (the upstream waited for it)
-    expect(result.endedAt - result.events[0]!.at).toBeGreaterThanOrEqual(150);
   });
 
   it('waits for a slot that is briefly down (starts 1 s after the request) instead of failing', async () => {
-    const t0 = Date.now();
     const pending = get(domain, '/late/ping');
-    await new Promise((r) => setTimeout(r, 1000));
+    // Still waiting a second later (no slot answers yet): not failed, not answered.
+    const early = await Promise.race([pending.then(() => 'settled', () => 'settled'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+    expect(early).toBe('pending');
     const late = await upstream('late', undefined, lateUp);
     const r = await pending;
     expect(r.status).toBe(200);
     expect(r.body.toString()).toBe('late /late/ping');
     expect(late.hits).toEqual(['/late/ping']);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
   });
 
   it('passes a websocket upgrade through to the service', async () => {

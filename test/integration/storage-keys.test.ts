@@ -32,7 +32,7 @@ const isRoot = process.getuid?.() === 0;
 // Ports 4850-4899 belong to this file; the gateway's stack sits 400 above the test stacks' base.
 const box = new Sandbox('storage-keys', { CODEB_PORT_RANGE: '4850-4879' });
 const sharedBox = new Sandbox('storage-shared', { CODEB_PORT_RANGE: '4880-4899' });
-const rgwPortBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE ?? 31000) + 400;
+const rgwPortBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || 3500) + 400;
 const rgwStack = { dir: join(box.dir, 'rgw-stack'), settingsFile: join(box.dir, 'rgw-stack', 'settings.json'), portBase: rgwPortBase };
 
 function manifest(id: string): string {
@@ -228,6 +228,7 @@ describe.skipIf(!isRoot)('per-project keys on a RADOS Gateway', () => {
   });
 
   it('no key is ever printed', () => {
+    expect(box.outputs.length).toBeGreaterThan(5);
     const printed = box.outputs.join('\n');
     for (const s of [settings.storage.secretKey, envOf(b).S3_SECRET_KEY!]) expect(printed).not.toContain(s);
   });
