@@ -173,7 +173,7 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
         `upload ${BACKUP_BUCKET}/${prefix}${DUMP_FILE}`,
         async () => {
           const sent = await store.putFile(BACKUP_BUCKET, prefix + DUMP_FILE, dumpFile, local.size, byteProgress(reporter, 'uploaded', local.size));
-          if (sent !== local.sha256) throw new CodebError('The dump changed on disk while it was uploaded.');
+          if (sent !== local.sha256) throw new CodebError(`The dump ${DUMP_FILE} changed on disk while it was uploaded to ${prefix}.`, { hint: 'Nothing was marked good. Run `codeb backup run` again; check that nothing else writes to the temporary folder.' });
           const back = await store.readBack(BACKUP_BUCKET, prefix + DUMP_FILE, undefined, byteProgress(reporter, 'read back', local.size));
           if (back.sha256 !== local.sha256 || back.size !== local.size) {
             throw new CodebError(`Read-back of ${prefix}${DUMP_FILE} does not match what was uploaded (sha256 ${back.sha256.slice(0, 12)}… vs ${local.sha256.slice(0, 12)}…, ${back.size} vs ${local.size} bytes).`, {
@@ -199,7 +199,7 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
               const key = `storage/${bucket}/${o.key}`;
               const sent = await store.copyObject(bucket, o.key, BACKUP_BUCKET, prefix + key);
               const back = await store.readBack(BACKUP_BUCKET, prefix + key);
-              if (back.sha256 !== sent.sha256) throw new CodebError(`Read-back of ${prefix}${key} does not match what was uploaded.`);
+              if (back.sha256 !== sent.sha256) throw new CodebError(`Read-back of ${prefix}${key} does not match what was uploaded (sha256 ${back.sha256.slice(0, 12)}… vs ${sent.sha256.slice(0, 12)}…).`, { hint: 'The object storage lost or changed data: check it before trusting any backup on it.' });
               objects.push({ key, size: sent.size, sha256: sent.sha256 });
               if (++i % 100 === 0) reporter.info(`    ${bucket}: ${i} of ${listed.length} objects`);
             }
@@ -477,7 +477,7 @@ export async function restoreBackup(project: string, env: string, id: string, op
     try {
       await reportStep(r.reporter, `pg_restore ${m.id} into ${target_}`, () => db.restore(join(tmp, DUMP_FILE), target_, tool, { keepOwners: true }), () => 'done');
       const bad = compareTables(m.database.tables, await db.counts(target_));
-      if (bad.length) throw new CodebError(`The restored database ${target_} does not match backup ${m.id}: ${bad.join('; ')}`);
+      if (bad.length) throw new CodebError(`The restored database ${target_} does not match backup ${m.id}: ${bad.join('; ')}`, { hint: `${target_} was dropped and the project still uses its current database. Check the backup with \`codeb backup verify --id ${m.id}\`, or restore another one (\`codeb backup list\`).` });
     } catch (err) {
       await db.drop(target_).catch(() => {});
       throw err;
@@ -623,7 +623,7 @@ export async function dropOldDatabase(project: string, env: string, database: st
   }
   const db = new BackupDatabase(r.settings.postgres);
   const owner = await db.ownerOf(database);
-  if (owner === null) throw new CodebError(`Database ${database} does not exist.`, { exitCode: EXIT.invalid });
+  if (owner === null) throw new CodebError(`Database ${database} does not exist.`, { exitCode: EXIT.invalid, hint: '`codeb backup restore` prints the name of each database it made; nothing to drop here.' });
   if (owner !== t.record.databaseRole) {
     throw new CodebError(`Database ${database} is owned by ${owner}, not by ${project}'s role ${t.record.databaseRole ?? '(none)'}; refusing to drop it.`, { exitCode: EXIT.invalid });
   }
