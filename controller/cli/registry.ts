@@ -112,19 +112,12 @@ export function registerRegistry(program: Command): void {
       runCommand(opts.json, async () => {
         const { registryPath } = await import('../settings.js');
         const { actor, updateRegistry } = await import('../registry/store.js');
-        const { addTombstone, releaseDeployment } = await import('../registry/records.js');
+        const { releaseKeepingData } = await import('../registry/records.js');
         const file = registryPath(globalRegistry(cmd));
         const env = opts.env ?? 'production';
-        const released = await updateRegistry(file, { command: `codeb registry release ${project}` }, (doc) => {
-          const rec = doc.projects[project]?.environments[env];
-          if (!rec || !releaseDeployment(doc, project, env)) return false;
-          // Release touches only the registry: the database and buckets stay on the servers, so their
-          // names stay claimed by this deployment (a tombstone, as destroy without --delete-data leaves).
-          if (rec.database || rec.buckets.length) {
-            addTombstone(doc, { project, env, destroyedAt: new Date().toISOString(), by: actor(), database: rec.database, databaseRole: rec.databaseRole, buckets: rec.buckets });
-          }
-          return true;
-        });
+        const released = await updateRegistry(file, { command: `codeb registry release ${project}` }, (doc) =>
+          releaseKeepingData(doc, project, env, { by: actor(), at: new Date().toISOString() }),
+        );
         if (!released) throw new CodebError(`No deployment ${project} (${env}) in ${file}.`, { exitCode: EXIT.failure, hint: 'See `codeb registry list`.' });
         if (opts.json) printJson({ ok: true, project, env });
         else println(`Released ${project} (${env}).`);

@@ -153,6 +153,20 @@ export function releaseDeployment(doc: RegistryDocument, projectId: string, env:
   return true;
 }
 
+/**
+ * `codeb registry release`: the deployment leaves the registry, but its database, role and buckets
+ * stay on the servers (release deletes nothing), so their names stay claimed by a tombstone, as
+ * destroy without --delete-data leaves. False when there is no such deployment.
+ */
+export function releaseKeepingData(doc: RegistryDocument, projectId: string, env: string, when: { by: string; at: string }): boolean {
+  const rec = doc.projects[projectId]?.environments[env];
+  if (!rec || !releaseDeployment(doc, projectId, env)) return false;
+  if (rec.database || rec.buckets.length) {
+    addTombstone(doc, { project: projectId, env, destroyedAt: when.at, by: when.by, database: rec.database, databaseRole: rec.databaseRole, buckets: rec.buckets });
+  }
+  return true;
+}
+
 /** The record of one deployment, or an error that says which environments the project does have. */
 export function requireDeployment(doc: RegistryDocument, file: string, projectId: string, env: string): EnvironmentRecord {
   const rec = doc.projects[projectId]?.environments[env];

@@ -3,9 +3,10 @@ import { parseManifest } from '../../controller/manifest/load.js';
 import { validateLoaded } from '../../controller/manifest/validate.js';
 import { resolveDeployment } from '../../controller/manifest/normalize.js';
 import { allocate, AllocationError } from '../../controller/registry/allocate.js';
-import { addTombstone, allocationRequest, findTombstone, recordAllocation, removeTombstone } from '../../controller/registry/records.js';
+import { addTombstone, allocationRequest, findTombstone, recordAllocation, releaseKeepingData, removeTombstone } from '../../controller/registry/records.js';
+import { placeholderRecord } from '../helpers/records.js';
 import { validateRegistry } from '../../controller/generated/validators.js';
-import { emptyRegistry, type RegistryDocument, type Tombstone } from '../../controller/registry/types.js';
+import { emptyRegistry, type EnvironmentRecord, type RegistryDocument, type Tombstone } from '../../controller/registry/types.js';
 import { CodebError } from '../../controller/errors.js';
 
 function deployment(id: string, features = 'features: { database: true, cache: true, storage: true }') {
@@ -127,5 +128,29 @@ describe('tombstones: kept data stays claimed by its project and environment (is
     expect(validateRegistry(doc)).toBe(true);
     removeTombstone(doc, 'food-app', 'production');
     expect(doc.tombstones).toBeUndefined();
+  });
+});
+
+describe('releaseKeepingData (codeb registry release)', () => {
+  const now = '2026-11-30T00:00:00.000Z';
+  const docWith = (rec: EnvironmentRecord): RegistryDocument => {
+    const doc = emptyRegistry();
+    doc.projects.shop = { id: 'shop', name: 'shop', createdAt: now, updatedAt: now, environments: { production: rec } };
+    return doc;
+  };
+
+  it('removes the deployment and keeps its database, role and buckets claimed by a tombstone', () => {
+    const doc = docWith({ ...placeholderRecord({ now }), database: 'shop_db', databaseRole: 'shop_db_owner', bucket: 'shop-uploads', buckets: ['shop-uploads'] });
+    expect(releaseKeepingData(doc, 'shop', 'production', { by: 'me@host', at: now })).toBe(true);
+    expect(doc.projects.shop).toBeUndefined();
+    expect(doc.tombstones).toEqual([{ project: 'shop', env: 'production', destroyedAt: now, by: 'me@host', database: 'shop_db', databaseRole: 'shop_db_owner', buckets: ['shop-uploads'] }]);
+    expect(validateRegistry(doc)).toBe(true);
+  });
+
+  it('leaves no tombstone for a deployment that names no data, and says false for an unknown one', () => {
+    const doc = docWith(placeholderRecord({ now }));
+    expect(releaseKeepingData(doc, 'shop', 'production', { by: 'me', at: now })).toBe(true);
+    expect(doc.tombstones ?? []).toEqual([]);
+    expect(releaseKeepingData(doc, 'shop', 'production', { by: 'me', at: now })).toBe(false);
   });
 });
