@@ -63,6 +63,17 @@ export function databaseRole(s: NameScope): string {
   return checked('role', `${databaseName(s)}_owner`, SQL_IDENT);
 }
 
+/** The schema's databaseName rule, checked again: a name the manifest gives (database.name). */
+const NAMED_DATABASE = /^(?!pg_)[a-z][a-z0-9_]{1,56}$/;
+const RESERVED_DATABASES = new Set(['postgres', 'template0', 'template1']);
+
+export function namedDatabase(name: string): { database: string; role: string } {
+  if (!NAMED_DATABASE.test(name) || RESERVED_DATABASES.has(name)) {
+    throw new CodebError(`Invalid database name ${JSON.stringify(name)}: use lowercase letters, digits and underscores, starting with a letter, 2-57 characters, not starting with pg_ and not postgres, template0 or template1.`, { exitCode: 2 });
+  }
+  return { database: name, role: checked('role', `${name}_owner`, SQL_IDENT) };
+}
+
 /** food-delivery-app + uploads -> food-delivery-uploads; with environments: food-delivery-staging-uploads. */
 export function bucketName(s: NameScope, suffix = 'uploads'): string {
   const parts = [baseName(s.projectId), ...(s.multiEnv ? [envShort(s.env)] : []), suffix];

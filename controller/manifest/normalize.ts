@@ -15,7 +15,7 @@ export const DEFAULTS = {
   readOnlyRootfs: false,
   health: { path: '/api/health', expectStatus: 200, timeout: '500ms', interval: '1s', successes: 3, startPeriod: '0s' },
   workerStartPeriod: '10s',
-  logs: { maxSize: '10M', maxFiles: 3 },
+  logs: { maxSize: '10M' },
   releaseTimeout: '5m',
   jobTimeout: '30m',
   checksAfterDeploy: 3,
@@ -115,7 +115,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       healthCheck: resolveHealth(svc, m.monitoring?.healthCheck),
       dependsOn: svc.dependsOn ?? [],
       release: svc.release ? { command: svc.release.command, timeoutMs: durationMs(svc.release.timeout ?? DEFAULTS.releaseTimeout) } : null,
-      logs: { maxSize: svc.logs?.maxSize ?? DEFAULTS.logs.maxSize, maxFiles: svc.logs?.maxFiles ?? DEFAULTS.logs.maxFiles },
+      logs: { maxSize: svc.logs?.maxSize ?? DEFAULTS.logs.maxSize },
     };
   });
 
@@ -136,7 +136,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
     server,
     services,
     features: {
-      database: db ? { extensions: typeof db === 'object' ? db.extensions ?? [] : [] } : null,
+      database: db ? { extensions: typeof db === 'object' ? db.extensions ?? [] : [], name: (isPrimary ? m.environment?.database?.name : o.database?.name) ?? null } : null,
       cache: cache ? { isolation: (typeof cache === 'object' ? cache.isolation : undefined) ?? DEFAULTS.cacheIsolation } : null,
       storage: storage
         ? { buckets: (typeof storage === 'object' ? storage.buckets : undefined) ?? DEFAULTS.storageBuckets, public: typeof storage === 'object' ? storage.public ?? false : false }
@@ -159,7 +159,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       timeoutMs: durationMs(j.timeout ?? DEFAULTS.jobTimeout),
     })),
     deploy: {
-      strategy: dep.strategy ?? DEFAULTS.deploy.strategy,
+      strategy: (isPrimary ? undefined : o.deploy?.strategy) ?? dep.strategy ?? DEFAULTS.deploy.strategy,
       deadlineMs: durationMs(dep.healthGate?.deadline ?? DEFAULTS.deploy.deadline),
       verifyAfterSwitch: dep.healthGate?.verifyAfterSwitch ?? DEFAULTS.deploy.verifyAfterSwitch,
       watchAfterSwitchMs: durationMs(dep.healthGate?.watchAfterSwitch ?? DEFAULTS.deploy.watchAfterSwitch),

@@ -2,6 +2,7 @@
 export type Duration = string; // "500ms" | "5s" | "10m" | "1h" | "1d"
 export type ServiceType = 'web' | 'internal' | 'worker';
 export type Tls = 'auto' | 'internal' | 'off';
+export type DeployStrategy = 'blue-green' | 'recreate';
 export type EnvVars = Record<string, string | number | boolean>;
 
 export interface HostPorts {
@@ -44,7 +45,7 @@ export interface ServiceSpec {
   healthCheck?: HealthCheckSpec;
   dependsOn?: string[];
   release?: { command: string[]; timeout?: Duration };
-  logs?: { maxSize?: string; maxFiles?: number };
+  logs?: { maxSize?: string };
 }
 export interface ServiceOverride {
   image?: string;
@@ -63,6 +64,8 @@ export interface EnvironmentOverride {
   env?: EnvVars;
   server?: string;
   services?: Record<string, ServiceOverride>;
+  database?: { name?: string };
+  deploy?: { strategy?: DeployStrategy };
 }
 export interface ServerSpec {
   name: string;
@@ -73,7 +76,7 @@ export interface ServerSpec {
 export interface Manifest {
   apiVersion: 'codeb/v1';
   project: { id: string; name?: string; description?: string; owner?: string; labels?: Record<string, string> };
-  environment?: { name?: string; domain?: string; aliases?: string[]; tls?: Tls; env?: EnvVars };
+  environment?: { name?: string; domain?: string; aliases?: string[]; tls?: Tls; env?: EnvVars; database?: { name?: string } };
   environments?: Record<string, EnvironmentOverride>;
   servers?: ServerSpec[];
   resources?: ServiceResources;
@@ -93,7 +96,7 @@ export interface Manifest {
   backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: Array<'database' | 'storage'> };
   jobs?: Record<string, { service?: string; command: string[]; schedule: string; timeout?: Duration }>;
   deploy?: {
-    strategy?: 'blue-green' | 'recreate';
+    strategy?: DeployStrategy;
     healthGate?: { deadline?: Duration; verifyAfterSwitch?: number; watchAfterSwitch?: Duration };
     keepPrevious?: Duration;
     drain?: Duration;
@@ -129,7 +132,7 @@ export interface ResolvedService {
   healthCheck: ResolvedHealthCheck;
   dependsOn: string[];
   release: { command: string[]; timeoutMs: number } | null;
-  logs: { maxSize: string; maxFiles: number };
+  logs: { maxSize: string };
 }
 export interface ResolvedJob {
   name: string;
@@ -150,7 +153,8 @@ export interface Deployment {
   server: ServerSpec;
   services: ResolvedService[];
   features: {
-    database: { extensions: string[] } | null;
+    /** name: the manifest's database.name for this environment; null = the derived name. */
+    database: { extensions: string[]; name: string | null } | null;
     cache: { isolation: 'db' | 'prefix' } | null;
     storage: { buckets: string[]; public: boolean } | null;
     websockets: boolean;
@@ -161,7 +165,7 @@ export interface Deployment {
   /** Scheduled jobs (run by `codeb jobs run`), in manifest order. */
   jobs: ResolvedJob[];
   deploy: {
-    strategy: 'blue-green' | 'recreate';
+    strategy: DeployStrategy;
     deadlineMs: number;
     verifyAfterSwitch: number;
     watchAfterSwitchMs: number;

@@ -7,7 +7,7 @@ import type { ErrorObject } from 'ajv';
 import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
-import { envShort } from './names.js';
+import { databaseName, envShort } from './names.js';
 import { parseCron } from '../ops/cron.js';
 import type { Manifest } from './types.js';
 import { findCycle } from './depends.js';
@@ -244,6 +244,8 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     else shortNames.set(short, env);
   }
 
+  databaseNameIssues(m, primary, add);
+
   // Domains must differ between environments, or two deployments would fight over one route.
   const domains = new Map<string, string>();
   const claim = (domain: string | undefined, env: string, path: PathSegment[]) => {
@@ -284,4 +286,30 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     }
   }
   return out;
+}
+
+type AddIssue = (path: PathSegment[], code: string, message: string, extra?: Partial<ManifestIssue>, which?: 'key' | 'value') => void;
+
+/**
+ * A per-environment database.name needs a database, and no two environments of the manifest may
+ * end up with the same database (named or derived). Other projects are checked at plan (registry).
+ */
+function databaseNameIssues(m: Manifest, primary: string, add: AddIssue): void {
+  const envs: Array<[string, { name?: string } | undefined, PathSegment[]]> = [
+    [primary, m.environment?.database, ['environment', 'database', 'name']],
+    ...Object.entries(m.environments ?? {}).filter(([env]) => env !== primary).map(([env, o]): [string, { name?: string } | undefined, PathSegment[]] => [env, o.database, ['environments', env, 'database', 'name']]),
+  ];
+  if (!m.features?.database) {
+    for (const [, db, path] of envs) if (db?.name !== undefined) add(path, 'conflict', 'database.name needs a database', { allowed: 'turn on features.database, or remove database.name' });
+    return;
+  }
+  const multiEnv = envs.length > 1;
+  const holders = new Map<string, string>();
+  for (const [env, db] of envs) if (db?.name === undefined) holders.set(databaseName({ projectId: m.project.id, env, multiEnv }), env);
+  for (const [env, db, path] of envs) {
+    if (db?.name === undefined) continue;
+    const holder = holders.get(db.name);
+    if (holder) add(path, 'conflict', `database "${db.name}" is already environment "${holder}"'s`, { allowed: 'give every environment its own database name' });
+    else holders.set(db.name, env);
+  }
 }

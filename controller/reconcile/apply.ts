@@ -11,6 +11,7 @@ import { resolveDeployment } from '../manifest/normalize.js';
 import type { Deployment } from '../manifest/types.js';
 import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/allocate.js';
 import { RedisProvider } from '../providers/redis.js';
+import { extensionsRefusal, PostgresProvider } from '../providers/postgres.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
 import { reservedPorts } from '../registry/reserved-ports.js';
 import { reasonOf, writeFailureLog } from '../registry/failure-log.js';
@@ -218,6 +219,12 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const pending = rec.deploy ? await pendingResume(d, rec, release.runtime, release.forwarder) : null;
       if (pending) rec.liveSlot = pending.action.live;
       const resources = desired(d, rec, settings);
+      // Extensions the server lacks are refused before anything is observed or changed.
+      if (d.features.database?.extensions.length) {
+        const available = await (providers.get('postgres') as PostgresProvider).availableExtensions();
+        const refusal = extensionsRefusal(`${opts.manifestFile}: features.database.extensions`, d.features.database.extensions, available);
+        if (refusal) throw refusal;
+      }
       const observed = await observeAll(providers, resources);
       const actions = planApply(resources, observed).map((a) =>
         // After a secret rotation the containers must restart with the new env file even though

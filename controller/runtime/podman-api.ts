@@ -185,7 +185,7 @@ export class PodmanApiRuntime implements Runtime {
         RestartPolicy: { Name: restart, MaximumRetryCount: restart === 'on-failure' ? 5 : 0 },
         // Podman 4.3's compat API maps this to --log-driver/--log-opt: k8s-file rotates at
         // max-size (one file); max-file is Docker's json-file option, kept for Docker engines.
-        LogConfig: { Type: 'k8s-file', Config: { 'max-size': String(spec.logs.maxSizeBytes), 'max-file': String(spec.logs.maxFiles) } },
+        LogConfig: { Type: 'k8s-file', Config: { 'max-size': String(spec.logs.maxSizeBytes) } },
       },
     };
   }

@@ -138,7 +138,7 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     cpu: service.cpu,
     memoryBytes: parseSize(service.memory, `memory limit of ${where}`),
     restart: service.restart,
-    logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`), maxFiles: service.logs.maxFiles },
+    logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`) },
     network: networkName(d.projectId, d.env),
     security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges, readOnlyRootfs: service.readOnlyRootfs },
   };

@@ -40,7 +40,8 @@ export interface ContainerSpec {
   cpu: number;
   memoryBytes: number;
   restart: 'always' | 'on-failure' | 'no';
-  logs: { maxSizeBytes: number; maxFiles: number };
+  /** Podman's k8s-file driver truncates the log at this size (Podman keeps no rotated files). */
+  logs: { maxSizeBytes: number };
   /** For units that carry their own health check (Quadlet); codeb probes health itself anyway. */
   healthCheck: { kind: 'http' | 'command' | 'uptime'; path: string; command: string[]; intervalMs: number; timeoutMs: number; startPeriodMs: number; retries: number };
   stopTimeoutSeconds: number;

@@ -85,7 +85,7 @@ describe('resolveDeployment: defaults', () => {
           healthCheck: { kind: 'http', path: '/api/health', expectStatus: 200, command: [], timeoutMs: 500, intervalMs: 1000, successes: 3, startPeriodMs: 0 },
           dependsOn: [],
           release: null,
-          logs: { maxSize: '10M', maxFiles: 3 },
+          logs: { maxSize: '10M' },
         },
       ],
       features: { database: null, cache: null, storage: null, websockets: false, sse: false },
@@ -164,15 +164,15 @@ describe('resolveDeployment: defaults', () => {
       manifest({
         project: { id: 'demo' },
         services: {
-          web: { ...WEB, release: { command: ['node', 'migrate.js'] }, logs: { maxFiles: 7 } },
+          web: { ...WEB, release: { command: ['node', 'migrate.js'] }, logs: {} },
           api: { ...WEB, routePath: '/api', release: { command: ['x'], timeout: '30s' }, logs: { maxSize: '50M' } },
         },
       }),
     );
     expect(svc(d, 'web').release).toEqual({ command: ['node', 'migrate.js'], timeoutMs: 300_000 });
-    expect(svc(d, 'web').logs).toEqual({ maxSize: '10M', maxFiles: 7 });
+    expect(svc(d, 'web').logs).toEqual({ maxSize: '10M' });
     expect(svc(d, 'api').release).toEqual({ command: ['x'], timeoutMs: 30_000 });
-    expect(svc(d, 'api').logs).toEqual({ maxSize: '50M', maxFiles: 3 });
+    expect(svc(d, 'api').logs).toEqual({ maxSize: '50M' });
   });
 });
 
@@ -357,7 +357,6 @@ const DEFAULT_CHECKS: Record<string, DefaultCheck & { unit?: 'duration' }> = {
     resolved: (d) => web(d).release?.timeoutMs,
   },
   '/$defs/service/properties/logs/properties/maxSize': { key: 'logs.maxSize', resolved: (d) => web(d).logs.maxSize },
-  '/$defs/service/properties/logs/properties/maxFiles': { key: 'logs.maxFiles', resolved: (d) => web(d).logs.maxFiles },
   '/$defs/features/properties/cache/properties/isolation': {
     key: 'cacheIsolation',
     manifest: { ...oneWeb, features: { cache: true } },
