@@ -5,6 +5,7 @@
  * retention window so `codeb rollback` is one switch.
  */
 import { CodebError, EXIT } from '../errors.js';
+import { startWaves } from '../manifest/depends.js';
 import { containerName, entryName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, DeployPhase, DeployProgress, EnvironmentRecord } from '../registry/types.js';
@@ -60,6 +61,8 @@ export interface DeployOutcome {
   verify: ProbeResult[];
   reason: string;
   logTail?: string;
+  /** strategy recreate: the previous version was stopped before the new one started. */
+  previousStopped?: boolean;
   /** Set when this run finished a deploy an earlier run had left cut short in that phase. */
   resumed?: { phase: DeployPhase; startedAt: string; by: string };
 }
@@ -337,23 +340,49 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
       hint: 'Stop that process, or give the service other hostPorts in the manifest (`codeb registry release` + apply re-allocates free ones).',
     });
   }
-  for (const spec of specs) {
-    const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
-    rec.containers.push(containerRecord(spec, st.id, 'starting'));
+  // recreate: the previous version stops before the new one starts (never two versions at once;
+  // nothing serves until the new one is healthy and switched in).
+  const previousStopped = d.deploy.strategy === 'recreate' && fromSlot !== null;
+  if (previousStopped) {
+    await step(`stop the previous version in the ${fromSlot} slot (strategy recreate)`, () => removeSlot(ctx, fromSlot!), () => 'stopped');
+    rec.liveSlot = null;
+    if (rec.retained?.slot === fromSlot) rec.retained = null;
+    await ctx.persist();
   }
-  await mark(ctx, 'gating');
 
-  const health = await step(`health gate (${specs.length} container${specs.length === 1 ? '' : 's'})`, () =>
-    Promise.all(specs.map((spec) => gateService(ctx, spec, d.services.find((s) => s.name === spec.service)!))),
-    (hs) => (hs.every((h) => h.healthy) ? `healthy in ${Math.max(...hs.map((h) => h.elapsedMs))} ms` : 'UNHEALTHY'),
-  );
+  // dependsOn: services start in waves; a wave starts once every container of the waves before it
+  // passed its health gate. Without dependsOn this is one wave: all start, then all are gated.
+  const waves = startWaves(specs.map((spec) => ({ name: spec.service, dependsOn: d.services.find((s) => s.name === spec.service)!.dependsOn })));
+  const health: ServiceHealth[] = [];
+  for (const [i, wave] of waves.entries()) {
+    const waveSpecs = specs.filter((spec) => wave.includes(spec.service));
+    for (const spec of waveSpecs) {
+      const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
+      rec.containers.push(containerRecord(spec, st.id, 'starting'));
+    }
+    if (i === 0) await mark(ctx, 'gating');
+    else await ctx.persist();
+    const label = waves.length === 1 ? '' : ` of wave ${i + 1}/${waves.length}: ${wave.join(', ')}`;
+    health.push(
+      ...(await step(`health gate (${waveSpecs.length} container${waveSpecs.length === 1 ? '' : 's'}${label})`, () =>
+        Promise.all(waveSpecs.map((spec) => gateService(ctx, spec, d.services.find((s) => s.name === spec.service)!))),
+        (hs) => (hs.every((h) => h.healthy) ? `healthy in ${Math.max(...hs.map((h) => h.elapsedMs))} ms` : 'UNHEALTHY'),
+      )),
+    );
+    if (health.some((h) => !h.healthy)) {
+      // The services of later waves are not started: each depends, directly or not, on this one.
+      for (const later of waves.slice(i + 1).flat()) health.push(notStarted(later, d, health));
+      break;
+    }
+  }
   const sick = health.filter((h) => !h.healthy);
   if (sick.length) {
     const first = sick[0]!;
     const logTail = await runtime.logsTail(containerName(d.projectId, d.env, first.service, toSlot), 30).catch(() => '');
     await removeSlot(ctx, toSlot);
     await ctx.persist();
-    return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; '), logTail };
+    const stopped = previousStopped ? ' (strategy recreate: the previous version was stopped first, so nothing serves now)' : '';
+    return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; ') + stopped, logTail, previousStopped };
   }
   // switchMs runs from "every new container healthy" to "every entry switched".
   const healthyAt = process.hrtime.bigint();
@@ -364,6 +393,22 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   rec.liveSlot = toSlot;
   await mark(ctx, 'switched');
   return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs }, d.deploy.watchAfterSwitchMs);
+}
+
+/** A service a failed dependency kept from starting: unhealthy, with the dependencies that failed. */
+function notStarted(service: string, d: Deployment, health: ServiceHealth[]): ServiceHealth {
+  const failed = new Set(health.filter((h) => !h.healthy).map((h) => h.service));
+  const deps = new Set<string>();
+  const walk = (n: string) => {
+    for (const dep of d.services.find((s) => s.name === n)?.dependsOn ?? []) {
+      if (deps.has(dep)) continue;
+      deps.add(dep);
+      walk(dep);
+    }
+  };
+  walk(service);
+  const blame = [...deps].filter((x) => failed.has(x));
+  return { service, healthy: false, elapsedMs: 0, firstOkMs: null, reason: `not started: it depends on ${blame.join(', ') || 'a service'}, which failed its health gate`, checks: [] };
 }
 
 /** The one-off container a service's release command runs in. */
@@ -416,9 +461,14 @@ export function outcomeError(o: DeployOutcome, project: string, env: string): Co
   const what =
     o.result === 'rolled-back'
       ? `Deploy of ${project} (${env}) was rolled back after the switch: ${o.reason}`
-      : `Deploy of ${project} (${env}) stopped before the switch; traffic was not moved: ${o.reason}`;
+      : `Deploy of ${project} (${env}) stopped before the switch; ${o.previousStopped ? 'the previous version had been stopped' : 'traffic was not moved'}: ${o.reason}`;
   return new CodebError(`${what}${details ? `\n${details}` : ''}`, {
     exitCode: o.result === 'rolled-back' ? EXIT.rolledBack : EXIT.healthGate,
-    hint: o.result === 'rolled-back' ? 'The previous version serves again. Fix the new version and deploy again.' : 'The previous version keeps serving. Fix the new version (see the log above) and deploy again.',
+    hint:
+      o.result === 'rolled-back'
+        ? 'The previous version serves again. Fix the new version and deploy again.'
+        : o.previousStopped
+          ? 'Nothing serves (strategy recreate stopped the previous version first). Fix the new version (see the log above) and deploy again, or `codeb rollback` to redeploy the previous one.'
+          : 'The previous version keeps serving. Fix the new version (see the log above) and deploy again.',
   });
 }

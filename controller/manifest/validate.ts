@@ -60,6 +60,11 @@ function describe(e: ErrorObject): string | undefined {
   return typeof d === 'string' ? d : undefined;
 }
 
+/** Keys earlier versions accepted and nothing could honour: refused with the reason. */
+const REMOVED_KEYS: Record<string, string> = {
+  'logs.maxFiles': 'Podman keeps no rotated log files: it truncates the log at maxSize; remove maxFiles',
+};
+
 function issueFromAjv(loaded: LoadedManifest, e: ErrorObject): ManifestIssue | undefined {
   const path = pointerToPath(e.instancePath);
   const base = { file: loaded.file, path: e.instancePath };
@@ -71,7 +76,8 @@ function issueFromAjv(loaded: LoadedManifest, e: ErrorObject): ManifestIssue | u
       const parent = parentOf(e);
       const allowed = Object.keys((parent?.properties as SchemaNode | undefined) ?? {});
       const full = [...path, key];
-      return { ...base, ...at(full, 'key'), path: pathToPointer(full), code: 'unknown-key', message: `unknown key "${key}"`, allowed: allowed.length ? allowed.join(', ') : undefined, suggestion: closest(key, allowed) };
+      const removed = REMOVED_KEYS[`${String(path.at(-1))}.${key}`];
+      return { ...base, ...at(full, 'key'), path: pathToPointer(full), code: 'unknown-key', message: `unknown key "${key}"${removed ? ` (${removed})` : ''}`, allowed: allowed.length ? allowed.join(', ') : undefined, suggestion: closest(key, allowed) };
     }
     case 'required': {
       const key = String(p.missingProperty);

@@ -415,7 +415,7 @@ export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOut
   });
   if (rec.deploy) rec.deploy = { ...rec.deploy, phase: endPhase(o.result), at: now.toISOString() };
   rec.health = { status: o.result === 'deployed' ? 'healthy' : rec.liveSlot ? 'healthy' : 'unhealthy', lastCheck: now.toISOString(), detail: o.result === 'deployed' ? undefined : o.reason.slice(0, 300) };
-  if (o.result === 'deployed' && o.fromSlot) {
+  if (o.result === 'deployed' && o.fromSlot && !o.previousStopped) {
     // What really runs in the previous slot (after a rollback it is not the deploy before last).
     const previous = Object.fromEntries(rec.containers.filter((c) => c.slot === o.fromSlot).map((c) => [c.service, c.image]));
     rec.retained = { slot: o.fromSlot, until: new Date(now.getTime() + d.deploy.keepPreviousMs).toISOString(), images: previous };

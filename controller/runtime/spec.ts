@@ -84,6 +84,8 @@ export function stableJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+const LEGACY_LOG_FILES = 3;
+
 /**
  * sha256 of what decides whether a container must be replaced when the manifest changes: image,
  * command, environment, cpu, memory, restart policy, log settings, network and privileges. PORT is left out (it is the
@@ -94,7 +96,10 @@ export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environme
   const { PORT: _port, ...environment } = s.environment;
   // readOnlyRootfs enters the hash only when on, so containers made before the field keep their hash.
   const { readOnlyRootfs, ...security } = s.security;
-  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: readOnlyRootfs ? s.security : security };
+  // Earlier versions hashed a log file count (default 3) that Podman never honoured; hashing it as
+  // before keeps containers made before its removal from being replaced by an upgrade.
+  const logs = { ...s.logs, maxFiles: LEGACY_LOG_FILES };
+  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs, network: s.network, security: readOnlyRootfs ? s.security : security };
   return createHash('sha256').update(stableJson(material)).digest('hex');
 }
 

@@ -450,3 +450,34 @@ describe('schema defaults = normalize defaults', () => {
     expect(d.projectName).toBe('demo');
   });
 });
+
+describe('resolveDeployment: per-environment database name and deploy strategy (issue 12, item 5)', () => {
+  const m = () =>
+    manifest({
+      project: { id: 'dongne' },
+      environment: { database: { name: 'dongne_prod' } },
+      services: { web: WEB },
+      features: { database: { extensions: ['pg_trgm'] } },
+      deploy: { strategy: 'blue-green' },
+      environments: {
+        staging: { database: { name: 'dongne_staging' }, deploy: { strategy: 'recreate' } },
+        development: { deploy: { strategy: 'recreate' } },
+        qa: {},
+      },
+    });
+  it.each([
+    ['production', 'dongne_prod', 'blue-green'],
+    ['staging', 'dongne_staging', 'recreate'],
+    ['development', null, 'recreate'],
+    ['qa', null, 'blue-green'],
+  ])('%s: database name %s, strategy %s', (env, name, strategy) => {
+    const d = resolveDeployment(m(), env);
+    expect(d.features.database).toEqual({ extensions: ['pg_trgm'], name });
+    expect(d.deploy.strategy).toBe(strategy);
+  });
+  it('the primary environment does not take another environment\'s strategy, and defaults to blue-green', () => {
+    const d = resolveDeployment(manifest({ project: { id: 'xy' }, services: { web: WEB }, environments: { staging: { deploy: { strategy: 'recreate' } } } }));
+    expect(d.deploy.strategy).toBe('blue-green');
+    expect(resolveDeployment(manifest({ project: { id: 'xy' }, services: { web: WEB }, deploy: { strategy: 'recreate' }, environments: { staging: {} } }), 'staging').deploy.strategy).toBe('recreate');
+  });
+});
