@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkManifest } from '../../controller/manifest/index.js';
 import { environmentNames, resolveDeployment } from '../../controller/manifest/normalize.js';
 import { starterManifest } from '../../controller/manifest/starter.js';
-import { bucketName, databaseName } from '../../controller/manifest/names.js';
 import { startWaves } from '../../controller/manifest/depends.js';
 import { deploymentNames } from '../../controller/registry/records.js';
 
