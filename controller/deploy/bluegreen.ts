@@ -260,7 +260,7 @@ function slotSpecs(ctx: DeployContext, slot: Slot, version: string, services?: s
   return services ? specs.filter((s) => services.includes(s.service)) : specs;
 }
 
-type AfterSwitchBase = Pick<DeployOutcome, 'version' | 'fromSlot' | 'toSlot' | 'images' | 'health' | 'switchMs' | 'switchAckMs' | 'resumed'>;
+type AfterSwitchBase = Pick<DeployOutcome, 'version' | 'fromSlot' | 'toSlot' | 'images' | 'health' | 'switchMs' | 'switchAckMs' | 'resumed' | 'previousStopped'>;
 
 /**
  * Verify through Caddy, watch for `watchMs`, then either confirm (old workers stop) or roll back.
@@ -296,7 +296,8 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
   const canGoBack = fromSlot !== null && (await Promise.all(d.services.filter((s) => s.port !== null).map((s) => runtime.inspect(containerName(d.projectId, d.env, s.name, fromSlot))))).every((st) => st?.running);
   if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
-  rec.liveSlot = fromSlot;
+  // After a recreate the previous version no longer runs: nothing is live.
+  rec.liveSlot = base.previousStopped ? null : fromSlot;
   await removeSlot(ctx, toSlot);
   await ctx.persist();
   return { ...base, result: 'rolled-back', verify: [], reason: failure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
@@ -392,7 +393,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt), switched);
   rec.liveSlot = toSlot;
   await mark(ctx, 'switched');
-  return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs }, d.deploy.watchAfterSwitchMs);
+  return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs, previousStopped }, d.deploy.watchAfterSwitchMs);
 }
 
 /** A service a failed dependency kept from starting: unhealthy, with the dependencies that failed. */

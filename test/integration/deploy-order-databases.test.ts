@@ -63,12 +63,7 @@ ${apiEnv}${http}`;
     expect(r.code, show(r)).toBe(0);
     const out = JSON.parse(r.stdout) as { deploy: Outcome };
     expect(out.deploy.result).toBe('deployed');
-    // The progress says so, in this order.
-    const at = (s: string) => r.stderr.indexOf(s);
-    expect(at(`start ${name('api', 'blue')}`)).toBeGreaterThanOrEqual(0);
-    expect(at('health gate (1 container of wave 1/2: api)')).toBeGreaterThan(at(`start ${name('api', 'blue')}`));
-    expect(at(`start ${name('web', 'blue')}`)).toBeGreaterThan(at('health gate (1 container of wave 1/2: api)'));
-    // And Podman says so: web's container started after api's last (passing) health check.
+    // Podman says so: web's container started after api's last (passing) health check.
     const api = out.deploy.health.find((h) => h.service === 'api')!;
     expect(api.healthy).toBe(true);
     const apiHealthyAt = Date.parse(api.checks.at(-1)!.at);
@@ -82,8 +77,10 @@ ${apiEnv}${http}`;
   });
 
   it('an api that fails its gate keeps web from starting; the old version keeps serving (exit 3)', async () => {
-    const r = await t.codeb('deploy', failing, '--image', 'localhost/codeb-testapp:v2', '--json');
+    const r = await t.codeb('deploy', failing, '--image', 'localhost/codeb-testapp:v2');
     expect(r.code, show(r)).toBe(3);
+    // The progress: api's wave started and gated, web's never started.
+    expect(r.stderr).toContain('health gate (1 container of wave 1/2: api)');
     expect(r.stderr).toContain('web: not started: it depends on api, which failed its health gate');
     expect(r.stderr).toContain(`start ${name('api', 'green')}`);
     expect(r.stderr).not.toContain(`start ${name('web', 'green')}`);
@@ -184,10 +181,13 @@ c.connect().then(() => c.query('SELECT current_database() AS d')).then((r) => { 
     let samples = 0;
     let done = false;
     const sampling = (async () => {
-      while (!done && samples < 5000) {
-        const running = (await t.runtime.list({ 'codeb.project': id, 'codeb.env': 'staging' })).filter((c) => c.running && c.labels['codeb.service'] === 'web');
-        maxRunning = Math.max(maxRunning, running.length);
-        samples++;
+      for (let i = 0; !done && i < 5000; i++) {
+        // A container removed between Podman's list and inspect makes a sample fail: skip it.
+        const list = await t.runtime.list({ 'codeb.project': id, 'codeb.env': 'staging' }).catch(() => null);
+        if (list) {
+          maxRunning = Math.max(maxRunning, list.filter((c) => c.running && c.labels['codeb.service'] === 'web').length);
+          samples++;
+        }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
