@@ -10,10 +10,12 @@
  * - extensions: those the server has are created (hstore, citext); timescaledb, which the stack's
  *   Postgres lacks, is refused at plan and apply (exit 2) with the list of what it has.
  * - deploy.strategy per environment: staging recreates (never two versions running at once).
+ * - logs.maxSize (item 8): a worker's 2 MB of output leave a log file of at most 64 KiB.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
-import { databaseFacts, pgQuery } from './helpers/apply.js';
+import { statSync } from 'node:fs';
+import { databaseFacts, pgQuery, podman } from './helpers/apply.js';
 
 const t = new DeployEnv('5650-5699');
 beforeAll(() => t.privateProxy());
@@ -103,9 +105,22 @@ describe('per-environment database.name, extensions and deploy.strategy', () => 
   const other = uniqueId('dbo');
   const named = `${id.replaceAll('-', '_')}_stg`;
   const staging = `${id}--staging--web`;
+  // A worker that writes 2 MB to its log at start, then a marker line, with logs.maxSize 64Ki.
+  const chatty = `  web:
+    type: web
+    image: localhost/codeb-testapp:v1
+    port: 8080
+${http}  chatty:
+    type: worker
+    image: localhost/codeb-testapp:v1
+    command: ['/usr/bin/node', '-e', "const l = 'x'.repeat(1000) + '\\\\n'; for (let i = 0; i < 2000; i++) process.stdout.write(l); process.stdout.write('written\\\\n'); setInterval(() => {}, 1000);"]
+    logs: { maxSize: 64Ki }
+    healthCheck: { startPeriod: 1s }
+`;
   const file = (o: { dbName?: string; extensions?: string[] } = {}) =>
     manifest({
       id,
+      services: chatty,
       extra: `environments:
   staging:
     domain: ${id}-staging.localhost
@@ -137,6 +152,19 @@ c.connect().then(() => c.query('SELECT current_database() AS d')).then((r) => { 
     const q = await t.runtime.exec(`${staging}--blue`, ['/usr/bin/node', '-e', script], 20_000);
     expect(q.exitCode, q.output).toBe(0);
     expect(q.output.trim()).toBe(named);
+  });
+
+  it('logs.maxSize is honoured: Podman truncates a log that outgrows it', async () => {
+    const container = `${id}--staging--chatty--blue`;
+    let tail = '';
+    for (let i = 0; i < 300 && !tail.includes('written'); i++) {
+      tail = await t.runtime.logsTail(container, 1);
+      if (!tail.includes('written')) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(tail).toContain('written');
+    const logPath = ((await podman(t.settings).getContainer(container).inspect()) as unknown as { LogPath: string }).LogPath;
+    // 2 MB were written; the file holds at most 64 KiB (and the line after the cut).
+    expect(statSync(logPath).size).toBeLessThanOrEqual(64 * 1024 + 2048);
   });
 
   it('another project naming that database is refused at plan, naming the owner (exit 2, nothing recorded)', async () => {
