@@ -396,6 +396,18 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs, previousStopped }, d.deploy.watchAfterSwitchMs);
 }
 
+/**
+ * What plan and apply say about how a deploy will go, when one is planned (pure): the start
+ * order dependsOn gives, and what recreate does to the running version.
+ */
+export function deployNotes(d: Pick<Deployment, 'services' | 'deploy'>, liveSlot: Slot | null): string[] {
+  const notes: string[] = [];
+  const waves = startWaves(d.services.filter((s) => s.replicas > 0));
+  if (waves.length > 1) notes.push(`dependsOn: services start in ${waves.length} waves, each once the one before passed its health gate: ${waves.map((w) => w.join(' + ')).join(' -> ')}`);
+  if (d.deploy.strategy === 'recreate' && liveSlot) notes.push(`strategy recreate: the running version (${liveSlot} slot) stops before the new one starts; nothing serves until the new one is healthy`);
+  return notes;
+}
+
 /** A service a failed dependency kept from starting: unhealthy, with the dependencies that failed. */
 function notStarted(service: string, d: Deployment, health: ServiceHealth[]): ServiceHealth {
   const failed = new Set(health.filter((h) => !h.healthy).map((h) => h.service));

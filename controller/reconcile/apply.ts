@@ -29,7 +29,7 @@ import { generateAccessKey, SecretStore, type SecretValues } from './secrets.js'
 import { sharedKeyNote, storageCapabilities, STORAGE_KEY_SECRETS } from '../providers/storage-access.js';
 import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
-import { deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
+import { deployNotes, deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
 import { pendingResume, runResume, type PendingResume } from '../deploy/interrupted.js';
 import { endPhase } from '../deploy/resume.js';
 import { onlyEntriesDiffer, versionOf } from './release.js';
@@ -260,6 +260,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const shared = d.features.storage ? sharedKeyNote(settings.storage) : null;
       if (shared) notes.push(shared);
       if (pending) notes.push(pending.text);
+      if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) notes.push(...deployNotes(d, rec.liveSlot));
       else if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
       const envFile = envFilePath;
       const base = {

@@ -61,6 +61,9 @@ ${apiEnv}${http}`;
   });
 
   it('starts api, gates it, and only then starts web', async () => {
+    const plan = await t.codeb('plan', base);
+    expect(plan.code, show(plan)).toBe(10); // changes pending
+    expect(plan.stdout + plan.stderr).toContain('dependsOn: services start in 2 waves, each once the one before passed its health gate: api -> web');
     const r = await t.codeb('apply', base, '--json');
     expect(r.code, show(r)).toBe(0);
     const out = JSON.parse(r.stdout) as { deploy: Outcome };
