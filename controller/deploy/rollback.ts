@@ -51,7 +51,14 @@ export async function rollback(opts: { project: string; env: string; registry?: 
         await tx.write(doc);
         return r;
       }
-      if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
+      if (!rec.liveSlot) {
+        // Deployed before, nothing live now (a recreate stopped the previous version and the new
+        // one failed): no slot to switch to, so the CLI redeploys the last good version instead.
+        if (rec.history.some((h) => h.action === 'deploy' && h.result === 'ok')) {
+          throw new NoRetainedSlotError(`Nothing of ${opts.project} (${opts.env}) runs to switch back to.`, { hint: '`codeb rollback` then redeploys the earlier image from history.' });
+        }
+        throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
+      }
       const back = otherSlot(rec.liveSlot);
       const missing: string[] = [];
       for (const s of routedServices(rec)) {

@@ -109,21 +109,22 @@ describe('per-environment database.name, extensions and deploy.strategy', () => 
   const named = `${id.replaceAll('-', '_')}_stg`;
   const staging = `${id}--staging--web`;
   // A worker that writes 2 MB to its log at start, then a marker line, with logs.maxSize 64Ki.
-  const chatty = `  web:
+  const chatty = (webEnv = '') => `  web:
     type: web
     image: localhost/codeb-testapp:v1
     port: 8080
-${http}  chatty:
+${webEnv}${http}  chatty:
     type: worker
     image: localhost/codeb-testapp:v1
     command: ['/usr/bin/node', '-e', "const l = 'x'.repeat(1000) + '\\\\n'; for (let i = 0; i < 2000; i++) process.stdout.write(l); process.stdout.write('written\\\\n'); setInterval(() => {}, 1000);"]
     logs: { maxSize: 64Ki }
     healthCheck: { startPeriod: 1s }
 `;
-  const file = (o: { dbName?: string; extensions?: string[] } = {}) =>
+  const file = (o: { dbName?: string; extensions?: string[]; webEnv?: string } = {}) =>
     manifest({
       id,
-      services: chatty,
+      services: chatty(o.webEnv),
+      deadline: '8s',
       extra: `environments:
   staging:
     domain: ${id}-staging.localhost
@@ -236,5 +237,18 @@ c.connect().then(() => c.query('SELECT current_database() AS d')).then((r) => { 
     const rec = await t.record(id, 'staging');
     expect(rec.liveSlot).toBe('green');
     expect(rec.retained ?? null).toBeNull();
+  });
+
+  it('a recreate whose new version fails leaves nothing serving and says so; rollback redeploys the last good version', async () => {
+    const failing = t.write('dbn-failing.yaml', file({ webEnv: '    env:\n      FAIL_MODE: unhealthy\n' }));
+    const r = await t.codeb('deploy', failing, '--env', 'staging', '--image', 'localhost/codeb-testapp:v3');
+    expect(r.code, show(r)).toBe(3);
+    expect(r.stderr).toContain('stopped before the switch; the previous version had been stopped');
+    expect(r.stderr).toContain('strategy recreate: the previous version was stopped first, so nothing serves now');
+    expect(await t.runtime.list({ 'codeb.project': id, 'codeb.env': 'staging' })).toEqual([]);
+    expect((await t.record(id, 'staging')).liveSlot).toBeNull();
+    const back = await t.codeb('rollback', id, '--env', 'staging');
+    expect(back.code, show(back)).toBe(0);
+    expect((await t.viaCaddy(`${id}-staging.localhost`, '/')).body).toBe('hello from v2\n');
   });
 });
