@@ -1,5 +1,5 @@
 /**
- * Issue 12, items 5-7, on the real stack (app ports 5650-5699):
+ * Issue 12, items 5-8, on the real stack (slot-0 app ports 5650-5699, appPorts):
  *
  * - dependsOn: `web` depends on `api`. The new slot starts in waves: api starts and passes its
  *   health gate before web's container is started (Podman's start time of web is after api's
@@ -16,8 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
 import { statSync } from 'node:fs';
 import { databaseFacts, pgQuery, podman } from './helpers/apply.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('5650-5699');
+const t = new DeployEnv(appPorts('5650-5699'));
 beforeAll(() => t.privateProxy());
 afterAll(() => t.close());
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
