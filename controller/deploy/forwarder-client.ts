@@ -46,10 +46,12 @@ export class ForwarderClient {
   }
   /**
    * `allow`: the owning project's container subnet (the entry is then also reachable from those
-   * containers at the services address). `switchedAt` may be missing when the forwarder runs an older codeb.
+   * containers at the services address). `to`: the slot port, or one per replica (all switched
+   * together). `switchedAt` may be missing when the forwarder runs an older codeb.
    */
-  set(id: string, entryPort: number, target: number, allow: string | null = null): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
-    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target, allow });
+  set(id: string, entryPort: number, to: number | readonly number[], allow: string | null = null): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
+    const targets = typeof to === 'number' ? [to] : [...to];
+    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target: targets[0], targets, allow });
   }
   async retire(id: string, port: number, graceMs: number): Promise<number> {
     return (await this.call<{ closed: number }>('POST', `/entries/${encodeURIComponent(id)}/retire`, { port, graceMs })).closed;
