@@ -3,13 +3,14 @@
  * copies, each web replica on its own slot port; requests through Caddy reach all three (the test
  * app answers with its container's hostname); a deploy under load fails no request and moves all
  * three at once; rollback and gc handle every replica; an apply with replicas 2 scales down with a
- * blue-green deploy and shrinks the registry's ports; a replica that stops is skipped by the
- * forwarder and the next plan sees it.
+ * blue-green deploy and shrinks the registry's ports; deploys killed during the gate and after
+ * the switch are discarded / finished over every replica by the next apply; a replica that stops
+ * is skipped by the forwarder and the next plan sees it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
 import { slotPorts } from '../../controller/registry/slot-ports.js';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
 
 const t = new DeployEnv('5550-5649');
 const id = uniqueId('rep');
@@ -17,10 +18,10 @@ const domain = `${id}.localhost`;
 const name = (service: string, slot: string, n = 1) => `${id}--production--${service}--${slot}${n > 1 ? `--${n}` : ''}`;
 const image = (v: string) => `localhost/codeb-testapp:${v}`;
 
-function services(webReplicas: number): string {
+function services(webReplicas: number, version = 'v1'): string {
   return `  web:
     type: web
-    image: localhost/codeb-testapp:v1
+    image: localhost/codeb-testapp:${version}
     port: 8080
     replicas: ${webReplicas}
     healthCheck:
@@ -31,7 +32,7 @@ function services(webReplicas: number): string {
         successes: 2
   worker:
     type: worker
-    image: localhost/codeb-testapp:v1
+    image: localhost/codeb-testapp:${version}
     command: ["/usr/bin/node", "/app/app.js", "--worker"]
     replicas: 2
     healthCheck:
@@ -41,6 +42,7 @@ function services(webReplicas: number): string {
 
 const three = t.write('project.yaml', manifest({ id, services: services(3), database: false }));
 const two = t.write('two.yaml', manifest({ id, services: services(2), database: false }));
+const twoV3 = t.write('two-v3.yaml', manifest({ id, services: services(2, 'v3'), database: false }));
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const forwarder = () => new ForwarderClient(t.settings.forwarder.socketPath);
 
@@ -199,12 +201,52 @@ describe('replicas: N containers per slot behind one entry (real containers)', (
     expect((await t.record(id)).containers.filter((c) => c.slot === 'blue')).toEqual([]);
   });
 
-  it('a replica that stops is skipped for safe requests, and the next plan sees it', async () => {
-    await t.runtime.remove(name('web', 'green', 2), 0);
+  /** `apply file` paused at `point` (CODEB_TEST_PAUSE_AT), then SIGKILLed there. */
+  async function killAt(file: string, point: string): Promise<void> {
+    const run = t.start(['apply', file], { CODEB_TEST_PAUSE_AT: point });
+    let exited = false;
+    void run.done.then(() => (exited = true));
+    await until(() => exited || run.stderr().includes(`paused at ${point} `), 90_000, `the deploy to pause at ${point}`);
+    if (exited) throw new Error(`the deploy ended before it reached ${point}\n${show(await run.done)}`);
+    run.child.kill('SIGKILL');
+    expect((await run.done).signal).toBe('SIGKILL');
+  }
+
+  it('a deploy killed during the gate: the next apply removes every replica it started, green keeps serving', async () => {
+    await killAt(twoV3, 'gate-check');
+    expect((await t.record(id)).deploy).toMatchObject({ phase: 'gating', slot: 'blue', from: 'green' });
+    expect(await t.running(name('web', 'blue', 2))).toBe(true);
+    const r = await t.codeb('apply', two);
+    expect(r.code, show(r)).toBe(0);
+    for (const n of [1, 2]) expect(await t.runtime.inspect(name('web', 'blue', n))).toBeNull();
+    expect(await t.runtime.inspect(name('worker', 'blue', 2))).toBeNull();
+    const rec = await t.record(id);
+    expect(rec.liveSlot).toBe('green');
+    expect(await targets()).toEqual(slotPorts(rec.ports.web!, 'green'));
+  });
+
+  it('a deploy killed after the switch: the next apply finishes it over every replica', async () => {
+    await killAt(twoV3, 'switched');
+    const rec0 = await t.record(id);
+    expect(rec0.deploy).toMatchObject({ phase: 'switched', slot: 'blue', from: 'green' });
+    expect(await targets()).toEqual(slotPorts(rec0.ports.web!, 'blue'));
+    const r = await t.codeb('apply', twoV3);
+    expect(r.code, show(r)).toBe(0);
+    const rec = await t.record(id);
+    expect(rec.liveSlot).toBe('blue');
+    expect(rec.deploy).toMatchObject({ phase: 'done', version: 'v3' });
+    expect(rec.history.filter((h) => h.action === 'deploy').at(-1)).toMatchObject({ result: 'ok', detail: { resumed: { phase: 'switched' } } });
     const { seen, failures } = await sample(20);
     expect(failures).toEqual([]);
-    expect([...seen]).toEqual(await hostnames([name('web', 'green')]));
-    const plan = await t.codeb('plan', two);
+    expect([...seen].sort()).toEqual((await hostnames([name('web', 'blue'), name('web', 'blue', 2)])).sort());
+  });
+
+  it('a replica that stops is skipped for safe requests, and the next plan sees it', async () => {
+    await t.runtime.remove(name('web', 'blue', 2), 0);
+    const { seen, failures } = await sample(20);
+    expect(failures).toEqual([]);
+    expect([...seen]).toEqual(await hostnames([name('web', 'blue')]));
+    const plan = await t.codeb('plan', twoV3);
     expect(plan.code, show(plan)).toBe(10);
   });
 });
