@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
 import { slotPorts } from '../../controller/registry/slot-ports.js';
 import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('5550-5649');
+const t = new DeployEnv(appPorts('5550-5649'));
 const id = uniqueId('rep');
 const domain = `${id}.localhost`;
 const name = (service: string, slot: string, n = 1) => `${id}--production--${service}--${slot}${n > 1 ? `--${n}` : ''}`;
