@@ -332,6 +332,12 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
   const base = { version, fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
   const step = stepper(ctx.reporter);
+  // A forwarder of an older codeb keeps only the first target of an entry: replicas would get no traffic.
+  if (Object.values(targetsOf(specs)).some((t) => t.length > 1) && (await ctx.forwarder.health()).targets !== true) {
+    throw new CodebError(`The codeb forwarder runs an older codeb that forwards each entry to one container only; ${d.projectId} (${d.env}) runs replicas. Nothing was started.`, {
+      hint: 'Restart the forwarder with this codeb (`codeb stack up` for the local stack; on a server `codeb server init`), then deploy again.',
+    });
+  }
 
   const now = new Date().toISOString();
   rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images, by: actor(), startedAt: now, at: now };

@@ -37,8 +37,11 @@ export class ForwarderClient {
     });
   }
 
-  /** answers: the forwarder marks verification answers (verify-answer.ts); older ones do not. */
-  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean }> {
+  /**
+   * answers: the forwarder marks verification answers (verify-answer.ts); targets: an entry may
+   * have several targets (replicas). Older forwarders say neither.
+   */
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; targets?: boolean }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {
