@@ -13,7 +13,10 @@ import { checkManifest } from '../../controller/manifest/index.js';
 import { environmentNames, resolveDeployment } from '../../controller/manifest/normalize.js';
 import { starterManifest } from '../../controller/manifest/starter.js';
 import { startWaves } from '../../controller/manifest/depends.js';
-import { deploymentNames } from '../../controller/registry/records.js';
+import { allocate } from '../../controller/registry/allocate.js';
+import { allocationRequest, deploymentNames } from '../../controller/registry/records.js';
+import { slotPorts } from '../../controller/registry/slot-ports.js';
+import { emptyRegistry } from '../../controller/registry/types.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = join(ROOT, 'bin/codeb.js');
@@ -119,6 +122,19 @@ describe('manifests/qna-community.yaml (the regional Q&A community)', () => {
 
   it('starts api before the web app and the notifier that depend on it', () => {
     expect(startWaves(resolveDeployment(manifest).services)).toEqual([['api'], ['web', 'notifier']]);
+  });
+
+  it('runs three web replicas and two notifier copies in production, one web replica in staging', () => {
+    const replicas = (env?: string) => Object.fromEntries(resolveDeployment(manifest, env).services.map((s) => [s.name, s.replicas]));
+    expect(replicas()).toEqual({ web: 3, api: 1, notifier: 2 });
+    expect(replicas('staging')).toEqual({ web: 1, api: 1, notifier: 2 });
+    // Each web replica gets its own port per slot; the worker copies get none.
+    const d = resolveDeployment(manifest);
+    const ports = allocate(emptyRegistry(), allocationRequest(d)).ports;
+    expect(slotPorts(ports.web!, 'blue')).toHaveLength(3);
+    expect(slotPorts(ports.web!, 'green')).toHaveLength(3);
+    expect(ports.api!.replicas).toBeUndefined();
+    expect(ports.notifier).toBeUndefined();
   });
 
   it('keeps daily backups and blue-green deploys in production', () => {
