@@ -309,10 +309,13 @@ function routeIssues(m: Manifest, add: AddIssue): void {
     for (const [env, o] of Object.entries(m.environments ?? {})) {
       const so = o.services?.[n];
       if (so) authAt.push([['environments', env, 'services', n], so.auth, svc]);
-      if (so && (svc.type ?? 'web') !== 'web') for (const k of ['domains', 'tls', 'auth'] as const) if (so[k] !== undefined) add(['environments', env, 'services', n, k], 'conflict', `only web services are routed; remove ${k} or make the service type: web`);
+      if (so && (svc.type ?? 'web') !== 'web') {
+        for (const k of ['domains', 'tls', 'auth'] as const) if (so[k] !== undefined) add(['environments', env, 'services', n, k], 'conflict', `only web services are routed; remove ${k} or make the service type: web`);
+      }
     }
-    if ((svc.type ?? 'web') !== 'web') for (const k of ['domains', 'tls', 'auth'] as const) if (svc[k] !== undefined) add(['services', n, k], 'conflict', `only web services are routed; remove ${k} or make the service type: web`);
-    else if (svc.tls !== undefined && !svc.domains?.length) add(['services', n, 'tls'], 'conflict', 'tls here is for the service\'s own domains, and it has none; set environment.tls for the main domain');
+    if ((svc.type ?? 'web') !== 'web') {
+      for (const k of ['domains', 'tls', 'auth'] as const) if (svc[k] !== undefined) add(['services', n, k], 'conflict', `only web services are routed; remove ${k} or make the service type: web`);
+    } else if (svc.tls !== undefined && !svc.domains?.length) add(['services', n, 'tls'], 'conflict', 'tls here is for the service\'s own domains, and it has none; set environment.tls for the main domain');
   }
   for (const [path, auth, svc] of authAt) {
     if (!auth || (svc.type ?? 'web') !== 'web') continue;
