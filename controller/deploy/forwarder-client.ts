@@ -37,8 +37,11 @@ export class ForwarderClient {
     });
   }
 
-  /** answers: the forwarder marks verification answers (verify-answer.ts); older ones do not. */
-  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean }> {
+  /**
+   * answers: the forwarder marks verification answers (verify-answer.ts); sites, routeAuth: it keeps
+   * routes' other host names and auth (an older one would drop them). Older ones do not say.
+   */
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; sites?: boolean; routeAuth?: boolean }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {

@@ -338,8 +338,10 @@ export class Forwarder {
       socket.end(`HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(a.body)}\r\nconnection: close\r\n${extra}\r\n${a.body}`);
     };
     if (!('entry' in to)) return refuse(to);
+    // The checked credentials stay out of the tunnel too (it copies the raw headers).
+    const drop = to.upstream.auth?.basic ? ['authorization'] : [];
     void this.admit(req, to.upstream).then(
-      (refused) => (refused ? refuse(refused) : this.tunnel(to.entry, req, socket, head)),
+      (refused) => (refused ? refuse(refused) : this.tunnel(to.entry, req, socket, head, drop)),
       () => refuse({ status: 500, body: 'codeb: the route check failed\n' }),
     );
   }
@@ -413,12 +415,13 @@ export class Forwarder {
     else upstream.end();
   }
 
-  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer): void {
+  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer, drop: string[] = []): void {
     const port = e.target;
     const upstream = connect(port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
-        if (!TUNNEL_DROPS.has(req.rawHeaders[i]!.toLowerCase())) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        const name = req.rawHeaders[i]!.toLowerCase();
+        if (!TUNNEL_DROPS.has(name) && !drop.includes(name)) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       }
       upstream.write(lines.join('\r\n') + '\r\n\r\n');
       if (head.length) upstream.write(head);

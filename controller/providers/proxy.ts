@@ -20,7 +20,7 @@ import { request as httpRequest, type RequestOptions } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import { ForwarderClient, ForwarderRefused } from '../deploy/forwarder-client.js';
-import { orderUpstreams, publicRoute, routeHosts, routeProblems, type HostRoute, type HostUpstream } from '../deploy/host-routes.js';
+import { orderUpstreams, publicRoute, routeHosts, routeProblems, routeSites, type HostRoute, type HostUpstream } from '../deploy/host-routes.js';
 import { basicAuthSecret, type RouteSpec, type RouteUpstream } from '../reconcile/desired.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
@@ -279,6 +279,15 @@ export class ProxyProvider implements Provider {
     const current = await this.forwarder.route(name);
     if (!current || !isDeepStrictEqual(current, asListed(route))) {
       ctx.progress(`${current ? 'updating' : 'adding'} route ${name} (${routeHosts(route).join(', ')}) in the forwarder's host table`);
+      // An older forwarder would keep the route without its other sites or its auth: an open door.
+      const needs = routeSites(route).some((s, i) => i > 0 || s.upstreams.some((u) => u.auth));
+      const health = needs ? await this.forwarder.health() : null;
+      if (health && (health.sites !== true || health.routeAuth !== true)) {
+        throw new CodebError(`The codeb forwarder (pid ${health.pid}) runs an older codeb that does not keep host names per service or route auth; route ${name} was not changed.`, {
+          where: `proxy.route/${name}`,
+          hint: 'Restart it with this codeb: `codeb stack down && codeb stack up` locally, `systemctl restart codeb-forwarder` on a server. Then apply again.',
+        });
+      }
       try {
         await this.forwarder.setRoute(route);
       } catch (err) {
