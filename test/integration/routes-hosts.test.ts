@@ -1,6 +1,6 @@
 /**
  * Per-service host names and route auth (issue 12, items 2 and 3), deployed for real through this
- * file's own Caddy and forwarder (app ports 5500-5549):
+ * file's own Caddy and forwarder (app ports: slot-0 slice 5500-5549):
  *   - a web app at the main domain and a gateway at a host name of its own, both blue-green: each
  *     is deployed in turn while a bounded client keeps asking both through Caddy;
  *   - the gateway's basic auth with a generated password: 401 without or with wrong credentials,
@@ -16,8 +16,9 @@ import { Agent, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bcrypt from 'bcryptjs';
 import { DeployEnv, uniqueId, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('5500-5549');
+const t = new DeployEnv(appPorts('5500-5549'));
 const id = uniqueId('rt');
 const other = uniqueId('rt2');
 const main = `${id}.localhost`;
