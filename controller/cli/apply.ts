@@ -123,7 +123,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the result as JSON (progress is not shown)')
     .addHelpText(
       'after',
-      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
+      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA basic-auth password codeb generates (services.<s>.auth.basic.generate) is printed once, after the summary\n(--json: generatedPasswords); only its bcrypt hash is kept.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
