@@ -10,6 +10,7 @@ import type { EnvironmentRecord } from '../registry/types.js';
 import { entryId, specsFor } from '../deploy/bluegreen.js';
 import type { ForwarderClient } from '../deploy/forwarder-client.js';
 import { LABEL, type Runtime } from '../runtime/types.js';
+import { serviceSlot } from '../deploy/stateful.js';
 import { makeResource, type Observed, type Resource } from './model.js';
 
 export interface ReleaseSpec extends Record<string, unknown> {
@@ -34,7 +35,7 @@ export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'por
   const specs = specsFor(d, rec, slot, envFile, versionOf(d), servicesAddress);
   const services = Object.fromEntries(specs.map((s) => [s.service, s.labels[LABEL.specHash]!]));
   const entries: Record<string, number> = {};
-  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = rec.ports[s.name]![slot];
+  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = rec.ports[s.name]![serviceSlot(s, slot)];
   return makeResource('runtime.release', releaseName(d.projectId, d.env), { services, entries }, dependsOn);
 }
 
@@ -64,7 +65,7 @@ export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord,
   if (!rec.liveSlot) return { key: r.key, exists: false };
   const services: Record<string, string> = {};
   for (const s of d.services) {
-    const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, rec.liveSlot));
+    const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, serviceSlot(s, rec.liveSlot)));
     services[s.name] = st?.running ? st.labels[LABEL.specHash] ?? '(unlabelled)' : st ? `(${st.status})` : '(missing)';
   }
   const table = await forwarder.list();
