@@ -10,7 +10,7 @@
 //        a port the demo's stack needs is held by something that is not the demo's stack.
 //
 // The demo takes the default base 20000 (25432-29000) and app ports from 3000-3999; the test files
-// take CODEB_PORT_RANGE slices from 4000-5449. The test candidates stay clear of all of those and
+// take CODEB_PORT_RANGE slices from 4000-5499. The test candidates stay clear of all of those and
 // below Linux's ephemeral range (32768+), where an outgoing connection can hold a port for a while.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 export const OFFSETS = { postgres: 5432, redis: 6379, s3: 9000, http: 8080, https: 8443 };
 export const DEMO_BASE = 20000;
 /** App ports: the demo's default CODEB_PORT_RANGE and the test files' slices. */
-export const APP_PORTS = { min: 3000, max: 5449 };
+export const APP_PORTS = { min: 3000, max: 5499 };
 /** The test stack: bases 10000-13000 (ports 15432-22000). */
 export const TEST_CANDIDATES = Array.from({ length: 13 }, (_, i) => 10000 + 250 * i);
 /** stack.test.ts's two extra stacks at TBASE and TBASE+200: bases 3500-4500 (ports 8932-13700). */
