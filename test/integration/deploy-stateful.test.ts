@@ -3,7 +3,8 @@
  * a blue-green `web`. A file written into the volume must survive two app deploys (which leave db
  * running: same container), a deploy that changes db itself (stop-then-start: never two db
  * containers running, sampled while the deploy runs), a restart, and a destroy that keeps data plus
- * a re-apply. destroy --delete-data then removes the volume. Port slice 5450-5499.
+ * a re-apply; a backup (include: volumes) restores it. destroy --delete-data then removes the
+ * volume. Port slice 5450-5499.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpodCall } from '../../controller/providers/libpod.js';
@@ -38,8 +39,9 @@ ${http}  db:
 ${http}`;
 }
 
-const base = t.write('project.yaml', manifest({ id, services: services(), database: false }));
-const dbChanged = t.write('db-changed.yaml', manifest({ id, services: services('two'), database: false }));
+const backup = 'backup:\n  include: [volumes]\n';
+const base = t.write('project.yaml', manifest({ id, services: services(), database: false, extra: backup }));
+const dbChanged = t.write('db-changed.yaml', manifest({ id, services: services('two'), database: false, extra: backup }));
 const volumes = new VolumeProvider(t.settings.podman.socketPath);
 
 /** Run node inside a container; its output trimmed. */
@@ -160,5 +162,23 @@ describe('a stateful service (volumes): stop-then-start, data kept', () => {
     expect(r.code, show(r)).toBe(0);
     expect(await readKept()).toBe('written by v1');
     expect((await t.record(id)).volumes).toEqual([volume]);
+  });
+
+  it('backs the volume up (include: volumes) and restores it in place', async () => {
+    const b = await t.codeb('backup', 'run', id, '--json');
+    expect(b.code, show(b)).toBe(0);
+    const run = JSON.parse(b.stdout) as { id: string; manifest: { include: string[]; objects: Array<{ key: string; size: number }> } };
+    expect(run.manifest.include).toEqual(['volumes']);
+    expect(run.manifest.objects.map((o) => o.key)).toEqual([`volumes/${volume}.tar`]);
+    // Changed after the backup: one file rewritten, one added.
+    await node(db, 'const fs = require("fs"); fs.writeFileSync("/data/kept.txt", "changed"); fs.writeFileSync("/data/later.txt", "x")');
+    const refused = await t.codeb('backup', 'restore', id, '--id', run.id, '--volumes');
+    expect(refused.code, show(refused)).toBe(2);
+    expect(await readKept()).toBe('changed');
+    const r = await t.codeb('backup', 'restore', id, '--id', run.id, '--volumes', '--yes');
+    expect(r.code, show(r)).toBe(0);
+    expect((await t.runtime.inspect(db))?.running).toBe(true);
+    expect(await readKept()).toBe('written by v1');
+    expect(await node(db, 'console.log(require("fs").readdirSync("/data").sort().join(","))')).toBe('kept.txt');
   });
 });
