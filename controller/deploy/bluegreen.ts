@@ -369,7 +369,14 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
     }
   }
 
-  // Stateful services first (the others usually depend on them): stop-then-start, or left running.
+  // Stateful services first (the others usually depend on them): stop-then-start, or left running;
+  // one switched off (replicas: 0) is stopped (its volumes stay).
+  for (const s of d.services.filter((x) => isStateful(x) && x.replicas === 0)) {
+    const name = containerName(d.projectId, d.env, s.name, STATEFUL_SLOT);
+    if (!(await runtime.inspect(name))) continue;
+    await step(`stop ${name} (replicas: 0)`, () => runtime.remove(name, Math.ceil(d.deploy.drainMs / 1000)), () => 'stopped and removed; its volumes are kept');
+    rec.containers = rec.containers.filter((c) => c.name !== name);
+  }
   const statefulHealth: ServiceHealth[] = [];
   for (const spec of stateful) {
     const h = await deployStateful(ctx, spec, serviceOf(spec));

@@ -223,6 +223,12 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     if (j.service !== undefined && !names.includes(j.service)) {
       add(['jobs', job, 'service'], 'reference', `no service named "${j.service}"`, { allowed: names.join(', '), suggestion: closest(j.service, names) });
     }
+    // A job's container runs beside the service's: it would be a second writer on its volumes.
+    const runsIn = j.service ?? names[0]!;
+    if (Object.keys(m.services[runsIn]?.volumes ?? {}).length) {
+      const free = names.filter((n) => !Object.keys(m.services[n]!.volumes ?? {}).length);
+      add(j.service !== undefined ? ['jobs', job, 'service'] : ['jobs', job], 'conflict', `the job would run in a container of "${runsIn}" beside its running one, and "${runsIn}" has volumes (one writer only)`, { allowed: free.length ? `name a service without volumes: ${free.join(', ')}` : 'give the job a service without volumes' }, j.service !== undefined ? 'value' : 'key');
+    }
     try {
       parseCron(j.schedule);
     } catch (err) {
