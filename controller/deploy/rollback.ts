@@ -144,7 +144,8 @@ export function chooseEarlierDeploy(rec: EnvironmentRecord, to?: string): Redepl
   const deploys = rec.history
     .filter((h) => h.action === 'deploy' && h.result === 'ok' && h.detail?.images)
     .map((h) => ({ version: String(h.detail!.version ?? ''), images: h.detail!.images as Record<string, string>, at: h.at }));
-  const live = rec.containers.filter((c) => c.slot === rec.liveSlot).map((c) => [c.service, c.image] as const);
+  // What runs now: the live slot's containers and the stateful ones (which have no slot to switch).
+  const live = rec.containers.filter((c) => c.slot === rec.liveSlot || c.stateful).map((c) => [c.service, c.image] as const);
   const current = JSON.stringify(Object.fromEntries([...live].sort()));
   const pick = to
     ? [...deploys].reverse().find((x) => x.version === to || Object.values(x.images).some((i) => i === to || i.endsWith(`:${to}`)))
