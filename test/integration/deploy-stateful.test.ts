@@ -4,14 +4,15 @@
  * running: same container), a deploy that changes db itself (stop-then-start: never two db
  * containers running, sampled while the deploy runs), a restart, and a destroy that keeps data plus
  * a re-apply; a backup (include: volumes) restores it. destroy --delete-data then removes the
- * volume. Port slice 5450-5499.
+ * volume. App ports: slice 5450-5499 (appPorts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpodCall } from '../../controller/providers/libpod.js';
 import { VolumeProvider } from '../../controller/providers/volume.js';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('5450-5499');
+const t = new DeployEnv(appPorts('5450-5499'));
 const id = uniqueId('sf');
 const db = `${id}--production--db--blue`;
 const volume = `codeb-${id}--production--db--data`;
