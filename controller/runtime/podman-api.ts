@@ -301,7 +301,8 @@ export class PodmanApiRuntime implements Runtime {
       info = await this.api(() => this.getJson<Docker.ContainerInspectInfo>(`/containers/${encodeURIComponent(name)}/json`));
     } catch (err) {
       if (err instanceof CodebError) throw err;
-      if (statusOf(err) === 404) return null;
+      // A container removed while Podman looks it up answers 500 "no such container": gone too.
+      if (statusOf(err) === 404 || /no such container/i.test(apiMessage(err))) return null;
       throw this.fail(`Cannot inspect container ${name}`, err);
     }
     const st = info.State;

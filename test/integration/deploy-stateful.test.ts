@@ -4,11 +4,13 @@
  * running: same container), a deploy that changes db itself (stop-then-start: never two db
  * containers running, sampled while the deploy runs), a restart, and a destroy that keeps data plus
  * a re-apply; a backup (include: volumes) restores it. destroy --delete-data then removes the
- * volume. App ports: slice 5450-5499 (appPorts).
+ * volume. First, ownership: a volume codeb creates is writable by a non-root image user (Podman
+ * chowns it once, at the first mount; codeb never chowns). App ports: slice 5450-5499 (appPorts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpodCall } from '../../controller/providers/libpod.js';
 import { VolumeProvider } from '../../controller/providers/volume.js';
+import { makeResource } from '../../controller/reconcile/model.js';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
@@ -67,9 +69,50 @@ async function sampled(args: string[]): Promise<{ run: Run; samples: string[][] 
     return r;
   });
   const samples: string[][] = [];
-  while (!done) samples.push(await runningDb());
+  try {
+    while (!done) samples.push(await runningDb());
+  } finally {
+    // A failed sample must not leave the command running into the next test.
+    if (!done) started.child.kill('SIGTERM');
+  }
   return { run: await finished, samples };
 }
+
+/** A one-off container of the test image as `user`, with `volume` at /data, run to its end: exit code and output. */
+async function runAs(user: string, volume: string, script: string): Promise<{ exitCode: number; output: string }> {
+  const sock = t.settings.podman.socketPath;
+  const name = `${id}-owner-probe`;
+  const created = await libpodCall(sock, 'POST', '/containers/create', { name, image: 'localhost/codeb-testapp:v1', command: ['/usr/bin/node', '-e', script], user, cap_drop: ['ALL'], volumes: [{ Name: volume, Dest: '/data' }] });
+  expect(created.status, JSON.stringify(created.json)).toBe(201);
+  try {
+    expect((await libpodCall(sock, 'POST', `/containers/${name}/start`)).status).toBe(204);
+    const waited = await libpodCall(sock, 'POST', `/containers/${name}/wait`);
+    return { exitCode: Number(waited.json), output: await t.runtime.logsTail(name, 20) };
+  } finally {
+    await libpodCall(sock, 'DELETE', `/containers/${name}?force=true`);
+  }
+}
+
+describe('ownership of a volume codeb creates', () => {
+  const name = `codeb-${id}--production--owner--data`;
+  afterAll(async () => {
+    await volumes.remove(name);
+  });
+
+  it('a non-root image user can write to it: Podman chowns its top folder once, at the first mount; later mounts change nothing', async () => {
+    const resource = makeResource('volume.data', name, { owner: `${id}/production`, service: 'owner', volume: 'data' }, [], true);
+    await volumes.execute({ op: 'create', key: resource.key, kind: resource.kind, name, reason: 'test', changes: [], resource }, { secret: () => '', progress: () => {} });
+    const write = 'const fs = require("fs"); try { fs.writeFileSync("/data/by-" + process.getuid(), "x"); console.log("wrote", fs.statSync("/data").uid) } catch (e) { console.log(e.code); process.exit(3) }';
+    const first = await runAs('1000:1000', name, write);
+    expect(first, first.output).toMatchObject({ exitCode: 0 });
+    expect(first.output).toContain('wrote 1000');
+    // Not a chown on every start (what :U would do): another user mounting it later is not given it.
+    const second = await runAs('2000:2000', name, write);
+    expect(second.exitCode, second.output).toBe(3);
+    expect(second.output).toContain('EACCES');
+  });
+});
+
 
 describe('a stateful service (volumes): stop-then-start, data kept', () => {
   let firstId: string;
