@@ -6,6 +6,7 @@ import type { Slot } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import { serviceSlot } from '../deploy/stateful.js';
+import { slotPorts } from '../registry/slot-ports.js';
 
 /**
  * Host ports a deploy is about to bind that some other process holds: the slot the deploy starts
@@ -29,7 +30,7 @@ export function portsTakenBeforeDeploy(
     if (!p || s.replicas === 0) continue;
     // A stateful service keeps its own slot (deploy/stateful.ts).
     const at = serviceSlot(s, toSlot);
-    if (!own(at) && listening.has(p[at])) out.push(`${p[at]} (${s.name}, ${at} slot)`);
+    if (!own(at)) slotPorts(p, at).slice(0, s.replicas).forEach((port, i) => listening.has(port) && out.push(`${port} (${s.name}, ${at} slot${i ? `, replica ${i + 1}` : ''})`));
     if (!ownEntryPorts.has(p.entry) && listening.has(p.entry)) out.push(`${p.entry} (${s.name}, entry port)`);
   }
   return out;
