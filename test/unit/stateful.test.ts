@@ -29,7 +29,7 @@ const settings: Settings = {
   forwarder: { socketPath: '/tmp/forwarder.sock', routerSocket: '/tmp/router.sock' },
   network: { pool: '10.99.0.0/16', servicesAddress: '10.99.0.1', interface: 'cbs00000000' },
 };
-const FILE = 'manifests/metrics-monitoring.yaml';
+const FILE = 'manifests/metrics-volumes.yaml';
 const AT = '2026-01-01T00:00:00.000Z';
 
 function example() {
