@@ -76,7 +76,8 @@ export function registerServer(program: Command): void {
           if (opts.json) printJson(report);
           return EXIT.ok;
         }
-        const check = await checkServer(target, t);
+        // A sudo user's codeb reads root's settings.json and Podman socket through sudo, as init did.
+        const check = await checkServer(target, t, report.become === 'sudo');
         if (opts.json) printJson({ ...report, ok: check.gaps === 0, checks: check.json.checks });
         else println(check.text);
         return check.gaps ? EXIT.failure : EXIT.ok;
@@ -132,7 +133,7 @@ interface CheckRun {
 }
 
 /** `server check` (also the end of `server init`): facts from the server, the checks, rendered. */
-async function checkServer(target: import('../transport/target.js').Target, t: TransportOptions): Promise<CheckRun> {
+async function checkServer(target: import('../transport/target.js').Target, t: TransportOptions, sudo = false): Promise<CheckRun> {
   const { FACTS_SCRIPT, assessServer, parseCodebFacts, parseShellFacts, renderChecks } = await import('../server/check.js');
   const { installRoot } = await import('../install-root.js');
   let output: string;
@@ -145,10 +146,10 @@ async function checkServer(target: import('../transport/target.js').Target, t: T
   } else {
     const { REMOTE_SESSION_ENV, remoteCodebCommand } = await import('../transport/remote.js');
     const { SshSession } = await import('../transport/ssh.js');
-    codebCommand = remoteCodebCommand(t.remoteCodeb);
+    codebCommand = [...(sudo ? ['sudo', '-n'] : []), ...remoteCodebCommand(t.remoteCodeb)];
     const session = await SshSession.open(target, { identityFile: t.identity });
     try {
-      const r = await session.exec(['sh', '-c', FACTS_SCRIPT, 'codeb-check', 'env', `${REMOTE_SESSION_ENV}=1`, ...codebCommand]);
+      const r = await session.exec(['sh', '-c', FACTS_SCRIPT, 'codeb-check', ...(sudo ? ['sudo', '-n'] : []), 'env', `${REMOTE_SESSION_ENV}=1`, ...remoteCodebCommand(t.remoteCodeb)]);
       if (r.code === null) throw new CodebError(`Lost the connection to ${target.display} during the check (${session.lostReason}).`, { hint: 'Run the check again.' });
       output = r.stdout;
     } finally {

@@ -76,6 +76,8 @@ export interface InitOptions {
 export interface InitReport {
   target: string;
   os: string;
+  /** How init got root there: '' (root) or 'sudo'. */
+  become: '' | 'sudo';
   dryRun: boolean;
   /** Steps taken (or, with --dry-run, that would be taken); empty: nothing to do. */
   steps: Array<{ step: string; detail: string; ms?: number }>;
@@ -110,7 +112,7 @@ export async function serverInit(o: InitOptions): Promise<InitReport> {
   const facts = parseInitFacts(factsRun.stdout);
   const plan: InitPlan = planInit(facts, bundle.hash);
   const become = plan.become ? ['sudo', '-n'] : [];
-  const report: InitReport = { target: name, os: facts.osName, dryRun: Boolean(o.dryRun), steps: [], changed: false };
+  const report: InitReport = { target: name, os: facts.osName, become: plan.become, dryRun: Boolean(o.dryRun), steps: [], changed: false };
   o.progress(`Server ${name} (${facts.osName}${plan.become ? ', via sudo' : ''}):`);
   if (plan.present.length) o.progress(`  already installed: ${plan.present.join(' ')}`);
 

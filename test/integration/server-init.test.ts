@@ -121,4 +121,31 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     expect(dry.stdout).toContain('nothing to do');
     expect(await host.sh(SNAPSHOT)).toBe(before);
   });
+
+  it('a user with passwordless sudo gets the same (nothing to do); a user without sudo is refused, nothing changed', async () => {
+    await host.sh(
+      [
+        'for u in deploy nosudo; do useradd -m -s /bin/bash "$u"; mkdir -p "/home/$u/.ssh"; cp /root/.ssh/authorized_keys "/home/$u/.ssh/"; chown -R "$u:" "/home/$u/.ssh"; done',
+        "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy",
+        'chmod 0440 /etc/sudoers.d/deploy',
+      ].join('; '),
+    );
+    const before = await host.sh(SNAPSHOT);
+    const viaSudo = await codebCli(host, ['server', 'init', `deploy@${host.address}`, '--json']);
+    expect(viaSudo.code, viaSudo.stderr).toBe(0);
+    expect(JSON.parse(viaSudo.stdout)).toMatchObject({ become: 'sudo', changed: false, ok: true });
+    const refused = await codebCli(host, ['server', 'init', `nosudo@${host.address}`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/not root and cannot use sudo without a password/);
+    expect(refused.stderr).toMatch(/NOPASSWD/);
+    expect(await host.sh(SNAPSHOT)).toBe(before);
+  });
+
+  it('after a reboot every shared service is back without any codeb command: server check all ok', async () => {
+    await host.restart();
+    const check = await codebCli(host, ['server', 'check', host.target, '--json']);
+    expect(check.code, check.stdout).toBe(0);
+    for (const c of (JSON.parse(check.stdout) as { checks: Array<{ status: string }> }).checks) expect(c, JSON.stringify(c)).toMatchObject({ status: 'ok' });
+    expect(await httpStatus(host.address, 80, 'unknown.example')).toBe(404);
+  });
 });
