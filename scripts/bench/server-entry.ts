@@ -16,7 +16,9 @@ async function timedInit(host: ServerHost, expectChange: boolean): Promise<numbe
   const r = await codebCli(host, ['server', 'init', host.target, '--json']);
   const ms = performance.now() - t0;
   if (r.code !== 0) throw new Error(`server init failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-  const report = JSON.parse(r.stdout) as { changed: boolean };
+  const report = JSON.parse(r.stdout) as { changed: boolean; steps: Array<{ step: string; ms?: number }> };
+  // Where the time goes (apt-get install and the upload carry their own figures).
+  for (const s of report.steps) if (s.ms !== undefined) console.error(`  ${s.step.slice(0, 60)}: ${(s.ms / 1000).toFixed(1)}s`);
   if (report.changed !== expectChange) throw new Error(`server init ${expectChange ? 'changed nothing on a bare host' : 'changed something on a ready host'}`);
   return ms;
 }

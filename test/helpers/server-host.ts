@@ -138,19 +138,25 @@ function sshBanner(address: string): Promise<boolean> {
 export interface StartOptions {
   /** Unique among the test files running at once: names the container and the network. */
   name: string;
-  /** Which /24 of the pool (see hostSubnet); each test file its own. */
+  /** Which /24 of the pool (see hostSubnet); each test file its own, 0-15 (moved by 16 per concurrent suite). */
   slot: number;
   pool?: string;
 }
 
 export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
-  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(opts.name)) throw new Error(`test host name must be [a-z0-9-], at most 31 characters: ${opts.name}`);
+  if (!/^[a-z0-9][a-z0-9-]{0,24}$/.test(opts.name)) throw new Error(`test host name must be [a-z0-9-], at most 25 characters: ${opts.name}`);
   if (process.getuid?.() !== 0) throw new Error('A test host needs root (overlay mounts and a privileged container).');
+  // Suites running at once (scripts/test.sh slots, CODEB_TEST_SLOT k) must not share a host name or
+  // subnet: slots 0-15 of a test file move by 16k (k < 8: up to 10.71.127.0/24), and the names carry
+  // the suite's slot. Slots from 128 up (bench:server: 200) stay where they are.
+  const suite = process.env.CODEB_TEST_SLOT ? Number(process.env.CODEB_TEST_SLOT) : 0;
+  const slot = opts.slot < 16 ? opts.slot + 16 * suite : opts.slot;
+  const name = suite ? `${opts.name}-s${suite}` : opts.name;
   const lower = await serverRootfs();
-  const { subnet, address, gateway } = hostSubnet(opts.slot, opts.pool);
-  const container = `codeb-th-${opts.name}`;
-  const network = `codeb-th-${opts.name}`;
-  const dir = mkdtempSync(join(process.env.CODEB_TEST_HOST_DIR || tmpdir(), `codeb-th-${opts.name}-`));
+  const { subnet, address, gateway } = hostSubnet(slot, opts.pool);
+  const container = `codeb-th-${name}`;
+  const network = `codeb-th-${name}`;
+  const dir = mkdtempSync(join(process.env.CODEB_TEST_HOST_DIR || tmpdir(), `codeb-th-${name}-`));
   const merged = join(dir, 'root');
   for (const d of ['upper', 'work', 'root', 'containers']) mkdirSync(join(dir, d));
 
@@ -176,7 +182,7 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
     const hostKey = join(merged, 'etc', 'ssh', 'ssh_host_ed25519_key');
     rmSync(hostKey, { force: true });
     rmSync(`${hostKey}.pub`, { force: true });
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `root@${opts.name}`, '-f', hostKey]);
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `root@${name}`, '-f', hostKey]);
     const hostPub = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
     const knownHosts = join(dir, 'known_hosts');
     writeFileSync(knownHosts, `${address} ${hostPub}\n`);
@@ -188,7 +194,7 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
       join(merged, 'etc', 'ssh', 'sshd_config.d', 'codeb-test-host.conf'),
       ['HostKey /etc/ssh/ssh_host_ed25519_key', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password', 'MaxStartups 50', 'MaxSessions 50', ''].join('\n'),
     );
-    writeFileSync(join(merged, 'etc', 'hostname'), `${opts.name}\n`);
+    writeFileSync(join(merged, 'etc', 'hostname'), `${name}\n`);
     // A container cannot load kernel modules: this unit would fail on every boot and leave systemd
     // "degraded", which a real server is not. Masked like an administrator would.
     symlinkSync('/dev/null', join(merged, 'etc', 'systemd', 'system', 'systemd-modules-load.service'));
@@ -198,7 +204,7 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
 
     await podman(['network', 'create', '--internal', '--subnet', subnet, '--gateway', gateway, network]);
     await podman([
-      'run', '-d', '--name', container, '--hostname', opts.name,
+      'run', '-d', '--name', container, '--hostname', name,
       '--privileged', '--systemd=always',
       '--network', network, '--ip', address,
       '-v', `${join(dir, 'containers')}:/var/lib/containers`,
@@ -247,7 +253,7 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
 
   const sh: ServerHost['sh'] = async (script, o = {}) => {
     const r = await exec(['sh', '-c', script], o);
-    if (r.code !== 0) throw new Error(`on test host ${opts.name}: sh -c ${JSON.stringify(script)} exited ${r.code}:\n${r.stdout}${r.stderr}`);
+    if (r.code !== 0) throw new Error(`on test host ${name}: sh -c ${JSON.stringify(script)} exited ${r.code}:\n${r.stdout}${r.stderr}`);
     return r.stdout;
   };
 
@@ -265,11 +271,11 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
       await new Promise((r) => setTimeout(r, 250));
     }
     const logs = await podman(['logs', '--tail', '30', container], { allowFail: true });
-    throw new Error(`test host ${opts.name} did not come up within ${timeoutMs} ms (${last}). Console:\n${logs}`);
+    throw new Error(`test host ${name} did not come up within ${timeoutMs} ms (${last}). Console:\n${logs}`);
   };
 
   const host: ServerHost = {
-    name: opts.name,
+    name: name,
     address,
     gateway,
     target: `root@${address}`,
@@ -302,7 +308,7 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
         save.stdout.pipe(load.stdin);
         let saveCode: number | null = null;
         save.on('close', (c) => (saveCode = c));
-        load.on('close', (c) => (c === 0 && saveCode === 0 ? resolveLoad() : reject(new Error(`loading ${ref} into test host ${opts.name} failed (save ${saveCode}, load ${c}): ${err.trim()}`))));
+        load.on('close', (c) => (c === 0 && saveCode === 0 ? resolveLoad() : reject(new Error(`loading ${ref} into test host ${name} failed (save ${saveCode}, load ${c}): ${err.trim()}`))));
       });
     },
     remove: cleanup,
