@@ -156,13 +156,17 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
   const { subnet, address, gateway } = hostSubnet(slot, opts.pool);
   const container = `codeb-th-${name}`;
   const network = `codeb-th-${name}`;
+  // A running host of that name belongs to another run (two suites without CODEB_TEST_SLOT): never
+  // touch it. A stopped one is a leftover of an interrupted run and would block this one: removed.
+  if ((await podman(['container', 'inspect', '--format', '{{.State.Running}}', container], { allowFail: true })).trim() === 'true') {
+    throw new Error(`A test host ${container} is running already (another test run?). Run suites through scripts/test.sh (it sets CODEB_TEST_SLOT), or give this one CODEB_TEST_SLOT=1..7.`);
+  }
+  await podman(['rm', '-f', '-t', '0', container], { allowFail: true });
+  await podman(['network', 'rm', '-f', network], { allowFail: true });
+
   const dir = mkdtempSync(join(process.env.CODEB_TEST_HOST_DIR || tmpdir(), `codeb-th-${name}-`));
   const merged = join(dir, 'root');
   for (const d of ['upper', 'work', 'root', 'containers']) mkdirSync(join(dir, d));
-
-  // A leftover of an interrupted run with the same name would block this one: it is ours to remove.
-  await podman(['rm', '-f', '-t', '0', container], { allowFail: true });
-  await podman(['network', 'rm', '-f', network], { allowFail: true });
 
   let mounted = false;
   const cleanup = async () => {
