@@ -1,6 +1,6 @@
 /**
  * The one place where names that reach other systems are derived (databases, roles, buckets, Redis
- * users and keys, containers, networks, files). Inputs are already validated by the schema
+ * users and keys, containers, networks, volumes, files). Inputs are already validated by the schema
  * (lowercase DNS labels of bounded length); every output is checked again here, so a name that
  * would break a system's rules fails loudly instead of being truncated or escaped into something else.
  *
@@ -121,6 +121,18 @@ export function deploymentName(projectId: string, env: string): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
   return [projectId, env].join(SEP);
+}
+
+/**
+ * The Podman volume of one of a service's named volumes: codeb-<project>--<env>--<service>--<volume>.
+ * Per environment, so staging never mounts production's data.
+ */
+export function volumeName(projectId: string, env: string, service: string, volume: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  assertLabel('service name', service, 30);
+  assertLabel('volume name', volume, 20);
+  return `codeb-${[projectId, env, service, volume].join(SEP)}`;
 }
 
 export function networkName(projectId: string, env: string): string {

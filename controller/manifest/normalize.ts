@@ -4,7 +4,7 @@
  * annotations in schemas/project-manifest.schema.json (a unit test keeps them in step).
  */
 import { CodebError, EXIT } from '../errors.js';
-import type { Deployment, HttpHealthCheck, Manifest, ResolvedHealthCheck, ResolvedService, ServerSpec, ServiceSpec, Tls } from './types.js';
+import type { BackupPart, Deployment, HttpHealthCheck, Manifest, ResolvedHealthCheck, ResolvedService, ServerSpec, ServiceSpec, Tls } from './types.js';
 
 export const DEFAULTS = {
   environment: 'production',
@@ -19,7 +19,7 @@ export const DEFAULTS = {
   releaseTimeout: '5m',
   jobTimeout: '30m',
   checksAfterDeploy: 3,
-  backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as Array<'database' | 'storage'> },
+  backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as BackupPart[] },
   deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '10s', keepPrevious: '1h', drain: '10s' },
   storageBuckets: ['uploads'],
   cacheIsolation: 'prefix' as const,
@@ -121,6 +121,9 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       replicas: so.replicas ?? o.replicas ?? svc.replicas ?? DEFAULTS.replicas,
       restart: svc.restart ?? DEFAULTS.restart,
       readOnlyRootfs: svc.readOnlyRootfs ?? DEFAULTS.readOnlyRootfs,
+      volumes: Object.entries(svc.volumes ?? {})
+        .map(([vname, path]) => ({ name: vname, path: path.length > 1 ? path.replace(/\/$/, '') : path }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
       healthCheck: resolveHealth(svc, m.monitoring?.healthCheck),
       dependsOn: svc.dependsOn ?? [],
       release: svc.release ? { command: svc.release.command, timeoutMs: durationMs(svc.release.timeout ?? DEFAULTS.releaseTimeout) } : null,

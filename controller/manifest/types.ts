@@ -2,6 +2,7 @@
 export type Duration = string; // "500ms" | "5s" | "10m" | "1h" | "1d"
 export type ServiceType = 'web' | 'internal' | 'worker';
 export type Tls = 'auto' | 'internal' | 'off';
+export type BackupPart = 'database' | 'storage' | 'volumes';
 export type EnvVars = Record<string, string | number | boolean>;
 
 export interface HostPorts {
@@ -50,6 +51,8 @@ export interface ServiceSpec {
   replicas?: number;
   restart?: 'always' | 'on-failure' | 'no';
   readOnlyRootfs?: boolean;
+  /** volume name -> absolute mount path (docs/manifest.md, "Stateful services"). */
+  volumes?: Record<string, string>;
   healthCheck?: HealthCheckSpec;
   dependsOn?: string[];
   release?: { command: string[]; timeout?: Duration };
@@ -102,7 +105,7 @@ export interface Manifest {
     checksAfterDeploy?: number;
     alerts?: { webhook?: string; email?: string[] };
   };
-  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: Array<'database' | 'storage'> };
+  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: BackupPart[] };
   jobs?: Record<string, { service?: string; command: string[]; schedule: string; timeout?: Duration }>;
   deploy?: {
     strategy?: 'blue-green' | 'recreate';
@@ -122,6 +125,12 @@ export interface ResolvedHealthCheck {
   intervalMs: number;
   successes: number;
   startPeriodMs: number;
+}
+export interface ResolvedVolume {
+  /** The manifest's name (unique within the service); the Podman volume is names.volumeName(). */
+  name: string;
+  /** Absolute path inside the container. */
+  path: string;
 }
 export interface ResolvedService {
   name: string;
@@ -144,6 +153,12 @@ export interface ResolvedService {
   restart: 'always' | 'on-failure' | 'no';
   /** Read-only root filesystem with a writable tmpfs at /tmp. */
   readOnlyRootfs: boolean;
+  /**
+   * Named volumes, sorted by name. A service with any is stateful: one container that is stopped
+   * before its new version starts (never two at once) and that keeps running through deploys
+   * that do not change it.
+   */
+  volumes: ResolvedVolume[];
   healthCheck: ResolvedHealthCheck;
   dependsOn: string[];
   release: { command: string[]; timeoutMs: number } | null;
@@ -180,7 +195,7 @@ export interface Deployment {
     sse: boolean;
   };
   monitoring: { checksAfterDeploy: number; alerts: { webhook?: string; email: string[] } };
-  backup: { enabled: boolean; schedule: string; retentionDays: number; include: Array<'database' | 'storage'> };
+  backup: { enabled: boolean; schedule: string; retentionDays: number; include: BackupPart[] };
   /** Scheduled jobs (run by `codeb jobs run`), in manifest order. */
   jobs: ResolvedJob[];
   deploy: {

@@ -189,6 +189,28 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     else paths.set(svc.routePath, n);
   }
 
+  // A volume has one writer: a stateful service runs one container, never two at once.
+  for (const n of names) {
+    const vols = m.services[n]!.volumes;
+    if (!vols || Object.keys(vols).length === 0) continue;
+    const stateful = { allowed: 'replicas: 1 (or 0). Volumes have one writer: a service with volumes runs one container, stopped before its new version starts' };
+    const why = `service "${n}" has volumes`;
+    if ((m.services[n]!.replicas ?? 1) > 1) add(['services', n, 'replicas'], 'conflict', `${why}, so it cannot run ${m.services[n]!.replicas} replicas`, stateful);
+    for (const [env, o] of Object.entries(m.environments ?? {})) {
+      const so = o.services?.[n]?.replicas;
+      if (so !== undefined && so > 1) add(['environments', env, 'services', n, 'replicas'], 'conflict', `${why}, so it cannot run ${so} replicas`, stateful);
+      else if (so === undefined && o.replicas !== undefined && o.replicas > 1) add(['environments', env, 'replicas'], 'conflict', `${why}, so it cannot run ${o.replicas} replicas in environment "${env}"`, { allowed: `${stateful.allowed}; or set environments.${env}.services.${n}.replicas: 1` });
+    }
+    if (m.services[n]!.release) add(['services', n, 'release'], 'conflict', `${why}: a release command would run beside its running container, two writers on one volume`, { allowed: 'run migrations when the service starts, or move the release command to a service without volumes' });
+    const at = new Map<string, string>();
+    for (const [v, path] of Object.entries(vols)) {
+      const p = path.length > 1 ? path.replace(/\/$/, '') : path;
+      const holder = at.get(p);
+      if (holder) add(['services', n, 'volumes', v], 'conflict', `volume "${v}" is mounted at ${p}, where volume "${holder}" already is`, { allowed: 'give every volume of a service its own path' });
+      else at.set(p, v);
+    }
+  }
+
   for (const n of names) {
     for (const [i, dep] of (m.services[n]!.dependsOn ?? []).entries()) {
       if (dep === n) add(['services', n, 'dependsOn', i], 'reference', 'a service cannot depend on itself');
@@ -205,6 +227,12 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
   for (const [job, j] of Object.entries(m.jobs ?? {})) {
     if (j.service !== undefined && !names.includes(j.service)) {
       add(['jobs', job, 'service'], 'reference', `no service named "${j.service}"`, { allowed: names.join(', '), suggestion: closest(j.service, names) });
+    }
+    // A job's container runs beside the service's: it would be a second writer on its volumes.
+    const runsIn = j.service ?? names[0]!;
+    if (Object.keys(m.services[runsIn]?.volumes ?? {}).length) {
+      const free = names.filter((n) => !Object.keys(m.services[n]!.volumes ?? {}).length);
+      add(j.service !== undefined ? ['jobs', job, 'service'] : ['jobs', job], 'conflict', `the job would run in a container of "${runsIn}" beside its running one, and "${runsIn}" has volumes (one writer only)`, { allowed: free.length ? `name a service without volumes: ${free.join(', ')}` : 'give the job a service without volumes' }, j.service !== undefined ? 'value' : 'key');
     }
     try {
       parseCron(j.schedule);

@@ -4,6 +4,7 @@
  * service is changed before observe has succeeded everywhere and the plan has no blocked action,
  * so bad input, an unreachable service or an exhausted range leave everything as it was.
  */
+import { statefulNotes } from '../deploy/stateful.js';
 import { isDeepStrictEqual } from 'node:util';
 import { CodebError } from '../errors.js';
 import { requireManifest } from '../manifest/index.js';
@@ -263,6 +264,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const notes: string[] = [];
       const shared = d.features.storage ? sharedKeyNote(settings.storage) : null;
       if (shared) notes.push(shared);
+      notes.push(...statefulNotes(d.services, actions.find((a) => a.kind === 'runtime.release')));
       if (pending) notes.push(pending.text);
       else if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
       const envFile = envFilePath;

@@ -1,6 +1,6 @@
 /** Pure changes to the registry document: record an allocation, release a deployment. */
 import type { Deployment } from '../manifest/types.js';
-import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
+import { bucketName, databaseName, databaseRole, redisUser, volumeName, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
 import type { EnvironmentRecord, RegistryDocument, ServiceRouteRecord, Tombstone } from './types.js';
 import { CodebError } from '../errors.js';
@@ -29,6 +29,15 @@ export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord
     redisUser: d.features.cache ? existing?.redisUser ?? redisUser(scope) : null,
     buckets: existing?.buckets.length && buckets.length ? mergeKeepingOld(existing.buckets, buckets) : buckets,
   };
+}
+
+/**
+ * The deployment's volumes: those the manifest names now, plus every one it had before (a volume
+ * dropped from the manifest keeps its data until destroy --delete-data). Sorted.
+ */
+export function deploymentVolumes(d: Deployment, before: { volumes?: string[] } | undefined): string[] {
+  const now = d.services.flatMap((s) => s.volumes.map((v) => volumeName(d.projectId, d.env, s.name, v.name)));
+  return [...new Set([...(before?.volumes ?? []), ...now])].sort();
 }
 
 function mergeKeepingOld(old: string[], wanted: string[]): string[] {
@@ -138,6 +147,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
   const existing = project.environments[d.env];
   // The same project and environment take back the data their destroy kept.
   const names = deploymentNames(d, existing ?? findTombstone(doc, d.projectId, d.env));
+  const volumes = deploymentVolumes(d, existing ?? findTombstone(doc, d.projectId, d.env));
   assertDomainsFree(doc, d);
   assertNamesFree(doc, d, names);
   removeTombstone(doc, d.projectId, d.env);
@@ -157,6 +167,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     bucket: names.buckets[0] ?? null,
     buckets: names.buckets,
     liveSlot: existing?.liveSlot ?? null,
+    ...(volumes.length ? { volumes } : {}),
     ...(existing?.subnet ? { subnet: existing.subnet } : {}),
     containers: existing?.containers ?? [],
     health: existing?.health ?? { status: 'unknown', lastCheck: null },
@@ -179,15 +190,15 @@ export function releaseDeployment(doc: RegistryDocument, projectId: string, env:
 }
 
 /**
- * `codeb registry release`: the deployment leaves the registry, but its database, role and buckets
+ * `codeb registry release`: the deployment leaves the registry, but its database, role, buckets and volumes
  * stay on the servers (release deletes nothing), so their names stay claimed by a tombstone, as
  * destroy without --delete-data leaves. False when there is no such deployment.
  */
 export function releaseKeepingData(doc: RegistryDocument, projectId: string, env: string, when: { by: string; at: string }): boolean {
   const rec = doc.projects[projectId]?.environments[env];
   if (!rec || !releaseDeployment(doc, projectId, env)) return false;
-  if (rec.database || rec.buckets.length) {
-    addTombstone(doc, { project: projectId, env, destroyedAt: when.at, by: when.by, database: rec.database, databaseRole: rec.databaseRole, buckets: rec.buckets });
+  if (rec.database || rec.buckets.length || rec.volumes?.length) {
+    addTombstone(doc, { project: projectId, env, destroyedAt: when.at, by: when.by, database: rec.database, databaseRole: rec.databaseRole, buckets: rec.buckets, ...(rec.volumes?.length ? { volumes: rec.volumes } : {}) });
   }
   return true;
 }

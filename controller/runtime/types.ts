@@ -27,6 +27,11 @@ export interface ContainerSpec {
    */
   network: string;
   /**
+   * Named volumes (names.volumeName) mounted read-write at absolute paths, sorted by volume name.
+   * Only stateful services have any; they run one container (docs/deploy.md, "Stateful services").
+   */
+  volumes: Array<{ volume: string; path: string }>;
+  /**
    * The slot port the app listens on inside its network namespace (PORT, on 0.0.0.0), published
    * on the host's 127.0.0.1 under the same number for the forwarder and codeb's health probes;
    * null for workers.
