@@ -39,7 +39,7 @@ import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
 import { NetworkProvider } from '../providers/network.js';
 import { ensureAlertSecret } from '../ops/alert-secret.js';
 import { deployAlertEvent, describeDelivery, notify } from '../ops/alerts.js';
-import { selectRuntime } from '../runtime/select.js';
+import { openRuntime, selectDeploymentRuntime } from '../runtime/open.js';
 
 /** Subnets every other deployment in the registry holds. */
 function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
@@ -143,7 +143,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const reporter = withCrashPoints(opts.reporter ?? silentReporter);
   const manifest = requireManifest(opts.manifestFile);
   const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
-  selectRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
+  // Decided on this machine (the server itself over SSH) before anything is read or written.
+  const runtimeKind = await selectDeploymentRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));
@@ -196,6 +197,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
         rec,
         projectId: d.projectId,
         d,
+        runtime: openRuntime(runtimeKind, settings),
         deploy: async (_a, runtime, forwarder) => {
           const outcome = await deployRelease(deployContext(runtime, forwarder), versionOf(d));
           outcome.resumed ??= resumedFrom;
