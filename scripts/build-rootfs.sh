@@ -3,7 +3,14 @@
 #
 #   bash scripts/build-rootfs.sh radosgw      # Debian 13 + radosgw (the stack's optional S3 backend)
 #   bash scripts/build-rootfs.sh base         # Debian 13, minbase only
-#   CODEB_ROOTFS_PACKAGES="systemd openssh-server podman" bash scripts/build-rootfs.sh server
+#   CODEB_ROOTFS_PACKAGES="systemd openssh-server" CODEB_ROOTFS_DOWNLOAD="podman caddy" \
+#     bash scripts/build-rootfs.sh server
+#
+# The `server` variant is a bare server (test/helpers/server-host.ts boots it with systemd as PID 1):
+# CODEB_ROOTFS_PACKAGES are installed; CODEB_ROOTFS_DOWNLOAD are only downloaded (with everything they
+# need that is not installed) into the rootfs's apt cache, and its package lists are kept, so that
+# `apt-get install` of them works later inside the rootfs without any network (a test host reaches
+# no mirror). Nothing of the download set is unpacked.
 #
 # The folder is keyed by its inputs: suite, architecture, package list and this script's own hash
 # (a change to any of them builds a new one; the old one stays until deleted by hand). It is built in
@@ -15,6 +22,7 @@
 #   CODEB_ROOTFS_SUITE    Debian suite (default trixie)
 #   CODEB_DEBIAN_MIRROR   mirror URL (default: the Debian mirror this machine's apt uses)
 #   CODEB_ROOTFS_PACKAGES extra packages for the variant (space separated)
+#   CODEB_ROOTFS_DOWNLOAD packages to download but not install (variant `server` only)
 # Progress goes to stderr; stdout is only the path.
 set -euo pipefail
 
@@ -27,7 +35,10 @@ case "$variant" in
 esac
 packages="$(printf '%s %s' "$packages" "${CODEB_ROOTFS_PACKAGES:-}" | tr ' ' '\n' | sed '/^$/d' | sort -u | tr '\n' ' ')"
 packages="${packages% }"
-for p in $packages; do
+download="$(printf '%s' "${CODEB_ROOTFS_DOWNLOAD:-}" | tr ' ' '\n' | sed '/^$/d' | sort -u | tr '\n' ' ')"
+download="${download% }"
+if [ -n "$download" ] && [ "$variant" != server ]; then echo "build-rootfs: CODEB_ROOTFS_DOWNLOAD is for the server variant only" >&2; exit 2; fi
+for p in $packages $download; do
   [[ "$p" =~ ^[a-z0-9][a-z0-9+.-]*$ ]] || { echo "build-rootfs: not a Debian package name: $p" >&2; exit 2; }
 done
 
@@ -53,7 +64,7 @@ mirror="${CODEB_DEBIAN_MIRROR:-$(apt_mirror || true)}"
 mirror="${mirror:-http://deb.debian.org/debian}"
 
 self_hash="$(sha256sum "$0" | cut -c1-16)"
-key="$(printf '%s\n' "$suite" "$arch" "$variant" "$packages" "$self_hash" | sha256sum | cut -c1-16)"
+key="$(printf '%s\n' "$suite" "$arch" "$variant" "$packages" "$download" "$self_hash" | sha256sum | cut -c1-16)"
 name="$suite-$variant-$key"
 target="$cache/$name"
 
@@ -81,27 +92,37 @@ if ! debootstrap --variant=minbase --arch="$arch" "$suite" "$tmp" "$mirror" >"$l
   say "debootstrap failed; whole log: $log"
   exit 1
 fi
-if [ -n "$packages" ]; then
-  say "installing in the rootfs: $packages"
+if [ -n "$packages$download" ]; then
+  say "installing in the rootfs: ${packages:-nothing}${download:+; downloading only: $download}"
   # No service may start during installation (the rootfs shares this machine's network).
   printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
   chmod 755 "$tmp/usr/sbin/policy-rc.d"
   mount -t proc proc "$tmp/proc"
   # shellcheck disable=SC2086 # $packages is a validated, space separated list
   if ! chroot "$tmp" env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
-      sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"' sh $packages >>"$log" 2>&1; then
+      sh -c 'apt-get update -qq && { [ $# -eq 0 ] || apt-get install -y -qq --no-install-recommends "$@"; }' sh $packages >>"$log" 2>&1; then
     tail -n 20 "$log" >&2
     say "apt-get in the rootfs failed; whole log: $log"
+    exit 1
+  fi
+  chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
+  # shellcheck disable=SC2086 # $download is a validated, space separated list
+  if [ -n "$download" ] && ! chroot "$tmp" env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+      apt-get install -y -qq --no-install-recommends --download-only $download >>"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    say "apt-get --download-only in the rootfs failed; whole log: $log"
     exit 1
   fi
   umount "$tmp/proc"
   rm -f "$tmp/usr/sbin/policy-rc.d"
 fi
-chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
-rm -rf "$tmp/var/lib/apt/lists/"*
+if [ -z "$download" ]; then
+  chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
+  rm -rf "$tmp/var/lib/apt/lists/"*
+fi
 secs=$(( $(date +%s) - started ))
-printf '{"suite":"%s","arch":"%s","variant":"%s","packages":"%s","mirror":"%s","builtAt":"%s","seconds":%d}\n' \
-  "$suite" "$arch" "$variant" "$packages" "$mirror" "$(date -u +%FT%TZ)" "$secs" >"$tmp/.codeb-rootfs.json"
+printf '{"suite":"%s","arch":"%s","variant":"%s","packages":"%s","download":"%s","mirror":"%s","builtAt":"%s","seconds":%d}\n' \
+  "$suite" "$arch" "$variant" "$packages" "$download" "$mirror" "$(date -u +%FT%TZ)" "$secs" >"$tmp/.codeb-rootfs.json"
 chmod 755 "$tmp"
 mv -T "$tmp" "$target"
 trap - EXIT

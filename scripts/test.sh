@@ -29,6 +29,14 @@ bash scripts/build-test-images.sh
 # The Debian 13 rootfs with radosgw (per-project S3 key tests; needs root): built once (about a
 # minute), cached outside the clone (CODEB_ROOTFS_CACHE), found in milliseconds afterwards.
 if [ "$(id -u)" -eq 0 ]; then bash scripts/build-rootfs.sh radosgw >/dev/null; fi
+# The bare Debian 13 server the server tests boot (test/helpers/server-host.ts; needs root): its
+# packages plus, downloaded only, what `codeb server init` installs (controller/server/packages.json).
+# About two minutes once, cached like the one above.
+if [ "$(id -u)" -eq 0 ]; then
+  CODEB_ROOTFS_PACKAGES="$(node -p 'require("./controller/server/packages.json").bare.join(" ")')" \
+  CODEB_ROOTFS_DOWNLOAD="$(node -p 'Object.values(require("./controller/server/packages.json").server).flat().join(" ")')" \
+    bash scripts/build-rootfs.sh server >/dev/null
+fi
 
 # Plain output in logs (CI parses vitest's closing lines).
 if [ ! -t 1 ]; then export NO_COLOR=1; unset FORCE_COLOR; fi

@@ -11,7 +11,7 @@ import { packageRoot } from './layout.js';
 export type RootfsVariant = 'base' | 'radosgw' | 'server';
 
 /** Variables the build script reads; nothing else of ours reaches it. */
-const PASSED = ['CODEB_ROOTFS_CACHE', 'CODEB_ROOTFS_SUITE', 'CODEB_DEBIAN_MIRROR', 'CODEB_ROOTFS_PACKAGES', 'http_proxy', 'https_proxy'];
+const PASSED = ['CODEB_ROOTFS_CACHE', 'CODEB_ROOTFS_SUITE', 'CODEB_DEBIAN_MIRROR', 'CODEB_ROOTFS_PACKAGES', 'CODEB_ROOTFS_DOWNLOAD', 'http_proxy', 'https_proxy'];
 
 export function rootfsScript(): string {
   return join(packageRoot(), 'scripts', 'build-rootfs.sh');

@@ -1,0 +1,311 @@
+/**
+ * A real second machine for the server tests: a bare Debian 13 server (systemd as PID 1, sshd,
+ * nothing of codeb's) booted in a privileged Podman container on a Podman network the test makes,
+ * reached over SSH at its own address. No VM is available here; this is the closest honest thing.
+ *
+ * - The root filesystem is built once and cached (scripts/build-rootfs.sh `server`, keyed by its
+ *   inputs): BARE_SERVER_PACKAGES installed, the packages `codeb server init` installs
+ *   (SERVER_PACKAGES) only downloaded into its apt cache with the package lists kept, so init
+ *   really runs `apt-get install` on the host, without any mirror (the host reaches none).
+ * - Each host boots from an overlay mount over the cached folder (the cache stays pristine; an
+ *   overlay costs milliseconds where `cp -a` of the ~700 MB folder costs seconds). The host's
+ *   /var/lib/containers is a plain folder bind-mounted from ext4 (its Podman's overlay driver
+ *   cannot sit on an overlay upper dir).
+ * - Its network is `--internal` (no default route, no masquerading): the host reaches this machine
+ *   and nothing else. Podman gives an internal bridge no address on this side, so the helper puts
+ *   the gateway address on the bridge itself after every start (netavark makes the bridge anew).
+ * - "Reboot" is a container restart: systemd stops everything and boots again from the same disk.
+ *
+ * Needs root (overlay mounts, privileged containers). Each test file passes its own name and
+ * subnet: files run in parallel and bridge subnets are global on the machine.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { BARE_SERVER_PACKAGES, allServerPackages } from '../../controller/server/packages.js';
+import { ensureRootfs } from '../../controller/stack/rootfs.js';
+import { shellQuote } from '../../controller/transport/shell-quote.js';
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '..', '..');
+
+/** The default pool test hosts take their /24 networks from (override: CODEB_TEST_HOST_POOL, a /16). */
+export const DEFAULT_TEST_HOST_POOL = '10.71.0.0/16';
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ServerHost {
+  name: string;
+  /** The host's own address on its network (SSH on port 22). */
+  address: string;
+  /** The address of this machine as the host sees it (its network's gateway). */
+  gateway: string;
+  /** root@address, as codeb takes it (`codeb server init root@10.71.3.10`). */
+  target: string;
+  /** Private key the host trusts for root, and a known_hosts file that trusts the host's key. */
+  clientKey: string;
+  knownHosts: string;
+  /** Environment for a codeb CLI that talks to this host (key file and known_hosts). */
+  sshEnv: () => NodeJS.ProcessEnv;
+  /** Run argv on the host as root over SSH (quoted with the project's shellQuote). */
+  exec: (argv: string[], opts?: { input?: string | Buffer; timeoutMs?: number }) => Promise<ExecResult>;
+  /** Run a POSIX shell script on the host; throws with its output when it exits non-zero. */
+  sh: (script: string, opts?: { timeoutMs?: number }) => Promise<string>;
+  /** "Reboot": restart the container (systemd shuts down and boots again), then wait until SSH answers. */
+  restart: () => Promise<void>;
+  stop: () => Promise<void>;
+  start: () => Promise<void>;
+  /** Wait until sshd answers and systemd has finished booting (running or degraded). */
+  waitReady: (timeoutMs?: number) => Promise<void>;
+  /** Copy a local image into the host's own Podman (podman save here → podman load there). */
+  loadImage: (ref: string, opts?: { podmanSocket?: string }) => Promise<void>;
+  /** Remove the container, its network, the overlay and every file of this host. */
+  remove: () => Promise<void>;
+}
+
+/** Podman for the host containers: runc and no default ulimits (the machine facts of this workplace). */
+function podmanEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, CONTAINERS_CONF: join(ROOT, 'scripts', 'podman', 'containers.conf') };
+}
+
+async function podman(args: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
+  try {
+    return (await run('podman', args, { env: podmanEnv(), timeout: 180_000, maxBuffer: 16 * 1024 * 1024 })).stdout;
+  } catch (err) {
+    if (opts.allowFail) return '';
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`podman ${args.join(' ')}: ${(e.stderr || e.message).trim()}`);
+  }
+}
+
+/** The cached bare-server rootfs (built on first use: about two minutes, needs root and the mirror). */
+export function serverRootfs(): Promise<string> {
+  return ensureRootfs('server', {
+    ...process.env,
+    CODEB_ROOTFS_PACKAGES: BARE_SERVER_PACKAGES.join(' '),
+    CODEB_ROOTFS_DOWNLOAD: allServerPackages().join(' '),
+  });
+}
+
+/** The i-th /24 of a /16 pool ("10.71.0.0/16", 3 → 10.71.3.0/24, host .10, gateway .1). */
+export function hostSubnet(slot: number, pool = process.env.CODEB_TEST_HOST_POOL || DEFAULT_TEST_HOST_POOL): { subnet: string; address: string; gateway: string } {
+  const m = /^(\d+)\.(\d+)\.0\.0\/16$/.exec(pool);
+  if (!m) throw new Error(`CODEB_TEST_HOST_POOL must be a /16 like 10.71.0.0/16, not ${pool}`);
+  if (!Number.isInteger(slot) || slot < 0 || slot > 255) throw new Error(`test host slot must be 0-255, not ${slot}`);
+  const p = `${m[1]}.${m[2]}.${slot}`;
+  return { subnet: `${p}.0/24`, address: `${p}.10`, gateway: `${p}.1` };
+}
+
+function sshArgs(key: string, knownHosts: string, address: string): string[] {
+  return [
+    '-i', key,
+    '-o', 'BatchMode=yes',
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${knownHosts}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', 'ConnectTimeout=5',
+    '-o', 'LogLevel=ERROR',
+    `root@${address}`,
+  ];
+}
+
+/** Does something answer with an SSH banner at address:22 right now? */
+function sshBanner(address: string): Promise<boolean> {
+  return new Promise((done) => {
+    const s = connect(22, address);
+    let buf = '';
+    const end = (ok: boolean) => {
+      s.destroy();
+      done(ok);
+    };
+    s.setTimeout(2000, () => end(false));
+    s.on('data', (c: Buffer) => {
+      buf += c.toString();
+      if (buf.includes('\n')) end(buf.startsWith('SSH-2.0-'));
+    });
+    s.on('error', () => end(false));
+  });
+}
+
+export interface StartOptions {
+  /** Unique among the test files running at once: names the container and the network. */
+  name: string;
+  /** Which /24 of the pool (see hostSubnet); each test file its own. */
+  slot: number;
+  pool?: string;
+}
+
+export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
+  if (!/^[a-z0-9][a-z0-9-]{0,30}$/.test(opts.name)) throw new Error(`test host name must be [a-z0-9-], at most 31 characters: ${opts.name}`);
+  if (process.getuid?.() !== 0) throw new Error('A test host needs root (overlay mounts and a privileged container).');
+  const lower = await serverRootfs();
+  const { subnet, address, gateway } = hostSubnet(opts.slot, opts.pool);
+  const container = `codeb-th-${opts.name}`;
+  const network = `codeb-th-${opts.name}`;
+  const dir = mkdtempSync(join(process.env.CODEB_TEST_HOST_DIR || tmpdir(), `codeb-th-${opts.name}-`));
+  const merged = join(dir, 'root');
+  for (const d of ['upper', 'work', 'root', 'containers']) mkdirSync(join(dir, d));
+
+  // A leftover of an interrupted run with the same name would block this one: it is ours to remove.
+  await podman(['rm', '-f', '-t', '0', container], { allowFail: true });
+  await podman(['network', 'rm', '-f', network], { allowFail: true });
+
+  let mounted = false;
+  const cleanup = async () => {
+    await podman(['rm', '-f', '-t', '0', container], { allowFail: true });
+    await podman(['network', 'rm', '-f', network], { allowFail: true });
+    if (mounted) await run('umount', [merged]).catch(() => run('umount', ['-l', merged]).catch(() => {}));
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, merged]);
+    mounted = true;
+
+    // Identity: a client key root trusts, and a host key of this host's own (not the cached one).
+    const clientKey = join(dir, 'client_ed25519');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'codeb-test-client', '-f', clientKey]);
+    const hostKey = join(merged, 'etc', 'ssh', 'ssh_host_ed25519_key');
+    rmSync(hostKey, { force: true });
+    rmSync(`${hostKey}.pub`, { force: true });
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `root@${opts.name}`, '-f', hostKey]);
+    const hostPub = readFileSync(`${hostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
+    const knownHosts = join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `${address} ${hostPub}\n`);
+    mkdirSync(join(merged, 'root', '.ssh'), { recursive: true, mode: 0o700 });
+    chmodSync(join(merged, 'root', '.ssh'), 0o700);
+    writeFileSync(join(merged, 'root', '.ssh', 'authorized_keys'), readFileSync(`${clientKey}.pub`), { mode: 0o600 });
+    mkdirSync(join(merged, 'etc', 'ssh', 'sshd_config.d'), { recursive: true });
+    writeFileSync(
+      join(merged, 'etc', 'ssh', 'sshd_config.d', 'codeb-test-host.conf'),
+      ['HostKey /etc/ssh/ssh_host_ed25519_key', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password', 'MaxStartups 50', 'MaxSessions 50', ''].join('\n'),
+    );
+    writeFileSync(join(merged, 'etc', 'hostname'), `${opts.name}\n`);
+
+    await podman(['network', 'create', '--internal', '--subnet', subnet, '--gateway', gateway, network]);
+    await podman([
+      'run', '-d', '--name', container, '--hostname', opts.name,
+      '--privileged', '--systemd=always',
+      '--network', network, '--ip', address,
+      '-v', `${join(dir, 'containers')}:/var/lib/containers`,
+      '--rootfs', merged, '/sbin/init',
+    ]);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+
+  /** This machine's side of the internal network: the gateway address on the bridge (idempotent). */
+  const attach = async () => {
+    const bridge = (await podman(['network', 'inspect', '--format', '{{.NetworkInterface}}', network])).trim();
+    await run('ip', ['addr', 'replace', `${gateway}/24`, 'dev', bridge]);
+    await run('ip', ['link', 'set', bridge, 'up']);
+  };
+  try {
+    await attach();
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+
+  const clientKey = join(dir, 'client_ed25519');
+  const knownHosts = join(dir, 'known_hosts');
+  const ssh = sshArgs(clientKey, knownHosts, address);
+
+  const exec: ServerHost['exec'] = (argv, o = {}) =>
+    new Promise((resolveExec, reject) => {
+      const child = spawn('ssh', [...ssh, shellQuote(argv)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 300_000);
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolveExec({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+      });
+      child.stdin.end(o.input ?? '');
+    });
+
+  const sh: ServerHost['sh'] = async (script, o = {}) => {
+    const r = await exec(['sh', '-c', script], o);
+    if (r.code !== 0) throw new Error(`on test host ${opts.name}: sh -c ${JSON.stringify(script)} exited ${r.code}:\n${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+
+  const waitReady: ServerHost['waitReady'] = async (timeoutMs = 180_000) => {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (await sshBanner(address)) {
+        const r = await exec(['timeout', '120', 'systemctl', 'is-system-running', '--wait'], { timeoutMs: 130_000 }).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+        const state = r.stdout.trim();
+        // "degraded": a unit failed (systemd-modules-load cannot load modules in a container); the system is up.
+        if (state === 'running' || state === 'degraded') return;
+        last = `systemd state "${state}" ${r.stderr.trim()}`;
+      } else last = `no SSH banner at ${address}:22`;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const logs = await podman(['logs', '--tail', '30', container], { allowFail: true });
+    throw new Error(`test host ${opts.name} did not come up within ${timeoutMs} ms (${last}). Console:\n${logs}`);
+  };
+
+  const host: ServerHost = {
+    name: opts.name,
+    address,
+    gateway,
+    target: `root@${address}`,
+    clientKey,
+    knownHosts,
+    sshEnv: () => ({ ...process.env, CODEB_SSH_KEY_FILE: clientKey, CODEB_KNOWN_HOSTS: knownHosts }),
+    exec,
+    sh,
+    waitReady,
+    restart: async () => {
+      await podman(['restart', '-t', '60', container]);
+      await attach();
+      await waitReady();
+    },
+    stop: async () => void (await podman(['stop', '-t', '60', container])),
+    start: async () => {
+      await podman(['start', container]);
+      await attach();
+      await waitReady();
+    },
+    loadImage: async (ref, o = {}) => {
+      const saveArgs = [...(o.podmanSocket ? ['--url', `unix://${o.podmanSocket.replace(/^unix:\/\//, '')}`] : []), 'save', ref];
+      await new Promise<void>((resolveLoad, reject) => {
+        const save = spawn('podman', saveArgs, { env: podmanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+        const load = spawn('ssh', [...ssh, 'podman load'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let err = '';
+        save.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        load.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        load.stdout.resume();
+        save.stdout.pipe(load.stdin);
+        let saveCode: number | null = null;
+        save.on('close', (c) => (saveCode = c));
+        load.on('close', (c) => (c === 0 && saveCode === 0 ? resolveLoad() : reject(new Error(`loading ${ref} into test host ${opts.name} failed (save ${saveCode}, load ${c}): ${err.trim()}`))));
+      });
+    },
+    remove: cleanup,
+  };
+  try {
+    await waitReady();
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  return host;
+}
