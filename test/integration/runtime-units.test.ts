@@ -69,7 +69,9 @@ describe.runIf(root)('quadlet and systemd units on a real systemd server', () =>
   };
   /** The app's /health through the slot port on the host's loopback (bounded, each try 2 s). */
   const health = async (port: number): Promise<{ version: string } | null> => {
-    const r = await host.exec(['curl', '-sf', '-m', '2', `http://127.0.0.1:${port}/health`]);
+    // The host has no curl: its node (installed above) fetches.
+    const script = `fetch('http://127.0.0.1:${port}/health', { signal: AbortSignal.timeout(2000) }).then(async (r) => { if (!r.ok) process.exit(1); console.log(await r.text()); }, () => process.exit(1))`;
+    const r = await host.exec(['node', '-e', script]);
     return r.code === 0 ? (JSON.parse(r.stdout) as { version: string }) : null;
   };
   const waitHealth = async (port: number, tries = 60): Promise<{ version: string } | null> => {
@@ -90,7 +92,9 @@ describe.runIf(root)('quadlet and systemd units on a real systemd server', () =>
     // The driver, bundled into one file with its templates beside it (as findTemplatesDir expects).
     work = mkdtempSync(join(tmpdir(), 'codeb-units-probe-'));
     const bundle = join(work, 'probe.cjs');
-    await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`]);
+    await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`,
+      // CommonJS has no import.meta.url (units.ts finds its templates from it): the file's own URL.
+      "--banner:js=const importMetaUrl = require('node:url').pathToFileURL(__filename).href;", '--define:import.meta.url=importMetaUrl']);
     await host.sh('mkdir -p /opt/codeb-probe/templates');
     await host.exec(['sh', '-c', 'cat > /opt/codeb-probe/probe.cjs'], { input: readFileSync(bundle) });
     for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
