@@ -17,8 +17,8 @@ bash scripts/setup.sh
 npm run --silent build
 
 step "local stack"
-# Its ports (base 20000 unless CODEB_STACK_PORT_BASE) are never the test suite's (npm test picks
-# 10000+); should anything else hold them, say who before starting anything.
+# Its ports (base 20000 unless CODEB_STACK_PORT_BASE) are never the test suite's (npm test's slots
+# use 13000-15150); should anything else hold them, say who before starting anything.
 node scripts/lib/stack-ports.mjs demo-check "${CODEB_HOME:-$HOME/.codeb}" "${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
 codeb stack up
 

@@ -11,15 +11,16 @@ npm run --silent build
 # The tests' own stack and state, apart from a developer's ~/.codeb.
 export CODEB_HOME="${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
 mkdir -p "$CODEB_HOME"
-# The tests' own ports, never the demo's (base 20000, apps 3000-3999): the running test stack's
-# base, else the first free candidate (10000, 10250, ...); CODEB_STACK_PORT_BASE and
-# CODEB_TEST_STACK_PORT_BASE win when set. See docs/stack.md.
-read -r base tbase move < <(node scripts/lib/stack-ports.mjs test-bases "$CODEB_HOME")
+# The suite's own slot k, never the demo's ports (base 20000, apps 3000-3999) nor another suite's:
+# the running test stack's base, else the first free slot's (13000, 13250, ...). The slot moves
+# the test files' app port slices (+1700k, CODEB_TEST_SLOT) and the default container network pool
+# (10.(98-k).0.0/16; the demo's is 10.99.0.0/16): two stacks on one pool would share the services
+# address and project subnets. CODEB_STACK_PORT_BASE, CODEB_TEST_STACK_PORT_BASE, CODEB_TEST_SLOT
+# and CODEB_NETWORK_POOL win when set. See docs/stack.md.
+read -r base tbase slot pool move < <(node scripts/lib/stack-ports.mjs test-bases "$CODEB_HOME")
 if [ "$move" = move ]; then node bin/codeb.js stack down >/dev/null; fi
-export CODEB_STACK_PORT_BASE="$base" CODEB_TEST_STACK_PORT_BASE="$tbase"
-# The tests' own container network pool, never the demo's (10.99.0.0/16): two stacks on one pool
-# would share the services address and project subnets. CODEB_NETWORK_POOL wins when set.
-export CODEB_NETWORK_POOL="${CODEB_NETWORK_POOL:-10.98.0.0/16}"
+export CODEB_STACK_PORT_BASE="$base" CODEB_TEST_STACK_PORT_BASE="$tbase" CODEB_TEST_SLOT="$slot"
+export CODEB_NETWORK_POOL="${CODEB_NETWORK_POOL:-$pool}"
 # In CI the stack is stopped on every exit, quietly (vitest's summary must stay the last lines):
 # also when `stack up`, the images or vitest fail, so no part of it is left running.
 if [ "${CI:-}" = "true" ]; then trap 'node bin/codeb.js stack down >/dev/null 2>&1 || true' EXIT; fi

@@ -16,42 +16,102 @@ export function registerServer(program: Command): void {
     .action((targetText: string, opts: { json?: boolean }, cmd: Command) =>
       runCommand(opts.json, async () => {
         const { parseTarget } = await import('../transport/target.js');
-        const { FACTS_SCRIPT, assessServer, parseCodebFacts, parseShellFacts, renderChecks } = await import('../server/check.js');
-        const { installRoot } = await import('../install-root.js');
+        const target = parseTarget(targetText);
+        const r = await checkServer(target, cmd.parent!.parent!.opts<TransportOptions>());
+        if (opts.json) printJson(r.json);
+        else println(r.text);
+        return r.gaps ? EXIT.failure : EXIT.ok;
+      }),
+    );
+
+  server
+    .command('init')
+    .description('Make a fresh Debian 12/13 or Ubuntu 24.04 server ready for codeb, idempotently: install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
+    .argument('<target>', 'user@host[:port] (over SSH; root, or a user with passwordless sudo) or local')
+    .option('--dry-run', 'list the steps init would take and change nothing')
+    .option('--json', 'print the report (steps taken and the final checks) as JSON; progress goes to stderr')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Steps (each only when needed; a second run on a ready server changes nothing):',
+        '  1. apt-get install --no-install-recommends the missing packages (apt-get update only when one has no candidate)',
+        '  2. upload this codeb (built CLI + production node_modules, no build on the server) to /opt/codeb',
+        '  3. `codeb server setup` on the server, as root: the services address interface (codeb-network),',
+        '     codeb-postgres (SCRAM), codeb-redis (ACLs, RDB), codeb-s3 (RADOS Gateway, the MinIO stand-in),',
+        '     codeb-forwarder and codeb-caddy (admin API on a Unix socket; ports 80/443) as systemd units,',
+        '     podman.socket, generated admin credentials in /opt/codeb/settings.json (0600; never printed)',
+        '  4. `codeb server check`: every line ok',
+        '',
+        'Exit codes: 0 ready, 1 a step failed (unsupported distribution, no root/sudo, apt failure, a service that does not start), 2 invalid target.',
+        'SSH: see `codeb --help` (--identity, --remote-codeb) and docs/remote.md.',
+      ].join('\n'),
+    )
+    .action((targetText: string, opts: { json?: boolean; dryRun?: boolean }, cmd: Command) =>
+      runCommand(opts.json, async () => {
+        const { parseTarget } = await import('../transport/target.js');
+        const { serverInit, sshRunner, localRunner } = await import('../server/init.js');
+        const { remoteCodebCommand } = await import('../transport/remote.js');
         const target = parseTarget(targetText);
         const t = cmd.parent!.parent!.opts<TransportOptions>();
-        let output: string;
-        let codebCommand: string[];
-        if (target === 'local') {
-          codebCommand = [process.execPath, process.argv[1]!];
-          const { spawnSync } = await import('node:child_process');
-          const r = spawnSync('/bin/sh', ['-c', FACTS_SCRIPT, 'codeb-check', ...codebCommand], { encoding: 'utf8', timeout: 60_000 });
-          output = r.stdout ?? '';
-        } else {
-          const { REMOTE_SESSION_ENV, remoteCodebCommand } = await import('../transport/remote.js');
+        const progress = (line: string) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`);
+        let session: import('../transport/ssh.js').SshSession | undefined;
+        if (target !== 'local') {
           const { SshSession } = await import('../transport/ssh.js');
-          codebCommand = remoteCodebCommand(t.remoteCodeb);
-          const session = await SshSession.open(target, { identityFile: t.identity });
-          try {
-            const r = await session.exec(['sh', '-c', FACTS_SCRIPT, 'codeb-check', 'env', `${REMOTE_SESSION_ENV}=1`, ...codebCommand]);
-            if (r.code === null) throw new CodebError(`Lost the connection to ${target.display} during the check (${session.lostReason}).`, { hint: 'Run the check again.' });
-            output = r.stdout;
-          } finally {
-            session.close();
-          }
+          session = await SshSession.open(target, { identityFile: t.identity });
         }
-        const facts = parseShellFacts(output);
-        const codeb = parseCodebFacts(facts.codeb_facts);
-        const checks = assessServer(facts, codeb, { target, codebCommand: codebCommand.join(' '), localInstall: installRoot() });
-        const gaps = checks.filter((c) => c.status === 'missing').length;
-        const name = target === 'local' ? 'this machine' : target.display;
-        if (opts.json) {
-          const { codeb_facts: _raw, ...shell } = facts;
-          printJson({ target: name, ok: gaps === 0, checks, facts: { ...shell, codeb } });
-        } else {
-          println(renderChecks(`Server ${name}${facts.distro ? ` (${facts.distro}, ${facts.os})` : facts.os ? ` (${facts.os})` : ''}${facts.user ? `, as ${facts.user}` : ''}:`, checks));
+        let report;
+        try {
+          report = await serverInit({
+            target,
+            runner: session ? sshRunner(session) : localRunner(),
+            dryRun: opts.dryRun,
+            progress,
+            remoteCodeb: target === 'local' ? [process.execPath, '/opt/codeb/bin/codeb.js'] : remoteCodebCommand(t.remoteCodeb),
+          });
+        } finally {
+          session?.close();
         }
-        return gaps ? EXIT.failure : EXIT.ok;
+        if (opts.dryRun) {
+          if (opts.json) printJson(report);
+          return EXIT.ok;
+        }
+        // A sudo user's codeb reads root's settings.json and Podman socket through sudo, as init did.
+        const check = await checkServer(target, t, report.become === 'sudo');
+        if (opts.json) printJson({ ...report, ok: check.gaps === 0, checks: check.json.checks });
+        else println(check.text);
+        return check.gaps ? EXIT.failure : EXIT.ok;
+      }),
+    );
+
+  server
+    .command('setup', { hidden: true })
+    .description('The server half of `server init` (run there as root): shared services as systemd units, settings.json')
+    .option('--dry-run', 'print the steps and change nothing')
+    .option('--json', 'print the steps as JSON on stdout (progress on stderr)')
+    .option('--disable-distro <units>', 'comma-separated distribution services init installed (postgresql,redis-server,caddy): stopped and disabled')
+    .option('--code-changed', 'codeb was just updated: restart the forwarder')
+    .action((opts: { dryRun?: boolean; json?: boolean; disableDistro?: string; codeChanged?: boolean }) =>
+      runCommand(opts.json, async () => {
+        const { runSetup } = await import('../server/setup.js');
+        const allowed = new Set(['postgresql', 'redis-server', 'caddy']);
+        const disable = (opts.disableDistro ?? '').split(',').filter(Boolean);
+        const bad = disable.filter((d) => !allowed.has(d));
+        if (bad.length) throw new CodebError(`--disable-distro takes postgresql, redis-server and caddy, not ${bad.join(', ')}.`, { exitCode: EXIT.invalid });
+        const say = (line: string) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`);
+        const started = new Map<string, number>();
+        const r = await runSetup({
+          dryRun: opts.dryRun,
+          disableDistro: disable,
+          codeChanged: opts.codeChanged,
+          onStep: (s, state) => {
+            if (state === 'doing') started.set(s.target, Date.now());
+            else say(`${s.target}: ${s.action} (${s.why}) ... done ${((Date.now() - (started.get(s.target) ?? Date.now())) / 1000).toFixed(1)}s`);
+          },
+        });
+        if (opts.json) printJson(r);
+        else if (!r.steps.length) say('nothing to do');
+        else if (opts.dryRun) for (const s of r.steps) say(`would ${s.action} ${s.target} (${s.why})`);
       }),
     );
 
@@ -64,4 +124,47 @@ export function registerServer(program: Command): void {
         printJson(await gatherFacts(globalRegistry(cmd)));
       }),
     );
+}
+
+interface CheckRun {
+  gaps: number;
+  text: string;
+  json: { target: string; ok: boolean; checks: import('../server/check.js').Check[]; facts: unknown };
+}
+
+/** `server check` (also the end of `server init`): facts from the server, the checks, rendered. */
+async function checkServer(target: import('../transport/target.js').Target, t: TransportOptions, sudo = false): Promise<CheckRun> {
+  const { FACTS_SCRIPT, assessServer, parseCodebFacts, parseShellFacts, renderChecks } = await import('../server/check.js');
+  const { installRoot } = await import('../install-root.js');
+  let output: string;
+  let codebCommand: string[];
+  if (target === 'local') {
+    codebCommand = [process.execPath, process.argv[1]!];
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync('/bin/sh', ['-c', FACTS_SCRIPT, 'codeb-check', ...codebCommand], { encoding: 'utf8', timeout: 60_000 });
+    output = r.stdout ?? '';
+  } else {
+    const { REMOTE_SESSION_ENV, remoteCodebCommand } = await import('../transport/remote.js');
+    const { SshSession } = await import('../transport/ssh.js');
+    codebCommand = [...(sudo ? ['sudo', '-n'] : []), ...remoteCodebCommand(t.remoteCodeb)];
+    const session = await SshSession.open(target, { identityFile: t.identity });
+    try {
+      const r = await session.exec(['sh', '-c', FACTS_SCRIPT, 'codeb-check', ...(sudo ? ['sudo', '-n'] : []), 'env', `${REMOTE_SESSION_ENV}=1`, ...remoteCodebCommand(t.remoteCodeb)]);
+      if (r.code === null) throw new CodebError(`Lost the connection to ${target.display} during the check (${session.lostReason}).`, { hint: 'Run the check again.' });
+      output = r.stdout;
+    } finally {
+      session.close();
+    }
+  }
+  const facts = parseShellFacts(output);
+  const codeb = parseCodebFacts(facts.codeb_facts);
+  const checks = assessServer(facts, codeb, { target, codebCommand: codebCommand.join(' '), localInstall: installRoot() });
+  const gaps = checks.filter((c) => c.status === 'missing').length;
+  const name = target === 'local' ? 'this machine' : target.display;
+  const { codeb_facts: _raw, ...shell } = facts;
+  return {
+    gaps,
+    text: renderChecks(`Server ${name}${facts.distro ? ` (${facts.distro}, ${facts.os})` : facts.os ? ` (${facts.os})` : ''}${facts.user ? `, as ${facts.user}` : ''}:`, checks),
+    json: { target: name, ok: gaps === 0, checks, facts: { ...shell, codeb } },
+  };
 }

@@ -129,9 +129,8 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
   // codeb
   if (f.codeb && versionOf(f.codeb)) checks.push({ name: 'codeb', status: 'ok', found: `${f.codeb} (${ctx.codebCommand})` });
   else {
-    const fix = t !== 'local'
-      ? `rsync -a${t.port !== 22 ? ` -e 'ssh -p ${t.port}'` : ''} --exclude node_modules --exclude dist --exclude .codeb ${ctx.localInstall}/ ${userHost}:/opt/codeb/ && ${onServer('cd /opt/codeb && npm ci')}`
-      : `cd ${ctx.localInstall} && npm ci`;
+    // `server init` installs this codeb there (and everything else a server needs).
+    const fix = `codeb server init ${remote ? t.display : 'local'}`;
     checks.push({ name: 'codeb', status: 'missing', found: `not runnable as \`${ctx.codebCommand}\``, fix });
   }
 
@@ -154,7 +153,7 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
   if (!c) {
     checks.push({ name: 'settings', status: 'missing', found: 'not checked (needs codeb on the server)', fix: 'install codeb first (above)' });
   } else if (!c.settings) {
-    checks.push({ name: 'settings', status: 'missing', found: `${c.settingsFile} ${c.settingsError ?? 'is missing'}`, fix: `write ${c.settingsFile} with the service endpoints (docs/remote.md, docs/stack.md), or ${onServer('node /opt/codeb/bin/codeb.js stack up')} for a single-box setup` });
+    checks.push({ name: 'settings', status: 'missing', found: `${c.settingsFile} ${c.settingsError ?? 'is missing'}`, fix: `codeb server init ${remote ? t.display : 'local'} (writes it with generated credentials), or write ${c.settingsFile} by hand (docs/remote.md)` });
   } else checks.push({ name: 'settings', status: 'ok', found: c.settingsFile });
 
   const service = (name: 'postgres' | 'redis' | 'storage' | 'caddy', label: string, binary: string, install: string, start: string) => {

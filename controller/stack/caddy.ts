@@ -19,6 +19,8 @@ export interface CaddyConfigOptions {
   httpsPort: number;
   /** Default 'internal': the local stack reaches no ACME server. */
   issuer?: FrontIssuer;
+  /** Where the front listens: default loopback (the local stack); '' = every address (a server). */
+  listenHost?: string;
 }
 
 type Json = Record<string, unknown>;
@@ -30,7 +32,7 @@ export function caddyConfig(o: CaddyConfigOptions): Json {
     // No autosave: the configuration is this file, and it does not change while Caddy runs.
     admin: { ...adminOnSocket(o.adminSocket), config: { persist: false } },
     apps: {
-      http: { http_port: o.httpPort, https_port: o.httpsPort, servers: frontServers(LOOPBACK, o.httpPort, o.httpsPort, o.routerSocket) },
+      http: { http_port: o.httpPort, https_port: o.httpsPort, servers: frontServers(o.listenHost ?? LOOPBACK, o.httpPort, o.httpsPort, o.routerSocket) },
       tls: frontTlsApp({ routerSocket: o.routerSocket, httpPort: o.httpPort, issuer }),
       ...(issuer === 'internal' ? { pki: PKI_APP } : {}),
     },
@@ -40,7 +42,9 @@ export function caddyConfig(o: CaddyConfigOptions): Json {
 }
 
 export function stackCaddyConfig(ctx: PartContext): Json {
-  return caddyConfig({ adminSocket: ctx.paths.caddy.adminSocket, routerSocket: ctx.paths.forwarder.router, httpPort: ctx.ports.http, httpsPort: ctx.ports.https });
+  const front = { adminSocket: ctx.paths.caddy.adminSocket, routerSocket: ctx.paths.forwarder.router, httpPort: ctx.ports.http, httpsPort: ctx.ports.https };
+  // A server's front is public and gets real certificates; the local stack's stays on loopback.
+  return caddyConfig(ctx.server ? { ...front, listenHost: '', issuer: 'acme' } : front);
 }
 
 /** GET on the admin socket (Host localhost, which the config allows). */

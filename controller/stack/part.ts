@@ -17,8 +17,10 @@ export interface PartContext {
   isRoot: boolean;
   /** Which S3 server the s3 part runs (default s3rver). */
   s3Kind?: S3Kind;
-  /** radosgw: the Debian 13 rootfs it runs in (scripts/build-rootfs.sh radosgw). */
+  /** radosgw: the Debian 13 rootfs it runs in (scripts/build-rootfs.sh radosgw); '/' on a server (its own radosgw). */
   rgwRootfs?: string;
+  /** A server (`codeb server init`): Caddy's front listens on every address, certificates from ACME. */
+  server?: boolean;
 }
 
 export interface StartContext extends PartContext {

@@ -19,12 +19,16 @@ const RGW_DATA_IN_ROOTFS = '/var/lib/ceph/radosgw';
 export const RGW_ADMIN_USER = 'codeb-admin';
 
 /** Store options shared by radosgw and radosgw-admin: dbstore (SQLite files), no monitors. */
-export function rgwStoreArgs(): string[] {
-  return ['--no-mon-config', '--rgw_backend_store=dbstore', '--rgw_config_store=dbstore', `--rgw-data=${RGW_DATA_IN_ROOTFS}`];
+export function rgwStoreArgs(dataDir = RGW_DATA_IN_ROOTFS): string[] {
+  return ['--no-mon-config', '--rgw_backend_store=dbstore', '--rgw_config_store=dbstore', `--rgw-data=${dataDir}`];
 }
 
-/** The argument list that runs `program` in the rootfs with this stack's data (needs root). Pure. */
+/**
+ * The argument list that runs `program` in the rootfs with this stack's data (needs root). Pure.
+ * rootfs '/': a server's own radosgw package (`codeb server init`), run directly on the data folder.
+ */
 export function rgwCommand(rootfs: string, paths: StackPaths, program: 'radosgw' | 'radosgw-admin'): string[] {
+  if (rootfs === '/') return [program, ...rgwStoreArgs(paths.s3.rgw)];
   const script = join(packageRoot(), 'scripts', 'rgw-chroot.sh');
   // No --pid/--fork: unshare execs the script, which execs chroot, which execs the program, so the
   // pid the stack records is the gateway's own and `down` signals it directly.

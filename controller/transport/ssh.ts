@@ -182,6 +182,11 @@ export class SshSession {
     }
   }
 
+  /** Copy a local file to the server over SFTP (`server init` uploads the codeb bundle this way). */
+  async upload(localFile: string, remoteFile: string): Promise<void> {
+    await this.ssh.putFile(localFile, remoteFile);
+  }
+
   /** Why the connection ended, when it did. */
   get lostReason(): string {
     return this.lost ? this.lost.message : 'the connection closed';

@@ -20,7 +20,7 @@
  * subnet: files run in parallel and bridge subnets are global on the machine.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -189,6 +189,12 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
       ['HostKey /etc/ssh/ssh_host_ed25519_key', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password', 'MaxStartups 50', 'MaxSessions 50', ''].join('\n'),
     );
     writeFileSync(join(merged, 'etc', 'hostname'), `${opts.name}\n`);
+    // A container cannot load kernel modules: this unit would fail on every boot and leave systemd
+    // "degraded", which a real server is not. Masked like an administrator would.
+    symlinkSync('/dev/null', join(merged, 'etc', 'systemd', 'system', 'systemd-modules-load.service'));
+    // A throwaway disk: dpkg need not fsync every file it unpacks (minutes saved on a busy machine;
+    // what gets installed is the same).
+    writeFileSync(join(merged, 'etc', 'dpkg', 'dpkg.cfg.d', 'codeb-test-host-unsafe-io'), 'force-unsafe-io\n');
 
     await podman(['network', 'create', '--internal', '--subnet', subnet, '--gateway', gateway, network]);
     await podman([
@@ -308,4 +314,31 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
     throw err;
   }
   return host;
+}
+
+/** This checkout's built CLI (bin/codeb.js), run as a client would: its own empty CODEB_HOME, the host's key and known_hosts. */
+export function codebCli(host: ServerHost, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<ExecResult> {
+  const home = mkdtempSync(join(tmpdir(), 'codeb-client-'));
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    CODEB_HOME: home,
+    CODEB_SSH_KEY_FILE: host.clientKey,
+    CODEB_KNOWN_HOSTS: host.knownHosts,
+    SSH_AUTH_SOCK: '',
+    NO_COLOR: '1',
+    ...extraEnv,
+  };
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'codeb.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      rmSync(home, { recursive: true, force: true });
+      resolveRun({ code: code ?? 1, stdout, stderr });
+    });
+  });
 }

@@ -8,9 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
-const t = new DeployEnv('5400-5449');
+const t = new DeployEnv(appPorts('5400-5449'));
 const id = uniqueId('alrt');
 const domain = `${id}.localhost`;
 const receiver = new WebhookReceiver();

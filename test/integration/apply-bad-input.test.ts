@@ -27,10 +27,10 @@ import {
   type Run,
 } from './helpers/apply.js';
 import { SLOT_MARKER } from '../../controller/providers/redis.js';
-import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
+import { appPort, appPorts, freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 // This file's own ports (outside the default 3000-3999 and the other test files' ranges).
-const PORT_RANGE = '4790-4839';
+const PORT_RANGE = appPorts('4790-4839');
 let settings: Settings;
 /** Never written: every case must leave it absent. */
 const fresh = new Sandbox('bad-fresh', { CODEB_PORT_RANGE: PORT_RANGE });
@@ -136,7 +136,7 @@ const CASES: Case[] = [
   ...(['httpPort', 'httpsPort'] as const).map(
     (which): Case => ({
       name: `hostPorts on Caddy's ${which === 'httpPort' ? 'HTTP' : 'HTTPS'} port`,
-      manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: 4838, green: ${settings.caddy[which]} }\n`),
+      manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${appPort(4838)}, green: ${settings.caddy[which]} }\n`),
       env: () => ({}),
       code: 2,
       says: () => [`Port ${settings.caddy[which]} (service web, green)`, which === 'httpPort' ? 'Caddy HTTP' : 'Caddy HTTPS', 'hostPorts'],
@@ -144,14 +144,14 @@ const CASES: Case[] = [
   ),
   {
     name: 'hostPorts on a port another process listens on',
-    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${busyPort}, green: 4837 }\n`),
+    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${busyPort}, green: ${appPort(4837)} }\n`),
     env: () => ({}),
     code: 1,
     says: () => [`port ${busyPort} (web, blue slot) is in use by another process`, 'Nothing was changed'],
   },
   {
     name: 'hostPorts on the Postgres port',
-    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${settings.postgres.port}, green: 4838 }\n`),
+    manifest: (id) => fullManifest(id).replace('    port: 8080\n', `    port: 8080\n    hostPorts: { blue: ${settings.postgres.port}, green: ${appPort(4838)} }\n`),
     env: () => ({}),
     code: 2,
     says: () => [`Port ${settings.postgres.port} (service web, blue) is Postgres's port`],

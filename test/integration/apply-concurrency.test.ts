@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import type { RegistryDocument } from '../../controller/registry/types.js';
 import type { Settings } from '../../controller/settings.js';
 import { Sandbox, describeRun, fullManifest, projectContainers, sleep, viaCaddy, type Run } from './helpers/apply.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 
 // Ports 4740-4789 belong to this file. No project here uses Redis, so no slot is needed.
-const box = new Sandbox('apply-conc', { CODEB_PORT_RANGE: '4740-4789' });
+const box = new Sandbox('apply-conc', { CODEB_PORT_RANGE: appPorts('4740-4789') });
 let settings: Settings;
 const projects: string[] = [];
 

@@ -31,10 +31,10 @@ import {
   slotOwner,
   viaCaddy,
 } from './helpers/apply.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 
 // Ports 4690-4739 belong to this file; a killed holder's lock is taken over after 2 s.
-const box = new Sandbox('apply-crash', { CODEB_PORT_RANGE: '4690-4739', CODEB_LOCK_STALE_MS: '2000' });
+const box = new Sandbox('apply-crash', { CODEB_PORT_RANGE: appPorts('4690-4739'), CODEB_LOCK_STALE_MS: '2000' });
 const id = uniqueId('crash');
 const domain = `${id}.localhost`;
 let settings: Settings;

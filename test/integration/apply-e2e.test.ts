@@ -35,13 +35,13 @@ import {
   viaCaddy,
   type Run,
 } from './helpers/apply.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 import { networkName } from '../../controller/manifest/names.js';
 
 let settings: Settings;
 // Ports 4600-4689 are this file's own (outside the default 3000-3999 and the deploy tests' 4100-4249 and bench:switch's 4250-4299),
 // so parallel test files never pick the same ones.
-const box = new Sandbox('apply-e2e', { CODEB_PORT_RANGE: '4600-4689' });
+const box = new Sandbox('apply-e2e', { CODEB_PORT_RANGE: appPorts('4600-4689') });
 let redisDb: number;
 /** Secret values seen in env and secrets files, checked against every output at the end. */
 const secrets = new Set<string>();

@@ -10,9 +10,9 @@ import { containerName } from '../../controller/manifest/names.js';
 import { LABEL } from '../../controller/runtime/types.js';
 import type { Settings } from '../../controller/settings.js';
 import { Sandbox, describeRun, podman, projectContainers } from './helpers/apply.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 
-const box = new Sandbox('ownership', { CODEB_PORT_RANGE: '5180-5209' });
+const box = new Sandbox('ownership', { CODEB_PORT_RANGE: appPorts('5180-5209') });
 let settings: Settings;
 const id = uniqueId('own');
 const victim = `${id}-x`;

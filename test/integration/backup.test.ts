@@ -13,10 +13,10 @@ import { updateRegistry } from '../../controller/registry/store.js';
 import type { Settings } from '../../controller/settings.js';
 import { FAST_DEPLOY, Sandbox, describeRun, json, parseEnvFile, pgQuery, s3, secretValues, viaCaddy } from './helpers/apply.js';
 import { S3Proxy } from './helpers/s3-proxy.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
-const box = new Sandbox('backup', { CODEB_PORT_RANGE: '5150-5179' });
+const box = new Sandbox('backup', { CODEB_PORT_RANGE: appPorts('5150-5179') });
 const receiver = new WebhookReceiver();
 const id = uniqueId('bk');
 const ROWS = 500;

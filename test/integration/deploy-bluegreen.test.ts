@@ -9,8 +9,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../../controller/registry/types.js';
 import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('4100-4149');
+const t = new DeployEnv(appPorts('4100-4149'));
 const id = uniqueId('bg');
 const domain = `${id}.localhost`;
 const name = (slot: string) => `${id}--production--web--${slot}`;

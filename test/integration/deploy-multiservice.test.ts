@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../../controller/registry/types.js';
 import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
 import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('4150-4199');
+const t = new DeployEnv(appPorts('4150-4199'));
 const id = uniqueId('ms');
 const domain = `${id}.localhost`;
 const name = (service: string, slot: string) => `${id}--production--${service}--${slot}`;

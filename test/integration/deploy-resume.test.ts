@@ -17,9 +17,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateRegistry } from '../../controller/generated/validators.js';
 import type { DeployPhase, EnvironmentRecord, HistoryEntry, RegistryDocument } from '../../controller/registry/types.js';
 import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
 // Ports 5270-5319 belong to this file; a killed holder's lock is taken over after 2 s.
-const t = new DeployEnv('5270-5319', { CODEB_LOCK_STALE_MS: '2000' });
+const t = new DeployEnv(appPorts('5270-5319'), { CODEB_LOCK_STALE_MS: '2000' });
 const id = uniqueId('resume');
 const domain = `${id}.localhost`;
 const name = (slot: string) => `${id}--production--web--${slot}`;

@@ -7,8 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, openSse, openWs, uniqueId, until, type Run, type SseStream, type WsStream } from './helpers/deploy.js';
+import { appPorts } from './helpers/stack.js';
 
-const t = new DeployEnv('4200-4249');
+const t = new DeployEnv(appPorts('4200-4249'));
 const id = uniqueId('st');
 const other = uniqueId('st-other');
 const domain = `${id}.localhost`;

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateRegistry } from '../../controller/generated/validators.js';
 import type { PortPair, RegistryDocument } from '../../controller/registry/types.js';
+import { appPort } from './helpers/stack.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'bin', 'codeb.js');
@@ -26,8 +27,8 @@ interface Run {
   stderr: string;
 }
 
-// This file's own ports, outside the default 3000-3999 a running demo stack allocates from.
-const PORT_RANGE = { min: 4300, max: 4599 };
+// This file's own ports (slot 0: 4300-4599), outside the default 3000-3999 a running demo stack allocates from.
+const PORT_RANGE = { min: appPort(4300), max: appPort(4599) };
 
 function start(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(process.execPath, [cli, ...args], {
@@ -289,7 +290,7 @@ describe('reading and releasing the result', () => {
     expect(refused.code).toBe(1);
     expect(json<{ error: { message: string } }>(refused).error.message).toContain(`held by project "conc-03" (environment production, service web, blue)`);
     // ...and so is one that wants only conc-03's entry port.
-    const entryOnly = manifest('entrycomer', { hostPorts: { blue: 4590, green: 4591, entry: freed.ports.web!.entry } });
+    const entryOnly = manifest('entrycomer', { hostPorts: { blue: appPort(4590), green: appPort(4591), entry: freed.ports.web!.entry } });
     const refusedEntry = await codeb(['--registry', file(), 'registry', 'allocate', entryOnly, '--json'], { CODEB_REDIS_DATABASES: '22' });
     expect(refusedEntry.code).toBe(1);
     expect(json<{ error: { message: string } }>(refusedEntry).error.message).toBe(

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistryFile } from '../../controller/registry/store.js';
 import { codebHome } from '../../controller/settings.js';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 import { keygen, startSshd, type Sshd } from './helpers/sshd.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -39,7 +39,7 @@ const project = uniqueId('ssh');
 const manifest = join(tmp, 'app.yaml');
 let caddyPort = 0;
 // The server's codeb allocates this file's own ports, never the 3000-3999 a running demo stack uses.
-const PORT_RANGE = '4900-4949';
+const PORT_RANGE = appPorts('4900-4949');
 
 /** The client's environment: its own empty CODEB_HOME, the test sshd's key and known_hosts, no agent. */
 function clientEnv(extra: Record<string, string> = {}, remoteEnv = ''): NodeJS.ProcessEnv {

@@ -22,7 +22,7 @@ import { PodmanApiRuntime, TIMEOUT_EXIT_CODE } from '../../controller/runtime/po
 import { containerSpec, releaseSpec } from '../../controller/runtime/spec.js';
 import { LABEL, type ContainerSpec } from '../../controller/runtime/types.js';
 import type { Settings } from '../../controller/settings.js';
-import { freePort, networkRangeFor, stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, freePort, networkRangeFor, stackSettings, uniqueId } from './helpers/stack.js';
 import { NetworkProvider } from '../../controller/providers/network.js';
 import { networkResource } from '../../controller/reconcile/desired.js';
 import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
@@ -127,7 +127,7 @@ beforeAll(async () => {
   envFile = join(dir, `${project}.production.env`);
   // The deployment's network, made as apply makes it (a subnet of this file's own range).
   networks = new NetworkProvider(settings.podman.socketPath);
-  const subnet = chooseSubnet(parsePool(settings.network.pool), null, await networks.subnetsInUse(''), parseCidr(networkRangeFor('3950-3999')));
+  const subnet = chooseSubnet(parsePool(settings.network.pool), null, await networks.subnetsInUse(''), parseCidr(networkRangeFor(appPorts('3950-3999'))));
   const net = networkResource(project, 'production', subnet);
   await networks.execute({ op: 'create', key: net.key, kind: net.kind, name: net.name, reason: 'test', changes: [], resource: net }, { secret: () => '', progress: () => {} });
   await admin(async (c) => {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
-import { stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
 import { Sandbox, describeRun, fullManifest, parseEnvFile, secretValues, viaCaddy } from './helpers/apply.js';
 import type { Settings } from '../../controller/settings.js';
 import { readFileSync } from 'node:fs';
@@ -37,7 +37,7 @@ async function redisLogin(url: string): Promise<boolean> {
 }
 
 describe('codeb secrets rotate', () => {
-  const box = new Sandbox('rotate', { CODEB_PORT_RANGE: '5000-5089' });
+  const box = new Sandbox('rotate', { CODEB_PORT_RANGE: appPorts('5000-5089') });
   const id = uniqueId('rot');
   let settings: Settings;
   let manifest: string;

@@ -1,8 +1,8 @@
 /**
  * The embedded local stack for real: a stack of its own in a temporary CODEB_HOME on other ports
- * (CODEB_TEST_STACK_PORT_BASE, which scripts/test.sh picks free and clear of the demo's and the test
- * stack's ports; 3500 when unset) so it never touches a developer's stack, the demo's or the one
- * scripts/test.sh starts for the other integration tests.
+ * (CODEB_TEST_STACK_PORT_BASE, which scripts/test.sh sets 50 above the test stack's base, in the
+ * suite's own slot, clear of every other stack's ports; slot 0's when unset) so it never touches a
+ * developer's stack, the demo's or the one scripts/test.sh starts for the other integration tests.
  *
  * Checks that each part really answers (and really wants its credentials), that `up` twice is a
  * no-op, that `status --json` tells the truth, that data and Caddy routes survive down/up, and that
@@ -27,9 +27,10 @@ import { ensureStack, stackStatus, stopStack, PART_NAMES } from '../../controlle
 import type { Settings } from '../../controller/settings.js';
 import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
 import { freePort } from './helpers/stack.js';
+import { SECOND_OFFSET, SECOND_STEP, TEST_CANDIDATES } from '../../scripts/lib/stack-ports.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || 3500);
+const portBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || TEST_CANDIDATES[0]! + SECOND_OFFSET);
 const home = mkdtempSync(join(tmpdir(), 'codeb-stack-test-'));
 
 // Only what this test means: no settings/stack/port variables inherited from the caller.
@@ -152,7 +153,7 @@ beforeAll(async () => {
 
 // A second, broken stack for the failure paths.
 const home2 = mkdtempSync(join(tmpdir(), 'codeb-stack-fail-'));
-const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + 200), CODEB_NETWORK_POOL: siblingPool(2) };
+const env2: NodeJS.ProcessEnv = { ...env, CODEB_HOME: home2, CODEB_STACK_PORT_BASE: String(portBase + SECOND_STEP), CODEB_NETWORK_POOL: siblingPool(2) };
 
 afterAll(async () => {
   try {
@@ -350,7 +351,7 @@ describe('codeb stack when something is wrong', () => {
   }, 30_000);
 
   it('a part that cannot start makes `up` exit 1 with its reason and log tail; the others come up', async () => {
-    const redisPort = portBase + 200 + 6379;
+    const redisPort = portBase + SECOND_STEP + 6379;
     const blocker = createServer().listen(redisPort, '127.0.0.1');
     await once(blocker, 'listening');
     try {

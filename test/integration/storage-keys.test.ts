@@ -26,13 +26,14 @@ import { storageUser } from '../../controller/manifest/names.js';
 import type { Settings } from '../../controller/settings.js';
 import { stopStack, upStack } from '../../controller/stack/index.js';
 import { FAST_DEPLOY, Sandbox, describeRun, json, parseEnvFile, type Run } from './helpers/apply.js';
-import { siblingPool, stackSettings, uniqueId } from './helpers/stack.js';
+import { appPorts, siblingPool, stackSettings, uniqueId } from './helpers/stack.js';
+import { SECOND_OFFSET, SECOND_STEP, TEST_CANDIDATES } from '../../scripts/lib/stack-ports.mjs';
 
 const isRoot = process.getuid?.() === 0;
-// Ports 4850-4899 belong to this file; the gateway's stack sits 400 above the test stacks' base.
-const box = new Sandbox('storage-keys', { CODEB_PORT_RANGE: '4850-4879' });
-const sharedBox = new Sandbox('storage-shared', { CODEB_PORT_RANGE: '4880-4899' });
-const rgwPortBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || 3500) + 400;
+// Ports 4850-4899 belong to this file; the gateway's stack is the third of stack.test.ts's (TBASE + 2 * SECOND_STEP).
+const box = new Sandbox('storage-keys', { CODEB_PORT_RANGE: appPorts('4850-4879') });
+const sharedBox = new Sandbox('storage-shared', { CODEB_PORT_RANGE: appPorts('4880-4899') });
+const rgwPortBase = Number(process.env.CODEB_TEST_STACK_PORT_BASE || TEST_CANDIDATES[0]! + SECOND_OFFSET) + 2 * SECOND_STEP;
 const rgwStack = { dir: join(box.dir, 'rgw-stack'), settingsFile: join(box.dir, 'rgw-stack', 'settings.json'), portBase: rgwPortBase };
 
 function manifest(id: string): string {

@@ -11,11 +11,11 @@ import Docker from 'dockerode';
 import { containerName, networkName } from '../../controller/manifest/names.js';
 import { NetworkProvider } from '../../controller/providers/network.js';
 import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
-import { networkRangeFor, stackSettings } from './helpers/stack.js';
+import { appPorts, networkRangeFor, stackSettings } from './helpers/stack.js';
 import { networkResource } from '../../controller/reconcile/desired.js';
 import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
 
-const t = new DeployEnv('4250-4299');
+const t = new DeployEnv(appPorts('4250-4299'));
 const a = uniqueId('ta');
 const b = uniqueId('tb');
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
@@ -202,7 +202,7 @@ const Redis = require('/app/node_modules/ioredis');
   it("a network of the project's name that someone else owns blocks apply and is left alone", async () => {
     const c = uniqueId('tc');
     const networks = new NetworkProvider(t.settings.podman.socketPath);
-    const subnet = chooseSubnet(parsePool(t.settings.network.pool), null, await networks.subnetsInUse(''), parseCidr(networkRangeFor('4250-4299')));
+    const subnet = chooseSubnet(parsePool(t.settings.network.pool), null, await networks.subnetsInUse(''), parseCidr(networkRangeFor(appPorts('4250-4299'))));
     const squatter = { ...networkResource('squatter', 'production', subnet), name: networkName(c, 'production') };
     await networks.execute({ op: 'create', key: squatter.key, kind: squatter.kind, name: squatter.name, reason: 'test', changes: [], resource: squatter }, { secret: () => '', progress: () => {} });
     try {

@@ -1,14 +1,35 @@
 /**
- * The test suite's stack ports (scripts/lib/stack-ports.mjs, used by scripts/test.sh and
- * scripts/demo.sh): the offsets are the stack's, every candidate stays clear of the demo's stack
- * and of the app port ranges, and the choice skips busy, reserved and taken ports.
+ * The test suites' ports and pools (scripts/lib/stack-ports.mjs, used by scripts/test.sh and
+ * scripts/demo.sh): the offsets are the stack's; no port of any slot (test stack, second stacks,
+ * app slices) is the demo's or another slot's; all stay below the ephemeral range; the choice
+ * skips busy, reserved and taken ports.
  */
 import { describe, expect, it } from 'vitest';
 import { stackPorts } from '../../controller/stack/layout.js';
-import { APP_PORTS, DEMO_BASE, OFFSETS, SECOND_CANDIDATES, SECOND_STEP, TEST_CANDIDATES, pickBase, portsOf } from '../../scripts/lib/stack-ports.mjs';
+import { DEFAULT_NETWORK_POOL } from '../../controller/runtime/network.js';
+import {
+  APP_PORTS,
+  APP_SLICES,
+  APP_STRIDE,
+  DEMO_APP_PORTS,
+  DEMO_BASE,
+  OFFSETS,
+  SECOND_OFFSET,
+  SLOTS,
+  TEST_CANDIDATES,
+  pickBase,
+  poolOf,
+  portsOf,
+  shiftRange,
+  slotOf,
+  slotStackPorts,
+} from '../../scripts/lib/stack-ports.mjs';
 
 const EPHEMERAL_MIN = 32768;
 const demoPorts = Object.values(stackPorts({}, DEMO_BASE));
+const slots = Array.from({ length: SLOTS }, (_, k) => k);
+/** Slot k's app ports as a [min, max] range. */
+const appWindow = (k: number) => shiftRange(`${APP_SLICES.min}-${APP_SLICES.max}`, k).split('-').map(Number) as [number, number];
 
 describe('stack-ports', () => {
   it('uses the stack’s own offsets', () => {
@@ -16,24 +37,64 @@ describe('stack-ports', () => {
     expect(DEMO_BASE).toBe(20000);
   });
 
-  it.each([...TEST_CANDIDATES, ...SECOND_CANDIDATES.flatMap((b) => [b, b + SECOND_STEP])])('candidate base %i never takes a demo or app port', (base) => {
-    for (const p of portsOf(base)) {
+  it.each(slots)('slot %i: its stacks take no demo or app port and stay below the ephemeral range', (k) => {
+    for (const p of slotStackPorts(TEST_CANDIDATES[k]!)) {
       expect(demoPorts).not.toContain(p);
       expect(p < APP_PORTS.min || p > APP_PORTS.max, `port ${p}`).toBe(true);
       expect(p).toBeLessThan(EPHEMERAL_MIN);
     }
   });
 
-  const table: Array<{ name: string; candidates: number[]; busy: number[]; taken?: number[]; stacks?: number; want: number | undefined }> = [
-    { name: 'the first when all are free', candidates: [10000, 10250], busy: [], want: 10000 },
-    { name: 'the next when one port of the first is busy', candidates: [10000, 10250], busy: [15432], want: 10250 },
-    { name: 'none when every candidate has a busy port', candidates: [10000, 10250], busy: [19000, 18330], want: undefined },
-    { name: 'never the demo’s base', candidates: [20000, 10000], busy: [], want: 10000 },
-    { name: 'never a base sharing a port with the demo’s stack', candidates: [20947, 10000], busy: [], want: 10000 },
-    { name: 'not a base whose ports are taken by the other test stack', candidates: [3500, 3750], busy: [], taken: portsOf(3500 + SECOND_STEP).slice(0, 1), stacks: 2, want: 3750 },
-    { name: 'the second stack of a pair is checked too', candidates: [3500, 3750], busy: [3700 + OFFSETS.redis], stacks: 2, want: 3750 },
+  it('no two slots’ stacks share a port, nor two stacks of one slot', () => {
+    const all = slots.flatMap((k) => slotStackPorts(TEST_CANDIDATES[k]!));
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  it('the app windows of the slots are disjoint, clear of the demo’s apps and below the ephemeral range', () => {
+    const windows = slots.map(appWindow);
+    expect(windows[0]).toEqual([APP_SLICES.min, APP_SLICES.max]);
+    for (const [k, [min, max]] of windows.entries()) {
+      expect(min).toBeGreaterThan(DEMO_APP_PORTS.max);
+      expect(max).toBeLessThanOrEqual(APP_PORTS.max);
+      expect(max).toBeLessThan(EPHEMERAL_MIN);
+      if (k > 0) expect(min).toBeGreaterThan(windows[k - 1]![1]);
+    }
+  });
+
+  it.each([
+    ['4100-4149', 0, '4100-4149'],
+    ['4100-4149', 1, `${4100 + APP_STRIDE}-${4149 + APP_STRIDE}`],
+    ['5650-5699', SLOTS - 1, `${5650 + (SLOTS - 1) * APP_STRIDE}-${APP_PORTS.max}`],
+  ])('shiftRange(%j, %i) is %j', (range, slot, want) => {
+    expect(shiftRange(range, slot)).toBe(want);
+  });
+
+  it('each slot has its own network pool, never the demo’s', () => {
+    const pools = slots.map(poolOf);
+    expect(pools[0]).toBe('10.98.0.0/16');
+    expect(new Set(pools).size).toBe(SLOTS);
+    expect(pools).not.toContain(DEFAULT_NETWORK_POOL);
+  });
+
+  it('a slot is known by its test stack’s base only', () => {
+    expect(slots.map((k) => slotOf(TEST_CANDIDATES[k]!))).toEqual(slots);
+    expect(slotOf(DEMO_BASE)).toBeUndefined();
+    expect(slotOf(10000)).toBeUndefined(); // an older checkout's base: that stack moves
+    expect(slotOf(TEST_CANDIDATES[0]! + SECOND_OFFSET)).toBeUndefined();
+  });
+
+  const [c0, c1] = [TEST_CANDIDATES[0]!, TEST_CANDIDATES[1]!];
+  const table: Array<{ name: string; candidates: number[]; busy: number[]; taken?: number[]; portsFor?: (b: number) => number[]; want: number | undefined }> = [
+    { name: 'the first when all are free', candidates: [c0, c1], busy: [], want: c0 },
+    { name: 'the next when one port of the first is busy', candidates: [c0, c1], busy: [c0 + OFFSETS.postgres], want: c1 },
+    { name: 'none when every candidate has a busy port', candidates: [c0, c1], busy: [c0 + OFFSETS.s3, c1 + OFFSETS.http], want: undefined },
+    { name: 'never the demo’s base', candidates: [20000, c0], busy: [], want: c0 },
+    { name: 'never a base sharing a port with the demo’s stack', candidates: [20947, c0], busy: [], want: c0 },
+    { name: 'never a base with a port among the app windows', candidates: [10000, c0], busy: [], want: c0 },
+    { name: 'not a base whose ports are taken', candidates: [c0, c1], busy: [], taken: portsOf(c0).slice(0, 1), want: c1 },
+    { name: 'a slot whose second stack has a busy port is skipped', candidates: [c0, c1], busy: [c0 + SECOND_OFFSET + OFFSETS.redis], portsFor: slotStackPorts, want: c1 },
   ];
-  it.each(table)('$name', async ({ candidates, busy, taken, stacks, want }) => {
-    expect(await pickBase(candidates, async (p: number) => !busy.includes(p), { taken, stacks })).toBe(want);
+  it.each(table)('$name', async ({ candidates, busy, taken, portsFor, want }) => {
+    expect(await pickBase(candidates, async (p: number) => !busy.includes(p), { taken, portsFor })).toBe(want);
   });
 });

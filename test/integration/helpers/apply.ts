@@ -101,7 +101,7 @@ export class Sandbox {
 
   constructor(
     name: string,
-    /** Environment for every command (e.g. CODEB_PORT_RANGE so test files never share ports). */
+    /** Environment for every command (e.g. CODEB_PORT_RANGE: appPorts(...) so test files and suites never share ports). */
     public env: NodeJS.ProcessEnv = {},
   ) {
     if (env.CODEB_PORT_RANGE && !env.CODEB_NETWORK_RANGE) this.env = { ...env, CODEB_NETWORK_RANGE: networkRangeFor(env.CODEB_PORT_RANGE) };

@@ -3,8 +3,9 @@
  * registry of the test file's own, talk to Caddy with a project's Host header, look at containers.
  *
  * Separate registries do not know each other's ports, so each test file passes its own
- * CODEB_PORT_RANGE (outside the default 3000-3999 other suites allocate from): an idle slot's
- * port is not listening, so "skip ports in use" alone would not keep two registries apart.
+ * CODEB_PORT_RANGE (`appPorts('<its slot-0 slice>')`, moved with the suite's slot; outside the
+ * default 3000-3999 a demo allocates from): an idle slot's port is not listening, so "skip ports
+ * in use" alone would not keep two registries apart.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

@@ -5,6 +5,7 @@
 import { createServer } from 'node:net';
 import { loadSettings, type Settings } from '../../../controller/settings.js';
 import { DEFAULT_NETWORK_POOL, formatCidr, parsePool } from '../../../controller/runtime/network.js';
+import { APP_STRIDE, SLOTS, shiftRange } from '../../../scripts/lib/stack-ports.mjs';
 
 /**
  * A network pool for a test's own extra stack: the i-th block of the same size after the
@@ -18,16 +19,39 @@ export function siblingPool(i: number): string {
 }
 
 /**
- * CODEB_NETWORK_RANGE for a test file, from its CODEB_PORT_RANGE: separate registries do not know
- * each other's subnets (as with ports), so each file allocates project networks from a /23 of
- * its own (8 networks) inside the stack's pool: block 1 + (first port - 3000) / 50.
+ * This suite's slot (CODEB_TEST_SLOT, which scripts/test.sh sets from the test stack's base; 0 when
+ * unset): suites of several checkouts run at once on one machine, each in its own slot, and every
+ * test file's app ports move with it (docs/stack.md, "Ports of the test stacks").
+ */
+export function testSlot(): number {
+  const text = process.env.CODEB_TEST_SLOT ?? '0';
+  const slot = Number(text);
+  if (!/^\d+$/.test(text) || slot >= SLOTS) throw new Error(`CODEB_TEST_SLOT=${JSON.stringify(text)} is not a slot: use a whole number from 0 to ${SLOTS - 1} (or let scripts/test.sh set it).`);
+  return slot;
+}
+
+/** An app port of this file's slot-0 slice (4000-5699), moved to this suite's slot. */
+export function appPort(port: number): number {
+  return port + testSlot() * APP_STRIDE;
+}
+
+/** A CODEB_PORT_RANGE from this file's slot-0 slice ("4100-4149"), moved to this suite's slot. */
+export function appPorts(slice: string): string {
+  return shiftRange(slice, testSlot());
+}
+
+/**
+ * CODEB_NETWORK_RANGE for a test file, from its CODEB_PORT_RANGE (as appPorts gives it): separate
+ * registries do not know each other's subnets (as with ports), so each file allocates project
+ * networks from a /23 of its own (8 networks) inside the stack's pool (its own per slot): block
+ * 1 + (first port of the slot-0 slice - 3000) / 50.
  */
 export function networkRangeFor(portRange: string): string {
   const pool = parsePool(stackSettings().network.pool);
-  const start = Number(portRange.split('-')[0]);
+  const start = Number(portRange.split('-')[0]) - testSlot() * APP_STRIDE;
   const block = 1 + Math.floor((start - 3000) / 50);
   const base = pool.base + block * 512;
-  if (base + 512 > pool.base + 2 ** (32 - pool.prefix) - 256) throw new Error(`The stack's network pool ${stackSettings().network.pool} is too small for the test files' ranges: use a /17 or larger (CODEB_NETWORK_POOL).`);
+  if (block < 1 || base + 512 > pool.base + 2 ** (32 - pool.prefix) - 256) throw new Error(`The stack's network pool ${stackSettings().network.pool} is too small for the test files' ranges (${portRange} in slot ${testSlot()}): use a /17 or larger (CODEB_NETWORK_POOL).`);
   return formatCidr({ base, prefix: 23 });
 }
 

@@ -1,0 +1,134 @@
+/**
+ * `codeb server init`, the decisions: from facts gathered on the server (one POSIX shell script,
+ * INIT_FACTS_SCRIPT) and the local bundle's hash, which steps are needed. Pure; unit-tested.
+ */
+import { CodebError, EXIT } from '../errors.js';
+import { allServerPackages, SERVER_PACKAGES } from './packages.js';
+
+/** $@ = the packages to look at. key=value lines; `pkg <name> <installed|missing> <candidate version or none>`. */
+export const INIT_FACTS_SCRIPT = [
+  '( . /etc/os-release 2>/dev/null; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_name=$PRETTY_NAME" )',
+  'echo "uid=$(id -u)"',
+  'if [ "$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then echo sudo=yes; else echo sudo=no; fi',
+  'echo "pid1=$(cat /proc/1/comm 2>/dev/null)"',
+  'echo "apt=$(command -v apt-get)"',
+  'echo "node=$(node --version 2>/dev/null)"',
+  'echo "bundle=$(cat /opt/codeb/.codeb-bundle 2>/dev/null)"',
+  'for p in "$@"; do',
+  '  if [ "$(dpkg-query -W -f=\'${Status}\' "$p" 2>/dev/null)" = "install ok installed" ]; then s=installed; else s=missing; fi',
+  '  c=$(apt-cache policy "$p" 2>/dev/null | sed -n "s/^ *Candidate: *//p" | head -n 1)',
+  '  echo "pkg $p $s ${c:-none}"',
+  'done',
+].join('\n');
+
+export interface InitFacts {
+  osId: string;
+  osVersion: string;
+  osName: string;
+  uid: number;
+  sudo: boolean;
+  pid1: string;
+  apt: boolean;
+  node: string;
+  /** Hash of the codeb bundle installed in /opt/codeb ('' when none). */
+  bundle: string;
+  packages: Record<string, { installed: boolean; candidate: string | null }>;
+}
+
+export function parseInitFacts(text: string): InitFacts {
+  const kv: Record<string, string> = {};
+  const packages: InitFacts['packages'] = {};
+  for (const line of text.split('\n')) {
+    const m = /^pkg (\S+) (installed|missing) (\S+)$/.exec(line.trim());
+    if (m) {
+      packages[m[1]!] = { installed: m[2] === 'installed', candidate: m[3] === 'none' || m[3] === '(none)' ? null : m[3]! };
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq > 0) kv[line.slice(0, eq)] = line.slice(eq + 1).trim();
+  }
+  return {
+    osId: kv.os_id ?? '',
+    osVersion: kv.os_version ?? '',
+    osName: kv.os_name ?? '',
+    uid: Number(kv.uid ?? -1),
+    sudo: kv.sudo === 'yes',
+    pid1: kv.pid1 ?? '',
+    apt: Boolean(kv.apt),
+    node: kv.node ?? '',
+    bundle: kv.bundle ?? '',
+    packages,
+  };
+}
+
+export const SUPPORTED = ['Debian 12', 'Debian 13', 'Ubuntu 24.04'];
+
+export type InitStep =
+  | { kind: 'apt-update'; why: string }
+  | { kind: 'apt-install'; packages: string[]; why: string }
+  | { kind: 'upload'; why: string }
+  | { kind: 'services'; why: string };
+
+export interface InitPlan {
+  /** How commands get root: '' (logged in as root) or 'sudo'. */
+  become: '' | 'sudo';
+  steps: InitStep[];
+  /** Distribution services whose packages this init installs (their default units give way to codeb's). */
+  disableDistro: string[];
+  /** Packages already there: left as they are. */
+  present: string[];
+}
+
+const DISTRO_SERVICES: Record<string, string> = { postgresql: 'postgresql', 'redis-server': 'redis-server', caddy: 'caddy' };
+
+function nodeMajor(v: string | null): number {
+  const m = /^v?(?:\d+:)?(\d+)\./.exec(v ?? '');
+  return m ? Number(m[1]) : 0;
+}
+
+/** The steps init takes on a server with these facts; throws (exit 1) where init cannot go on. */
+export function planInit(f: InitFacts, localBundle: string): InitPlan {
+  const where = f.osName || [f.osId, f.osVersion].filter(Boolean).join(' ') || 'an unknown system';
+  const supported = (f.osId === 'debian' && (f.osVersion === '12' || f.osVersion === '13')) || (f.osId === 'ubuntu' && f.osVersion === '24.04');
+  if (!supported || !f.apt) {
+    throw new CodebError(`The server runs ${where}; codeb server init supports ${SUPPORTED.join(', ')}.`, {
+      exitCode: EXIT.failure,
+      hint: 'Use a supported distribution, or set the server up by hand: `codeb server check` lists what codeb needs (docs/remote.md).',
+    });
+  }
+  if (f.pid1 !== 'systemd') {
+    throw new CodebError(`PID 1 on the server is ${f.pid1 ? `"${f.pid1}"` : 'unknown'}, not systemd: init runs every service as a systemd unit.`, { hint: 'Use a machine or VM booted with systemd (not a plain container).' });
+  }
+  let become: InitPlan['become'];
+  if (f.uid === 0) become = '';
+  else if (f.sudo) become = 'sudo';
+  else {
+    throw new CodebError('The SSH user is not root and cannot use sudo without a password: init installs packages and system services.', {
+      hint: 'Log in as root, or allow this user passwordless sudo (a line `deploy ALL=(ALL) NOPASSWD:ALL` in /etc/sudoers.d/codeb).',
+    });
+  }
+
+  const missing = allServerPackages().filter((p) => !f.packages[p]?.installed);
+  const present = allServerPackages().filter((p) => f.packages[p]?.installed);
+  // Node 20+: Debian 12 ships 18; codeb cannot run on it.
+  const nodeInstalled = f.packages.nodejs?.installed;
+  const nodeVersion = nodeInstalled ? f.node : f.packages.nodejs?.candidate ?? null;
+  if (nodeVersion && nodeMajor(nodeVersion) < 20 && !(nodeInstalled && nodeMajor(f.node) >= 20)) {
+    throw new CodebError(`${where} ${nodeInstalled ? 'has' : 'offers'} Node.js ${nodeVersion}; codeb needs 20 or later.`, {
+      hint: 'Install Node.js 20+ first (https://github.com/nodesource/distributions), then run init again: it keeps that node.',
+    });
+  }
+  const steps: InitStep[] = [];
+  const noCandidate = missing.filter((p) => !f.packages[p]?.candidate);
+  if (noCandidate.length) steps.push({ kind: 'apt-update', why: `no install candidate yet for ${noCandidate.join(', ')}` });
+  if (missing.length) steps.push({ kind: 'apt-install', packages: missing, why: `missing: ${missing.join(', ')}` });
+  if (f.bundle !== localBundle) steps.push({ kind: 'upload', why: f.bundle ? `installed codeb ${f.bundle.slice(0, 12)} differs from this one (${localBundle.slice(0, 12)})` : 'codeb is not installed in /opt/codeb' });
+  steps.push({ kind: 'services', why: 'shared services as systemd units, settings.json' });
+  const disableDistro = missing.filter((p) => p in DISTRO_SERVICES).map((p) => DISTRO_SERVICES[p]!);
+  return { become, steps, disableDistro, present };
+}
+
+/** For --help and docs: which packages init installs, per service. */
+export function packageSummary(): string {
+  return Object.entries(SERVER_PACKAGES).map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ');
+}

@@ -1,0 +1,191 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { CodebError } from '../../controller/errors.js';
+import { productionModules } from '../../controller/server/bundle.js';
+import { INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitFacts } from '../../controller/server/init-plan.js';
+import { allServerPackages } from '../../controller/server/packages.js';
+import { planSetup, type SetupObservation } from '../../controller/server/setup.js';
+import { networkUnit, serviceUnit, systemdQuote, UNIT_NAMES, type ServerUnit } from '../../controller/server/units.js';
+
+const ALL = allServerPackages();
+
+function facts(over: Partial<InitFacts> = {}, installed: string[] = [], candidates = true): InitFacts {
+  return {
+    osId: 'debian',
+    osVersion: '13',
+    osName: 'Debian GNU/Linux 13 (trixie)',
+    uid: 0,
+    sudo: false,
+    pid1: 'systemd',
+    apt: true,
+    node: installed.includes('nodejs') ? 'v20.19.2' : '',
+    bundle: '',
+    packages: Object.fromEntries(ALL.map((p) => [p, { installed: installed.includes(p), candidate: candidates ? (p === 'nodejs' ? '20.19.2+dfsg-1' : '1.0') : null }])),
+    ...over,
+  };
+}
+
+describe('planInit: which steps a server needs', () => {
+  it.each([
+    ['bare server', facts(), 'h1', ['apt-install', 'upload', 'services'], ALL],
+    ['bare server, package lists never fetched', facts({}, [], false), 'h1', ['apt-update', 'apt-install', 'upload', 'services'], ALL],
+    ['ready server, same codeb', facts({ bundle: 'h1' }, ALL), 'h1', ['services'], []],
+    ['ready server, other codeb', facts({ bundle: 'h0' }, ALL), 'h1', ['upload', 'services'], []],
+    ['only caddy missing', facts({ bundle: 'h1' }, ALL.filter((p) => p !== 'caddy')), 'h1', ['apt-install', 'services'], ['caddy']],
+  ])('%s', (_name, f, local, kinds, missing) => {
+    const plan = planInit(f, local);
+    expect(plan.steps.map((s) => s.kind)).toEqual(kinds);
+    const install = plan.steps.find((s) => s.kind === 'apt-install');
+    expect(install && 'packages' in install ? install.packages : []).toEqual(missing);
+  });
+
+  it('gives way only the distribution services whose packages it installs', () => {
+    expect(planInit(facts(), 'h').disableDistro).toEqual(['caddy', 'postgresql', 'redis-server']);
+    expect(planInit(facts({}, ['postgresql']), 'h').disableDistro).toEqual(['caddy', 'redis-server']);
+  });
+
+  it('uses sudo for a non-root user that has it', () => {
+    expect(planInit(facts({ uid: 1000, sudo: true }), 'h').become).toBe('sudo');
+    expect(planInit(facts(), 'h').become).toBe('');
+  });
+
+  it.each([
+    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 12, Debian 13, Ubuntu 24.04/],
+    ['old Ubuntu', facts({ osId: 'ubuntu', osVersion: '22.04', osName: 'Ubuntu 22.04' }), /supports/],
+    ['no root, no sudo', facts({ uid: 1000, sudo: false }), /not root and cannot use sudo/],
+    ['not systemd', facts({ pid1: 'bash' }), /not systemd/],
+    ['Debian 12 Node 18', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } }), /Node.js 18.19.0.*needs 20/],
+  ])('refuses: %s (exit 1, with a hint)', (_name, f, message) => {
+    try {
+      planInit(f, 'h');
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(CodebError);
+      expect((err as CodebError).message).toMatch(message);
+      expect((err as CodebError).exitCode).toBe(1);
+      expect((err as CodebError).hint).toBeTruthy();
+    }
+  });
+
+  it('keeps an installed Node 20 on Debian 12', () => {
+    const f = facts({ osVersion: '12', node: 'v20.18.0', packages: { ...facts().packages, nodejs: { installed: true, candidate: '18.19.0+dfsg-6~deb12u2' } } });
+    expect(planInit(f, 'h').steps.map((s) => s.kind)).toContain('services');
+  });
+});
+
+describe('INIT_FACTS_SCRIPT', () => {
+  it('runs in dash and parses: this machine', () => {
+    const out = execFileSync('dash', ['-c', INIT_FACTS_SCRIPT, 'x', 'bash', 'surely-no-such-package-x'], { encoding: 'utf8' });
+    const f = parseInitFacts(out);
+    expect(f.uid).toBe(process.getuid?.());
+    expect(f.packages.bash?.installed).toBe(true);
+    expect(f.packages['surely-no-such-package-x']).toEqual({ installed: false, candidate: null });
+    expect(f.osId).toMatch(/^[a-z]+$/);
+  });
+});
+
+const FILES = (text: string): Record<ServerUnit, string> => Object.fromEntries(Object.keys(UNIT_NAMES).map((u) => [u, `${u}:${text}`])) as Record<ServerUnit, string>;
+
+function observed(over: Partial<SetupObservation> = {}, file = 'v1', state = { active: true, enabled: true }): SetupObservation {
+  return {
+    units: Object.fromEntries(Object.keys(UNIT_NAMES).map((u) => [u, { file: file === '' ? null : `${u}:${file}`, ...state }])) as SetupObservation['units'],
+    freshCredentials: false,
+    settingsText: 'S',
+    podmanSocket: { enabled: true, active: true },
+    distroToDisable: [],
+    codeChanged: false,
+    ...over,
+  };
+}
+
+describe('planSetup: which units to (re)write and (re)start', () => {
+  it('nothing when everything is as desired', () => {
+    expect(planSetup(observed(), FILES('v1'), 'S')).toEqual([]);
+  });
+  it('a fresh server: every unit, the Podman socket, settings; network first', () => {
+    const steps = planSetup(observed({ settingsText: null, freshCredentials: true, podmanSocket: { enabled: false, active: false } }, ''), FILES('v1'), 'S');
+    expect(steps.map((s) => `${s.action} ${s.target}`)).toEqual([
+      'write-and-start codeb-network.service',
+      'write-and-start codeb-postgres.service',
+      'write-and-start codeb-redis.service',
+      'write-and-start codeb-s3.service',
+      'write-and-start codeb-forwarder.service',
+      'write-and-start codeb-caddy.service',
+      'enable-socket podman.socket',
+      'write settings.json',
+    ]);
+  });
+  it('a changed unit is rewritten and restarted; a stopped one started; a new codeb restarts the forwarder', () => {
+    const o = observed({ codeChanged: true });
+    o.units.redis = { ...o.units.redis, file: 'old' };
+    o.units.caddy = { ...o.units.caddy, active: false };
+    expect(planSetup(o, FILES('v1'), 'S').map((s) => `${s.action} ${s.target}`)).toEqual([
+      'rewrite-and-restart codeb-redis.service',
+      'restart codeb-forwarder.service',
+      'start codeb-caddy.service',
+    ]);
+  });
+  it('new credentials (settings.json lost) restart the services that hold them', () => {
+    expect(planSetup(observed({ freshCredentials: true, settingsText: null }), FILES('v1'), 'S').map((s) => `${s.action} ${s.target}`)).toEqual([
+      'restart codeb-postgres.service',
+      'restart codeb-redis.service',
+      'restart codeb-s3.service',
+      'write settings.json',
+    ]);
+  });
+  it('distribution services it installed are disabled first', () => {
+    expect(planSetup(observed({ distroToDisable: ['caddy.service'] }), FILES('v1'), 'S')[0]).toMatchObject({ target: 'caddy.service', action: 'disable' });
+  });
+});
+
+describe('systemd units', () => {
+  it.each([
+    ['plain', '"plain"'],
+    ['with space', '"with space"'],
+    ['quote"and\\back', '"quote\\"and\\\\back"'],
+    ['100%', '"100%%"'],
+    ['$HOME', '"$$HOME"'],
+  ])('systemdQuote(%j)', (word, quoted) => {
+    expect(systemdQuote(word)).toBe(quoted);
+  });
+  it('refuses line breaks', () => {
+    expect(() => systemdQuote('a\nb')).toThrow(/line breaks/);
+  });
+  it('renders a service from a launch spec', () => {
+    const text = serviceUnit({
+      description: 'x',
+      spec: { command: '/usr/bin/redis-server', args: ['/opt/codeb/stack/redis/redis.conf'], env: { PATH: '/usr/bin', LANG: 'C.UTF-8' }, cwd: '/opt/codeb/stack/redis', uid: 105, gid: 107, umask: 0o077 },
+      stopSignal: 'SIGTERM',
+      after: [UNIT_NAMES.forwarder],
+    });
+    expect(text).toContain('ExecStart="/usr/bin/redis-server" "/opt/codeb/stack/redis/redis.conf"');
+    expect(text).toContain('Environment="LANG=C.UTF-8"\nEnvironment="PATH=/usr/bin"');
+    expect(text).toContain('User=105\nGroup=107\nUMask=0077');
+    expect(text).toContain('Requires=codeb-network.service codeb-forwarder.service');
+    expect(text).toContain('WantedBy=multi-user.target');
+  });
+  it('the network unit makes the interface and address at boot', () => {
+    const text = networkUnit({ pool: '10.99.0.0/16', servicesAddress: '10.99.0.1', interface: 'cbabc' });
+    expect(text).toContain('ExecStart="/usr/sbin/ip" "addr" "replace" "10.99.0.1/32" "dev" "cbabc"');
+    expect(text).toContain('Type=oneshot\nRemainAfterExit=yes');
+    expect(text).toContain('Before=network-online.target');
+  });
+});
+
+describe('productionModules: what of node_modules travels with codeb', () => {
+  it('top-level production packages; nested ones inside their parent; dev ones never', () => {
+    const lock = {
+      packages: {
+        '': {},
+        'node_modules/pg': {},
+        'node_modules/pg/node_modules/x': {},
+        'node_modules/vitest': { dev: true },
+        'node_modules/vitest/node_modules/y': { dev: true },
+        'node_modules/devonly/node_modules/z': {},
+        'node_modules/devonly': { dev: true },
+        'node_modules/@scope/a': {},
+      },
+    };
+    expect(productionModules(lock)).toEqual(['node_modules/@scope/a', 'node_modules/devonly/node_modules/z', 'node_modules/pg']);
+  });
+});
