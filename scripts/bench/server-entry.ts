@@ -74,13 +74,14 @@ export const PHASES: Phase[] = [
 ];
 
 const rounds = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 3);
+// Names carry the pid: two benches at once (or a leftover of one) never take each other's host.
 const slotBase = Number(process.env.CODEB_BENCH_HOST_SLOT ?? 200);
 const results = new Map<string, number[]>(PHASES.map((p) => [p.name, []]));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 for (let i = 0; i < rounds; i++) {
   const boot0 = performance.now();
-  const host = await startServerHost({ name: `bench-${i}`, slot: slotBase + (i % 50) });
+  const host = await startServerHost({ name: `bench-${process.pid}-${i}`, slot: slotBase + (i % 50) });
   const boot = performance.now() - boot0;
   try {
     const line = [`round ${i + 1}/${rounds}: boot ${(boot / 1000).toFixed(1)}s`];
