@@ -5,19 +5,21 @@
  * retention window so `codeb rollback` is one switch.
  */
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, entryName, type Slot } from '../manifest/names.js';
+import { containerName, entryName, replicaNames, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, DeployPhase, DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import { reportStep, type Reporter } from '../reconcile/reporter.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
+import { slotPorts, slotTargets } from '../registry/slot-ports.js';
 import { actor } from '../registry/store.js';
 import { containerSpec } from '../runtime/spec.js';
-import type { ContainerSpec, Runtime } from '../runtime/types.js';
+import { LABEL, type ContainerSpec, type Runtime } from '../runtime/types.js';
 import { switchTimes, type ForwarderClient } from './forwarder-client.js';
 import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from './verify-answer.js';
 import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
 import { pauseAt } from './pause.js';
 import { remainingWatch, type ResumeAction } from './resume.js';
+import { isStateful, serviceSlot, STATEFUL_SLOT } from './stateful.js';
 
 export const otherSlot = (s: Slot): Slot => (s === 'blue' ? 'green' : 'blue');
 
@@ -39,6 +41,8 @@ export interface DeployContext {
 
 export interface ServiceHealth {
   service: string;
+  /** The container checked (one per replica). */
+  container?: string;
   healthy: boolean;
   elapsedMs: number;
   firstOkMs: number | null;
@@ -82,11 +86,28 @@ export function serviceUrls(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>
   return out;
 }
 
+/** Every container of a slot: `replicas` per service (none for 0), each replica on its own slot port. */
 export function specsFor(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, slot: Slot, envFile: string | null, version: string, servicesAddress: string): ContainerSpec[] {
   const urls = serviceUrls(d, rec, servicesAddress);
-  return d.services
-    .filter((s) => s.replicas > 0)
-    .map((s) => containerSpec(d, s, slot, { port: s.port !== null ? rec.ports[s.name]![slot] : null, envFile, serviceUrls: urls, version }));
+  return d.services.flatMap((s) => {
+    // A stateful service's one container keeps its own slot (deploy/stateful.ts).
+    const at = serviceSlot(s, slot);
+    const pair = s.port !== null ? rec.ports[s.name] : undefined;
+    const ports = pair ? slotPorts(pair, at) : [];
+    if (pair && ports.length < s.replicas) {
+      throw new CodebError(`${d.projectId}/${d.env} service ${s.name} runs ${s.replicas} replicas, but the registry holds ${ports.length} ${slot} port${ports.length === 1 ? '' : 's'} for it.`, {
+        hint: 'Apply the manifest (`codeb apply`): it allocates a port per replica and slot.',
+      });
+    }
+    return Array.from({ length: s.replicas }, (_, i) => containerSpec(d, s, at, { port: s.port !== null ? (ports[i] ?? null) : null, envFile, serviceUrls: urls, version, replica: i }));
+  });
+}
+
+/** Slot ports of each routed service's containers among `specs`: where its entry sends requests. */
+function targetsOf(specs: ContainerSpec[]): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const spec of specs) if (spec.port !== null) (out[spec.service] ??= []).push(spec.port);
+  return out;
 }
 
 function gateOptions(d: Deployment, s: ResolvedService) {
@@ -141,22 +162,25 @@ export async function gateService(ctx: DeployContext, spec: ContainerSpec, s: Re
   };
   const opts = hc.kind === 'uptime' ? { ...gateOptions(ctx.d, s), successes: 1, startPeriodMs: 0, deadlineMs: ctx.d.deploy.deadlineMs + hc.startPeriodMs } : gateOptions(ctx.d, s);
   const g: GateResult = await runHealthGate(probe, opts, clock, abort);
-  return { service: s.name, healthy: g.healthy, elapsedMs: Math.round(g.elapsedMs), firstOkMs: g.firstOkMs === null ? null : Math.round(g.firstOkMs), reason: g.reason, checks: g.checks };
+  return { service: s.name, container: spec.name, healthy: g.healthy, elapsedMs: Math.round(g.elapsedMs), firstOkMs: g.firstOkMs === null ? null : Math.round(g.firstOkMs), reason: g.reason, checks: g.checks };
 }
 
 function containerRecord(spec: ContainerSpec, id: string | null, state: string): ContainerRecord {
-  return { service: spec.service, slot: spec.slot, name: spec.name, id, image: spec.image, hostPort: spec.port, state, startedAt: new Date().toISOString() };
+  return { service: spec.service, slot: spec.slot, name: spec.name, id, image: spec.image, hostPort: spec.port, state, startedAt: new Date().toISOString(), ...(spec.volumes.length ? { stateful: true } : {}) };
 }
 
 /**
- * Point every routed or internal service's entry at a slot. switchMs: from `since` until the
- * forwarder had switched the last entry; ackMs: until the last answer (after it saved its table).
+ * Point every routed or internal service's entry at a slot: at all its replicas at once (one
+ * in-memory change per entry). `targets` names the slot ports per service; a service left out
+ * goes to the slot's containers as recorded. switchMs: from `since` until the forwarder had
+ * switched the last entry; ackMs: until the last answer (after it saved its table).
  */
-async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrtime.bigint()): Promise<{ switchMs: number; ackMs: number }> {
+async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrtime.bigint(), targets: Record<string, number[]> = {}): Promise<{ switchMs: number; ackMs: number }> {
+  const { rec } = ctx;
   const acks = await Promise.all(
     ctx.d.services
-      .filter((s) => s.port !== null && ctx.rec.ports[s.name])
-      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot], ctx.rec.subnet ?? null)),
+      .filter((s) => s.port !== null && rec.ports[s.name])
+      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), rec.ports[s.name]!.entry, targets[s.name] ?? slotTargets(rec.ports[s.name]!, rec.containers, s.name, serviceSlot(s, slot)), rec.subnet ?? null)),
   );
   return switchTimes(since, acks);
 }
@@ -166,18 +190,24 @@ const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.sw
 /**
  * Remove a slot's containers: those of `services` (default: every service, plus any the record
  * holds in that slot for a service no longer in the manifest), each stopped with deploy.drain.
+ * A stateful service's container is never part of a slot (deployStateful replaces it).
  */
 async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedService[]): Promise<void> {
   const { d, rec } = ctx;
-  const names = new Set((services ?? d.services).map((s) => containerName(d.projectId, d.env, s.name, slot)));
-  if (!services) for (const c of rec.containers) if (c.slot === slot) names.add(c.name);
+  // Every replica the manifest names, and every one the record holds (more, before a scale-down).
+  const names = new Set((services ?? d.services).filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
+  const only = services ? new Set(services.map((s) => s.name)) : null;
+  for (const c of rec.containers) if (c.slot === slot && !c.stateful && (!only || only.has(c.service))) names.add(c.name);
   await Promise.all([...names].map((n) => ctx.runtime.remove(n, Math.ceil(d.deploy.drainMs / 1000))));
   rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
 
-/** Verify through Caddy: the catch-all web service's health path, via the domain, N in a row. */
+/**
+ * Verify through Caddy: the main domain's catch-all web service's health path, N in a row. A route
+ * with auth is not probed (the deploy has no password; its slot passed the health gate directly).
+ */
 async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot): Promise<{ ok: boolean; results: ProbeResult[] }> {
-  const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.healthCheck.kind === 'http');
+  const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
   if (!web || checks === 0) return { ok: true, results: [] };
   const clock = ctx.clock ?? realClock;
   const hc = web.healthCheck;
@@ -185,10 +215,10 @@ async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot
   // else serves the domain (verify-answer.ts). A forwarder older than the check cannot say.
   const answers = (await ctx.forwarder.health().catch(() => null))?.answers === true;
   const nonce = newNonce();
-  const slotPort = ctx.rec.ports[web.name]![slot];
-  const expect = answers
-    ? { headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, entryId(ctx.d.projectId, ctx.d.env, web.name), slotPort), what: `the new ${slot} slot of ${web.name}` } }
-    : {};
+  // Any replica of the new slot may answer (the forwarder spreads requests over them).
+  const id = entryId(ctx.d.projectId, ctx.d.env, web.name);
+  const tokens = slotTargets(ctx.rec.ports[web.name]!, ctx.rec.containers, web.name, serviceSlot(web, slot)).map((port) => answerToken(nonce, id, port));
+  const expect = answers ? { headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: tokens, what: `the new ${slot} slot of ${web.name}` } } : {};
   const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: hc.path, expectStatus: hc.expectStatus, timeoutMs: Math.max(hc.timeoutMs, 1000), hostHeader: ctx.d.domain, ...expect });
   const results: ProbeResult[] = [];
   for (let i = 0; i < checks; i++) {
@@ -291,7 +321,9 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   const { fromSlot, toSlot } = base;
   await mark(ctx, 'rolling-back');
   const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
-  const canGoBack = fromSlot !== null && (await Promise.all(d.services.filter((s) => s.port !== null).map((s) => runtime.inspect(containerName(d.projectId, d.env, s.name, fromSlot))))).every((st) => st?.running);
+  // The previous slot's containers as recorded (its replica count may differ from the manifest's now).
+  const previous = fromSlot === null ? [] : routedNames(rec, d.services.filter((s) => s.port !== null && !isStateful(s)).map((s) => s.name), fromSlot, d);
+  const canGoBack = fromSlot !== null && (await Promise.all(previous.map((n) => runtime.inspect(n)))).every((st) => st?.running);
   if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
   rec.liveSlot = fromSlot;
   await removeSlot(ctx, toSlot);
@@ -299,29 +331,95 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   return { ...base, result: 'rolled-back', verify: [], reason: failure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
 }
 
+/**
+ * A stateful service (deploy/stateful.ts): left running when its container already has this spec;
+ * otherwise its running container is stopped and removed first, then the new one starts and is
+ * gated, and its entry points at it. Returns its health, or null when it was left running.
+ */
+async function deployStateful(ctx: DeployContext, spec: ContainerSpec, s: ResolvedService): Promise<ServiceHealth | null> {
+  const { d, rec, runtime } = ctx;
+  const step = stepper(ctx.reporter);
+  const current = await runtime.inspect(spec.name);
+  if (current?.running && current.labels[LABEL.specHash] === spec.labels[LABEL.specHash]) {
+    await step(`keep ${spec.name}`, async () => {}, () => 'stateful, unchanged: keeps running');
+    return null;
+  }
+  // Whatever else runs of it (a container of its blue-green days in the other slot) goes too.
+  const others = [spec.name, containerName(d.projectId, d.env, s.name, STATEFUL_SLOT === 'blue' ? 'green' : 'blue')];
+  await step(`stop ${spec.name} (stateful: never two at once)`, async () => {
+    for (const n of others) await runtime.remove(n, Math.max(spec.stopTimeoutSeconds, Math.ceil(d.deploy.drainMs / 1000)));
+  }, () => (current ? 'stopped and removed' : 'nothing was running'));
+  rec.containers = rec.containers.filter((c) => !others.includes(c.name));
+  await ctx.persist();
+  const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
+  rec.containers.push(containerRecord(spec, st.id, 'starting'));
+  const health = await step(`health gate (${s.name}, stateful)`, () => gateService(ctx, spec, s), (h) => (h.healthy ? `healthy in ${h.elapsedMs} ms` : 'UNHEALTHY'));
+  if (!health.healthy) return health;
+  for (const c of rec.containers) if (c.name === spec.name) c.state = 'running';
+  const ports = rec.ports[s.name];
+  if (s.port !== null && ports) await ctx.forwarder.set(entryId(d.projectId, d.env, s.name), ports.entry, ports[STATEFUL_SLOT], rec.subnet ?? null);
+  await ctx.persist();
+  return health;
+}
+
 export async function deployRelease(ctx: DeployContext, version: string): Promise<DeployOutcome> {
   const { d, rec, runtime } = ctx;
   const fromSlot = rec.liveSlot;
   const toSlot: Slot = fromSlot ? otherSlot(fromSlot) : 'blue';
-  const specs = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
-  const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
+  const all = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
+  const serviceOf = (spec: ContainerSpec) => d.services.find((s) => s.name === spec.service)!;
+  const stateful = all.filter((spec) => isStateful(serviceOf(spec)));
+  // The blue-green part: every other service, started in the idle slot.
+  const specs = all.filter((spec) => !isStateful(serviceOf(spec)));
+  const images = Object.fromEntries(all.map((s) => [s.service, s.image]));
   const base = { version, fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
   const step = stepper(ctx.reporter);
+  // A forwarder of an older codeb keeps only the first target of an entry: replicas would get no traffic.
+  if (Object.values(targetsOf(specs)).some((t) => t.length > 1) && (await ctx.forwarder.health()).targets !== true) {
+    throw new CodebError(`The codeb forwarder runs an older codeb that forwards each entry to one container only; ${d.projectId} (${d.env}) runs replicas. Nothing was started.`, {
+      hint: 'Restart the forwarder with this codeb (`codeb stack up` for the local stack; on a server `codeb server init`), then deploy again.',
+    });
+  }
 
   const now = new Date().toISOString();
-  rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images, by: actor(), startedAt: now, at: now };
+  // The progress names the slotted services only: a resume or rollback moves those, never a stateful one.
+  const slotted = Object.fromEntries(specs.map((s) => [s.service, s.image]));
+  rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images: slotted, by: actor(), startedAt: now, at: now };
   await mark(ctx, 'started');
 
   await step(`images ${[...new Set(Object.values(images))].join(', ')}`, async () => {
     for (const img of new Set(Object.values(images))) await runtime.ensureImage(img);
   }, () => 'present');
 
-  // Release commands (migrations) run once, from the new image, before anything new starts.
-  for (const s of d.services.filter((x) => x.release)) {
+  // Release commands (migrations) run once, from the new image, before anything new starts
+  // (validation refuses them on stateful services: they would run beside the running writer).
+  for (const s of d.services.filter((x) => x.release && !isStateful(x))) {
     const spec = specs.find((x) => x.service === s.name)!;
     const r = await step(`release command for ${s.name}`, () => runtime.runOnce({ ...spec, name: releaseContainerName(spec.name), command: s.release!.command, port: null }, s.release!.timeoutMs), (v) => `exit ${v.exitCode}`);
     if (r.exitCode !== 0) {
       return { ...base, result: 'release-failed', health: [], reason: `the release command of ${s.name} exited with code ${r.exitCode}; nothing was started`, logTail: r.output.slice(-2000) };
+    }
+  }
+
+  // Stateful services first (the others usually depend on them): stop-then-start, or left running;
+  // one switched off (replicas: 0) is stopped (its volumes stay).
+  for (const s of d.services.filter((x) => isStateful(x) && x.replicas === 0)) {
+    const name = containerName(d.projectId, d.env, s.name, STATEFUL_SLOT);
+    if (!(await runtime.inspect(name))) continue;
+    await step(`stop ${name} (replicas: 0)`, () => runtime.remove(name, Math.ceil(d.deploy.drainMs / 1000)), () => 'stopped and removed; its volumes are kept');
+    rec.containers = rec.containers.filter((c) => c.name !== name);
+  }
+  const statefulHealth: ServiceHealth[] = [];
+  for (const spec of stateful) {
+    const h = await deployStateful(ctx, spec, serviceOf(spec));
+    if (!h) continue;
+    statefulHealth.push(h);
+    if (!h.healthy) {
+      const logTail = await runtime.logsTail(spec.name, 30).catch(() => '');
+      await runtime.remove(spec.name, 0);
+      rec.containers = rec.containers.filter((c) => c.name !== spec.name);
+      await ctx.persist();
+      return { ...base, result: 'health-failed', health: statefulHealth, reason: `${h.service}: ${h.reason} (stateful: its previous container had been stopped; its volumes keep the data, and a deploy of a working version starts it again)`, logTail };
     }
   }
 
@@ -343,14 +441,15 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   }
   await mark(ctx, 'gating');
 
-  const health = await step(`health gate (${specs.length} container${specs.length === 1 ? '' : 's'})`, () =>
+  const slotHealth = await step(`health gate (${specs.length} container${specs.length === 1 ? '' : 's'})`, () =>
     Promise.all(specs.map((spec) => gateService(ctx, spec, d.services.find((s) => s.name === spec.service)!))),
-    (hs) => (hs.every((h) => h.healthy) ? `healthy in ${Math.max(...hs.map((h) => h.elapsedMs))} ms` : 'UNHEALTHY'),
+    (hs) => (hs.every((h) => h.healthy) ? `healthy in ${Math.max(0, ...hs.map((h) => h.elapsedMs))} ms` : 'UNHEALTHY'),
   );
+  const health = [...statefulHealth, ...slotHealth];
   const sick = health.filter((h) => !h.healthy);
   if (sick.length) {
     const first = sick[0]!;
-    const logTail = await runtime.logsTail(containerName(d.projectId, d.env, first.service, toSlot), 30).catch(() => '');
+    const logTail = await runtime.logsTail(first.container ?? containerName(d.projectId, d.env, first.service, toSlot), 30).catch(() => '');
     await removeSlot(ctx, toSlot);
     await ctx.persist();
     return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; '), logTail };
@@ -360,10 +459,21 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   for (const c of rec.containers) if (c.slot === toSlot) c.state = 'running';
   await mark(ctx, 'healthy');
 
-  const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt), switched);
+  const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt, targetsOf(specs)), switched);
   rec.liveSlot = toSlot;
   await mark(ctx, 'switched');
   return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs }, d.deploy.watchAfterSwitchMs);
+}
+
+/**
+ * The containers of `services` in a slot as the record holds them (every replica that was
+ * started there); a service with none recorded: its first replica's name.
+ */
+export function routedNames(rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): string[] {
+  return services.flatMap((s) => {
+    const recorded = rec.containers.filter((c) => c.service === s && c.slot === slot).map((c) => c.name);
+    return recorded.length ? recorded : [containerName(d.projectId, d.env, s, slot)];
+  });
 }
 
 /** The one-off container a service's release command runs in. */
@@ -375,10 +485,10 @@ export const releaseContainerName = (name: string) => `${name}-release`;
  */
 export async function discardRelease(ctx: DeployContext, p: DeployProgress, live: Slot | null): Promise<number> {
   const { d, rec, runtime } = ctx;
-  const names = new Set([...d.services.map((s) => containerName(d.projectId, d.env, s.name, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const names = new Set([...d.services.filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, p.slot, Math.max(1, s.replicas))), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
   const present = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   await removeSlot(ctx, p.slot);
-  await Promise.all(d.services.filter((s) => s.release).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
+  await Promise.all(d.services.filter((s) => s.release && !isStateful(s)).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
   if (rec.retained?.slot === p.slot) rec.retained = null;
   rec.liveSlot = live;
   await ctx.persist();
@@ -396,7 +506,7 @@ export async function resumeRelease(ctx: DeployContext, p: DeployProgress, actio
   const base: AfterSwitchBase = { version: p.version, fromSlot: p.from, toSlot: p.slot, images: p.images, health: [], switchMs: null, resumed };
   if (action.kind === 'roll-back') return rollBack(ctx, specs, base, `resumed after it was cut short at "${resumed.phase}": ${action.reason}`);
   if (action.switchFirst) {
-    const sw = await stepper(ctx.reporter)(`switch traffic ${p.from ?? '(none)'} -> ${p.slot} (completing it)`, () => switchEntries(ctx, p.slot), switched);
+    const sw = await stepper(ctx.reporter)(`switch traffic ${p.from ?? '(none)'} -> ${p.slot} (completing it)`, () => switchEntries(ctx, p.slot, undefined, targetsOf(specs)), switched);
     base.switchMs = sw.switchMs;
     base.switchAckMs = sw.ackMs;
   }

@@ -10,6 +10,10 @@
  * Websockets and server-sent event streams opened before a switch stay on the old slot until it
  * is retired; retiring closes them cleanly so clients reconnect to the new slot (docs/deploy.md).
  *
+ * An entry may have several targets (a service's replicas, each on its own slot port): requests
+ * take turns over them (round robin), and a safe request a target refuses goes to the next one at
+ * once. A switch replaces the whole list in one assignment, so all replicas move together.
+ *
  * The router (routeRequest/routeUpgrade, on a Unix socket Caddy's one static route proxies to)
  * picks the deployment by Host and the service by path from the host table (host-routes.ts), then
  * forwards exactly as the service's entry port would: to the entry's live slot. Adding, changing or
@@ -26,12 +30,16 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { inCidr, parseCidr } from '../runtime/network.js';
-import { HostTable, normaliseHost, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute } from './host-routes.js';
+import { CLIENT_HEADER, HostTable, normaliseHost, publicRoute, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute, type HostUpstream } from './host-routes.js';
+import { authDecision, challenge, VerifiedCache } from './route-auth.js';
 
 export interface ForwarderEntry {
   id: string;
   entryPort: number;
+  /** The first target (the only one without replicas). */
   target: number;
+  /** Every target, when there are several (replicas); absent means [target]. */
+  targets?: number[];
   previous: number | null;
   updatedAt: string;
   /**
@@ -54,6 +62,9 @@ export interface SetResult {
 }
 
 interface LiveEntry extends ForwarderEntry {
+  targets: number[];
+  /** Round-robin position over targets. */
+  turn: number;
   server: Server;
   /** The listener on the services address, when the entry has an `allow` subnet. */
   containerServer: Server | null;
@@ -72,9 +83,12 @@ export interface RouterOptions {
   /** Where containers reach entries (docs/runtime.md, "Networks"); none: entries listen on 127.0.0.1 only. */
   servicesAddress?: string | null;
 }
-/** Headers a websocket tunnel never passes to the app: the scheme codeb's front set, a verification nonce. */
-const TUNNEL_DROPS = new Set([SCHEME_HEADER, VERIFY_HEADER]);
+/** Headers a websocket tunnel never passes to the app: what codeb's front set, a verification nonce. */
+const TUNNEL_DROPS = new Set([SCHEME_HEADER, CLIENT_HEADER, VERIFY_HEADER]);
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** An answer the router gives itself. */
+type Answer = { status: number; headers?: Record<string, string>; body: string };
+const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway' };
 
 export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
@@ -82,6 +96,8 @@ export class Forwarder {
   /** Saved entries that could not listen at restore: kept in the table so they are not forgotten. */
   private readonly unrestored: ForwarderEntry[] = [];
   private readonly hosts = new HostTable();
+  /** Basic-auth checks that succeeded (route-auth.ts): a keep-alive client pays one bcrypt. */
+  private readonly verified = new VerifiedCache();
 
   constructor(
     private readonly tableFile: string,
@@ -90,12 +106,14 @@ export class Forwarder {
     this.router = { retryWindowMs: 5000, ...router };
   }
 
+  /** The host routes as listings show them: basic-auth hashes as fingerprints (host-routes.ts publicRoute). */
   routes(): HostRoute[] {
-    return this.hosts.list();
+    return this.hosts.list().map(publicRoute);
   }
 
   route(id: string): HostRoute | undefined {
-    return this.hosts.get(id);
+    const r = this.hosts.get(id);
+    return r && publicRoute(r);
   }
 
   /** Add or replace a host route (RouteRefused when invalid or a domain is another route's). */
@@ -111,7 +129,7 @@ export class Forwarder {
   }
 
   list(): ForwarderEntry[] {
-    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt, allow }) => ({ id, entryPort, target, previous, updatedAt, allow: allow ?? null }));
+    return [...this.entries.values()].map(({ id, entryPort, target, targets, previous, updatedAt, allow }) => ({ id, entryPort, target, ...(targets.length > 1 ? { targets: [...targets] } : {}), previous, updatedAt, allow: allow ?? null }));
   }
 
   /** Load the persisted table and listen on every entry port (after a restart). */
@@ -121,7 +139,7 @@ export class Forwarder {
     for (const e of saved.entries) {
       // One entry whose port another program took meanwhile must not keep every other entry down;
       // it stays in the table (the next deploy or apply of its project sets it again).
-      await this.set(e.id, e.entryPort, e.target, false, e.allow ?? null).catch((err: Error) => {
+      await this.set(e.id, e.entryPort, e.targets?.length ? e.targets : e.target, false, e.allow ?? null).catch((err: Error) => {
         console.error(`${new Date().toISOString()} entry ${e.id} (port ${e.entryPort}) not restored: ${err.message}`);
         this.unrestored.push(e);
       });
@@ -137,11 +155,14 @@ export class Forwarder {
   }
 
   /**
-   * Point an entry at a slot port. New requests go there from the moment this returns; the
-   * returned time is how long the switch itself took.
+   * Point an entry at a slot port, or at several (one per replica). New requests go there from the
+   * moment this returns; the returned time is how long the switch itself took.
    */
-  async set(id: string, entryPort: number, target: number, persist = true, allow: string | null = null): Promise<SetResult> {
+  async set(id: string, entryPort: number, to: number | readonly number[], persist = true, allow: string | null = null): Promise<SetResult> {
     const t0 = process.hrtime.bigint();
+    const targets = [...new Set(typeof to === 'number' ? [to] : to)];
+    if (!targets.length || !targets.every((t) => Number.isInteger(t) && t > 0 && t <= 65535)) throw new Error(`invalid targets ${JSON.stringify(to)} for entry ${id}`);
+    const target = targets[0]!;
     if (allow !== null) parseCidr(allow, 'allowed subnet'); // refuse garbage before anything changes
     let e = this.entries.get(id);
     if (e && (e.entryPort !== entryPort || (e.allow ?? null) !== allow)) {
@@ -152,11 +173,13 @@ export class Forwarder {
     let previous: number | null = null;
     if (e) {
       previous = e.target === target ? e.previous : e.target;
+      // One assignment of the whole list: every replica of the new slot takes requests at once.
       e.target = target;
+      e.targets = targets;
       e.previous = previous;
       e.updatedAt = new Date().toISOString();
     } else {
-      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), allow, server: this.entryServer(null), containerServer: null, open: new Map() };
+      const live: LiveEntry = { id, entryPort, target, targets, turn: 0, previous: null, updatedAt: new Date().toISOString(), allow, server: this.entryServer(null), containerServer: null, open: new Map() };
       live.server.on('request', (req, res) => this.forward(live, req, res));
       live.server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
       await listen(live.server, entryPort, '127.0.0.1');
@@ -229,7 +252,8 @@ export class Forwarder {
     mkdirSync(dirname(this.tableFile), { recursive: true });
     const live = this.list();
     const kept = this.unrestored.filter((u) => !this.entries.has(u.id));
-    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept], routes: this.hosts.list() }, null, 2) + '\n');
+    // 0600: routes with basic auth carry their bcrypt hash, which a restart needs.
+    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept], routes: this.hosts.list() }, null, 2) + '\n', { mode: 0o600 });
   }
 
   /** An HTTP server for one entry; with `allow`, connections from outside that subnet are closed at once. */
@@ -251,47 +275,90 @@ export class Forwarder {
   }
 
   /**
-   * Where a routed request goes: an entry, or an answer the router gives itself (unknown host 404,
-   * plain HTTP to a TLS host 308, no live slot yet 502, the TLS ask).
+   * Where a routed request goes: an entry (with the upstream, whose auth is checked next), or an
+   * answer the router gives itself (unknown host 404, plain HTTP to a TLS host 308, no live slot
+   * yet 502, the TLS ask).
    */
-  private pick(req: IncomingMessage): { entry: LiveEntry } | { status: number; headers?: Record<string, string>; body: string } {
+  private pick(req: IncomingMessage): { entry: LiveEntry; upstream: HostUpstream } | Answer {
     const url = req.url ?? '/';
     const hostHeader = req.headers.host;
     if (url.startsWith(TLS_ASK_PATH) && LOOPBACK_HOSTS.has(normaliseHost(hostHeader) ?? '')) {
       const domain = new URL(url, 'http://ask').searchParams.get('domain') ?? '';
-      const r = this.hosts.route(domain);
-      return r && r.tls !== 'off' ? { status: 200, body: 'ok\n' } : { status: 404, body: 'no TLS site with that domain\n' };
+      const r = this.hosts.site(domain);
+      return r && r.site.tls !== 'off' ? { status: 200, body: 'ok\n' } : { status: 404, body: 'no TLS site with that domain\n' };
     }
-    const route = this.hosts.route(hostHeader);
-    if (!route) return { status: 404, body: 'codeb: no site is served at this host name\n' };
-    if (route.tls !== 'off' && req.headers[SCHEME_HEADER] === 'http') {
+    const found = this.hosts.site(hostHeader);
+    if (!found) return { status: 404, body: 'codeb: no site is served at this host name\n' };
+    if (found.site.tls !== 'off' && req.headers[SCHEME_HEADER] === 'http') {
       const host = normaliseHost(hostHeader)!;
       const port = this.router.httpsPort && this.router.httpsPort !== 443 ? `:${this.router.httpsPort}` : '';
       return { status: 308, headers: { location: `https://${host}${port}${url}` }, body: '' };
     }
-    const upstream = HostTable.upstream(route, url);
+    const upstream = HostTable.upstream(found.site, url);
     if (!upstream) return { status: 404, body: 'codeb: no service of this site answers this path\n' };
     const entry = this.entryAt(upstream.port);
     if (!entry) return { status: 502, body: `codeb: ${upstream.service} has no live version yet (deploy it)\n` };
-    return { entry };
+    return { entry, upstream };
+  }
+
+  /**
+   * The route's allow-list and basic auth (route-auth.ts): null when the request may pass, else the
+   * answer (403, 401). Removes the headers only codeb's front sets and, once checked, the credentials.
+   */
+  private async admit(req: IncomingMessage, upstream: HostUpstream): Promise<Answer | null> {
+    const client = req.headers[CLIENT_HEADER];
+    delete req.headers[SCHEME_HEADER];
+    delete req.headers[CLIENT_HEADER];
+    const d = authDecision(upstream.auth, typeof client === 'string' ? client : null, req.headers.authorization);
+    if (d.kind === 'open') return null;
+    if (d.kind === 'refused') return { status: 403, body: 'codeb: this address may not use this site\n' };
+    if (await this.verified.verify(d.password, d.hash)) {
+      // The app never sees the route's password.
+      delete req.headers.authorization;
+      return null;
+    }
+    return { status: 401, headers: { 'www-authenticate': challenge(upstream.service) }, body: 'codeb: this site needs a user name and password\n' };
   }
 
   /** A request from Caddy's static route: Host and path decide the entry, then it is forwarded like one. */
   routeRequest(req: IncomingMessage, res: ServerResponse): void {
     const to = this.pick(req);
-    delete req.headers[SCHEME_HEADER];
-    if ('entry' in to) return this.forward(to.entry, req, res);
-    req.resume();
-    res.writeHead(to.status, { 'content-type': 'text/plain; charset=utf-8', ...to.headers });
-    res.end(to.body);
+    if ('entry' in to) {
+      const needsCheck = to.upstream.auth !== undefined;
+      if (!needsCheck) {
+        delete req.headers[SCHEME_HEADER];
+        delete req.headers[CLIENT_HEADER];
+        return this.forward(to.entry, req, res);
+      }
+      void this.admit(req, to.upstream).then(
+        (refused) => (refused ? this.answer(req, res, refused) : this.forward(to.entry, req, res)),
+        () => this.answer(req, res, { status: 500, body: 'codeb: the route check failed\n' }),
+      );
+      return;
+    }
+    this.answer(req, res, to);
   }
 
-  /** A websocket upgrade from Caddy's static route. */
+  private answer(req: IncomingMessage, res: ServerResponse, a: Answer): void {
+    req.resume();
+    res.writeHead(a.status, { 'content-type': 'text/plain; charset=utf-8', ...a.headers });
+    res.end(a.body);
+  }
+
+  /** A websocket upgrade from Caddy's static route (the same checks as a request). */
   routeUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const to = this.pick(req);
-    if ('entry' in to) return this.tunnel(to.entry, req, socket, head);
-    const extra = Object.entries(to.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.end(`HTTP/1.1 ${to.status} ${to.status === 404 ? 'Not Found' : to.status === 308 ? 'Permanent Redirect' : 'Bad Gateway'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(to.body)}\r\nconnection: close\r\n${extra}\r\n${to.body}`);
+    const refuse = (a: Answer) => {
+      const extra = Object.entries(a.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      socket.end(`HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(a.body)}\r\nconnection: close\r\n${extra}\r\n${a.body}`);
+    };
+    if (!('entry' in to)) return refuse(to);
+    // The checked credentials stay out of the tunnel too (it copies the raw headers).
+    const drop = to.upstream.auth?.basic ? ['authorization'] : [];
+    void this.admit(req, to.upstream).then(
+      (refused) => (refused ? refuse(refused) : this.tunnel(to.entry, req, socket, head, drop)),
+      () => refuse({ status: 500, body: 'codeb: the route check failed\n' }),
+    );
   }
 
   private agent(port: number): Agent {
@@ -313,8 +380,8 @@ export class Forwarder {
     return forget;
   }
 
-  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0, since = Date.now()): void {
-    const port = e.target;
+  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0, since = Date.now(), refused: readonly number[] = []): void {
+    const port = takeTurn(e, refused);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
     // A deploy's verification nonce never reaches the app; the answer says which entry and slot served it.
@@ -352,6 +419,12 @@ export class Forwarder {
         (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') &&
         (attempt === 0 || Date.now() - since < this.router.retryWindowMs!);
       if (retry && !res.destroyed) {
+        // Another replica that has not refused this request yet: try it at once.
+        const skip = [...refused, port];
+        if (err.code === 'ECONNREFUSED' && e.targets.some((t) => !skip.includes(t))) {
+          setImmediate(() => this.forward(e, req, res, attempt + 1, since, skip));
+          return;
+        }
         setTimeout(() => this.forward(e, req, res, attempt + 1, since), attempt === 0 ? 50 : 250);
         return;
       }
@@ -363,12 +436,13 @@ export class Forwarder {
     else upstream.end();
   }
 
-  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer): void {
-    const port = e.target;
+  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer, drop: string[] = []): void {
+    const port = takeTurn(e, []);
     const upstream = connect(port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
-        if (!TUNNEL_DROPS.has(req.rawHeaders[i]!.toLowerCase())) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        const name = req.rawHeaders[i]!.toLowerCase();
+        if (!TUNNEL_DROPS.has(name) && !drop.includes(name)) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       }
       upstream.write(lines.join('\r\n') + '\r\n\r\n');
       if (head.length) upstream.write(head);
@@ -386,6 +460,20 @@ export class Forwarder {
     upstream.on('end', () => client.end());
     client.on('end', () => upstream.end());
   }
+}
+
+/** The entry's next target in turn, leaving out those that refused this request (unless all did). */
+function takeTurn(e: { targets: number[]; turn: number }, refused: readonly number[]): number {
+  const port = pickTarget(e.targets, e.turn, refused);
+  e.turn = (e.turn + 1) % 1_000_000;
+  return port;
+}
+
+/** Round robin over `targets` at position `turn`, skipping `refused` ones while any other is left. Pure. */
+export function pickTarget(targets: readonly number[], turn: number, refused: readonly number[]): number {
+  const open = targets.filter((t) => !refused.includes(t));
+  const pool = open.length ? open : targets;
+  return pool[turn % pool.length]!;
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

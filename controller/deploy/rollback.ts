@@ -11,10 +11,12 @@ import { openHostRuntime } from '../runtime/open.js';
 import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
-import { entryId, otherSlot, releaseContainerName } from './bluegreen.js';
+import { entryId, otherSlot, releaseContainerName, routedNames } from './bluegreen.js';
+import { slotTargets } from '../registry/slot-ports.js';
 import { ForwarderClient, switchTimes } from './forwarder-client.js';
 import { observeInterruption } from './interrupted.js';
 import { decideResume, describeInterruption, interruptedDeploy } from './resume.js';
+import { statefulServices } from './stateful.js';
 
 export interface RollbackResult {
   project: string;
@@ -31,9 +33,25 @@ export interface RollbackResult {
 }
 
 
-/** Services whose slot containers serve traffic through an entry. */
+/** Services whose slot containers serve traffic through an entry (a stateful one has no slots). */
 function routedServices(rec: EnvironmentRecord): string[] {
-  return Object.keys(rec.ports);
+  const stateful = statefulServices(rec);
+  return Object.keys(rec.ports).filter((s) => !stateful.has(s));
+}
+
+/** Routed services with a container of the slot (any replica, as recorded) not running. */
+async function notRunning(rec: EnvironmentRecord, project: string, slot: Slot, runtime: Runtime): Promise<string[]> {
+  const missing: string[] = [];
+  for (const s of routedServices(rec)) {
+    const states = await Promise.all(routedNames(rec, [s], slot, { projectId: project, env: rec.env }).map((n) => runtime.inspect(n)));
+    if (!states.every((st) => st?.running)) missing.push(s);
+  }
+  return missing;
+}
+
+/** Every routed entry at a slot's containers (all replicas of it, as recorded), at once. */
+function switchTo(rec: EnvironmentRecord, project: string, slot: Slot, forwarder: ForwarderClient) {
+  return Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, rec.env, s), rec.ports[s]!.entry, slotTargets(rec.ports[s]!, rec.containers, s, slot), rec.subnet ?? null)));
 }
 
 export async function rollback(opts: { project: string; env: string; registry?: string; settings?: Settings }): Promise<RollbackResult> {
@@ -53,18 +71,14 @@ export async function rollback(opts: { project: string; env: string; registry?: 
       }
       if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
       const back = otherSlot(rec.liveSlot);
-      const missing: string[] = [];
-      for (const s of routedServices(rec)) {
-        const st = await runtime.inspect(containerName(opts.project, opts.env, s, back));
-        if (!st?.running) missing.push(s);
-      }
+      const missing = await notRunning(rec, opts.project, back, runtime);
       if (!rec.retained || rec.retained.slot !== back || missing.length) {
         throw new NoRetainedSlotError(`No previous version of ${opts.project} (${opts.env}) is running to switch back to${missing.length ? ` (${missing.join(', ')} not running in the ${back} slot)` : ''}.`, {
           hint: '`codeb rollback` then redeploys the earlier image from history; `codeb rollback --to <version>` picks one (`codeb history` lists them).',
         });
       }
       const t0 = process.hrtime.bigint();
-      const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back], rec.subnet ?? null)));
+      const acks = await switchTo(rec, opts.project, back, forwarder);
       const { switchMs, ackMs } = switchTimes(t0, acks);
       const from = rec.liveSlot;
       const currentImages = Object.fromEntries(rec.containers.filter((c) => c.slot === from).map((c) => [c.service, c.image]));
@@ -98,8 +112,7 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
       hint: '`codeb apply` (or deploy) finishes the interrupted deploy; `codeb rollback --to <version>` deploys an earlier version.',
     });
   }
-  const missing: string[] = [];
-  for (const s of routedServices(rec)) if (!(await runtime.inspect(containerName(project, env, s, back)))?.running) missing.push(s);
+  const missing = await notRunning(rec, project, back, runtime);
   if (missing.length) {
     throw new NoRetainedSlotError(`${text[0]!.toUpperCase()}${text.slice(1)}, and the previous version is not running in the ${back} slot (${missing.join(', ')}).`, {
       hint: '`codeb rollback` then redeploys the earlier image from history, after finishing the interrupted deploy; `codeb rollback --to <version>` picks one.',
@@ -107,9 +120,9 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
   }
   // Every entry on the slot that served before (a no-op where it already points there).
   const t0 = process.hrtime.bigint();
-  const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, env, s), rec.ports[s]!.entry, rec.ports[s]![back], rec.subnet ?? null)));
+  const acks = await switchTo(rec, project, back, forwarder);
   const { switchMs, ackMs } = switchTimes(t0, acks);
-  const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
   const removed = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   for (const n of names) await runtime.remove(n);
   for (const s of Object.keys(p.images)) await runtime.remove(releaseContainerName(containerName(project, env, s, p.slot)), 0);
@@ -142,7 +155,8 @@ export function chooseEarlierDeploy(rec: EnvironmentRecord, to?: string): Redepl
   const deploys = rec.history
     .filter((h) => h.action === 'deploy' && h.result === 'ok' && h.detail?.images)
     .map((h) => ({ version: String(h.detail!.version ?? ''), images: h.detail!.images as Record<string, string>, at: h.at }));
-  const live = rec.containers.filter((c) => c.slot === rec.liveSlot).map((c) => [c.service, c.image] as const);
+  // What runs now: the live slot's containers and the stateful ones (which have no slot to switch).
+  const live = rec.containers.filter((c) => c.slot === rec.liveSlot || c.stateful).map((c) => [c.service, c.image] as const);
   const current = JSON.stringify(Object.fromEntries([...live].sort()));
   const pick = to
     ? [...deploys].reverse().find((x) => x.version === to || Object.values(x.images).some((i) => i === to || i.endsWith(`:${to}`)))
@@ -177,11 +191,14 @@ export async function gc(opts: { registry?: string; settings?: Settings; force?:
           // Stop the containers first: an app that handles SIGTERM ends its streams itself (a last
           // SSE chunk, a websocket close frame 1000) and that reaches the client through the
           // forwarder and Caddy. Then the forwarder closes whatever is still open to that slot.
-          const names = rec.containers.filter((c) => c.slot === r.slot).map((c) => c.name);
+          // A stateful service's container is no slot's (deploy/stateful.ts): it stays.
+          const names = rec.containers.filter((c) => c.slot === r.slot && !c.stateful).map((c) => c.name);
           for (const n of names) await runtime.remove(n);
           let streamsClosed = 0;
-          for (const s of routedServices(rec)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), rec.ports[s]![r.slot], 0).catch(() => 0);
-          rec.containers = rec.containers.filter((c) => c.slot !== r.slot);
+          for (const s of routedServices(rec)) {
+            for (const port of slotTargets(rec.ports[s]!, rec.containers, s, r.slot)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), port, 0).catch(() => 0);
+          }
+          rec.containers = rec.containers.filter((c) => c.slot !== r.slot || c.stateful);
           rec.retained = null;
           pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'gc', result: 'ok', detail: { slot: r.slot, containers: names.length, streamsClosed } });
           retired.push({ project: p.id, env: rec.env, slot: r.slot, containers: names.length, streamsClosed });

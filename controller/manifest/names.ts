@@ -1,6 +1,6 @@
 /**
  * The one place where names that reach other systems are derived (databases, roles, buckets, Redis
- * users and keys, containers, networks, files). Inputs are already validated by the schema
+ * users and keys, containers, networks, volumes, files). Inputs are already validated by the schema
  * (lowercase DNS labels of bounded length); every output is checked again here, so a name that
  * would break a system's rules fails loudly instead of being truncated or escaped into something else.
  *
@@ -85,11 +85,27 @@ export function redisKeyPrefix(s: NameScope): string {
 
 export type Slot = 'blue' | 'green';
 
-export function containerName(projectId: string, env: string, service: string, slot: Slot): string {
+/** Most replicas a service may run (the schema's maximum): a bound for anything that counts them. */
+export const MAX_REPLICAS = 20;
+
+/**
+ * A service's container in a slot. replica is 0-based: the first replica keeps the name a service
+ * had before replicas existed (<project>--<env>--<service>--<slot>), so containers made then are
+ * still found; replica i > 0 appends its 1-based number (...--blue--2, ...--blue--3).
+ */
+export function containerName(projectId: string, env: string, service: string, slot: Slot, replica = 0): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
   assertLabel('service name', service, 30);
-  return [projectId, env, service, slot].join(SEP);
+  if (!Number.isInteger(replica) || replica < 0 || replica >= MAX_REPLICAS) {
+    throw new CodebError(`Invalid replica index ${replica} of service ${JSON.stringify(service)}: replicas are numbered 0 to ${MAX_REPLICAS - 1}.`, { exitCode: 2 });
+  }
+  return [projectId, env, service, slot, ...(replica > 0 ? [String(replica + 1)] : [])].join(SEP);
+}
+
+/** Every container name of a service in a slot, for `replicas` replicas. */
+export function replicaNames(projectId: string, env: string, service: string, slot: Slot, replicas: number): string[] {
+  return Array.from({ length: replicas }, (_, i) => containerName(projectId, env, service, slot, i));
 }
 
 /** The forwarder's entry of one service's stable port: one per project, environment and service. */
@@ -105,6 +121,18 @@ export function deploymentName(projectId: string, env: string): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
   return [projectId, env].join(SEP);
+}
+
+/**
+ * The Podman volume of one of a service's named volumes: codeb-<project>--<env>--<service>--<volume>.
+ * Per environment, so staging never mounts production's data.
+ */
+export function volumeName(projectId: string, env: string, service: string, volume: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  assertLabel('service name', service, 30);
+  assertLabel('volume name', volume, 20);
+  return `codeb-${[projectId, env, service, volume].join(SEP)}`;
 }
 
 export function networkName(projectId: string, env: string): string {

@@ -4,7 +4,7 @@
  * annotations in schemas/project-manifest.schema.json (a unit test keeps them in step).
  */
 import { CodebError, EXIT } from '../errors.js';
-import type { Deployment, HttpHealthCheck, Manifest, ResolvedHealthCheck, ResolvedService, ServerSpec, ServiceSpec, Tls } from './types.js';
+import type { BackupPart, Deployment, HttpHealthCheck, Manifest, ResolvedHealthCheck, ResolvedService, ServerSpec, ServiceSpec, Tls } from './types.js';
 
 export const DEFAULTS = {
   environment: 'production',
@@ -19,7 +19,7 @@ export const DEFAULTS = {
   releaseTimeout: '5m',
   jobTimeout: '30m',
   checksAfterDeploy: 3,
-  backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as Array<'database' | 'storage'> },
+  backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as BackupPart[] },
   deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '10s', keepPrevious: '1h', drain: '10s' },
   storageBuckets: ['uploads'],
   cacheIsolation: 'prefix' as const,
@@ -94,9 +94,15 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
   const domain = o.domain ?? (isPrimary ? m.environment?.domain : undefined) ?? (isPrimary ? `${m.project.id}.localhost` : `${m.project.id}-${env}.localhost`);
   const aliases = o.aliases ?? (isPrimary ? m.environment?.aliases ?? [] : []);
 
+  const envTls = o.tls ?? (isPrimary ? m.environment?.tls : undefined);
+  const tls = envTls ?? defaultTls(domain);
   const services: ResolvedService[] = Object.entries(m.services).map(([name, svc]) => {
     const so = o.services?.[name] ?? {};
     const type = svc.type ?? 'web';
+    // A service's own host names belong to the primary environment; another environment names
+    // its own, or gets <service>.<its domain> (never the primary's: they would collide).
+    const domains = type !== 'web' ? [] : so.domains ?? (isPrimary ? svc.domains ?? [] : svc.domains?.length ? [`${name}.${domain}`] : []);
+    const auth = type === 'web' ? so.auth ?? svc.auth : undefined;
     return {
       name,
       type,
@@ -104,6 +110,9 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       command: svc.command ?? null,
       port: type === 'worker' ? null : svc.port ?? null,
       routePath: type === 'web' ? svc.routePath ?? null : null,
+      domains,
+      tls: domains.length ? so.tls ?? (isPrimary ? svc.tls : undefined) ?? envTls ?? defaultTls(domains[0]!) : tls,
+      auth: auth ? { basic: auth.basic ? { user: auth.basic.user, passwordHash: auth.basic.passwordHash ?? null } : null, allow: auth.allow ?? [] } : null,
       // Service-level hostPorts belong to the primary environment; others are allocated unless overridden.
       hostPorts: so.hostPorts ?? (isPrimary ? svc.hostPorts ?? null : null),
       env: stringEnv(m.environment?.env, isPrimary ? undefined : o.env, svc.env, so.env),
@@ -112,6 +121,9 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       replicas: so.replicas ?? o.replicas ?? svc.replicas ?? DEFAULTS.replicas,
       restart: svc.restart ?? DEFAULTS.restart,
       readOnlyRootfs: svc.readOnlyRootfs ?? DEFAULTS.readOnlyRootfs,
+      volumes: Object.entries(svc.volumes ?? {})
+        .map(([vname, path]) => ({ name: vname, path: path.length > 1 ? path.replace(/\/$/, '') : path }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
       healthCheck: resolveHealth(svc, m.monitoring?.healthCheck),
       dependsOn: svc.dependsOn ?? [],
       release: svc.release ? { command: svc.release.command, timeoutMs: durationMs(svc.release.timeout ?? DEFAULTS.releaseTimeout) } : null,
@@ -132,7 +144,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
     multiEnv: all.length > 1,
     domain,
     aliases,
-    tls: o.tls ?? (isPrimary ? m.environment?.tls : undefined) ?? defaultTls(domain),
+    tls,
     server,
     services,
     features: {

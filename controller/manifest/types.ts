@@ -2,6 +2,7 @@
 export type Duration = string; // "500ms" | "5s" | "10m" | "1h" | "1d"
 export type ServiceType = 'web' | 'internal' | 'worker';
 export type Tls = 'auto' | 'internal' | 'off';
+export type BackupPart = 'database' | 'storage' | 'volumes';
 export type EnvVars = Record<string, string | number | boolean>;
 
 export interface HostPorts {
@@ -29,18 +30,29 @@ export interface HealthCheckSpec {
   successes?: number;
   startPeriod?: Duration;
 }
+/** Who may reach a web service's route: basic auth and/or client addresses (docs/manifest.md). */
+export interface RouteAuthSpec {
+  basic?: { user: string; passwordHash?: string; generate?: boolean };
+  allow?: string[];
+}
 export interface ServiceSpec {
   type?: ServiceType;
   image: string;
   command?: string[];
   port?: number;
   routePath?: string;
+  /** Host names of this service's own (web only); it is then not served at the environment's domain. */
+  domains?: string[];
+  tls?: Tls;
+  auth?: RouteAuthSpec;
   hostPorts?: HostPorts;
   env?: EnvVars;
   resources?: ServiceResources;
   replicas?: number;
   restart?: 'always' | 'on-failure' | 'no';
   readOnlyRootfs?: boolean;
+  /** volume name -> absolute mount path (docs/manifest.md, "Stateful services"). */
+  volumes?: Record<string, string>;
   healthCheck?: HealthCheckSpec;
   dependsOn?: string[];
   release?: { command: string[]; timeout?: Duration };
@@ -48,6 +60,9 @@ export interface ServiceSpec {
 }
 export interface ServiceOverride {
   image?: string;
+  domains?: string[];
+  tls?: Tls;
+  auth?: RouteAuthSpec;
   replicas?: number;
   resources?: ServiceResources;
   env?: EnvVars;
@@ -90,7 +105,7 @@ export interface Manifest {
     checksAfterDeploy?: number;
     alerts?: { webhook?: string; email?: string[] };
   };
-  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: Array<'database' | 'storage'> };
+  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: BackupPart[] };
   jobs?: Record<string, { service?: string; command: string[]; schedule: string; timeout?: Duration }>;
   deploy?: {
     strategy?: 'blue-green' | 'recreate';
@@ -111,6 +126,12 @@ export interface ResolvedHealthCheck {
   successes: number;
   startPeriodMs: number;
 }
+export interface ResolvedVolume {
+  /** The manifest's name (unique within the service); the Podman volume is names.volumeName(). */
+  name: string;
+  /** Absolute path inside the container. */
+  path: string;
+}
 export interface ResolvedService {
   name: string;
   type: ServiceType;
@@ -118,6 +139,12 @@ export interface ResolvedService {
   command: string[] | null;
   port: number | null;
   routePath: string | null;
+  /** Host names of its own (web services; empty: served at the environment's domain and aliases). */
+  domains: string[];
+  /** TLS of those host names (the environment's when it has none). */
+  tls: Tls;
+  /** Route authentication (web services); null: open. */
+  auth: ResolvedRouteAuth | null;
   hostPorts: HostPorts | null;
   env: Record<string, string>;
   cpu: number;
@@ -126,10 +153,21 @@ export interface ResolvedService {
   restart: 'always' | 'on-failure' | 'no';
   /** Read-only root filesystem with a writable tmpfs at /tmp. */
   readOnlyRootfs: boolean;
+  /**
+   * Named volumes, sorted by name. A service with any is stateful: one container that is stopped
+   * before its new version starts (never two at once) and that keeps running through deploys
+   * that do not change it.
+   */
+  volumes: ResolvedVolume[];
   healthCheck: ResolvedHealthCheck;
   dependsOn: string[];
   release: { command: string[]; timeoutMs: number } | null;
   logs: { maxSize: string; maxFiles: number };
+}
+export interface ResolvedRouteAuth {
+  /** passwordHash null: codeb generates the password (shown once) and keeps only its hash. */
+  basic: { user: string; passwordHash: string | null } | null;
+  allow: string[];
 }
 export interface ResolvedJob {
   name: string;
@@ -157,7 +195,7 @@ export interface Deployment {
     sse: boolean;
   };
   monitoring: { checksAfterDeploy: number; alerts: { webhook?: string; email: string[] } };
-  backup: { enabled: boolean; schedule: string; retentionDays: number; include: Array<'database' | 'storage'> };
+  backup: { enabled: boolean; schedule: string; retentionDays: number; include: BackupPart[] };
   /** Scheduled jobs (run by `codeb jobs run`), in manifest order. */
   jobs: ResolvedJob[];
   deploy: {

@@ -11,24 +11,42 @@ export type DeploymentStatus = 'allocated' | 'provisioning' | 'provisioned' | 'r
 export type PortRole = 'blue' | 'green' | 'entry';
 
 /**
- * Host ports of one service: blue and green are the two slots' ports; entry is the stable port
- * the forwarder listens on and Caddy routes to (the blue-green switch re-points it; docs/deploy.md).
+ * Host ports of one service: blue and green are the two slots' ports (of the first replica);
+ * entry is the stable port the forwarder listens on and Caddy routes to (the blue-green switch
+ * re-points it; docs/deploy.md).
  */
 export interface PortPair {
   blue: number;
   green: number;
   entry: number;
+  /**
+   * With replicas > 1: the ports of replicas 2..N in each slot (same length in both). Absent for
+   * one replica, so records written before replicas existed read as one replica.
+   */
+  replicas?: { blue: number[]; green: number[] };
+}
+
+export interface ServiceRouteRecord {
+  /** Host names of its own; empty: served at the environment's domain and aliases. */
+  domains: string[];
+  tls: 'auto' | 'internal' | 'off';
+  path: string | null;
+  basicAuthUser: string | null;
+  allow: string[];
 }
 
 export interface ContainerRecord {
   service: string;
   slot: Slot;
+  /** names.containerName: the replica index is part of the name (absent suffix: the first). */
   name: string;
   id: string | null;
   image: string;
   hostPort: number | null;
   state: string;
   startedAt: string | null;
+  /** A stateful service's one container (deploy/stateful.ts): no slot switch, rollback or gc touches it. */
+  stateful?: boolean;
 }
 
 export interface HistoryEntry {
@@ -59,6 +77,11 @@ export interface EnvironmentRecord {
   updatedAt: string;
   domain: string | null;
   aliases: string[];
+  /**
+   * Web services with host names of their own (services.<s>.domains) or route auth: owned like
+   * domain and aliases. Names the basic-auth user, never its password or hash. Absent: none.
+   */
+  serviceRoutes?: Record<string, ServiceRouteRecord>;
   /** Host ports per routed or probed service: one for blue, one for green. */
   ports: Record<string, PortPair>;
   redisDb: number | null;
@@ -69,6 +92,11 @@ export interface EnvironmentRecord {
   bucket: string | null;
   buckets: string[];
   liveSlot: Slot | null;
+  /**
+   * Podman volumes of its stateful services (names.volumeName): every one it was ever given, kept
+   * when the manifest drops it, so destroy --delete-data removes exactly these.
+   */
+  volumes?: string[];
   /** The deployment's Podman network subnet (a /26 of the settings' network pool); absent before the first apply. */
   subnet?: string;
   containers: ContainerRecord[];
@@ -133,6 +161,8 @@ export interface Tombstone {
   database: string | null;
   databaseRole: string | null;
   buckets: string[];
+  /** Podman volumes (absent in tombstones written before volumes existed). */
+  volumes?: string[];
 }
 
 export interface RegistryDocument {

@@ -1,6 +1,7 @@
 /** What `registry list` and `registry inspect` show. Pure: document in, rows and text out. */
 import { describeInterruption, interruptedDeploy } from '../deploy/resume.js';
-import type { DeployProgress, EnvironmentRecord, ProjectRecord, RegistryDocument } from './types.js';
+import type { DeployProgress, EnvironmentRecord, ProjectRecord, RegistryDocument, ServiceRouteRecord } from './types.js';
+import { allocatedReplicas, formatSlotPorts, slotPorts } from './slot-ports.js';
 
 export interface ListRow {
   project: string;
@@ -26,7 +27,7 @@ export function listRows(doc: RegistryDocument): ListRow[] {
         env: e.env,
         status: e.status,
         domain: e.domain,
-        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.entry}>${pp.blue}/${pp.green}`).join(' '),
+        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.entry}>${slotPorts(pp, 'blue').join('+')}/${slotPorts(pp, 'green').join('+')}`).join(' '),
         redisDb: e.redisDb,
         database: e.database,
         bucket: e.bucket,
@@ -51,7 +52,7 @@ export function tombstoneRows(doc: RegistryDocument): ListRow[] {
       ports: '',
       redisDb: null,
       database: t.database,
-      bucket: t.buckets.join(',') || null,
+      bucket: [...t.buckets, ...(t.volumes ?? []).map((v) => `volume ${v}`)].join(',') || null,
       health: '-',
       healthCheckedAt: null,
       liveSlot: null,
@@ -97,12 +98,14 @@ export function renderInspect(v: InspectView): string {
   for (const e of Object.values(v.environments)) {
     out.push('', `environment ${e.env}: ${e.status}`);
     out.push(`  domain      ${e.domain ?? '-'}${e.aliases?.length ? ` (aliases: ${e.aliases.join(', ')})` : ''}`);
+    for (const [svc, r] of Object.entries(e.serviceRoutes ?? {})) out.push(`  route       ${serviceRouteLine(svc, r)}`);
     const ports = Object.entries(e.ports);
-    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${p.blue}, green ${p.green})`).join('; ') : '-'}`);
+    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}${p.replicas ? `; ${allocatedReplicas(p)} replicas` : ''})`).join('; ') : '-'}`);
     out.push(`  live slot   ${e.liveSlot ?? '-'}${e.retained ? ` (previous version retained in ${e.retained.slot} until ${e.retained.until})` : ''}`);
     out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
     out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);
     out.push(`  buckets     ${e.buckets?.length ? e.buckets.join(', ') : '-'}`);
+    out.push(`  volumes     ${e.volumes?.length ? e.volumes.join(', ') : '-'}`);
     if (e.deploy) out.push(`  last deploy ${deployLine(e.deploy)}`);
     out.push(`  health      ${e.health.status}${e.health.lastCheck ? ` (last check ${e.health.lastCheck})` : ''}${e.health.detail ? `: ${e.health.detail}` : ''}`);
     out.push(`  containers  ${e.containers.length ? '' : '-'}`);
@@ -123,4 +126,11 @@ export function deployLine(p: DeployProgress): string {
     return `INTERRUPTED: ${describeInterruption(p)} (recorded ${p.at}); the next apply or deploy finishes it (\`codeb plan\` shows how), \`codeb rollback\` ends it`;
   }
   return `${p.version} to ${p.slot}: ${p.phase} (${p.at})`;
+}
+
+/** A service's route in words: where it is served and who may use it (the user name, never a secret). */
+export function serviceRouteLine(service: string, r: ServiceRouteRecord): string {
+  const at = r.domains.length ? `${r.domains.join(', ')} (tls ${r.tls})` : 'the main domain';
+  const guard = [r.basicAuthUser ? `basic auth (user ${r.basicAuthUser})` : null, r.allow.length ? `allow ${r.allow.join(', ')}` : null].filter(Boolean);
+  return `${service} at ${at}${r.path ? `, path ${r.path}` : ''}${guard.length ? `; ${guard.join('; ')}` : '; open'}`;
 }

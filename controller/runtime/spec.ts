@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, networkName, type Slot } from '../manifest/names.js';
+import { containerName, networkName, volumeName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import { LABEL, type ContainerSpec } from './types.js';
 
@@ -19,6 +19,8 @@ export interface SpecOptions {
   serviceUrls: Record<string, string>;
   /** What is being deployed (image tag, commit sha or deploy id), for people and the registry. */
   version: string;
+  /** 0-based replica index (names.containerName); the first replica when absent. */
+  replica?: number;
 }
 
 /** Stop grace period when the deployment's drain window is shorter. */
@@ -86,15 +88,17 @@ export function stableJson(value: unknown): string {
 
 /**
  * sha256 of what decides whether a container must be replaced when the manifest changes: image,
- * command, environment, cpu, memory, restart policy, log settings, network and privileges. PORT is left out (it is the
+ * command, environment, cpu, memory, restart policy, log settings, network, volumes and privileges. PORT is left out (it is the
  * slot's, not the manifest's), so the same manifest hashes alike on blue and green; the env file's
  * contents are left out too (secrets never go into a label, not even hashed).
  */
-export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs' | 'network' | 'security'>): string {
+export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs' | 'network' | 'security'> & { volumes?: ContainerSpec['volumes'] }): string {
   const { PORT: _port, ...environment } = s.environment;
   // readOnlyRootfs enters the hash only when on, so containers made before the field keep their hash.
   const { readOnlyRootfs, ...security } = s.security;
-  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: readOnlyRootfs ? s.security : security };
+  // Volumes likewise: only when the service has some.
+  const volumes = s.volumes?.length ? { volumes: s.volumes } : {};
+  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: readOnlyRootfs ? s.security : security, ...volumes };
   return createHash('sha256').update(stableJson(material)).digest('hex');
 }
 
@@ -140,9 +144,11 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     restart: service.restart,
     logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`), maxFiles: service.logs.maxFiles },
     network: networkName(d.projectId, d.env),
+    volumes: service.volumes.map((v) => ({ volume: volumeName(d.projectId, d.env, service.name, v.name), path: v.path })),
     security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges, readOnlyRootfs: service.readOnlyRootfs },
   };
-  const name = containerName(d.projectId, d.env, service.name, slot);
+  const replica = opts.replica ?? 0;
+  const name = containerName(d.projectId, d.env, service.name, slot, replica);
   const labels: Record<string, string> = {
     [LABEL.managed]: 'true',
     [LABEL.project]: d.projectId,
@@ -151,6 +157,8 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     [LABEL.slot]: slot,
     [LABEL.version]: opts.version,
     [LABEL.specHash]: specHash(base),
+    // Only on further replicas: the first replica's spec stays byte for byte what it was before replicas.
+    ...(replica > 0 ? { [LABEL.replica]: String(replica + 1) } : {}),
   };
   const hc = service.healthCheck;
   return {

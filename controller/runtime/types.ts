@@ -5,7 +5,7 @@
 import type { Slot } from '../manifest/names.js';
 
 export interface ContainerSpec {
-  /** <project>-<env>-<service>-<slot> */
+  /** <project>--<env>--<service>--<slot>[--<replica number from 2>] (names.containerName) */
   name: string;
   projectId: string;
   env: string;
@@ -26,6 +26,11 @@ export interface ContainerSpec {
    * other projects. See docs/runtime.md, "Networks".
    */
   network: string;
+  /**
+   * Named volumes (names.volumeName) mounted read-write at absolute paths, sorted by volume name.
+   * Only stateful services have any; they run one container (docs/deploy.md, "Stateful services").
+   */
+  volumes: Array<{ volume: string; path: string }>;
   /**
    * The slot port the app listens on inside its network namespace (PORT, on 0.0.0.0), published
    * on the host's 127.0.0.1 under the same number for the forwarder and codeb's health probes;
@@ -87,6 +92,8 @@ export const LABEL = {
   env: 'codeb.env',
   service: 'codeb.service',
   slot: 'codeb.slot',
+  /** 1-based replica number, on replicas beyond the first only. */
+  replica: 'codeb.replica',
   version: 'codeb.version',
   specHash: 'codeb.spec-hash',
 } as const;

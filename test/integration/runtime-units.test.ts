@@ -35,6 +35,7 @@ function spec(slot: 'blue' | 'green', version: 'v1' | 'v2', port: number): Conta
     restart: 'always' as const,
     logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
     network: NETWORK.name,
+    volumes: [] as ContainerSpec['volumes'],
     security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
   };
   return {

@@ -75,6 +75,9 @@ describe('resolveDeployment: defaults', () => {
           command: null,
           port: 8080,
           routePath: null,
+          domains: [],
+          tls: 'off',
+          auth: null,
           hostPorts: null,
           env: {},
           cpu: 1,
@@ -82,6 +85,7 @@ describe('resolveDeployment: defaults', () => {
           replicas: 1,
           restart: 'always',
           readOnlyRootfs: false,
+          volumes: [],
           healthCheck: { kind: 'http', path: '/api/health', expectStatus: 200, command: [], timeoutMs: 500, intervalMs: 1000, successes: 3, startPeriodMs: 0 },
           dependsOn: [],
           release: null,
@@ -173,6 +177,15 @@ describe('resolveDeployment: defaults', () => {
     expect(svc(d, 'web').logs).toEqual({ maxSize: '10M', maxFiles: 7 });
     expect(svc(d, 'api').release).toEqual({ command: ['x'], timeoutMs: 30_000 });
     expect(svc(d, 'api').logs).toEqual({ maxSize: '50M', maxFiles: 3 });
+  });
+
+  it('volumes: sorted by name, a trailing slash dropped, none for other services', () => {
+    const d = resolveDeployment(manifest({ project: { id: 'demo' }, services: { web: WEB, db: { ...WEB, type: 'internal', volumes: { wal: '/var/lib/db/wal/', data: '/var/lib/db' } } } }));
+    expect(svc(d, 'db').volumes).toEqual([
+      { name: 'data', path: '/var/lib/db' },
+      { name: 'wal', path: '/var/lib/db/wal' },
+    ]);
+    expect(svc(d, 'web').volumes).toEqual([]);
   });
 });
 
