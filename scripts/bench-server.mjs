@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `npm run bench:server [-- ROUNDS] [--json]`: how long `codeb server init` takes on a bare Debian 13
- * server and on a ready one, medians over ROUNDS (default 3) fresh test hosts (a booted Debian 13
+ * server and on a ready one, and reboot to serving (a project applied with runtime: quadlet, from the
+ * host's restart until it answers through Caddy again, no codeb command run), medians over ROUNDS (default 3) fresh test hosts (a booted Debian 13
  * rootfs with systemd and sshd on its own Podman network, test/helpers/server-host.ts; packages
  * from its apt cache, no mirror). Phases live in scripts/bench/server-entry.ts (PHASES).
  *

@@ -102,7 +102,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the plan as JSON')
     .addHelpText(
       'after',
-      '\nA deploy cut short by an earlier run (killed, connection lost) is shown as a pending "resume" with what apply will do.\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest, 1 codeb or a service failed (or a resource is blocked).',
+      '\nA deploy cut short by an earlier run (killed, connection lost) is shown as a pending "resume" with what apply will do.\nContainers run as servers[].runtime says, decided on the server itself: Quadlet units where systemd is PID 1 and\nPodman >= 4.4 (the default there), plain systemd units (runtime: systemd), else the Podman API (docs/runtime.md).\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest or a runtime this server cannot run,\n            1 codeb or a service failed (or a resource is blocked).',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {
@@ -123,7 +123,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the result as JSON (progress is not shown)')
     .addHelpText(
       'after',
-      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA basic-auth password codeb generates (services.<s>.auth.basic.generate) is printed once, after the summary\n(--json: generatedPasswords); only its bcrypt hash is kept.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
+      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA basic-auth password codeb generates (services.<s>.auth.basic.generate) is printed once, after the summary\n(--json: generatedPasswords); only its bcrypt hash is kept.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nWith the quadlet and systemd runtimes every slot container is a systemd unit: the live and the retained slot start\nagain at boot, the unit of a removed slot is deleted (docs/runtime.md, "After a reboot").\nExit codes: 0 applied or nothing to do, 2 invalid manifest or a runtime this server cannot run (nothing changed),\n            1 codeb or a service failed, 3 health gate failed, 4 rolled back after the switch.',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {

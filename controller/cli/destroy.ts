@@ -13,7 +13,7 @@ interface Opts {
 export function registerDestroy(program: Command): void {
   program
     .command('destroy')
-    .description('Remove a deployment: route, env file, Redis slot and user; release its ports. Keeps the database, buckets and volumes unless --delete-data')
+    .description('Remove a deployment: containers and their systemd units, route, env file, Redis slot and user; release its ports. Keeps the database, buckets and volumes unless --delete-data')
     .argument('<project>', 'project id')
     .option('-e, --env <name>', 'environment', 'production')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')

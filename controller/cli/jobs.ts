@@ -34,10 +34,10 @@ Exit codes: 0 every job that ran succeeded (or none was due), 1 one failed, 2 un
       runCommand(opts.json, async () => {
         const { registryPath, loadSettings } = await import('../settings.js');
         const { runJobs, renderJobResults } = await import('../ops/jobs.js');
-        const { PodmanApiRuntime } = await import('../runtime/podman-api.js');
+        const { openHostRuntime } = await import('../runtime/open.js');
         const registry = registryPath(globalRegistry(cmd));
         const settings = loadSettings();
-        const runtime = new PodmanApiRuntime(settings.podman.socketPath);
+        const runtime = await openHostRuntime(settings);
         try {
           const results = await runJobs({
             registry,

@@ -7,7 +7,7 @@ import { containerName, type Slot } from '../manifest/names.js';
 import { actor, withRegistryLock } from '../registry/store.js';
 import { requireDeployment } from '../registry/records.js';
 import type { DeployProgress, EnvironmentRecord } from '../registry/types.js';
-import { PodmanApiRuntime } from '../runtime/podman-api.js';
+import { openHostRuntime } from '../runtime/open.js';
 import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
@@ -57,7 +57,7 @@ function switchTo(rec: EnvironmentRecord, project: string, slot: Slot, forwarder
 export async function rollback(opts: { project: string; env: string; registry?: string; settings?: Settings }): Promise<RollbackResult> {
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
-  const runtime = new PodmanApiRuntime(settings.podman.socketPath);
+  const runtime = await openHostRuntime(settings);
   const forwarder = new ForwarderClient(settings.forwarder.socketPath);
   try {
     return await withRegistryLock(file, { command: `codeb rollback ${opts.project} --env ${opts.env}` }, async (tx) => {
@@ -185,7 +185,7 @@ export interface GcResult {
 export async function gc(opts: { registry?: string; settings?: Settings; force?: boolean; runtime?: Runtime }): Promise<GcResult> {
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
-  const runtime = opts.runtime ?? new PodmanApiRuntime(settings.podman.socketPath);
+  const runtime = opts.runtime ?? (await openHostRuntime(settings));
   const forwarder = new ForwarderClient(settings.forwarder.socketPath);
   try {
     return await withRegistryLock(file, { command: 'codeb gc' }, async (tx) => {

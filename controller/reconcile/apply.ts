@@ -42,7 +42,7 @@ import { NetworkProvider } from '../providers/network.js';
 import { ensureAlertSecret } from '../ops/alert-secret.js';
 import { authFingerprints, ensureRouteAuth, type GeneratedPassword } from './route-auth-secrets.js';
 import { deployAlertEvent, describeDelivery, notify } from '../ops/alerts.js';
-import { selectRuntime } from '../runtime/select.js';
+import { openRuntime, selectDeploymentRuntime } from '../runtime/open.js';
 
 /** Subnets every other deployment in the registry holds. */
 function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
@@ -156,7 +156,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const reporter = withCrashPoints(opts.reporter ?? silentReporter);
   const manifest = requireManifest(opts.manifestFile);
   const d = overrideImages(resolveDeployment(manifest, opts.env), opts.images ?? []);
-  selectRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
+  // Decided on this machine (the server itself over SSH) before anything is read or written.
+  const runtimeKind = await selectDeploymentRuntime(d.server, `${opts.manifestFile}: servers[${Math.max(0, manifest.servers?.indexOf(d.server) ?? 0)}].runtime`);
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));
@@ -209,6 +210,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
         rec,
         projectId: d.projectId,
         d,
+        runtime: openRuntime(runtimeKind, settings),
         deploy: async (_a, runtime, forwarder) => {
           const outcome = await deployRelease(deployContext(runtime, forwarder), versionOf(d));
           outcome.resumed ??= resumedFrom;

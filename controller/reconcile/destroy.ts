@@ -16,6 +16,7 @@ import { execute, stepResult, type StepResult } from './apply.js';
 import { silentReporter, type Reporter } from './reporter.js';
 import { SecretStore } from './secrets.js';
 import { ReleaseProvider } from './runtime-provider.js';
+import { openHostRuntime } from '../runtime/open.js';
 
 export interface DestroyOptions {
   project: string;
@@ -53,7 +54,7 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
     const providers = openProviders(settings, secretsDir(file), (n) => values[n] ?? '');
     const draft = structuredClone(doc);
     const draftRec = draft.projects[opts.project]!.environments[opts.env]!;
-    providers.set('runtime', new ReleaseProvider({ settings, rec: draftRec, projectId: opts.project }));
+    providers.set('runtime', new ReleaseProvider({ settings, rec: draftRec, projectId: opts.project, runtime: await openHostRuntime(settings) }));
     try {
       const owned = ownedResources(opts.project, rec);
       const observed = await observeAll(providers, owned);

@@ -7,7 +7,7 @@ import { entryId } from '../deploy/bluegreen.js';
 import { ForwarderClient } from '../deploy/forwarder-client.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
-import { PodmanApiRuntime } from '../runtime/podman-api.js';
+import { openRuntime } from '../runtime/open.js';
 import { LABEL, type Runtime } from '../runtime/types.js';
 import type { Settings } from '../settings.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from './model.js';
@@ -21,6 +21,8 @@ export interface ReleaseProviderOptions {
   d?: Deployment;
   /** Runs a blue-green deploy; returns a one-line result for the progress line. */
   deploy?: (a: Action, runtime: Runtime, forwarder: ForwarderClient) => Promise<string>;
+  /** The driver chosen for this machine (runtime/open.ts); default: the Podman API. */
+  runtime?: Runtime;
 }
 
 export class ReleaseProvider implements Provider {
@@ -29,7 +31,7 @@ export class ReleaseProvider implements Provider {
   readonly forwarder: ForwarderClient;
 
   constructor(private readonly o: ReleaseProviderOptions) {
-    this.runtime = new PodmanApiRuntime(o.settings.podman.socketPath);
+    this.runtime = o.runtime ?? openRuntime('podman', o.settings);
     this.forwarder = new ForwarderClient(o.settings.forwarder.socketPath);
   }
 

@@ -138,7 +138,7 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
   const podman = versionOf(f.podman);
   if (!f.podman) checks.push({ name: 'podman', status: 'missing', found: 'not installed', fix: onServer(`${APT} podman`) });
   else if (!atLeast(podman, [4, 4])) {
-    checks.push({ name: 'podman', status: 'warn', found: `${f.podman}: Quadlet units need 4.4 or later`, fix: 'fine for runtime: podman (the only runtime this version drives); Quadlet units will need Podman 4.4+ (Debian 13 and Ubuntu 24.04 ship 4.9+)' });
+    checks.push({ name: 'podman', status: 'warn', found: `${f.podman}: Quadlet units need 4.4 or later`, fix: 'fine for runtime: systemd (plain units) or podman; runtime: quadlet needs Podman 4.4+ (Debian 13 and Ubuntu 24.04 ship 4.9+)' });
   } else checks.push({ name: 'podman', status: 'ok', found: `${f.podman} (Quadlet supported)` });
 
   // systemd as PID 1

@@ -4,6 +4,10 @@
  * A phase is a name and a function returning its milliseconds; add one to PHASES to measure more
  * (e.g. reboot-to-serving after a deploy).
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { codebCli, startServerHost, type ServerHost } from '../../test/helpers/server-host.js';
 
 export interface Phase {
@@ -23,19 +27,63 @@ async function timedInit(host: ServerHost, expectChange: boolean): Promise<numbe
   return ms;
 }
 
+const BENCH_DOMAIN = 'bench.test';
+
+/** GET /api/health through the server's Caddy, on the server (it has node, no curl); status or 0. */
+async function healthThroughCaddy(host: ServerHost): Promise<number> {
+  const script = `require('node:http').get({ host: '127.0.0.1', port: 80, path: '/api/health', headers: { host: '${BENCH_DOMAIN}' }, timeout: 2000 }, (r) => { r.resume(); console.log(r.statusCode); }).on('timeout', function () { this.destroy(); }).on('error', () => console.log(0))`;
+  const r = await host.exec(['node', '-e', script]);
+  return Number(r.stdout.trim()) || 0;
+}
+
+/**
+ * Reboot to serving: a one-service project applied with runtime: quadlet (not timed), then from the
+ * restart of the host container (systemd shuts down and boots again) until the app answers 200
+ * through Caddy again, with no codeb command run.
+ */
+async function rebootToServing(host: ServerHost): Promise<number> {
+  const root = resolve(import.meta.dirname, '..', '..');
+  // The test image, in this machine's own Podman storage (idempotent: "up to date" when built).
+  execFileSync('bash', [join(root, 'scripts', 'build-test-images.sh'), '--local'], { stdio: 'ignore' });
+  await host.loadImage('localhost/codeb-testapp:v1');
+  const dir = mkdtempSync(join(tmpdir(), 'codeb-bench-server-'));
+  try {
+    const manifest = join(dir, 'bench.yaml');
+    writeFileSync(
+      manifest,
+      `apiVersion: codeb/v1\nproject:\n  id: bench\nenvironment:\n  domain: ${BENCH_DOMAIN}\nservices:\n  web:\n    type: web\n    image: localhost/codeb-testapp:v1\n    port: 8080\n    healthCheck:\n      http:\n        path: /api/health\n        interval: 200ms\nfeatures:\n  database: false\nservers:\n  - name: bench\n    host: ${host.target}\n    runtime: quadlet\n`,
+    );
+    const r = await codebCli(host, ['apply', manifest]);
+    if (r.code !== 0) throw new Error(`apply failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    if ((await healthThroughCaddy(host)) !== 200) throw new Error('the project does not answer through Caddy before the reboot');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const t0 = performance.now();
+  await host.restart();
+  const deadline = Date.now() + 180_000;
+  while ((await healthThroughCaddy(host)) !== 200) {
+    if (Date.now() > deadline) throw new Error('the project did not answer through Caddy within 180 s of the reboot');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return performance.now() - t0;
+}
+
 export const PHASES: Phase[] = [
   { name: 'init, bare host', run: (h) => timedInit(h, true) },
   { name: 'init, ready host', run: (h) => timedInit(h, false) },
+  { name: 'reboot to serving', run: rebootToServing },
 ];
 
 const rounds = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 3);
+// Names carry the pid: two benches at once (or a leftover of one) never take each other's host.
 const slotBase = Number(process.env.CODEB_BENCH_HOST_SLOT ?? 200);
 const results = new Map<string, number[]>(PHASES.map((p) => [p.name, []]));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 for (let i = 0; i < rounds; i++) {
   const boot0 = performance.now();
-  const host = await startServerHost({ name: `bench-${i}`, slot: slotBase + (i % 50) });
+  const host = await startServerHost({ name: `bench-${process.pid}-${i}`, slot: slotBase + (i % 50) });
   const boot = performance.now() - boot0;
   try {
     const line = [`round ${i + 1}/${rounds}: boot ${(boot / 1000).toFixed(1)}s`];

@@ -163,8 +163,8 @@ const onServerRuntime = (runtime: string) => (id: string) =>
   `${fullManifest(id)}servers:\n  - name: local\n    host: local\n    runtime: ${runtime}\n`;
 const RUNTIME_CASES: Case[] = [
   { name: 'runtime: kubernetes', manifest: onServerRuntime('kubernetes'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'no Kubernetes driver'] },
-  { name: 'runtime: quadlet', manifest: onServerRuntime('quadlet'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'Quadlet units'] },
-  { name: 'runtime: systemd', manifest: onServerRuntime('systemd'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'systemd units'] },
+  { name: 'runtime: quadlet', manifest: onServerRuntime('quadlet'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'systemd is not PID 1'] },
+  { name: 'runtime: systemd', manifest: onServerRuntime('systemd'), env: () => ({}), code: 2, says: () => ['servers[0].runtime', 'systemd is not PID 1'] },
 ];
 
 function snapshot(box: Sandbox): { files: string[]; registry: string | null; mtimeMs: number | null } {

@@ -1,0 +1,226 @@
+/**
+ * A project on a real server, end to end, over SSH: a bare Debian 13 test host (systemd as PID 1,
+ * test/helpers/server-host.ts) made ready by `codeb server init`, then `runtime: quadlet`:
+ * apply (units exist, the app answers through the server's Caddy with its database, Redis and
+ * bucket), deploy v2 and roll back while a load client on the host sends requests through Caddy
+ * (0 failed), a reboot (restart of the host container) that brings the live version back with no
+ * codeb command, a runtime the server cannot honour (exit 2, nothing changed), destroy (units gone).
+ * Needs root (skipped otherwise).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codebCli, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { stackSettings } from './helpers/stack.js';
+
+const root = process.getuid?.() === 0;
+/** This file's test host: its own name and /24 (files run in parallel; subnets are machine-wide). */
+const HOST = { name: 'i10q-e2e', slot: 2, pool: process.env.CODEB_QUADLET_TEST_POOL || '10.72.0.0/16' };
+const PROJECT = 'shop';
+const DOMAIN = 'shop.test';
+const show = (r: ExecResult) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+
+function manifest(target: string, runtime: string): string {
+  const health = `    healthCheck:
+      http:
+        path: /api/health
+        timeout: 2s
+        interval: 200ms
+        successes: 3
+`;
+  return `apiVersion: codeb/v1
+project:
+  id: ${PROJECT}
+environment:
+  domain: ${DOMAIN}
+services:
+  web:
+    type: web
+    image: localhost/codeb-testapp:v1
+    port: 8080
+${health}  api:
+    type: internal
+    image: localhost/codeb-testapp:v1
+    port: 8080
+${health}features:
+  database: true
+  cache: true
+  storage:
+    buckets: [uploads]
+deploy:
+  healthGate:
+    deadline: 120s
+    verifyAfterSwitch: 2
+    watchAfterSwitch: 2s
+  drain: 2s
+servers:
+  - name: app1
+    host: ${target}
+    runtime: ${runtime}
+`;
+}
+
+/**
+ * A load client on the host: GET /api/version through Caddy (port 80, Host: the domain), two
+ * requests at a time, until /tmp/codeb-load-stop appears (or 600 s, or 100 000 requests).
+ * Prints {ok, failed, versions, errors}.
+ */
+const LOAD_CLIENT = `
+const http = require('node:http');
+const fs = require('node:fs');
+const started = Date.now();
+const out = { ok: 0, failed: 0, versions: {}, errors: [] };
+const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+function one() {
+  return new Promise((done) => {
+    const req = http.get({ host: '127.0.0.1', port: 80, path: '/api/version', headers: { host: ${JSON.stringify(DOMAIN)} }, agent, timeout: 10000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => {
+        if (res.statusCode === 200) {
+          out.ok++;
+          const v = JSON.parse(body).version;
+          out.versions[v] = (out.versions[v] || 0) + 1;
+        } else {
+          out.failed++;
+          if (out.errors.length < 5) out.errors.push(res.statusCode + ' ' + body.slice(0, 200));
+        }
+        done();
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => {
+      out.failed++;
+      if (out.errors.length < 5) out.errors.push(e.message);
+      done();
+    });
+  });
+}
+async function worker() {
+  while (!fs.existsSync('/tmp/codeb-load-stop') && Date.now() - started < 600000 && out.ok + out.failed < 100000) await one();
+}
+fs.writeFileSync('/tmp/codeb-load-started', '');
+Promise.all([worker(), worker()]).then(() => console.log(JSON.stringify(out)));
+`;
+
+interface LoadResult {
+  ok: number;
+  failed: number;
+  versions: Record<string, number>;
+  errors: string[];
+}
+
+describe.runIf(root)('a project on a real server over SSH with runtime: quadlet', () => {
+  let host: ServerHost;
+  let work: string;
+  let quadletManifest: string;
+  const cli = (...args: string[]) => codebCli(host, args);
+
+  /** GET through the server's Caddy, on the host itself (bounded: 5 s). */
+  const viaCaddy = async (path: string): Promise<{ status: number; body: string }> => {
+    // The server has no curl: its node (installed by init) asks, with the domain as Host.
+    const script = `require('node:http').get({ host: '127.0.0.1', port: 80, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(DOMAIN)} }, timeout: 5000 }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body: b }))); }).on('timeout', function () { this.destroy(new Error('timeout')); }).on('error', (e) => console.log(JSON.stringify({ status: 0, body: e.message })))`;
+    const r = await host.exec(['node', '-e', script]);
+    return r.code === 0 && r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as { status: number; body: string }) : { status: 0, body: `${r.stdout}${r.stderr}` };
+  };
+  const units = async () => (await host.sh('ls /etc/containers/systemd/ 2>/dev/null || true')).split('\n').filter((f) => f.endsWith('.container')).sort();
+  /** Registry, units and containers: what a refused command must leave as it was. */
+  const snapshot = () => host.sh('md5sum /opt/codeb/registry/projects.json; ls -la --time-style=full-iso /etc/containers/systemd; podman ps -a --format "{{.Names}} {{.ID}} {{.State}} {{.StartedAt}}" | sort');
+
+  /** Run `deploy`/`rollback` while the load client runs on the host; its result. */
+  async function underLoad(command: () => Promise<ExecResult>): Promise<{ run: ExecResult; load: LoadResult }> {
+    await host.sh('rm -f /tmp/codeb-load-stop /tmp/codeb-load-started');
+    const load = host.exec(['node', '-e', LOAD_CLIENT], { timeoutMs: 660_000 });
+    // The command starts once the client sends.
+    for (let i = 0; i < 100 && (await host.exec(['test', '-e', '/tmp/codeb-load-started'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const run = await command();
+    await host.sh('touch /tmp/codeb-load-stop');
+    const l = await load;
+    if (l.code !== 0) throw new Error(`load client failed: ${show(l)}`);
+    return { run, load: JSON.parse(l.stdout.trim()) as LoadResult };
+  }
+
+  beforeAll(async () => {
+    host = await startServerHost(HOST);
+    work = mkdtempSync(join(tmpdir(), 'codeb-server-quadlet-'));
+    quadletManifest = join(work, 'shop.yaml');
+    writeFileSync(quadletManifest, manifest(host.target, 'quadlet'));
+    const init = await cli('server', 'init', host.target);
+    if (init.code !== 0) throw new Error(`server init failed: ${show(init)}`);
+    for (const v of ['v1', 'v2']) await host.loadImage(`localhost/codeb-testapp:${v}`, { podmanSocket: stackSettings().podman.socketPath });
+  }, 900_000);
+  afterAll(async () => {
+    await host?.remove();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('apply: a Quadlet unit per service, and the app answers through Caddy with its database, Redis and bucket', async () => {
+    const r = await cli('apply', quadletManifest);
+    expect(r.code, show(r)).toBe(0);
+    const files = await units();
+    expect(files).toHaveLength(2);
+    for (const f of files) expect(f).toMatch(new RegExp(`^${PROJECT}--production--(web|api)--(blue|green)\\.container$`));
+    for (const f of files) expect((await host.sh(`systemctl is-active ${f.replace(/\.container$/, '.service')}`)).trim()).toBe('active');
+    const health = await viaCaddy('/api/health');
+    expect(health.status, health.body).toBe(200);
+    expect(JSON.parse(health.body)).toMatchObject({ ok: true, version: 'v1', database: 'ok', redis: 'ok' });
+    // The bucket, from inside the web container at the services address: it exists (an unsigned
+    // request is refused with 403, a missing bucket would be 404).
+    const web = files.find((f) => f.includes('--web--'))!.replace(/\.container$/, '');
+    const s3 = await host.exec(['podman', 'exec', web, '/usr/bin/node', '-e', 'fetch(process.env.S3_ENDPOINT + "/" + process.env.S3_BUCKET).then((r) => console.log(r.status, process.env.S3_BUCKET))']);
+    expect(s3.stdout.trim(), show(s3)).toMatch(/^403 \S*uploads/);
+  }, 300_000);
+
+  it('deploy --image v2 over SSH while a client on the server sends requests through Caddy: none fails', async () => {
+    const { run, load } = await underLoad(() => cli('deploy', quadletManifest, '--image', 'localhost/codeb-testapp:v2'));
+    expect(run.code, show(run)).toBe(0);
+    expect(load.failed, JSON.stringify(load)).toBe(0);
+    expect(load.versions.v1, JSON.stringify(load)).toBeGreaterThan(0);
+    expect(load.versions.v2, JSON.stringify(load)).toBeGreaterThan(0);
+    expect(JSON.parse((await viaCaddy('/api/version')).body).version).toBe('v2');
+    // Both slots are units now: the live one (v2) and the retained one (v1, for rollback).
+    expect(await units()).toHaveLength(4);
+  }, 300_000);
+
+  it('rollback over SSH under the same load: none fails, v1 serves again', async () => {
+    const { run, load } = await underLoad(() => cli('--host', host.target, 'rollback', PROJECT, '--env', 'production'));
+    expect(run.code, show(run)).toBe(0);
+    expect(load.failed, JSON.stringify(load)).toBe(0);
+    expect(load.versions.v1, JSON.stringify(load)).toBeGreaterThan(0);
+    expect(JSON.parse((await viaCaddy('/api/version')).body).version).toBe('v1');
+  }, 300_000);
+
+  it('a reboot brings the project back with the same live version, with no codeb command run', async () => {
+    await host.restart();
+    let answer: { status: number; body: string } = { status: 0, body: '' };
+    for (let i = 0; i < 240; i++) {
+      answer = await viaCaddy('/api/health');
+      if (answer.status === 200) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(answer.status, answer.body).toBe(200);
+    expect(JSON.parse(answer.body)).toMatchObject({ ok: true, version: 'v1', database: 'ok', redis: 'ok' });
+  }, 300_000);
+
+  it('runtime: kubernetes is refused over SSH with exit 2 and the reason; nothing changes', async () => {
+    const k8s = join(work, 'k8s.yaml');
+    writeFileSync(k8s, manifest(host.target, 'kubernetes'));
+    const before = await snapshot();
+    for (const command of ['plan', 'apply']) {
+      const r = await cli(command, k8s);
+      expect(r.code, show(r)).toBe(2);
+      expect(r.stderr).toContain('servers[0].runtime');
+      expect(r.stderr).toContain('no Kubernetes driver');
+    }
+    expect(await snapshot()).toBe(before);
+  }, 120_000);
+
+  it('destroy removes the units and the containers', async () => {
+    const r = await cli('--host', host.target, 'destroy', PROJECT, '--env', 'production', '--yes');
+    expect(r.code, show(r)).toBe(0);
+    expect(await units()).toEqual([]);
+    expect((await host.sh(`podman ps -a --filter label=codeb.project=${PROJECT} --format {{.Names}}`)).trim()).toBe('');
+    expect((await host.sh("systemctl list-units --all --no-legend 'shop--*' | wc -l")).trim()).toBe('0');
+  }, 120_000);
+});
