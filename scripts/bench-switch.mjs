@@ -15,6 +15,9 @@
  *   rollback       `codeb rollback`
  *   create other   `codeb apply` of a second project on the same Caddy and forwarder (a route add)
  *   destroy other  `codeb destroy` of it (a route removal); create/destroy repeated --neighbours times
+ *   scale 1->N     `codeb apply` with `replicas: N` (--replicas, 3): a blue-green deploy into N containers
+ *   deploy v1->v2 (N replicas), rollback (N replicas)   the same with N containers per slot: the
+ *                  forwarder spreads requests over them and a switch moves all N at once
  *   idle           load alone again
  *
  * The switch time is the deploy's own figure (from "every new container healthy" to "every entry
@@ -28,10 +31,11 @@
  * Options:
  *   --concurrency N     parallel requests (20)
  *   --rate N            requests per second over all workers, 0 = as fast as possible (1000)
- *   --max-requests N    stop the load after N requests (60000)
- *   --max-seconds N     stop the load after N seconds (60)
+ *   --max-requests N    stop the load after N requests (150000)
+ *   --max-seconds N     stop the load after N seconds (150)
  *   --rounds N          repeat deploy/rollback/neighbours N times (1)
  *   --neighbours N      neighbour create + destroy pairs per round (2)
+ *   --replicas N        replicas for the replicas phases (3; 0 or 1 leaves them out)
  *   --path P            what the load requests (/; e.g. /api/sleep?ms=50 for slower requests)
  *   --stack-proxy       use the stack's Caddy and forwarder instead of private ones
  *   --json              print the results as JSON
@@ -58,10 +62,11 @@ const { values: opt } = parseArgs({
   options: {
     concurrency: { type: 'string', default: '20' },
     rate: { type: 'string', default: '1000' },
-    'max-requests': { type: 'string', default: '60000' },
-    'max-seconds': { type: 'string', default: '60' },
+    'max-requests': { type: 'string', default: '150000' },
+    'max-seconds': { type: 'string', default: '150' },
     rounds: { type: 'string', default: '1' },
     neighbours: { type: 'string', default: '2' },
+    replicas: { type: 'string', default: '3' },
     path: { type: 'string', default: '/' },
     'stack-proxy': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -73,7 +78,8 @@ const maxRequests = Number(opt['max-requests']);
 const maxMs = Number(opt['max-seconds']) * 1000;
 const rounds = Number(opt.rounds);
 const neighbours = Number(opt.neighbours);
-for (const [name, v] of Object.entries({ concurrency, rate, 'max-requests': maxRequests, 'max-seconds': maxMs, rounds, neighbours })) {
+const replicas = Number(opt.replicas);
+for (const [name, v] of Object.entries({ concurrency, rate, 'max-requests': maxRequests, 'max-seconds': maxMs, rounds, neighbours, replicas })) {
   if (!Number.isFinite(v) || v < 0) {
     console.error(`bench-switch: --${name} must be a number >= 0`);
     process.exit(2);
@@ -169,7 +175,7 @@ const suffix = `${process.pid.toString(36)}${Math.floor(Math.random() * 1e6).toS
 const project = `bench-${suffix}`;
 const other = `bench-other-${suffix}`;
 const domain = `${project}.localhost`;
-function manifest(id) {
+function manifest(id, n = 1) {
   return `apiVersion: codeb/v1
 project:
   id: ${id}
@@ -180,6 +186,7 @@ services:
     type: web
     image: localhost/codeb-testapp:v1
     port: 8080
+    replicas: ${n}
     healthCheck:
       http:
         path: /api/health
@@ -196,7 +203,9 @@ deploy:
 }
 const projectFile = join(dir, 'project.yaml');
 const otherFile = join(dir, 'other.yaml');
+const replicasFile = join(dir, 'replicas.yaml');
 writeFileSync(projectFile, manifest(project));
+writeFileSync(replicasFile, manifest(project, replicas));
 writeFileSync(otherFile, manifest(other));
 
 // ------------------------------------------------------------------ the load
@@ -277,6 +286,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let failure = null;
 let workers = [];
+/** How many different containers answered after the scale to --replicas (null: not run). */
+let replicasAnswering = null;
 let caddyLog = '';
 try {
   log(`Caddy ${caddyVersion} (${opt['stack-proxy'] ? 'the stack\'s, and its forwarder' : 'the bench\'s own and a forwarder of its own, started by `codeb stack up --only caddy,forwarder`'}) on 127.0.0.1:${caddyPort}; stack settings ${settingsFile}`);
@@ -342,6 +353,43 @@ try {
       });
       await sleep(300);
     }
+  }
+  if (replicas > 1 && !stopLoad) {
+    // The same switch with N containers per slot (v1 is live again after the rollback above).
+    await timed(`scale 1->${replicas}`, async (p) => {
+      const r = must(await codeb('apply', replicasFile, '--json'), `apply with replicas ${replicas}`);
+      const out = JSON.parse(r.stdout);
+      p.switchMs = out.deploy?.switchMs ?? null;
+      p.ackMs = out.deploy?.switchAckMs ?? null;
+      p.commandMs = r.ms;
+      p.exit = r.code;
+    });
+    // Which containers answer: the test app reports its hostname (the container's).
+    const hosts = new Set();
+    for (let i = 0; i < 10 * replicas; i++) {
+      const r = await httpGet(caddyPort, '/api/version', domain);
+      if (r.status === 200) hosts.add(JSON.parse(r.body).hostname);
+    }
+    replicasAnswering = hosts.size;
+    await sleep(300);
+    await timed(`deploy v1->v2 (${replicas} replicas)`, async (p) => {
+      const r = must(await codeb('deploy', replicasFile, '--image', 'localhost/codeb-testapp:v2', '--json'), 'deploy with replicas');
+      const out = JSON.parse(r.stdout);
+      p.switchMs = out.deploy?.switchMs ?? null;
+      p.ackMs = out.deploy?.switchAckMs ?? null;
+      p.commandMs = r.ms;
+      p.exit = r.code;
+    });
+    await sleep(300);
+    await timed(`rollback (${replicas} replicas)`, async (p) => {
+      const r = must(await codeb('rollback', project, '--json'), 'rollback with replicas');
+      const out = JSON.parse(r.stdout);
+      p.switchMs = out.switchMs;
+      p.ackMs = out.switchAckMs ?? null;
+      p.commandMs = r.ms;
+      p.exit = r.code;
+    });
+    await sleep(300);
   }
   await timed('idle', () => sleep(2000));
 } catch (err) {
@@ -435,6 +483,7 @@ const result = {
   total,
   neighbours: neighbourTotal,
   baselineP50ms: baselineP50,
+  replicas: replicas > 1 ? { replicas, answering: replicasAnswering } : null,
   caddyErrors,
   error: failure ? String(failure.message ?? failure) : null,
 };
@@ -464,6 +513,7 @@ if (opt.json) {
     `neighbour created/destroyed ${neighbourTotal.phases} times: ${neighbourTotal.requests} requests to this project meanwhile, ${neighbourTotal.failed} failed; ` +
       `p50 ${neighbourTotal.p50ms ?? '-'} ms (baseline ${baselineP50 ?? '-'} ms), p99 ${neighbourTotal.p99ms ?? '-'} ms`,
   );
+  if (result.replicas) console.log(`replicas: ${result.replicas.answering ?? '-'} of ${replicas} containers answered ${10 * replicas} requests after the scale`);
   console.log(`total: ${total.requests} requests, ${total.failed} failed${sent >= maxRequests ? ' (stopped at --max-requests)' : ''}`);
 }
 if (failure) {

@@ -43,7 +43,7 @@ export function registerForwarder(program: Command): void {
         const [entries, routes] = await Promise.all([client.list(), client.routes()]);
         if (opts.json) return printJson({ entries, routes });
         if (!entries.length) println('No entries.');
-        else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${e.target}${e.previous ? `  (previous ${e.previous})` : ''}${e.allow ? `  (containers of ${e.allow})` : ''}`);
+        else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${(e.targets ?? [e.target]).join(',')}${e.previous ? `  (previous ${e.previous})` : ''}${e.allow ? `  (containers of ${e.allow})` : ''}`);
         if (!routes.length) println('No host routes.');
         for (const r of routes) {
           const ups = r.upstreams.map((u) => `${u.path ?? '*'} -> entry ${u.port} (${u.service})`).join(', ');

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CodebError, EXIT } from '../errors.js';
 import { printJson, println, runCommand } from './output.js';
+import { formatSlotPorts } from '../registry/slot-ports.js';
 
 interface Opts {
   json?: boolean;
@@ -96,7 +97,7 @@ export function registerRegistry(program: Command): void {
         if (opts.json) printJson(rec);
         else {
           println(`Allocated ${rec.project} (${rec.env}) in ${rec.registry}`);
-          for (const [svc, p] of Object.entries(rec.ports)) println(`  ${svc}: blue ${p.blue}, green ${p.green}`);
+          for (const [svc, p] of Object.entries(rec.ports)) println(`  ${svc}: blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}`);
           println(`  redis db: ${rec.redisDb ?? '-'}   database: ${rec.database ?? '-'}   bucket: ${rec.bucket ?? '-'}`);
         }
       }),

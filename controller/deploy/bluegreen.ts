@@ -5,11 +5,12 @@
  * retention window so `codeb rollback` is one switch.
  */
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, entryName, type Slot } from '../manifest/names.js';
+import { containerName, entryName, replicaNames, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, DeployPhase, DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import { reportStep, type Reporter } from '../reconcile/reporter.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
+import { slotPorts, slotTargets } from '../registry/slot-ports.js';
 import { actor } from '../registry/store.js';
 import { containerSpec } from '../runtime/spec.js';
 import type { ContainerSpec, Runtime } from '../runtime/types.js';
@@ -39,6 +40,8 @@ export interface DeployContext {
 
 export interface ServiceHealth {
   service: string;
+  /** The container checked (one per replica). */
+  container?: string;
   healthy: boolean;
   elapsedMs: number;
   firstOkMs: number | null;
@@ -82,11 +85,26 @@ export function serviceUrls(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>
   return out;
 }
 
+/** Every container of a slot: `replicas` per service (none for 0), each replica on its own slot port. */
 export function specsFor(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, slot: Slot, envFile: string | null, version: string, servicesAddress: string): ContainerSpec[] {
   const urls = serviceUrls(d, rec, servicesAddress);
-  return d.services
-    .filter((s) => s.replicas > 0)
-    .map((s) => containerSpec(d, s, slot, { port: s.port !== null ? rec.ports[s.name]![slot] : null, envFile, serviceUrls: urls, version }));
+  return d.services.flatMap((s) => {
+    const pair = s.port !== null ? rec.ports[s.name] : undefined;
+    const ports = pair ? slotPorts(pair, slot) : [];
+    if (pair && ports.length < s.replicas) {
+      throw new CodebError(`${d.projectId}/${d.env} service ${s.name} runs ${s.replicas} replicas, but the registry holds ${ports.length} ${slot} port${ports.length === 1 ? '' : 's'} for it.`, {
+        hint: 'Apply the manifest (`codeb apply`): it allocates a port per replica and slot.',
+      });
+    }
+    return Array.from({ length: s.replicas }, (_, i) => containerSpec(d, s, slot, { port: s.port !== null ? (ports[i] ?? null) : null, envFile, serviceUrls: urls, version, replica: i }));
+  });
+}
+
+/** Slot ports of each routed service's containers among `specs`: where its entry sends requests. */
+function targetsOf(specs: ContainerSpec[]): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const spec of specs) if (spec.port !== null) (out[spec.service] ??= []).push(spec.port);
+  return out;
 }
 
 function gateOptions(d: Deployment, s: ResolvedService) {
@@ -141,7 +159,7 @@ export async function gateService(ctx: DeployContext, spec: ContainerSpec, s: Re
   };
   const opts = hc.kind === 'uptime' ? { ...gateOptions(ctx.d, s), successes: 1, startPeriodMs: 0, deadlineMs: ctx.d.deploy.deadlineMs + hc.startPeriodMs } : gateOptions(ctx.d, s);
   const g: GateResult = await runHealthGate(probe, opts, clock, abort);
-  return { service: s.name, healthy: g.healthy, elapsedMs: Math.round(g.elapsedMs), firstOkMs: g.firstOkMs === null ? null : Math.round(g.firstOkMs), reason: g.reason, checks: g.checks };
+  return { service: s.name, container: spec.name, healthy: g.healthy, elapsedMs: Math.round(g.elapsedMs), firstOkMs: g.firstOkMs === null ? null : Math.round(g.firstOkMs), reason: g.reason, checks: g.checks };
 }
 
 function containerRecord(spec: ContainerSpec, id: string | null, state: string): ContainerRecord {
@@ -149,14 +167,17 @@ function containerRecord(spec: ContainerSpec, id: string | null, state: string):
 }
 
 /**
- * Point every routed or internal service's entry at a slot. switchMs: from `since` until the
- * forwarder had switched the last entry; ackMs: until the last answer (after it saved its table).
+ * Point every routed or internal service's entry at a slot: at all its replicas at once (one
+ * in-memory change per entry). `targets` names the slot ports per service; a service left out
+ * goes to the slot's containers as recorded. switchMs: from `since` until the forwarder had
+ * switched the last entry; ackMs: until the last answer (after it saved its table).
  */
-async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrtime.bigint()): Promise<{ switchMs: number; ackMs: number }> {
+async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrtime.bigint(), targets: Record<string, number[]> = {}): Promise<{ switchMs: number; ackMs: number }> {
+  const { rec } = ctx;
   const acks = await Promise.all(
     ctx.d.services
-      .filter((s) => s.port !== null && ctx.rec.ports[s.name])
-      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), ctx.rec.ports[s.name]!.entry, ctx.rec.ports[s.name]![slot], ctx.rec.subnet ?? null)),
+      .filter((s) => s.port !== null && rec.ports[s.name])
+      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), rec.ports[s.name]!.entry, targets[s.name] ?? slotTargets(rec.ports[s.name]!, rec.containers, s.name, slot), rec.subnet ?? null)),
   );
   return switchTimes(since, acks);
 }
@@ -169,8 +190,10 @@ const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.sw
  */
 async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedService[]): Promise<void> {
   const { d, rec } = ctx;
-  const names = new Set((services ?? d.services).map((s) => containerName(d.projectId, d.env, s.name, slot)));
-  if (!services) for (const c of rec.containers) if (c.slot === slot) names.add(c.name);
+  // Every replica the manifest names, and every one the record holds (more, before a scale-down).
+  const names = new Set((services ?? d.services).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
+  const only = services ? new Set(services.map((s) => s.name)) : null;
+  for (const c of rec.containers) if (c.slot === slot && (!only || only.has(c.service))) names.add(c.name);
   await Promise.all([...names].map((n) => ctx.runtime.remove(n, Math.ceil(d.deploy.drainMs / 1000))));
   rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
@@ -185,10 +208,10 @@ async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot
   // else serves the domain (verify-answer.ts). A forwarder older than the check cannot say.
   const answers = (await ctx.forwarder.health().catch(() => null))?.answers === true;
   const nonce = newNonce();
-  const slotPort = ctx.rec.ports[web.name]![slot];
-  const expect = answers
-    ? { headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: answerToken(nonce, entryId(ctx.d.projectId, ctx.d.env, web.name), slotPort), what: `the new ${slot} slot of ${web.name}` } }
-    : {};
+  // Any replica of the new slot may answer (the forwarder spreads requests over them).
+  const id = entryId(ctx.d.projectId, ctx.d.env, web.name);
+  const tokens = slotTargets(ctx.rec.ports[web.name]!, ctx.rec.containers, web.name, slot).map((port) => answerToken(nonce, id, port));
+  const expect = answers ? { headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: tokens, what: `the new ${slot} slot of ${web.name}` } } : {};
   const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: hc.path, expectStatus: hc.expectStatus, timeoutMs: Math.max(hc.timeoutMs, 1000), hostHeader: ctx.d.domain, ...expect });
   const results: ProbeResult[] = [];
   for (let i = 0; i < checks; i++) {
@@ -291,7 +314,9 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   const { fromSlot, toSlot } = base;
   await mark(ctx, 'rolling-back');
   const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
-  const canGoBack = fromSlot !== null && (await Promise.all(d.services.filter((s) => s.port !== null).map((s) => runtime.inspect(containerName(d.projectId, d.env, s.name, fromSlot))))).every((st) => st?.running);
+  // The previous slot's containers as recorded (its replica count may differ from the manifest's now).
+  const previous = fromSlot === null ? [] : routedNames(rec, d.services.filter((s) => s.port !== null).map((s) => s.name), fromSlot, d);
+  const canGoBack = fromSlot !== null && (await Promise.all(previous.map((n) => runtime.inspect(n)))).every((st) => st?.running);
   if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
   rec.liveSlot = fromSlot;
   await removeSlot(ctx, toSlot);
@@ -307,6 +332,12 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
   const base = { version, fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
   const step = stepper(ctx.reporter);
+  // A forwarder of an older codeb keeps only the first target of an entry: replicas would get no traffic.
+  if (Object.values(targetsOf(specs)).some((t) => t.length > 1) && (await ctx.forwarder.health()).targets !== true) {
+    throw new CodebError(`The codeb forwarder runs an older codeb that forwards each entry to one container only; ${d.projectId} (${d.env}) runs replicas. Nothing was started.`, {
+      hint: 'Restart the forwarder with this codeb (`codeb stack up` for the local stack; on a server `codeb server init`), then deploy again.',
+    });
+  }
 
   const now = new Date().toISOString();
   rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images, by: actor(), startedAt: now, at: now };
@@ -350,7 +381,7 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const sick = health.filter((h) => !h.healthy);
   if (sick.length) {
     const first = sick[0]!;
-    const logTail = await runtime.logsTail(containerName(d.projectId, d.env, first.service, toSlot), 30).catch(() => '');
+    const logTail = await runtime.logsTail(first.container ?? containerName(d.projectId, d.env, first.service, toSlot), 30).catch(() => '');
     await removeSlot(ctx, toSlot);
     await ctx.persist();
     return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; '), logTail };
@@ -360,10 +391,21 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   for (const c of rec.containers) if (c.slot === toSlot) c.state = 'running';
   await mark(ctx, 'healthy');
 
-  const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt), switched);
+  const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt, targetsOf(specs)), switched);
   rec.liveSlot = toSlot;
   await mark(ctx, 'switched');
   return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs }, d.deploy.watchAfterSwitchMs);
+}
+
+/**
+ * The containers of `services` in a slot as the record holds them (every replica that was
+ * started there); a service with none recorded: its first replica's name.
+ */
+export function routedNames(rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): string[] {
+  return services.flatMap((s) => {
+    const recorded = rec.containers.filter((c) => c.service === s && c.slot === slot).map((c) => c.name);
+    return recorded.length ? recorded : [containerName(d.projectId, d.env, s, slot)];
+  });
 }
 
 /** The one-off container a service's release command runs in. */
@@ -375,7 +417,7 @@ export const releaseContainerName = (name: string) => `${name}-release`;
  */
 export async function discardRelease(ctx: DeployContext, p: DeployProgress, live: Slot | null): Promise<number> {
   const { d, rec, runtime } = ctx;
-  const names = new Set([...d.services.map((s) => containerName(d.projectId, d.env, s.name, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const names = new Set([...d.services.flatMap((s) => replicaNames(d.projectId, d.env, s.name, p.slot, Math.max(1, s.replicas))), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
   const present = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   await removeSlot(ctx, p.slot);
   await Promise.all(d.services.filter((s) => s.release).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
@@ -396,7 +438,7 @@ export async function resumeRelease(ctx: DeployContext, p: DeployProgress, actio
   const base: AfterSwitchBase = { version: p.version, fromSlot: p.from, toSlot: p.slot, images: p.images, health: [], switchMs: null, resumed };
   if (action.kind === 'roll-back') return rollBack(ctx, specs, base, `resumed after it was cut short at "${resumed.phase}": ${action.reason}`);
   if (action.switchFirst) {
-    const sw = await stepper(ctx.reporter)(`switch traffic ${p.from ?? '(none)'} -> ${p.slot} (completing it)`, () => switchEntries(ctx, p.slot), switched);
+    const sw = await stepper(ctx.reporter)(`switch traffic ${p.from ?? '(none)'} -> ${p.slot} (completing it)`, () => switchEntries(ctx, p.slot, undefined, targetsOf(specs)), switched);
     base.switchMs = sw.switchMs;
     base.switchAckMs = sw.ackMs;
   }

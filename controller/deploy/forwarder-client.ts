@@ -37,8 +37,11 @@ export class ForwarderClient {
     });
   }
 
-  /** answers: the forwarder marks verification answers (verify-answer.ts); older ones do not. */
-  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean }> {
+  /**
+   * answers: the forwarder marks verification answers (verify-answer.ts); targets: an entry may
+   * have several targets (replicas). Older forwarders say neither.
+   */
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; targets?: boolean }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {
@@ -46,10 +49,12 @@ export class ForwarderClient {
   }
   /**
    * `allow`: the owning project's container subnet (the entry is then also reachable from those
-   * containers at the services address). `switchedAt` may be missing when the forwarder runs an older codeb.
+   * containers at the services address). `to`: the slot port, or one per replica (all switched
+   * together). `switchedAt` may be missing when the forwarder runs an older codeb.
    */
-  set(id: string, entryPort: number, target: number, allow: string | null = null): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
-    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target, allow });
+  set(id: string, entryPort: number, to: number | readonly number[], allow: string | null = null): Promise<Omit<SetResult, 'switchedAt'> & { switchedAt?: string }> {
+    const targets = typeof to === 'number' ? [to] : [...to];
+    return this.call('PUT', `/entries/${encodeURIComponent(id)}`, { entryPort, target: targets[0], targets, allow });
   }
   async retire(id: string, port: number, graceMs: number): Promise<number> {
     return (await this.call<{ closed: number }>('POST', `/entries/${encodeURIComponent(id)}/retire`, { port, graceMs })).closed;

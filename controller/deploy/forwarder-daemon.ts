@@ -58,7 +58,7 @@ export async function runForwarder(socketPath: string, tableFile: string, opts: 
       const r = /^\/routes\/([^/]+)$/.exec(url.pathname);
       try {
         if (req.method === 'GET' && url.pathname === '/health') {
-          return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, routes: fwd.routes().length, router: opts.routerSocket ?? null, answers: true });
+          return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, routes: fwd.routes().length, router: opts.routerSocket ?? null, answers: true, targets: true });
         }
         if (req.method === 'GET' && url.pathname === '/entries') return send(res, 200, { entries: fwd.list() });
         if (req.method === 'GET' && url.pathname === '/routes') return send(res, 200, { routes: fwd.routes() });
@@ -82,10 +82,11 @@ export async function runForwarder(socketPath: string, tableFile: string, opts: 
         if (req.method === 'PUT' && !m[2]) {
           const b = await body(req);
           const entryPort = Number(b.entryPort);
-          const target = Number(b.target);
-          if (!Number.isInteger(entryPort) || !Number.isInteger(target)) return send(res, 400, { error: 'entryPort and target must be port numbers' });
+          // targets (a list, one per replica) when given; target alone from older clients.
+          const targets = Array.isArray(b.targets) ? b.targets.map(Number) : [Number(b.target)];
+          if (!Number.isInteger(entryPort) || !targets.length || !targets.every((t) => Number.isInteger(t) && t > 0 && t <= 65535)) return send(res, 400, { error: 'entryPort and target (or targets) must be port numbers' });
           const allow = typeof b.allow === 'string' ? b.allow : null;
-          return send(res, 200, await fwd.set(id, entryPort, target, true, allow));
+          return send(res, 200, await fwd.set(id, entryPort, targets, true, allow));
         }
         if (req.method === 'POST' && m[2]) {
           const b = await body(req);

@@ -10,6 +10,10 @@
  * Websockets and server-sent event streams opened before a switch stay on the old slot until it
  * is retired; retiring closes them cleanly so clients reconnect to the new slot (docs/deploy.md).
  *
+ * An entry may have several targets (a service's replicas, each on its own slot port): requests
+ * take turns over them (round robin), and a safe request a target refuses goes to the next one at
+ * once. A switch replaces the whole list in one assignment, so all replicas move together.
+ *
  * The router (routeRequest/routeUpgrade, on a Unix socket Caddy's one static route proxies to)
  * picks the deployment by Host and the service by path from the host table (host-routes.ts), then
  * forwards exactly as the service's entry port would: to the entry's live slot. Adding, changing or
@@ -31,7 +35,10 @@ import { HostTable, normaliseHost, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute }
 export interface ForwarderEntry {
   id: string;
   entryPort: number;
+  /** The first target (the only one without replicas). */
   target: number;
+  /** Every target, when there are several (replicas); absent means [target]. */
+  targets?: number[];
   previous: number | null;
   updatedAt: string;
   /**
@@ -54,6 +61,9 @@ export interface SetResult {
 }
 
 interface LiveEntry extends ForwarderEntry {
+  targets: number[];
+  /** Round-robin position over targets. */
+  turn: number;
   server: Server;
   /** The listener on the services address, when the entry has an `allow` subnet. */
   containerServer: Server | null;
@@ -111,7 +121,7 @@ export class Forwarder {
   }
 
   list(): ForwarderEntry[] {
-    return [...this.entries.values()].map(({ id, entryPort, target, previous, updatedAt, allow }) => ({ id, entryPort, target, previous, updatedAt, allow: allow ?? null }));
+    return [...this.entries.values()].map(({ id, entryPort, target, targets, previous, updatedAt, allow }) => ({ id, entryPort, target, ...(targets.length > 1 ? { targets: [...targets] } : {}), previous, updatedAt, allow: allow ?? null }));
   }
 
   /** Load the persisted table and listen on every entry port (after a restart). */
@@ -121,7 +131,7 @@ export class Forwarder {
     for (const e of saved.entries) {
       // One entry whose port another program took meanwhile must not keep every other entry down;
       // it stays in the table (the next deploy or apply of its project sets it again).
-      await this.set(e.id, e.entryPort, e.target, false, e.allow ?? null).catch((err: Error) => {
+      await this.set(e.id, e.entryPort, e.targets?.length ? e.targets : e.target, false, e.allow ?? null).catch((err: Error) => {
         console.error(`${new Date().toISOString()} entry ${e.id} (port ${e.entryPort}) not restored: ${err.message}`);
         this.unrestored.push(e);
       });
@@ -137,11 +147,14 @@ export class Forwarder {
   }
 
   /**
-   * Point an entry at a slot port. New requests go there from the moment this returns; the
-   * returned time is how long the switch itself took.
+   * Point an entry at a slot port, or at several (one per replica). New requests go there from the
+   * moment this returns; the returned time is how long the switch itself took.
    */
-  async set(id: string, entryPort: number, target: number, persist = true, allow: string | null = null): Promise<SetResult> {
+  async set(id: string, entryPort: number, to: number | readonly number[], persist = true, allow: string | null = null): Promise<SetResult> {
     const t0 = process.hrtime.bigint();
+    const targets = [...new Set(typeof to === 'number' ? [to] : to)];
+    if (!targets.length || !targets.every((t) => Number.isInteger(t) && t > 0 && t <= 65535)) throw new Error(`invalid targets ${JSON.stringify(to)} for entry ${id}`);
+    const target = targets[0]!;
     if (allow !== null) parseCidr(allow, 'allowed subnet'); // refuse garbage before anything changes
     let e = this.entries.get(id);
     if (e && (e.entryPort !== entryPort || (e.allow ?? null) !== allow)) {
@@ -152,11 +165,13 @@ export class Forwarder {
     let previous: number | null = null;
     if (e) {
       previous = e.target === target ? e.previous : e.target;
+      // One assignment of the whole list: every replica of the new slot takes requests at once.
       e.target = target;
+      e.targets = targets;
       e.previous = previous;
       e.updatedAt = new Date().toISOString();
     } else {
-      const live: LiveEntry = { id, entryPort, target, previous: null, updatedAt: new Date().toISOString(), allow, server: this.entryServer(null), containerServer: null, open: new Map() };
+      const live: LiveEntry = { id, entryPort, target, targets, turn: 0, previous: null, updatedAt: new Date().toISOString(), allow, server: this.entryServer(null), containerServer: null, open: new Map() };
       live.server.on('request', (req, res) => this.forward(live, req, res));
       live.server.on('upgrade', (req, socket, head) => this.tunnel(live, req, socket as Socket, head));
       await listen(live.server, entryPort, '127.0.0.1');
@@ -313,8 +328,8 @@ export class Forwarder {
     return forget;
   }
 
-  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0, since = Date.now()): void {
-    const port = e.target;
+  private forward(e: LiveEntry, req: IncomingMessage, res: ServerResponse, attempt = 0, since = Date.now(), refused: readonly number[] = []): void {
+    const port = takeTurn(e, refused);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
     // A deploy's verification nonce never reaches the app; the answer says which entry and slot served it.
@@ -352,6 +367,12 @@ export class Forwarder {
         (err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') &&
         (attempt === 0 || Date.now() - since < this.router.retryWindowMs!);
       if (retry && !res.destroyed) {
+        // Another replica that has not refused this request yet: try it at once.
+        const skip = [...refused, port];
+        if (err.code === 'ECONNREFUSED' && e.targets.some((t) => !skip.includes(t))) {
+          setImmediate(() => this.forward(e, req, res, attempt + 1, since, skip));
+          return;
+        }
         setTimeout(() => this.forward(e, req, res, attempt + 1, since), attempt === 0 ? 50 : 250);
         return;
       }
@@ -364,7 +385,7 @@ export class Forwarder {
   }
 
   private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer): void {
-    const port = e.target;
+    const port = takeTurn(e, []);
     const upstream = connect(port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -386,6 +407,20 @@ export class Forwarder {
     upstream.on('end', () => client.end());
     client.on('end', () => upstream.end());
   }
+}
+
+/** The entry's next target in turn, leaving out those that refused this request (unless all did). */
+function takeTurn(e: { targets: number[]; turn: number }, refused: readonly number[]): number {
+  const port = pickTarget(e.targets, e.turn, refused);
+  e.turn = (e.turn + 1) % 1_000_000;
+  return port;
+}
+
+/** Round robin over `targets` at position `turn`, skipping `refused` ones while any other is left. Pure. */
+export function pickTarget(targets: readonly number[], turn: number, refused: readonly number[]): number {
+  const open = targets.filter((t) => !refused.includes(t));
+  const pool = open.length ? open : targets;
+  return pool[turn % pool.length]!;
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -23,7 +23,8 @@ export function probeHttp(opts: {
   hostHeader?: string;
   headers?: Record<string, string>;
   /** Also require this response header value (verification: who answered); `what` names the expected answerer. */
-  expectHeader?: { name: string; value: string; what: string };
+  /** value: what the header must be (any of a list: e.g. one token per replica that may answer). */
+  expectHeader?: { name: string; value: string | string[]; what: string };
 }): Promise<ProbeResult> {
   const t0 = performance.now();
   const at = new Date().toISOString();
@@ -47,7 +48,8 @@ export function probeHttp(opts: {
           const status = res.statusCode ?? 0;
           const snippet = body.replace(/\s+/g, ' ').trim().slice(0, 200);
           const want = opts.expectHeader;
-          if (want && status === opts.expectStatus && res.headers[want.name] !== want.value) {
+          const got = res.headers[want?.name ?? ''];
+          if (want && status === opts.expectStatus && !(typeof got === 'string' && (Array.isArray(want.value) ? want.value.includes(got) : got === want.value))) {
             finish({ ok: false, status, detail: `HTTP ${status}, but not answered by ${want.what} (another upstream serves this domain)` });
             return;
           }

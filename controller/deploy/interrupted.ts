@@ -3,11 +3,11 @@
  * (in apply or deploy) finish it, or remove its half-started slot. The decision itself is pure
  * (resume.ts); the steps are the blue-green ones (bluegreen.ts).
  */
-import { containerName, type Slot } from '../manifest/names.js';
+import type { Slot } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import type { Runtime } from '../runtime/types.js';
-import { discardRelease, entryId, resumeRelease, type DeployContext, type DeployOutcome } from './bluegreen.js';
+import { discardRelease, entryId, resumeRelease, routedNames, type DeployContext, type DeployOutcome } from './bluegreen.js';
 import type { ForwarderClient } from './forwarder-client.js';
 import { decideResume, describeResume, interruptedDeploy, remainingWatch, type InterruptionFacts, type ResumeAction } from './resume.js';
 
@@ -19,7 +19,7 @@ export interface PendingResume {
 }
 
 /** Where the forwarder sends the deploy's routed services, and whether its new slot still runs. */
-export async function observeInterruption(rec: Pick<EnvironmentRecord, 'env' | 'ports'>, projectId: string, p: DeployProgress, runtime: Runtime, forwarder: ForwarderClient): Promise<InterruptionFacts> {
+export async function observeInterruption(rec: Pick<EnvironmentRecord, 'env' | 'ports' | 'containers'>, projectId: string, p: DeployProgress, runtime: Runtime, forwarder: ForwarderClient): Promise<InterruptionFacts> {
   const services = Object.keys(p.images);
   const table = await forwarder.list();
   const slots = new Set<Slot | 'other'>();
@@ -27,10 +27,12 @@ export async function observeInterruption(rec: Pick<EnvironmentRecord, 'env' | '
     const ports = rec.ports[s];
     const e = ports && table.find((x) => x.id === entryId(projectId, rec.env, s));
     if (!ports || !e) continue;
+    // The first target is the first replica's port in either slot (replica ports are per slot).
     slots.add(e.target === ports.blue ? 'blue' : e.target === ports.green ? 'green' : 'other');
   }
   const entries = slots.size === 0 ? null : slots.size === 1 && !slots.has('other') ? ([...slots][0] as Slot) : 'mixed';
-  const states = await Promise.all(services.map((s) => runtime.inspect(containerName(projectId, rec.env, s, p.slot))));
+  // Every replica the deploy started (as recorded), or the first one's name when none is recorded.
+  const states = await Promise.all(routedNames(rec, services, p.slot, { projectId, env: rec.env }).map((n) => runtime.inspect(n)));
   return { entries, newRunning: states.length > 0 && states.every((st) => st?.running) };
 }
 

@@ -11,7 +11,8 @@ import { PodmanApiRuntime } from '../runtime/podman-api.js';
 import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
-import { entryId, otherSlot, releaseContainerName } from './bluegreen.js';
+import { entryId, otherSlot, releaseContainerName, routedNames } from './bluegreen.js';
+import { slotTargets } from '../registry/slot-ports.js';
 import { ForwarderClient, switchTimes } from './forwarder-client.js';
 import { observeInterruption } from './interrupted.js';
 import { decideResume, describeInterruption, interruptedDeploy } from './resume.js';
@@ -36,6 +37,21 @@ function routedServices(rec: EnvironmentRecord): string[] {
   return Object.keys(rec.ports);
 }
 
+/** Routed services with a container of the slot (any replica, as recorded) not running. */
+async function notRunning(rec: EnvironmentRecord, project: string, slot: Slot, runtime: Runtime): Promise<string[]> {
+  const missing: string[] = [];
+  for (const s of routedServices(rec)) {
+    const states = await Promise.all(routedNames(rec, [s], slot, { projectId: project, env: rec.env }).map((n) => runtime.inspect(n)));
+    if (!states.every((st) => st?.running)) missing.push(s);
+  }
+  return missing;
+}
+
+/** Every routed entry at a slot's containers (all replicas of it, as recorded), at once. */
+function switchTo(rec: EnvironmentRecord, project: string, slot: Slot, forwarder: ForwarderClient) {
+  return Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, rec.env, s), rec.ports[s]!.entry, slotTargets(rec.ports[s]!, rec.containers, s, slot), rec.subnet ?? null)));
+}
+
 export async function rollback(opts: { project: string; env: string; registry?: string; settings?: Settings }): Promise<RollbackResult> {
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
@@ -53,18 +69,14 @@ export async function rollback(opts: { project: string; env: string; registry?: 
       }
       if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
       const back = otherSlot(rec.liveSlot);
-      const missing: string[] = [];
-      for (const s of routedServices(rec)) {
-        const st = await runtime.inspect(containerName(opts.project, opts.env, s, back));
-        if (!st?.running) missing.push(s);
-      }
+      const missing = await notRunning(rec, opts.project, back, runtime);
       if (!rec.retained || rec.retained.slot !== back || missing.length) {
         throw new NoRetainedSlotError(`No previous version of ${opts.project} (${opts.env}) is running to switch back to${missing.length ? ` (${missing.join(', ')} not running in the ${back} slot)` : ''}.`, {
           hint: '`codeb rollback` then redeploys the earlier image from history; `codeb rollback --to <version>` picks one (`codeb history` lists them).',
         });
       }
       const t0 = process.hrtime.bigint();
-      const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(opts.project, opts.env, s), rec.ports[s]!.entry, rec.ports[s]![back], rec.subnet ?? null)));
+      const acks = await switchTo(rec, opts.project, back, forwarder);
       const { switchMs, ackMs } = switchTimes(t0, acks);
       const from = rec.liveSlot;
       const currentImages = Object.fromEntries(rec.containers.filter((c) => c.slot === from).map((c) => [c.service, c.image]));
@@ -98,8 +110,7 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
       hint: '`codeb apply` (or deploy) finishes the interrupted deploy; `codeb rollback --to <version>` deploys an earlier version.',
     });
   }
-  const missing: string[] = [];
-  for (const s of routedServices(rec)) if (!(await runtime.inspect(containerName(project, env, s, back)))?.running) missing.push(s);
+  const missing = await notRunning(rec, project, back, runtime);
   if (missing.length) {
     throw new NoRetainedSlotError(`${text[0]!.toUpperCase()}${text.slice(1)}, and the previous version is not running in the ${back} slot (${missing.join(', ')}).`, {
       hint: '`codeb rollback` then redeploys the earlier image from history, after finishing the interrupted deploy; `codeb rollback --to <version>` picks one.',
@@ -107,7 +118,7 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
   }
   // Every entry on the slot that served before (a no-op where it already points there).
   const t0 = process.hrtime.bigint();
-  const acks = await Promise.all(routedServices(rec).map((s) => forwarder.set(entryId(project, env, s), rec.ports[s]!.entry, rec.ports[s]![back], rec.subnet ?? null)));
+  const acks = await switchTo(rec, project, back, forwarder);
   const { switchMs, ackMs } = switchTimes(t0, acks);
   const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
   const removed = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
@@ -180,7 +191,9 @@ export async function gc(opts: { registry?: string; settings?: Settings; force?:
           const names = rec.containers.filter((c) => c.slot === r.slot).map((c) => c.name);
           for (const n of names) await runtime.remove(n);
           let streamsClosed = 0;
-          for (const s of routedServices(rec)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), rec.ports[s]![r.slot], 0).catch(() => 0);
+          for (const s of routedServices(rec)) {
+            for (const port of slotTargets(rec.ports[s]!, rec.containers, s, r.slot)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), port, 0).catch(() => 0);
+          }
           rec.containers = rec.containers.filter((c) => c.slot !== r.slot);
           rec.retained = null;
           pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'gc', result: 'ok', detail: { slot: r.slot, containers: names.length, streamsClosed } });

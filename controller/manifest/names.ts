@@ -85,11 +85,27 @@ export function redisKeyPrefix(s: NameScope): string {
 
 export type Slot = 'blue' | 'green';
 
-export function containerName(projectId: string, env: string, service: string, slot: Slot): string {
+/** Most replicas a service may run (the schema's maximum): a bound for anything that counts them. */
+export const MAX_REPLICAS = 20;
+
+/**
+ * A service's container in a slot. replica is 0-based: the first replica keeps the name a service
+ * had before replicas existed (<project>--<env>--<service>--<slot>), so containers made then are
+ * still found; replica i > 0 appends its 1-based number (...--blue--2, ...--blue--3).
+ */
+export function containerName(projectId: string, env: string, service: string, slot: Slot, replica = 0): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
   assertLabel('service name', service, 30);
-  return [projectId, env, service, slot].join(SEP);
+  if (!Number.isInteger(replica) || replica < 0 || replica >= MAX_REPLICAS) {
+    throw new CodebError(`Invalid replica index ${replica} of service ${JSON.stringify(service)}: replicas are numbered 0 to ${MAX_REPLICAS - 1}.`, { exitCode: 2 });
+  }
+  return [projectId, env, service, slot, ...(replica > 0 ? [String(replica + 1)] : [])].join(SEP);
+}
+
+/** Every container name of a service in a slot, for `replicas` replicas. */
+export function replicaNames(projectId: string, env: string, service: string, slot: Slot, replicas: number): string[] {
+  return Array.from({ length: replicas }, (_, i) => containerName(projectId, env, service, slot, i));
 }
 
 /** The forwarder's entry of one service's stable port: one per project, environment and service. */

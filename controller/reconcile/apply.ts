@@ -250,7 +250,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       // An apply cut short (killed, crashed) leaves status provisioning: even when every resource
       // already exists, this run completes it (status, history) instead of reporting No changes.
       const changed = hasChanges(actions) || !sameRecord(existing, rec) || existing?.status === 'provisioning' || pending !== null;
-      const notes: string[] = d.services.some((svc) => svc.replicas > 1) ? ['replicas above 1 are not supported yet: one container per service and slot is started'] : [];
+      const notes: string[] = [];
       const shared = d.features.storage ? sharedKeyNote(settings.storage) : null;
       if (shared) notes.push(shared);
       if (pending) notes.push(pending.text);

@@ -5,6 +5,7 @@
 import type { Slot } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
+import { slotPorts } from '../registry/slot-ports.js';
 
 /**
  * Host ports a deploy is about to bind that some other process holds: the slot the deploy starts
@@ -26,7 +27,7 @@ export function portsTakenBeforeDeploy(
   for (const s of d.services) {
     const p = s.port !== null ? rec.ports[s.name] : undefined;
     if (!p || s.replicas === 0) continue;
-    if (!ownSlot && listening.has(p[toSlot])) out.push(`${p[toSlot]} (${s.name}, ${toSlot} slot)`);
+    if (!ownSlot) slotPorts(p, toSlot).slice(0, s.replicas).forEach((port, i) => listening.has(port) && out.push(`${port} (${s.name}, ${toSlot} slot${i ? `, replica ${i + 1}` : ''})`));
     if (!ownEntryPorts.has(p.entry) && listening.has(p.entry)) out.push(`${p.entry} (${s.name}, entry port)`);
   }
   return out;

@@ -5,6 +5,7 @@
  * executing either re-points entries (the forwarder lost them) or runs a blue-green deploy.
  */
 import { containerName, deploymentName } from '../manifest/names.js';
+import { slotPorts } from '../registry/slot-ports.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import { entryId, specsFor } from '../deploy/bluegreen.js';
@@ -13,11 +14,16 @@ import { LABEL, type Runtime } from '../runtime/types.js';
 import { makeResource, type Observed, type Resource } from './model.js';
 
 export interface ReleaseSpec extends Record<string, unknown> {
-  /** service -> spec hash of the container the manifest asks for. */
+  /** service -> spec hash of the container the manifest asks for, with " xN" for N replicas (N != 1). */
   services: Record<string, string>;
-  /** service -> slot port its entry forwards to (web and internal services). */
-  entries: Record<string, number>;
+  /** service -> slot port its entry forwards to (web and internal services); one per replica when several. */
+  entries: Record<string, number | number[]>;
 }
+
+/** A hash and a replica count as the release spec states them: one replica is the bare hash (as before replicas). */
+export const withReplicas = (hash: string, n: number): string => (n === 1 ? hash : `${hash} x${n}`);
+/** A target list as the release spec states it: one port alone (as before replicas). */
+const entryValue = (ports: number[]): number | number[] => (ports.length === 1 ? ports[0]! : ports);
 
 export function releaseName(projectId: string, env: string): string {
   return deploymentName(projectId, env);
@@ -32,9 +38,10 @@ export function versionOf(d: Deployment): string {
 export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'ports' | 'liveSlot'>, envFile: string | null, dependsOn: string[], servicesAddress: string): Resource<ReleaseSpec> {
   const slot = rec.liveSlot ?? 'blue';
   const specs = specsFor(d, rec, slot, envFile, versionOf(d), servicesAddress);
-  const services = Object.fromEntries(specs.map((s) => [s.service, s.labels[LABEL.specHash]!]));
-  const entries: Record<string, number> = {};
-  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = rec.ports[s.name]![slot];
+  const replicas = new Map(d.services.map((s) => [s.name, s.replicas]));
+  const services = Object.fromEntries(specs.map((s) => [s.service, withReplicas(s.labels[LABEL.specHash]!, replicas.get(s.service)!)]));
+  const entries: Record<string, number | number[]> = {};
+  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = entryValue(slotPorts(rec.ports[s.name]!, slot).slice(0, s.replicas));
   return makeResource('runtime.release', releaseName(d.projectId, d.env), { services, entries }, dependsOn);
 }
 
@@ -44,8 +51,8 @@ export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'por
  */
 export async function foreignContainer(d: Deployment, runtime: Runtime): Promise<string | null> {
   for (const s of d.services) {
-    for (const slot of ['blue', 'green'] as const) {
-      const name = containerName(d.projectId, d.env, s.name, slot);
+    for (const slot of ['blue', 'green'] as const) for (let i = 0; i < Math.max(1, s.replicas); i++) {
+      const name = containerName(d.projectId, d.env, s.name, slot, i);
       const st = await runtime.inspect(name);
       if (!st) continue;
       const project = st.labels[LABEL.project];
@@ -58,7 +65,7 @@ export async function foreignContainer(d: Deployment, runtime: Runtime): Promise
   return null;
 }
 
-export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord, 'liveSlot'>, runtime: Runtime, forwarder: ForwarderClient, r: Resource): Promise<Observed> {
+export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord, 'liveSlot'> & Partial<Pick<EnvironmentRecord, 'containers'>>, runtime: Runtime, forwarder: ForwarderClient, r: Resource): Promise<Observed> {
   const foreign = await foreignContainer(d, runtime);
   if (foreign) return { key: r.key, exists: true, conflict: foreign };
   if (!rec.liveSlot) return { key: r.key, exists: false };
@@ -66,12 +73,24 @@ export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord,
   for (const s of d.services) {
     const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, rec.liveSlot));
     services[s.name] = st?.running ? st.labels[LABEL.specHash] ?? '(unlabelled)' : st ? `(${st.status})` : '(missing)';
+    // Further replicas: as many as the manifest asks or the record holds (more, before a scale-down).
+    const recorded = (rec.containers ?? []).filter((c) => c.service === s.name && c.slot === rec.liveSlot).length;
+    const count = Math.max(s.replicas, recorded);
+    if (!st?.running || count <= 1) continue;
+    let running = 1;
+    for (let i = 1; i < count; i++) {
+      const more = await runtime.inspect(containerName(d.projectId, d.env, s.name, rec.liveSlot, i));
+      if (!more?.running) continue;
+      running++;
+      if (more.labels[LABEL.specHash] !== st.labels[LABEL.specHash]) services[s.name] = '(replicas differ)';
+    }
+    if (!services[s.name]!.startsWith('(')) services[s.name] = withReplicas(services[s.name]!, running);
   }
   const table = await forwarder.list();
-  const entries: Record<string, number> = {};
+  const entries: Record<string, number | number[]> = {};
   for (const s of d.services) {
     const e = table.find((x) => x.id === entryId(d.projectId, d.env, s.name));
-    if (e) entries[s.name] = e.target;
+    if (e) entries[s.name] = entryValue(e.targets ?? [e.target]);
   }
   const anyRunning = Object.values(services).some((h) => !h.startsWith('('));
   return { key: r.key, exists: anyRunning, spec: { services, entries } };

@@ -3,6 +3,7 @@ import type { ApplyResult, StepResult } from './apply.js';
 import type { DestroyResult } from './destroy.js';
 import type { PlanSummary } from './plan.js';
 import { formatMs } from './reporter.js';
+import { formatSlotPorts } from '../registry/slot-ports.js';
 
 const MARK: Record<string, string> = { create: '+', update: '~', delete: '-', unchanged: '=', keep: 'k', blocked: '!' };
 
@@ -38,7 +39,7 @@ export function renderPlan(r: ApplyResult): string {
 export function renderApplySummary(r: ApplyResult): string {
   if (!r.applied) return `No changes. ${r.project} (${r.env}) matches the manifest (checked in ${formatMs(r.durationMs)}).`;
   const rec = r.record;
-  const ports = Object.entries(rec.ports).map(([s, p]) => `${s} entry ${p.entry} (blue ${p.blue}, green ${p.green}; live ${rec.liveSlot ?? 'none'})`).join('; ');
+  const ports = Object.entries(rec.ports).map(([s, p]) => `${s} entry ${p.entry} (blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}; live ${rec.liveSlot ?? 'none'})`).join('; ');
   const lines = [
     `Applied ${r.project} (${r.env}) in ${formatMs(r.durationMs)}: ${r.summary.create} created, ${r.summary.update} updated, ${r.summary.unchanged} unchanged.`,
     `  url       ${r.url ?? '-'}`,

@@ -61,7 +61,7 @@ export class ReleaseProvider implements Provider {
     }
     if (a.op === 'update' && onlyEntriesDiffer(a.changes)) {
       const spec = a.resource.spec as ReleaseSpec;
-      for (const [svc, port] of Object.entries(spec.entries)) await this.forwarder.set(entryId(projectId, rec.env, svc), rec.ports[svc]!.entry, port, rec.subnet ?? null);
+      for (const [svc, to] of Object.entries(spec.entries)) await this.forwarder.set(entryId(projectId, rec.env, svc), rec.ports[svc]!.entry, to, rec.subnet ?? null);
       ctx.progress('entries re-pointed at the live slot');
       return;
     }

@@ -1,10 +1,12 @@
 /**
  * Pure allocation of host ports and Redis DB slots against the registry document.
- * A known deployment keeps what it has; explicit ports are honoured when nobody else holds them;
+ * A known deployment keeps what it has (replica ports too: scaling up adds ports, scaling down
+ * drops the last ones, the others stay); explicit ports are honoured when nobody else holds them;
  * new ports skip anything held in the registry or (on the local target) listened on by another process.
  */
 import { CodebError } from '../errors.js';
 import type { PortPair, PortRole, RegistryDocument } from './types.js';
+import type { Slot } from '../manifest/names.js';
 
 export interface PortRange {
   min: number;
@@ -32,14 +34,16 @@ export const DEFAULT_POLICY: AllocationPolicy = {
 /** DB 0 is the system's own cache, DB 1 is shared: projects get 2 and up. */
 export const FIRST_PROJECT_REDIS_DB = 2;
 
-/** Each web or internal service holds three host ports: one per slot, and the stable entry port. */
+/** Each web or internal service holds three host ports: one per slot, and the stable entry port (plus one per slot for each further replica). */
 export const PORT_ROLES: readonly PortRole[] = ['blue', 'green', 'entry'];
+const SLOTS: readonly Slot[] = ['blue', 'green'];
 
 export interface AllocationRequest {
   projectId: string;
   env: string;
   /** explicit: host ports the manifest names (entry may be left to allocation). */
-  services: Array<{ name: string; needsPorts: boolean; explicit: ExplicitPorts | null }>;
+  /** replicas: containers per slot (default 1); each replica beyond the first gets its own slot ports. */
+  services: Array<{ name: string; needsPorts: boolean; explicit: ExplicitPorts | null; replicas?: number }>;
   needsRedis: boolean;
 }
 
@@ -65,10 +69,13 @@ interface Holder {
   env: string;
   service: string;
   slot: PortRole;
+  /** 0-based; set for the ports of replicas beyond the first. */
+  replica?: number;
 }
 
 function describe(h: Holder): string {
-  return `project "${h.projectId}" (environment ${h.env}, service ${h.service}, ${h.slot === 'entry' ? 'entry port' : h.slot})`;
+  const what = h.slot === 'entry' ? 'entry port' : h.replica ? `${h.slot}, replica ${h.replica + 1}` : h.slot;
+  return `project "${h.projectId}" (environment ${h.env}, service ${h.service}, ${what})`;
 }
 
 /** Every port and Redis DB held by deployments other than (projectId, env). */
@@ -80,6 +87,7 @@ function heldByOthers(doc: RegistryDocument, projectId: string, env: string): { 
       if (p.id === projectId && e.env === env) continue;
       for (const [service, pair] of Object.entries(e.ports)) {
         for (const role of PORT_ROLES) ports.set(pair[role], { projectId: p.id, env: e.env, service, slot: role });
+        for (const slot of SLOTS) pair.replicas?.[slot].forEach((port, i) => ports.set(port, { projectId: p.id, env: e.env, service, slot, replica: i + 1 }));
       }
       if (e.redisDb !== null) redis.set(e.redisDb, `${p.id} (${e.env})`);
     }
@@ -150,6 +158,28 @@ export function allocate(doc: RegistryDocument, req: AllocationRequest, policy: 
     if (!s.needsPorts) continue;
     const want = explicit[s.name] ?? {};
     ports[s.name] = { blue: want.blue ?? next(), green: want.green ?? next(), entry: want.entry ?? next() };
+  }
+  // Replicas beyond the first, after every first-replica port, so adding replicas to one service
+  // never moves another service's ports. Kept ports stay (in order); a scale-up appends new ones.
+  const extra = (s: AllocationRequest['services'][number]) => Math.max(0, (s.replicas ?? 1) - 1);
+  const keptExtra: Record<string, Record<Slot, number[]>> = {};
+  for (const s of req.services) {
+    if (!s.needsPorts || extra(s) === 0) continue;
+    const kept = existing?.ports[s.name]?.replicas;
+    const k = (keptExtra[s.name] = { blue: [] as number[], green: [] as number[] });
+    for (const slot of SLOTS) {
+      for (const port of kept?.[slot].slice(0, extra(s)) ?? []) {
+        if (taken.has(port)) break; // the rest is re-allocated in order
+        taken.add(port);
+        k[slot].push(port);
+      }
+    }
+  }
+  for (const s of req.services) {
+    if (!s.needsPorts || extra(s) === 0) continue;
+    const k = keptExtra[s.name]!;
+    const fill = (list: number[]) => [...list, ...Array.from({ length: extra(s) - list.length }, next)];
+    ports[s.name]!.replicas = { blue: fill(k.blue), green: fill(k.green) };
   }
 
   let redisDb: number | null = null;

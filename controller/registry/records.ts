@@ -9,9 +9,9 @@ export function allocationRequest(d: Deployment): AllocationRequest {
   return {
     projectId: d.projectId,
     env: d.env,
-    // Web and internal services get a blue and a green host port (internal ones bind to 127.0.0.1
-    // only, for codeb's health probes); workers listen on nothing.
-    services: d.services.map((s) => ({ name: s.name, needsPorts: s.port !== null, explicit: s.hostPorts })),
+    // Web and internal services get a blue and a green host port per replica (internal ones bind
+    // to 127.0.0.1 only, for codeb's health probes); workers listen on nothing.
+    services: d.services.map((s) => ({ name: s.name, needsPorts: s.port !== null, explicit: s.hostPorts, replicas: s.replicas })),
     needsRedis: d.features.cache !== null,
   };
 }

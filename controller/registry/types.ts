@@ -11,18 +11,25 @@ export type DeploymentStatus = 'allocated' | 'provisioning' | 'provisioned' | 'r
 export type PortRole = 'blue' | 'green' | 'entry';
 
 /**
- * Host ports of one service: blue and green are the two slots' ports; entry is the stable port
- * the forwarder listens on and Caddy routes to (the blue-green switch re-points it; docs/deploy.md).
+ * Host ports of one service: blue and green are the two slots' ports (of the first replica);
+ * entry is the stable port the forwarder listens on and Caddy routes to (the blue-green switch
+ * re-points it; docs/deploy.md).
  */
 export interface PortPair {
   blue: number;
   green: number;
   entry: number;
+  /**
+   * With replicas > 1: the ports of replicas 2..N in each slot (same length in both). Absent for
+   * one replica, so records written before replicas existed read as one replica.
+   */
+  replicas?: { blue: number[]; green: number[] };
 }
 
 export interface ContainerRecord {
   service: string;
   slot: Slot;
+  /** names.containerName: the replica index is part of the name (absent suffix: the first). */
   name: string;
   id: string | null;
   image: string;

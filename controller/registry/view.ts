@@ -1,6 +1,7 @@
 /** What `registry list` and `registry inspect` show. Pure: document in, rows and text out. */
 import { describeInterruption, interruptedDeploy } from '../deploy/resume.js';
 import type { DeployProgress, EnvironmentRecord, ProjectRecord, RegistryDocument } from './types.js';
+import { allocatedReplicas, formatSlotPorts, slotPorts } from './slot-ports.js';
 
 export interface ListRow {
   project: string;
@@ -26,7 +27,7 @@ export function listRows(doc: RegistryDocument): ListRow[] {
         env: e.env,
         status: e.status,
         domain: e.domain,
-        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.entry}>${pp.blue}/${pp.green}`).join(' '),
+        ports: Object.entries(e.ports).map(([s, pp]) => `${s}:${pp.entry}>${slotPorts(pp, 'blue').join('+')}/${slotPorts(pp, 'green').join('+')}`).join(' '),
         redisDb: e.redisDb,
         database: e.database,
         bucket: e.bucket,
@@ -98,7 +99,7 @@ export function renderInspect(v: InspectView): string {
     out.push('', `environment ${e.env}: ${e.status}`);
     out.push(`  domain      ${e.domain ?? '-'}${e.aliases?.length ? ` (aliases: ${e.aliases.join(', ')})` : ''}`);
     const ports = Object.entries(e.ports);
-    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${p.blue}, green ${p.green})`).join('; ') : '-'}`);
+    out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}${p.replicas ? `; ${allocatedReplicas(p)} replicas` : ''})`).join('; ') : '-'}`);
     out.push(`  live slot   ${e.liveSlot ?? '-'}${e.retained ? ` (previous version retained in ${e.retained.slot} until ${e.retained.until})` : ''}`);
     out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
     out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);

@@ -19,6 +19,8 @@ export interface SpecOptions {
   serviceUrls: Record<string, string>;
   /** What is being deployed (image tag, commit sha or deploy id), for people and the registry. */
   version: string;
+  /** 0-based replica index (names.containerName); the first replica when absent. */
+  replica?: number;
 }
 
 /** Stop grace period when the deployment's drain window is shorter. */
@@ -142,7 +144,8 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     network: networkName(d.projectId, d.env),
     security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges, readOnlyRootfs: service.readOnlyRootfs },
   };
-  const name = containerName(d.projectId, d.env, service.name, slot);
+  const replica = opts.replica ?? 0;
+  const name = containerName(d.projectId, d.env, service.name, slot, replica);
   const labels: Record<string, string> = {
     [LABEL.managed]: 'true',
     [LABEL.project]: d.projectId,
@@ -151,6 +154,8 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     [LABEL.slot]: slot,
     [LABEL.version]: opts.version,
     [LABEL.specHash]: specHash(base),
+    // Only on further replicas: the first replica's spec stays byte for byte what it was before replicas.
+    ...(replica > 0 ? { [LABEL.replica]: String(replica + 1) } : {}),
   };
   const hc = service.healthCheck;
   return {

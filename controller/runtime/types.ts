@@ -5,7 +5,7 @@
 import type { Slot } from '../manifest/names.js';
 
 export interface ContainerSpec {
-  /** <project>-<env>-<service>-<slot> */
+  /** <project>--<env>--<service>--<slot>[--<replica number from 2>] (names.containerName) */
   name: string;
   projectId: string;
   env: string;
@@ -87,6 +87,8 @@ export const LABEL = {
   env: 'codeb.env',
   service: 'codeb.service',
   slot: 'codeb.slot',
+  /** 1-based replica number, on replicas beyond the first only. */
+  replica: 'codeb.replica',
   version: 'codeb.version',
   specHash: 'codeb.spec-hash',
 } as const;

@@ -9,6 +9,7 @@ import { policyFromEnv } from '../registry/allocate.js';
 import { listeningPorts } from '../registry/ports-in-use.js';
 import { readRegistryFile } from '../registry/store.js';
 import type { CodebFacts, Endpoint } from './check.js';
+import { allPorts } from '../registry/slot-ports.js';
 
 function probe(target: { host: string; port: number } | { path: string }, timeoutMs = 1500): Promise<Endpoint> {
   const address = 'path' in target ? `unix:${target.path}` : `${target.host}:${target.port}`;
@@ -32,7 +33,7 @@ export async function gatherFacts(registry?: string, env: NodeJS.ProcessEnv = pr
   for (const p of Object.values(doc.projects)) {
     for (const e of Object.values(p.environments)) {
       deployments++;
-      for (const pair of Object.values(e.ports)) for (const port of [pair.blue, pair.green, pair.entry]) allocated.add(port);
+      for (const pair of Object.values(e.ports)) for (const port of allPorts(pair)) allocated.add(port);
     }
   }
   const { portRange } = policyFromEnv(env);

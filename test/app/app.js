@@ -11,7 +11,8 @@
  *
  * HTTP:
  *   GET /                    "hello from <version>"
- *   GET /api/version         {"version", "pid", "startedAt", "mode"}
+ *   GET /api/version         {"version", "pid", "hostname", "startedAt", "mode"}: hostname is the
+ *                            container's (which replica answered)
  *   GET /api/health          200 {"ok":true,"version","database","redis"} when every configured
  *                            dependency answers within DEP_TIMEOUT_MS (300): DATABASE_URL ->
  *                            SELECT 1 (pg), REDIS_URL -> PING (ioredis); 503 with the reason
@@ -37,6 +38,7 @@
  */
 const http = require('node:http');
 const crypto = require('node:crypto');
+const os = require('node:os');
 
 const VERSION = process.env.VERSION || 'dev';
 const HOST = process.env.HOST || '127.0.0.1';
@@ -319,7 +321,7 @@ function server() {
       return;
     }
     if (path === '/') return send(res, 200, `hello from ${VERSION}\n`, 'text/plain; charset=utf-8');
-    if (path === '/api/version') return send(res, 200, { version: VERSION, pid: process.pid, startedAt: startedAt.toISOString(), mode: chaos.mode });
+    if (path === '/api/version') return send(res, 200, { version: VERSION, pid: process.pid, hostname: os.hostname(), startedAt: startedAt.toISOString(), mode: chaos.mode });
     if (path === '/events') return events(req, res);
     if (path === '/api/items') {
       if (!process.env.DATABASE_URL) return send(res, 500, { error: 'no DATABASE_URL' });

@@ -266,3 +266,80 @@ describe('forwarder: which slot answered a verification (issue 9, finding 4)', (
     expect(r[ANSWER_HEADER]).toBeUndefined();
   });
 });
+
+describe('forwarder entries with several targets (replicas)', () => {
+  const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-replicas-')), 'table.json');
+  const servers: Server[] = [];
+  let fwd: Forwarder;
+  let entry: number;
+  let blue: number[];
+  let green: number[];
+
+  /** A POST that sends a body; its status (or the connection error). */
+  const post = (port: number) =>
+    new Promise<number | string>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/', method: 'POST', agent: false, headers: { 'content-type': 'text/plain' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      req.end('payload');
+    });
+
+  beforeAll(async () => {
+    entry = await freePort();
+    blue = [await freePort(), await freePort(), await freePort()];
+    green = [await freePort(), await freePort(), await freePort()];
+    const named = [...blue.map((port, i) => [`blue-${i + 1}`, port] as const), ...green.map((port, i) => [`green-${i + 1}`, port] as const)];
+    for (const [version, port] of named) {
+      const server = app(version);
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      servers.push(server);
+    }
+    fwd = new Forwarder(table);
+    await fwd.set('shop--production--web', entry, blue);
+  });
+  afterAll(async () => {
+    await fwd.close();
+    for (const s of servers) s.close();
+  });
+
+  it('spreads requests over every target in turn', async () => {
+    const bodies: string[] = [];
+    for (let i = 0; i < 9; i++) bodies.push((await fetchText(entry)).body);
+    expect(bodies.filter((b) => b === 'blue-1')).toHaveLength(3);
+    expect(bodies.filter((b) => b === 'blue-2')).toHaveLength(3);
+    expect(bodies.filter((b) => b === 'blue-3')).toHaveLength(3);
+    expect(fwd.list()).toEqual([expect.objectContaining({ target: blue[0], targets: blue })]);
+  });
+
+  it('moves all targets at once in one switch, and keeps them across a restart', async () => {
+    await fwd.set('shop--production--web', entry, green);
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add((await fetchText(entry)).body);
+    expect([...seen].sort()).toEqual(['green-1', 'green-2', 'green-3']);
+    expect(JSON.parse(readFileSync(table, 'utf8')).entries[0]).toMatchObject({ target: green[0], targets: green, previous: blue[0] });
+    await fwd.close();
+    fwd = new Forwarder(table);
+    await fwd.restore();
+    const after = new Set<string>();
+    for (let i = 0; i < 6; i++) after.add((await fetchText(entry)).body);
+    expect([...after].sort()).toEqual(['green-1', 'green-2', 'green-3']);
+  });
+
+  it('skips a target that refuses for a safe request; a POST to it is not replayed (502)', async () => {
+    // green-2 stops: no listener, and the forwarder's kept-alive connections to it are closed.
+    const closed = new Promise<void>((resolve) => servers[4]!.close(() => resolve()));
+    servers[4]!.closeAllConnections();
+    await closed;
+    const gets: Array<{ status: number; body: string }> = [];
+    for (let i = 0; i < 9; i++) gets.push(await fetchText(entry));
+    expect(gets.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(gets.map((r) => r.body))).toEqual(new Set(['green-1', 'green-3']));
+    const posts: Array<number | string> = [];
+    for (let i = 0; i < 6; i++) posts.push(await post(entry));
+    // Round robin sends one in three POSTs to green-2: its body cannot be replayed elsewhere.
+    expect(posts.filter((s) => s === 502)).toHaveLength(2);
+    expect(posts.filter((s) => s === 200)).toHaveLength(4);
+  });
+});

@@ -13,6 +13,10 @@ import { checkManifest } from '../../controller/manifest/index.js';
 import { environmentNames, resolveDeployment } from '../../controller/manifest/normalize.js';
 import { starterManifest } from '../../controller/manifest/starter.js';
 import { bucketName, databaseName } from '../../controller/manifest/names.js';
+import { allocate } from '../../controller/registry/allocate.js';
+import { allocationRequest } from '../../controller/registry/records.js';
+import { slotPorts } from '../../controller/registry/slot-ports.js';
+import { emptyRegistry } from '../../controller/registry/types.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = join(ROOT, 'bin/codeb.js');
@@ -114,6 +118,19 @@ describe('manifests/qna-community.yaml (the regional Q&A community)', () => {
       { env: 'development', domain: 'dev.qna.localhost', image: 'ghcr.io/community-team/qna-web:dev', database: 'qna_community_dev', bucket: 'qna-community-dev-uploads' },
       { env: 'staging', domain: 'staging.qna.localhost', image: 'ghcr.io/community-team/qna-web:staging', database: 'qna_community_staging', bucket: 'qna-community-staging-uploads' },
     ]);
+  });
+
+  it('runs three web replicas and two notifier copies in production, one web replica in staging', () => {
+    const replicas = (env?: string) => Object.fromEntries(resolveDeployment(manifest, env).services.map((s) => [s.name, s.replicas]));
+    expect(replicas()).toEqual({ web: 3, api: 1, notifier: 2 });
+    expect(replicas('staging')).toEqual({ web: 1, api: 1, notifier: 2 });
+    // Each web replica gets its own port per slot; the worker copies get none.
+    const d = resolveDeployment(manifest);
+    const ports = allocate(emptyRegistry(), allocationRequest(d)).ports;
+    expect(slotPorts(ports.web!, 'blue')).toHaveLength(3);
+    expect(slotPorts(ports.web!, 'green')).toHaveLength(3);
+    expect(ports.api!.replicas).toBeUndefined();
+    expect(ports.notifier).toBeUndefined();
   });
 
   it('keeps daily backups and blue-green deploys', () => {
