@@ -21,9 +21,13 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
     // A failed first deploy already sent a signed alert: the secret is shown now, not lost.
     const secret = await unshownAlertSecret(o);
     if (secret) process.stderr.write(`${secretLine(secret.project, secret.value)}\n`);
+    // A password made before the failure is kept only as a hash: this is its one showing.
+    const { takeGeneratedPasswords } = await import('../reconcile/apply.js');
+    for (const p of takeGeneratedPasswords()) process.stderr.write(`${passwordLine(p)}\n`);
     throw err;
   }
   const secret = await unshownAlertSecret(o);
+  const passwords = r.generatedPasswords ?? [];
   if (json) {
     const { record } = r;
     const doc = {
@@ -45,12 +49,16 @@ export async function applyAndPrint(o: Omit<ApplyOptions, 'reporter'>, json: boo
       deploy: r.deploy ?? null,
       interrupted: r.interrupted ?? null,
       ...(secret ? { alertSigningSecret: SECRET_PLACEHOLDER } : {}),
+      ...(passwords.length ? { generatedPasswords: passwords.map((p, i) => ({ service: p.service, user: p.user, password: `@@generated-password-${i}@@` })) } : {}),
     };
-    // Printed past the redaction on purpose, this one time (see ops/alert-secret.ts).
-    process.stdout.write(redactText(JSON.stringify(doc, null, 2)).replace(SECRET_PLACEHOLDER, secret?.value ?? '') + '\n');
+    // Printed past the redaction on purpose, this one time (see ops/alert-secret.ts, reconcile/route-auth-secrets.ts).
+    let text = redactText(JSON.stringify(doc, null, 2)).replace(SECRET_PLACEHOLDER, secret?.value ?? '');
+    passwords.forEach((p, i) => (text = text.replace(`@@generated-password-${i}@@`, p.password)));
+    process.stdout.write(text + '\n');
   } else {
     println(renderApplySummary(r));
     if (secret) process.stdout.write(`${secretLine(secret.project, secret.value)}\n`);
+    for (const p of passwords) process.stdout.write(`${passwordLine(p)}\n`);
   }
   return EXIT.ok;
 }
@@ -59,6 +67,10 @@ const SECRET_PLACEHOLDER = '@@alert-signing-secret@@';
 
 function secretLine(project: string, value: string): string {
   return `Alert signing secret for ${project} (shown only this once; your webhook receiver checks X-Codeb-Signature with it): ${value}`;
+}
+
+function passwordLine(p: { service: string; user: string; password: string }): string {
+  return `Basic-auth password for ${p.service} (user ${p.user}), shown only this once and kept nowhere (only its bcrypt hash is): ${p.password}`;
 }
 
 /** The project's alert signing secret when no command has shown it yet (then marked shown). */
@@ -111,7 +123,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the result as JSON (progress is not shown)')
     .addHelpText(
       'after',
-      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
+      '\nSafe to re-run: an unchanged manifest changes nothing. Progress goes to stderr, the summary to stdout.\nA basic-auth password codeb generates (services.<s>.auth.basic.generate) is printed once, after the summary\n(--json: generatedPasswords); only its bcrypt hash is kept.\nA deploy cut short by an earlier run is finished first: verified through Caddy and watched for the rest of its\nwindow (rolled back on failure), or its half-started slot removed when traffic had not moved yet.\nExit codes: 0 applied or nothing to do, 2 invalid manifest, 1 codeb or a service failed, 3 health gate failed,\n            4 rolled back after the switch.',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {

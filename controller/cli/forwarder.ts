@@ -45,9 +45,13 @@ export function registerForwarder(program: Command): void {
         if (!entries.length) println('No entries.');
         else for (const e of entries) println(`${e.id}  127.0.0.1:${e.entryPort} -> 127.0.0.1:${(e.targets ?? [e.target]).join(',')}${e.previous ? `  (previous ${e.previous})` : ''}${e.allow ? `  (containers of ${e.allow})` : ''}`);
         if (!routes.length) println('No host routes.');
+        const { routeSites } = await import('../deploy/host-routes.js');
         for (const r of routes) {
-          const ups = r.upstreams.map((u) => `${u.path ?? '*'} -> entry ${u.port} (${u.service})`).join(', ');
-          println(`${r.id}  ${r.domains.join(', ')}  tls ${r.tls}  ${ups}`);
+          for (const site of routeSites(r)) {
+            const guard = (u: (typeof site.upstreams)[number]) => (u.auth ? ` [${[u.auth.basic ? `basic auth ${u.auth.basic.user}` : '', u.auth.allow.length ? `allow ${u.auth.allow.join(' ')}` : ''].filter(Boolean).join(', ')}]` : '');
+            const ups = site.upstreams.map((u) => `${u.path ?? '*'} -> entry ${u.port} (${u.service})${guard(u)}`).join(', ');
+            println(`${r.id}  ${site.domains.join(', ')}  tls ${site.tls}  ${ups || '(no service)'}`);
+          }
         }
       }),
     );

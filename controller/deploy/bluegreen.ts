@@ -198,9 +198,12 @@ async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedSer
   rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
 
-/** Verify through Caddy: the catch-all web service's health path, via the domain, N in a row. */
+/**
+ * Verify through Caddy: the main domain's catch-all web service's health path, N in a row. A route
+ * with auth is not probed (the deploy has no password; its slot passed the health gate directly).
+ */
 async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot): Promise<{ ok: boolean; results: ProbeResult[] }> {
-  const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.healthCheck.kind === 'http');
+  const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
   if (!web || checks === 0) return { ok: true, results: [] };
   const clock = ctx.clock ?? realClock;
   const hc = web.healthCheck;

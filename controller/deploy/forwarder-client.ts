@@ -39,9 +39,10 @@ export class ForwarderClient {
 
   /**
    * answers: the forwarder marks verification answers (verify-answer.ts); targets: an entry may
-   * have several targets (replicas). Older forwarders say neither.
+   * have several targets (replicas); sites, routeAuth: it keeps routes' other host names and auth
+   * (an older one would drop them). Older forwarders do not say.
    */
-  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; targets?: boolean }> {
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; targets?: boolean; sites?: boolean; routeAuth?: boolean }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {

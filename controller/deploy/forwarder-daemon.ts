@@ -58,7 +58,7 @@ export async function runForwarder(socketPath: string, tableFile: string, opts: 
       const r = /^\/routes\/([^/]+)$/.exec(url.pathname);
       try {
         if (req.method === 'GET' && url.pathname === '/health') {
-          return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, routes: fwd.routes().length, router: opts.routerSocket ?? null, answers: true, targets: true });
+          return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, routes: fwd.routes().length, router: opts.routerSocket ?? null, answers: true, targets: true, sites: true, routeAuth: true });
         }
         if (req.method === 'GET' && url.pathname === '/entries') return send(res, 200, { entries: fwd.list() });
         if (req.method === 'GET' && url.pathname === '/routes') return send(res, 200, { routes: fwd.routes() });

@@ -30,7 +30,8 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { inCidr, parseCidr } from '../runtime/network.js';
-import { HostTable, normaliseHost, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute } from './host-routes.js';
+import { CLIENT_HEADER, HostTable, normaliseHost, publicRoute, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute, type HostUpstream } from './host-routes.js';
+import { authDecision, challenge, VerifiedCache } from './route-auth.js';
 
 export interface ForwarderEntry {
   id: string;
@@ -82,9 +83,12 @@ export interface RouterOptions {
   /** Where containers reach entries (docs/runtime.md, "Networks"); none: entries listen on 127.0.0.1 only. */
   servicesAddress?: string | null;
 }
-/** Headers a websocket tunnel never passes to the app: the scheme codeb's front set, a verification nonce. */
-const TUNNEL_DROPS = new Set([SCHEME_HEADER, VERIFY_HEADER]);
+/** Headers a websocket tunnel never passes to the app: what codeb's front set, a verification nonce. */
+const TUNNEL_DROPS = new Set([SCHEME_HEADER, CLIENT_HEADER, VERIFY_HEADER]);
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** An answer the router gives itself. */
+type Answer = { status: number; headers?: Record<string, string>; body: string };
+const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway' };
 
 export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
@@ -92,6 +96,8 @@ export class Forwarder {
   /** Saved entries that could not listen at restore: kept in the table so they are not forgotten. */
   private readonly unrestored: ForwarderEntry[] = [];
   private readonly hosts = new HostTable();
+  /** Basic-auth checks that succeeded (route-auth.ts): a keep-alive client pays one bcrypt. */
+  private readonly verified = new VerifiedCache();
 
   constructor(
     private readonly tableFile: string,
@@ -100,12 +106,14 @@ export class Forwarder {
     this.router = { retryWindowMs: 5000, ...router };
   }
 
+  /** The host routes as listings show them: basic-auth hashes as fingerprints (host-routes.ts publicRoute). */
   routes(): HostRoute[] {
-    return this.hosts.list();
+    return this.hosts.list().map(publicRoute);
   }
 
   route(id: string): HostRoute | undefined {
-    return this.hosts.get(id);
+    const r = this.hosts.get(id);
+    return r && publicRoute(r);
   }
 
   /** Add or replace a host route (RouteRefused when invalid or a domain is another route's). */
@@ -244,7 +252,8 @@ export class Forwarder {
     mkdirSync(dirname(this.tableFile), { recursive: true });
     const live = this.list();
     const kept = this.unrestored.filter((u) => !this.entries.has(u.id));
-    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept], routes: this.hosts.list() }, null, 2) + '\n');
+    // 0600: routes with basic auth carry their bcrypt hash, which a restart needs.
+    await writeFileAtomic(this.tableFile, JSON.stringify({ entries: [...live, ...kept], routes: this.hosts.list() }, null, 2) + '\n', { mode: 0o600 });
   }
 
   /** An HTTP server for one entry; with `allow`, connections from outside that subnet are closed at once. */
@@ -266,47 +275,90 @@ export class Forwarder {
   }
 
   /**
-   * Where a routed request goes: an entry, or an answer the router gives itself (unknown host 404,
-   * plain HTTP to a TLS host 308, no live slot yet 502, the TLS ask).
+   * Where a routed request goes: an entry (with the upstream, whose auth is checked next), or an
+   * answer the router gives itself (unknown host 404, plain HTTP to a TLS host 308, no live slot
+   * yet 502, the TLS ask).
    */
-  private pick(req: IncomingMessage): { entry: LiveEntry } | { status: number; headers?: Record<string, string>; body: string } {
+  private pick(req: IncomingMessage): { entry: LiveEntry; upstream: HostUpstream } | Answer {
     const url = req.url ?? '/';
     const hostHeader = req.headers.host;
     if (url.startsWith(TLS_ASK_PATH) && LOOPBACK_HOSTS.has(normaliseHost(hostHeader) ?? '')) {
       const domain = new URL(url, 'http://ask').searchParams.get('domain') ?? '';
-      const r = this.hosts.route(domain);
-      return r && r.tls !== 'off' ? { status: 200, body: 'ok\n' } : { status: 404, body: 'no TLS site with that domain\n' };
+      const r = this.hosts.site(domain);
+      return r && r.site.tls !== 'off' ? { status: 200, body: 'ok\n' } : { status: 404, body: 'no TLS site with that domain\n' };
     }
-    const route = this.hosts.route(hostHeader);
-    if (!route) return { status: 404, body: 'codeb: no site is served at this host name\n' };
-    if (route.tls !== 'off' && req.headers[SCHEME_HEADER] === 'http') {
+    const found = this.hosts.site(hostHeader);
+    if (!found) return { status: 404, body: 'codeb: no site is served at this host name\n' };
+    if (found.site.tls !== 'off' && req.headers[SCHEME_HEADER] === 'http') {
       const host = normaliseHost(hostHeader)!;
       const port = this.router.httpsPort && this.router.httpsPort !== 443 ? `:${this.router.httpsPort}` : '';
       return { status: 308, headers: { location: `https://${host}${port}${url}` }, body: '' };
     }
-    const upstream = HostTable.upstream(route, url);
+    const upstream = HostTable.upstream(found.site, url);
     if (!upstream) return { status: 404, body: 'codeb: no service of this site answers this path\n' };
     const entry = this.entryAt(upstream.port);
     if (!entry) return { status: 502, body: `codeb: ${upstream.service} has no live version yet (deploy it)\n` };
-    return { entry };
+    return { entry, upstream };
+  }
+
+  /**
+   * The route's allow-list and basic auth (route-auth.ts): null when the request may pass, else the
+   * answer (403, 401). Removes the headers only codeb's front sets and, once checked, the credentials.
+   */
+  private async admit(req: IncomingMessage, upstream: HostUpstream): Promise<Answer | null> {
+    const client = req.headers[CLIENT_HEADER];
+    delete req.headers[SCHEME_HEADER];
+    delete req.headers[CLIENT_HEADER];
+    const d = authDecision(upstream.auth, typeof client === 'string' ? client : null, req.headers.authorization);
+    if (d.kind === 'open') return null;
+    if (d.kind === 'refused') return { status: 403, body: 'codeb: this address may not use this site\n' };
+    if (await this.verified.verify(d.password, d.hash)) {
+      // The app never sees the route's password.
+      delete req.headers.authorization;
+      return null;
+    }
+    return { status: 401, headers: { 'www-authenticate': challenge(upstream.service) }, body: 'codeb: this site needs a user name and password\n' };
   }
 
   /** A request from Caddy's static route: Host and path decide the entry, then it is forwarded like one. */
   routeRequest(req: IncomingMessage, res: ServerResponse): void {
     const to = this.pick(req);
-    delete req.headers[SCHEME_HEADER];
-    if ('entry' in to) return this.forward(to.entry, req, res);
-    req.resume();
-    res.writeHead(to.status, { 'content-type': 'text/plain; charset=utf-8', ...to.headers });
-    res.end(to.body);
+    if ('entry' in to) {
+      const needsCheck = to.upstream.auth !== undefined;
+      if (!needsCheck) {
+        delete req.headers[SCHEME_HEADER];
+        delete req.headers[CLIENT_HEADER];
+        return this.forward(to.entry, req, res);
+      }
+      void this.admit(req, to.upstream).then(
+        (refused) => (refused ? this.answer(req, res, refused) : this.forward(to.entry, req, res)),
+        () => this.answer(req, res, { status: 500, body: 'codeb: the route check failed\n' }),
+      );
+      return;
+    }
+    this.answer(req, res, to);
   }
 
-  /** A websocket upgrade from Caddy's static route. */
+  private answer(req: IncomingMessage, res: ServerResponse, a: Answer): void {
+    req.resume();
+    res.writeHead(a.status, { 'content-type': 'text/plain; charset=utf-8', ...a.headers });
+    res.end(a.body);
+  }
+
+  /** A websocket upgrade from Caddy's static route (the same checks as a request). */
   routeUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const to = this.pick(req);
-    if ('entry' in to) return this.tunnel(to.entry, req, socket, head);
-    const extra = Object.entries(to.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.end(`HTTP/1.1 ${to.status} ${to.status === 404 ? 'Not Found' : to.status === 308 ? 'Permanent Redirect' : 'Bad Gateway'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(to.body)}\r\nconnection: close\r\n${extra}\r\n${to.body}`);
+    const refuse = (a: Answer) => {
+      const extra = Object.entries(a.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      socket.end(`HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(a.body)}\r\nconnection: close\r\n${extra}\r\n${a.body}`);
+    };
+    if (!('entry' in to)) return refuse(to);
+    // The checked credentials stay out of the tunnel too (it copies the raw headers).
+    const drop = to.upstream.auth?.basic ? ['authorization'] : [];
+    void this.admit(req, to.upstream).then(
+      (refused) => (refused ? refuse(refused) : this.tunnel(to.entry, req, socket, head, drop)),
+      () => refuse({ status: 500, body: 'codeb: the route check failed\n' }),
+    );
   }
 
   private agent(port: number): Agent {
@@ -384,12 +436,13 @@ export class Forwarder {
     else upstream.end();
   }
 
-  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer): void {
+  private tunnel(e: LiveEntry, req: IncomingMessage, client: Socket, head: Buffer, drop: string[] = []): void {
     const port = takeTurn(e, []);
     const upstream = connect(port, '127.0.0.1', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
-        if (!TUNNEL_DROPS.has(req.rawHeaders[i]!.toLowerCase())) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+        const name = req.rawHeaders[i]!.toLowerCase();
+        if (!TUNNEL_DROPS.has(name) && !drop.includes(name)) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       }
       upstream.write(lines.join('\r\n') + '\r\n\r\n');
       if (head.length) upstream.write(head);

@@ -94,9 +94,15 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
   const domain = o.domain ?? (isPrimary ? m.environment?.domain : undefined) ?? (isPrimary ? `${m.project.id}.localhost` : `${m.project.id}-${env}.localhost`);
   const aliases = o.aliases ?? (isPrimary ? m.environment?.aliases ?? [] : []);
 
+  const envTls = o.tls ?? (isPrimary ? m.environment?.tls : undefined);
+  const tls = envTls ?? defaultTls(domain);
   const services: ResolvedService[] = Object.entries(m.services).map(([name, svc]) => {
     const so = o.services?.[name] ?? {};
     const type = svc.type ?? 'web';
+    // A service's own host names belong to the primary environment; another environment names
+    // its own, or gets <service>.<its domain> (never the primary's: they would collide).
+    const domains = type !== 'web' ? [] : so.domains ?? (isPrimary ? svc.domains ?? [] : svc.domains?.length ? [`${name}.${domain}`] : []);
+    const auth = type === 'web' ? so.auth ?? svc.auth : undefined;
     return {
       name,
       type,
@@ -104,6 +110,9 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       command: svc.command ?? null,
       port: type === 'worker' ? null : svc.port ?? null,
       routePath: type === 'web' ? svc.routePath ?? null : null,
+      domains,
+      tls: domains.length ? so.tls ?? (isPrimary ? svc.tls : undefined) ?? envTls ?? defaultTls(domains[0]!) : tls,
+      auth: auth ? { basic: auth.basic ? { user: auth.basic.user, passwordHash: auth.basic.passwordHash ?? null } : null, allow: auth.allow ?? [] } : null,
       // Service-level hostPorts belong to the primary environment; others are allocated unless overridden.
       hostPorts: so.hostPorts ?? (isPrimary ? svc.hostPorts ?? null : null),
       env: stringEnv(m.environment?.env, isPrimary ? undefined : o.env, svc.env, so.env),
@@ -132,7 +141,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
     multiEnv: all.length > 1,
     domain,
     aliases,
-    tls: o.tls ?? (isPrimary ? m.environment?.tls : undefined) ?? defaultTls(domain),
+    tls,
     server,
     services,
     features: {

@@ -29,12 +29,21 @@ export interface HealthCheckSpec {
   successes?: number;
   startPeriod?: Duration;
 }
+/** Who may reach a web service's route: basic auth and/or client addresses (docs/manifest.md). */
+export interface RouteAuthSpec {
+  basic?: { user: string; passwordHash?: string; generate?: boolean };
+  allow?: string[];
+}
 export interface ServiceSpec {
   type?: ServiceType;
   image: string;
   command?: string[];
   port?: number;
   routePath?: string;
+  /** Host names of this service's own (web only); it is then not served at the environment's domain. */
+  domains?: string[];
+  tls?: Tls;
+  auth?: RouteAuthSpec;
   hostPorts?: HostPorts;
   env?: EnvVars;
   resources?: ServiceResources;
@@ -48,6 +57,9 @@ export interface ServiceSpec {
 }
 export interface ServiceOverride {
   image?: string;
+  domains?: string[];
+  tls?: Tls;
+  auth?: RouteAuthSpec;
   replicas?: number;
   resources?: ServiceResources;
   env?: EnvVars;
@@ -118,6 +130,12 @@ export interface ResolvedService {
   command: string[] | null;
   port: number | null;
   routePath: string | null;
+  /** Host names of its own (web services; empty: served at the environment's domain and aliases). */
+  domains: string[];
+  /** TLS of those host names (the environment's when it has none). */
+  tls: Tls;
+  /** Route authentication (web services); null: open. */
+  auth: ResolvedRouteAuth | null;
   hostPorts: HostPorts | null;
   env: Record<string, string>;
   cpu: number;
@@ -130,6 +148,11 @@ export interface ResolvedService {
   dependsOn: string[];
   release: { command: string[]; timeoutMs: number } | null;
   logs: { maxSize: string; maxFiles: number };
+}
+export interface ResolvedRouteAuth {
+  /** passwordHash null: codeb generates the password (shown once) and keeps only its hash. */
+  basic: { user: string; passwordHash: string | null } | null;
+  allow: string[];
 }
 export interface ResolvedJob {
   name: string;

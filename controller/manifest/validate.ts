@@ -9,7 +9,10 @@ import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
 import { envShort } from './names.js';
 import { parseCron } from '../ops/cron.js';
-import type { Manifest } from './types.js';
+import type { Deployment, Manifest, RouteAuthSpec, ServiceSpec } from './types.js';
+import { environmentNames, resolveDeployment } from './normalize.js';
+import { siteConflicts } from './sites.js';
+import { parseCidr } from '../runtime/network.js';
 import { findCycle } from './depends.js';
 
 type SchemaNode = Record<string, unknown>;
@@ -171,14 +174,16 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
   const names = Object.keys(m.services);
 
   const web = names.filter((n) => (m.services[n]!.type ?? 'web') === 'web');
-  const catchAll = web.filter((n) => !m.services[n]!.routePath);
+  // Services with host names of their own are checked per host below (routeIssues).
+  const onMain = (n: string) => !m.services[n]!.domains?.length;
+  const catchAll = web.filter((n) => !m.services[n]!.routePath && onMain(n));
   for (const n of catchAll.slice(1)) {
-    add(['services', n], 'conflict', `only one web service takes every request and "${catchAll[0]}" already does`, { allowed: 'give this one a routePath (e.g. /api), or make it type: internal' }, 'key');
+    add(['services', n], 'conflict', `only one web service takes every request and "${catchAll[0]}" already does`, { allowed: 'give this one a routePath (e.g. /api) or domains of its own, or make it type: internal' }, 'key');
   }
   const paths = new Map<string, string>();
   for (const n of names) {
     const svc = m.services[n]!;
-    if (svc.routePath === undefined) continue;
+    if (svc.routePath === undefined || ((svc.type ?? 'web') === 'web' && !onMain(n))) continue;
     if ((svc.type ?? 'web') !== 'web') add(['services', n, 'routePath'], 'conflict', 'only web services are routed; remove routePath or make the service type: web');
     else if (paths.has(svc.routePath)) add(['services', n, 'routePath'], 'conflict', `routePath ${svc.routePath} is already routed to "${paths.get(svc.routePath)}"`);
     else paths.set(svc.routePath, n);
@@ -259,6 +264,8 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     (o.aliases ?? []).forEach((d, i) => claim(d, env, ['environments', env, 'aliases', i]));
   }
 
+  routeIssues(m, add);
+
   // Explicit host ports must not collide inside the manifest (the registry checks other projects).
   const ports = new Map<number, string>();
   const claimPort = (port: number, owner: string, path: PathSegment[]) => {
@@ -284,4 +291,70 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     }
   }
   return out;
+}
+
+type AddIssue = (path: PathSegment[], code: string, message: string, extra?: Partial<ManifestIssue>, which?: 'key' | 'value') => void;
+
+/**
+ * Per-service host names and route auth: only on web services; per environment, no host taken
+ * twice (sites.ts) nor by two environments; basic auth says how its password is set; allow-list
+ * entries are network addresses.
+ */
+function routeIssues(m: Manifest, add: AddIssue): void {
+  const primary = m.environment?.name ?? 'production';
+  const servicePath = (env: string, n: string): PathSegment[] => (env === primary || !m.environments?.[env]?.services?.[n] ? ['services', n] : ['environments', env, 'services', n]);
+  const authAt: Array<[PathSegment[], RouteAuthSpec | undefined, ServiceSpec]> = [];
+  for (const [n, svc] of Object.entries(m.services)) {
+    authAt.push([['services', n], svc.auth, svc]);
+    for (const [env, o] of Object.entries(m.environments ?? {})) {
+      const so = o.services?.[n];
+      if (so) authAt.push([['environments', env, 'services', n], so.auth, svc]);
+      if (so && (svc.type ?? 'web') !== 'web') {
+        for (const k of ['domains', 'tls', 'auth'] as const) if (so[k] !== undefined) add(['environments', env, 'services', n, k], 'conflict', `only web services are routed; remove ${k} or make the service type: web`);
+      }
+    }
+    if ((svc.type ?? 'web') !== 'web') {
+      for (const k of ['domains', 'tls', 'auth'] as const) if (svc[k] !== undefined) add(['services', n, k], 'conflict', `only web services are routed; remove ${k} or make the service type: web`);
+    } else if (svc.tls !== undefined && !svc.domains?.length) add(['services', n, 'tls'], 'conflict', 'tls here is for the service\'s own domains, and it has none; set environment.tls for the main domain');
+  }
+  for (const [path, auth, svc] of authAt) {
+    if (!auth || (svc.type ?? 'web') !== 'web') continue;
+    const b = auth.basic;
+    if (b && (b.passwordHash === undefined) === (b.generate !== true)) {
+      add([...path, 'auth', 'basic'], 'invalid', b.passwordHash === undefined ? 'basic auth needs a password: passwordHash (bcrypt) or generate: true' : 'give either passwordHash or generate: true, not both', {
+        allowed: 'passwordHash: a bcrypt hash (htpasswd -nbB user pass), or generate: true (codeb shows the password once)',
+      });
+    }
+    (auth.allow ?? []).forEach((c, i) => {
+      try {
+        parseCidr(c, 'allow entry');
+      } catch (err) {
+        add([...path, 'auth', 'allow', i], 'invalid', (err as Error).message.replace(/\.$/, ''));
+      }
+    });
+  }
+  // Host names per environment: each once in the deployment, and no two environments share one
+  // (two main domains are reported with the domains above).
+  const owner = new Map<string, { env: string; service: string | null }>();
+  for (const env of environmentNames(m)) {
+    let d: Deployment;
+    try {
+      d = resolveDeployment(m, env);
+    } catch {
+      continue; // reported elsewhere
+    }
+    for (const c of siteConflicts(d)) add([...servicePath(env, c.service), 'domains'], 'conflict', `${env}: ${c.message}`);
+    for (const s of d.services) {
+      for (const h of s.domains) {
+        const holder = owner.get(h);
+        if (holder && holder.env !== env) add([...servicePath(env, s.name), 'domains'], 'conflict', `host name ${h} of ${env} is already used by environment "${holder.env}"`, { allowed: `give ${s.name} other domains in ${env} (environments.${env}.services.${s.name}.domains)` });
+        else owner.set(h, { env, service: s.name });
+      }
+    }
+    for (const h of [d.domain, ...d.aliases]) {
+      const holder = owner.get(h);
+      if (holder && holder.env !== env && holder.service) add([...servicePath(holder.env, holder.service), 'domains'], 'conflict', `host name ${h} of ${holder.env} is the domain of environment "${env}"`);
+      else if (!holder) owner.set(h, { env, service: null });
+    }
+  }
 }

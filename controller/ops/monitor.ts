@@ -68,9 +68,10 @@ export function checkTargets(registryFile: string, settings: Settings, only?: st
         out.push({ ...base, probe: null, skip: 'no applied manifest stored for it (apply it once with this version of codeb)' });
         continue;
       }
-      const web = d.services.find((s) => s.type === 'web' && s.routePath === null && s.healthCheck.kind === 'http');
+      // The main domain's catch-all; a route with auth would answer 401 to the monitor.
+      const web = d.services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
       if (!web) {
-        out.push({ ...base, probe: null, skip: 'no web service with an HTTP health check to reach through Caddy' });
+        out.push({ ...base, probe: null, skip: 'no open web service at the main domain with an HTTP health check to reach through Caddy' });
         continue;
       }
       const hc = web.healthCheck;

@@ -11,7 +11,7 @@
  *
  * Targets Caddy 2.6 (Debian 12), which rejects JSON fields it does not know: only 2.6 fields.
  */
-import { SCHEME_HEADER, TLS_ASK_PATH } from '../deploy/host-routes.js';
+import { CLIENT_HEADER, SCHEME_HEADER, TLS_ASK_PATH } from '../deploy/host-routes.js';
 
 type Json = Record<string, unknown>;
 
@@ -79,8 +79,9 @@ export function frontRoute(scheme: 'http' | 'https', routerSocket: string): Json
       {
         handler: 'reverse_proxy',
         upstreams: [{ dial: `unix/${routerSocket}` }],
-        // Set (never passed on from the client): the router redirects TLS hosts asked for over HTTP.
-        headers: { request: { set: { [SCHEME_HEADER]: [scheme] } } },
+        // Set (never passed on from the client): the router redirects TLS hosts asked for over HTTP,
+        // and checks route allow-lists against the address Caddy saw (not X-Forwarded-For).
+        headers: { request: { set: { [SCHEME_HEADER]: [scheme], [CLIENT_HEADER]: ['{http.request.remote.host}'] } } },
         // Unbuffered: websockets, server-sent events and streamed responses pass through at once.
         flush_interval: -1,
         // A refused connection (forwarder restarting) is retried for up to 5 s instead of failing.

@@ -5,7 +5,9 @@
  * so no other site loses a request or a stream (Caddy 2.6 reloads everything on any admin change).
  *
  * Kind `proxy.route`: name = `codeb-<project>-<env>`, spec = RouteSpec:
- *   domains, tls, upstreams (path, entry port, service), websockets, sse  the forwarder's HostRoute
+ *   domains, tls, upstreams (path, entry port, service, auth), websockets, sse, sites  the forwarder's
+ *               HostRoute; basic auth names the secret-store key of its bcrypt hash, which only
+ *               execute reads (ctx.secret) and hands to the forwarder
  *   caddyFront  true when Caddy's front is in place: both front routes, the on-demand TLS policy and
  *               its `ask` URL as codeb writes them, and no per-project Caddy route of an older
  *               codeb for this name. False is drift; execute repairs it (the only Caddy writes
@@ -18,8 +20,8 @@ import { request as httpRequest, type RequestOptions } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import { ForwarderClient, ForwarderRefused } from '../deploy/forwarder-client.js';
-import { orderUpstreams, routeProblems, type HostRoute } from '../deploy/host-routes.js';
-import type { RouteSpec } from '../reconcile/desired.js';
+import { orderUpstreams, publicRoute, routeHosts, routeProblems, routeSites, type HostRoute, type HostUpstream } from '../deploy/host-routes.js';
+import { basicAuthSecret, type RouteSpec, type RouteUpstream } from '../reconcile/desired.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
 import { askUrl, FRONT_IDS, frontRoute, frontTlsPolicy, HTTP_SERVER, HTTPS_SERVER, PKI_APP, type FrontIssuer } from './caddy-front.js';
@@ -32,9 +34,20 @@ const obj = (v: unknown): Json => (v && typeof v === 'object' && !Array.isArray(
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const strings = (v: unknown): string[] => arr(v).filter((x): x is string => typeof x === 'string');
 
-/** The forwarder's HostRoute for a route resource (pure). Throws a CodebError naming every problem. */
-export function hostRoute(name: string, spec: RouteSpec): HostRoute {
-  const route: HostRoute = { id: name, domains: [...spec.domains], tls: spec.tls, upstreams: spec.upstreams.map((u) => ({ ...u })), websockets: spec.websockets, sse: spec.sse };
+/**
+ * The forwarder's HostRoute for a route resource (pure). `hashOf` gives the bcrypt hash kept under
+ * a secret-store key (basic auth). Throws a CodebError naming every problem.
+ */
+export function hostRoute(name: string, spec: RouteSpec, hashOf: (secret: string) => string = missingHash): HostRoute {
+  const ups = (list: RouteUpstream[]): HostUpstream[] =>
+    list.map((u) => ({
+      path: u.path,
+      port: u.port,
+      service: u.service,
+      ...(u.auth ? { auth: { basic: u.auth.basic && { user: u.auth.basic.user, hash: hashOf(u.auth.basic.secret) }, allow: [...u.auth.allow] } } : {}),
+    }));
+  const route: HostRoute = { id: name, domains: [...spec.domains], tls: spec.tls, upstreams: ups(spec.upstreams), websockets: spec.websockets, sse: spec.sse };
+  if (spec.sites?.length) route.sites = spec.sites.map((s) => ({ domains: [...s.domains], tls: s.tls, upstreams: ups(s.upstreams) }));
   const problems = routeProblems(route);
   if (problems.length) {
     throw new CodebError(`Route ${name}: ${problems.join('; ')}.`, {
@@ -43,6 +56,32 @@ export function hostRoute(name: string, spec: RouteSpec): HostRoute {
     });
   }
   return route;
+}
+
+function missingHash(secret: string): string {
+  throw new CodebError(`No basic-auth hash for ${secret} in the secret store.`, { hint: 'Apply the manifest: apply keeps the hash (given or generated) in the secret store.' });
+}
+
+/** A route as the forwarder lists it (hashes as fingerprints), as a RouteSpec to compare with the desired one (pure). */
+export function routeSpecOf(have: HostRoute, caddyFront: boolean): RouteSpec {
+  const ups = (list: HostUpstream[]): RouteUpstream[] =>
+    list.map((u) => ({
+      path: u.path,
+      port: u.port,
+      service: u.service,
+      ...(u.auth ? { auth: { basic: u.auth.basic && { user: u.auth.basic.user, secret: basicAuthSecret(u.service), fingerprint: u.auth.basic.hash }, allow: [...u.auth.allow] } } : {}),
+    }));
+  const spec: RouteSpec = { domains: have.domains, tls: have.tls, upstreams: ups(have.upstreams), websockets: have.websockets, sse: have.sse, caddyFront };
+  if (have.sites?.length) spec.sites = have.sites.map((s) => ({ domains: s.domains, tls: s.tls, upstreams: ups(s.upstreams) }));
+  return spec;
+}
+
+/** The route with its upstreams ordered as the forwarder keeps them, as listings show it. */
+function asListed(route: HostRoute): HostRoute {
+  const r = publicRoute(route);
+  r.upstreams = orderUpstreams(r.upstreams);
+  if (r.sites) r.sites = r.sites.map((s) => ({ ...s, upstreams: orderUpstreams(s.upstreams) }));
+  return r;
 }
 
 /** A per-project Caddy route an older codeb made (its meta `vars` handler names it). */
@@ -193,8 +232,9 @@ export class ProxyProvider implements Provider {
       const have = table.find((t) => t.id === r.name);
       const legacy = view.ids.has(r.name) && isLegacyCaddyRoute(r.name, view.ids.get(r.name));
       // Domains another route already serves: applying would be refused by the forwarder.
-      const held = strings((r.spec as Partial<RouteSpec>).domains)
-        .map((d) => [d, table.find((t) => t.id !== r.name && t.domains.includes(d))?.id] as const)
+      const spec = r.spec as Partial<RouteSpec>;
+      const held = [...strings(spec.domains), ...arr(spec.sites).flatMap((s) => strings(obj(s).domains))]
+        .map((d) => [d, table.find((t) => t.id !== r.name && routeHosts(t).includes(d))?.id] as const)
         .filter(([, holder]) => holder !== undefined);
       if (held.length) {
         out.push({ key: r.key, exists: true, conflict: held.map(([d, holder]) => `domain ${d} is served by route ${holder}`).join('; ') });
@@ -209,8 +249,7 @@ export class ProxyProvider implements Provider {
         out.push({ key: r.key, exists: true, spec: { caddyFront } });
         continue;
       }
-      const spec: RouteSpec = { domains: have.domains, tls: have.tls, upstreams: have.upstreams, websockets: have.websockets, sse: have.sse, caddyFront };
-      out.push({ key: r.key, exists: true, spec });
+      out.push({ key: r.key, exists: true, spec: routeSpecOf(have, caddyFront) });
     }
     return out;
   }
@@ -234,12 +273,21 @@ export class ProxyProvider implements Provider {
 
   /** Create or converge the route (idempotent): the front first when it is not in place, then the host table. */
   private async ensure(name: string, spec: RouteSpec, ctx: ExecContext): Promise<void> {
-    const route = hostRoute(name, spec);
+    const route = hostRoute(name, spec, ctx.secret);
     const view = await this.caddyView();
     if (view.gaps.length) await this.repairFront(view, ctx);
     const current = await this.forwarder.route(name);
-    if (!current || !isDeepStrictEqual(current, { ...route, upstreams: orderUpstreams(route.upstreams) })) {
-      ctx.progress(`${current ? 'updating' : 'adding'} route ${name} (${spec.domains.join(', ')}) in the forwarder's host table`);
+    if (!current || !isDeepStrictEqual(current, asListed(route))) {
+      ctx.progress(`${current ? 'updating' : 'adding'} route ${name} (${routeHosts(route).join(', ')}) in the forwarder's host table`);
+      // An older forwarder would keep the route without its other sites or its auth: an open door.
+      const needs = routeSites(route).some((s, i) => i > 0 || s.upstreams.some((u) => u.auth));
+      const health = needs ? await this.forwarder.health() : null;
+      if (health && (health.sites !== true || health.routeAuth !== true)) {
+        throw new CodebError(`The codeb forwarder (pid ${health.pid}) runs an older codeb that does not keep host names per service or route auth; route ${name} was not changed.`, {
+          where: `proxy.route/${name}`,
+          hint: 'Restart it with this codeb: `codeb stack down && codeb stack up` locally, `systemctl restart codeb-forwarder` on a server. Then apply again.',
+        });
+      }
       try {
         await this.forwarder.setRoute(route);
       } catch (err) {

@@ -3,7 +3,8 @@
  * Pure: the same inputs always give the same resources. Secret values never appear, only their
  * names as `${secret:NAME}` placeholders that the files provider fills in when it writes.
  */
-import type { Deployment } from '../manifest/types.js';
+import type { Deployment, ResolvedService } from '../manifest/types.js';
+import { deploymentSites } from '../manifest/sites.js';
 import { envFileName, networkName, redisKeyPrefix, routeId, storageUser, BACKUP_BUCKET } from '../manifest/names.js';
 import { storageCapabilities } from '../providers/storage-access.js';
 import { bridgeName, gatewayOf } from '../runtime/network.js';
@@ -30,10 +31,33 @@ export function secretRef(name: string): string {
   return `\${secret:${name}}`;
 }
 
+/** The secret-store key of a service's basic-auth bcrypt hash. */
+export function basicAuthSecret(service: string): string {
+  return `routeAuth:${service}`;
+}
+
+/**
+ * Route auth as planned and observed: the user, where the hash is kept (the secret store; the
+ * proxy provider hands it to the forwarder) and its fingerprint (host-routes.ts hashFingerprint),
+ * which tells a changed hash without showing it.
+ */
+export interface RouteAuthSpec {
+  basic: { user: string; secret: string; fingerprint: string } | null;
+  allow: string[];
+}
+
 export interface RouteUpstream {
   path: string | null;
   port: number;
   service: string;
+  auth?: RouteAuthSpec;
+}
+
+/** Host names of the deployment beyond its domain and aliases (services.<s>.domains). */
+export interface RouteSiteSpec {
+  domains: string[];
+  tls: 'auto' | 'internal' | 'off';
+  upstreams: RouteUpstream[];
 }
 
 export interface RouteSpec extends Record<string, unknown> {
@@ -42,8 +66,15 @@ export interface RouteSpec extends Record<string, unknown> {
   upstreams: RouteUpstream[];
   websockets: boolean;
   sse: boolean;
+  /** Absent when no service has host names of its own. */
+  sites?: RouteSiteSpec[];
   /** Caddy's static front sends every site to the forwarder's router (false when observed broken: drift). */
   caddyFront: boolean;
+}
+
+function routeAuth(svc: ResolvedService, fingerprints: Record<string, string>): RouteAuthSpec {
+  const b = svc.auth!.basic;
+  return { basic: b ? { user: b.user, secret: basicAuthSecret(svc.name), fingerprint: fingerprints[svc.name] ?? 'fp:none' } : null, allow: [...svc.auth!.allow] };
 }
 
 /** The deployment's Podman network (docs/runtime.md, "Networks"). */
@@ -52,7 +83,11 @@ export function networkResource(projectId: string, env: string, subnet: string):
   return makeResource('network.project', networkName(projectId, env), spec);
 }
 
-export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resource[] {
+/**
+ * `authFingerprints`: per service with basic auth, the fingerprint of the hash it will have (the
+ * manifest's, or the one generated earlier; a missing one plans a change).
+ */
+export function desired(d: Deployment, n: DeploymentNames, s: Settings, authFingerprints: Record<string, string> = {}): Resource[] {
   const out: Resource[] = [];
   const env: Record<string, string> = {};
   const owner = `${d.projectId}/${d.env}`;
@@ -126,11 +161,14 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings): Resourc
     // never at a slot: neither a deploy nor a route change touches Caddy's configuration. The
     // route may exist before the first container: until the first deploy passes its health gate
     // the entry has no target and the router answers 502.
-    const upstreams: RouteUpstream[] = web
-      .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]!.entry, service: svc.name }))
-      // Longest path prefix first; the catch-all (null) last.
-      .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
-    const spec: RouteSpec = { domains: [d.domain, ...d.aliases], tls: d.tls, upstreams, websockets: d.features.websockets, sse: d.features.sse, caddyFront: true };
+    const upstreams = (services: ResolvedService[]): RouteUpstream[] =>
+      services
+        .map((svc) => ({ path: svc.routePath, port: n.ports[svc.name]!.entry, service: svc.name, ...(svc.auth ? { auth: routeAuth(svc, authFingerprints) } : {}) }))
+        // Longest path prefix first; the catch-all (null) last.
+        .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
+    const [main, ...others] = deploymentSites(d);
+    const spec: RouteSpec = { domains: main!.domains, tls: main!.tls, upstreams: upstreams(main!.services), websockets: d.features.websockets, sse: d.features.sse, caddyFront: true };
+    if (others.length) spec.sites = others.map((site) => ({ domains: site.domains, tls: site.tls, upstreams: upstreams(site.services) }));
     const route = makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]);
     out.push(route);
     routeKeys.push(route.key);

@@ -55,6 +55,23 @@ export class SecretStore {
     return values;
   }
 
+  /** Set (string) or remove (null) some values, leaving the others; written only when something changes. */
+  async update(projectId: string, env: string, changes: Record<string, string | null>): Promise<SecretValues> {
+    const values = this.load(projectId, env);
+    let changed = false;
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === null ? !(k in values) : values[k] === v) continue;
+      if (v === null) delete values[k];
+      else {
+        values[k] = v;
+        registerSecret(v);
+      }
+      changed = true;
+    }
+    if (changed) await this.save(projectId, env, values);
+    return values;
+  }
+
   async rotate(projectId: string, env: string, name: string): Promise<void> {
     const values = this.load(projectId, env);
     values[name] = generateSecret();

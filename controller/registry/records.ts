@@ -2,7 +2,7 @@
 import type { Deployment } from '../manifest/types.js';
 import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
-import type { EnvironmentRecord, RegistryDocument, Tombstone } from './types.js';
+import type { EnvironmentRecord, RegistryDocument, ServiceRouteRecord, Tombstone } from './types.js';
 import { CodebError } from '../errors.js';
 
 export function allocationRequest(d: Deployment): AllocationRequest {
@@ -86,25 +86,49 @@ export function addTombstone(doc: RegistryDocument, t: Tombstone): void {
   (doc.tombstones ??= []).push(t);
 }
 
+/** Every host name a registry record holds: domain, aliases and its services' own. */
+export function recordHosts(e: Pick<EnvironmentRecord, 'domain' | 'aliases' | 'serviceRoutes'>): Array<{ host: string; service: string | null }> {
+  const out: Array<{ host: string; service: string | null }> = [];
+  for (const h of [e.domain, ...e.aliases]) if (h) out.push({ host: h.toLowerCase(), service: null });
+  for (const [svc, r] of Object.entries(e.serviceRoutes ?? {})) for (const h of r.domains) out.push({ host: h.toLowerCase(), service: svc });
+  return out;
+}
+
 /**
- * Domains and aliases are owned across every project and environment: a host another deployment
- * serves is refused (exit 2), so no manifest can take over another site's traffic by naming it.
+ * Domains, aliases and services' own host names are owned across every project and environment:
+ * a host another deployment serves is refused (exit 2, naming the owner), so no manifest can take
+ * over another site's traffic by naming it.
  */
-export function assertDomainsFree(doc: RegistryDocument, d: Pick<Deployment, 'projectId' | 'env' | 'domain' | 'aliases'>): void {
-  const wanted = [d.domain, ...d.aliases].map((h) => h.toLowerCase());
+export function assertDomainsFree(doc: RegistryDocument, d: Pick<Deployment, 'projectId' | 'env' | 'domain' | 'aliases' | 'services'>): void {
+  const wanted: Array<{ host: string; what: string }> = [
+    { host: d.domain.toLowerCase(), what: 'domain' },
+    ...d.aliases.map((h) => ({ host: h.toLowerCase(), what: 'alias' })),
+    ...d.services.flatMap((s) => (s.type === 'web' ? s.domains.map((h) => ({ host: h.toLowerCase(), what: `host name (service ${s.name})` })) : [])),
+  ];
   for (const p of Object.values(doc.projects)) {
     for (const e of Object.values(p.environments)) {
       if (p.id === d.projectId && e.env === d.env) continue;
-      const held = [e.domain, ...e.aliases].filter((h): h is string => Boolean(h)).map((h) => h.toLowerCase());
-      const clash = wanted.find((h) => held.includes(h));
-      if (clash) {
-        throw new CodebError(`${d.projectId} (${d.env}) asks for ${clash === d.domain.toLowerCase() ? 'domain' : 'alias'} ${clash}, which project "${p.id}" (${e.env}) already serves.`, {
+      const held = recordHosts(e);
+      for (const w of wanted) {
+        const h = held.find((x) => x.host === w.host);
+        if (!h) continue;
+        throw new CodebError(`${d.projectId} (${d.env}) asks for ${w.what} ${w.host}, which project "${p.id}" (${e.env}) already serves${h.service ? ` (service ${h.service})` : ''}.`, {
           exitCode: 2,
-          hint: `A domain belongs to one deployment. Choose another domain or alias, or free it first (change or destroy ${p.id} (${e.env})). Nothing was changed.`,
+          hint: `A host name belongs to one deployment. Choose another, or free it first (change or destroy ${p.id} (${e.env})). Nothing was changed.`,
         });
       }
     }
   }
+}
+
+/** What the registry keeps of the services' routes (no secret), or undefined when none has any. */
+export function serviceRoutes(d: Pick<Deployment, 'services'>): Record<string, ServiceRouteRecord> | undefined {
+  const out: Record<string, ServiceRouteRecord> = {};
+  for (const s of d.services) {
+    if (s.type !== 'web' || (!s.domains.length && !s.auth)) continue;
+    out[s.name] = { domains: [...s.domains], tls: s.tls, path: s.routePath, basicAuthUser: s.auth?.basic?.user ?? null, allow: [...(s.auth?.allow ?? [])] };
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Allocation, now: string): EnvironmentRecord {
@@ -124,6 +148,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     updatedAt: now,
     domain: d.domain,
     aliases: d.aliases,
+    ...(serviceRoutes(d) ? { serviceRoutes: serviceRoutes(d) } : {}),
     ports: a.ports,
     redisDb: a.redisDb,
     redisUser: names.redisUser,

@@ -26,6 +26,15 @@ export interface PortPair {
   replicas?: { blue: number[]; green: number[] };
 }
 
+export interface ServiceRouteRecord {
+  /** Host names of its own; empty: served at the environment's domain and aliases. */
+  domains: string[];
+  tls: 'auto' | 'internal' | 'off';
+  path: string | null;
+  basicAuthUser: string | null;
+  allow: string[];
+}
+
 export interface ContainerRecord {
   service: string;
   slot: Slot;
@@ -66,6 +75,11 @@ export interface EnvironmentRecord {
   updatedAt: string;
   domain: string | null;
   aliases: string[];
+  /**
+   * Web services with host names of their own (services.<s>.domains) or route auth: owned like
+   * domain and aliases. Names the basic-auth user, never its password or hash. Absent: none.
+   */
+  serviceRoutes?: Record<string, ServiceRouteRecord>;
   /** Host ports per routed or probed service: one for blue, one for green. */
   ports: Record<string, PortPair>;
   redisDb: number | null;

@@ -1,6 +1,6 @@
 /** What `registry list` and `registry inspect` show. Pure: document in, rows and text out. */
 import { describeInterruption, interruptedDeploy } from '../deploy/resume.js';
-import type { DeployProgress, EnvironmentRecord, ProjectRecord, RegistryDocument } from './types.js';
+import type { DeployProgress, EnvironmentRecord, ProjectRecord, RegistryDocument, ServiceRouteRecord } from './types.js';
 import { allocatedReplicas, formatSlotPorts, slotPorts } from './slot-ports.js';
 
 export interface ListRow {
@@ -98,6 +98,7 @@ export function renderInspect(v: InspectView): string {
   for (const e of Object.values(v.environments)) {
     out.push('', `environment ${e.env}: ${e.status}`);
     out.push(`  domain      ${e.domain ?? '-'}${e.aliases?.length ? ` (aliases: ${e.aliases.join(', ')})` : ''}`);
+    for (const [svc, r] of Object.entries(e.serviceRoutes ?? {})) out.push(`  route       ${serviceRouteLine(svc, r)}`);
     const ports = Object.entries(e.ports);
     out.push(`  ports       ${ports.length ? ports.map(([s, p]) => `${s} entry ${p.entry} (blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}${p.replicas ? `; ${allocatedReplicas(p)} replicas` : ''})`).join('; ') : '-'}`);
     out.push(`  live slot   ${e.liveSlot ?? '-'}${e.retained ? ` (previous version retained in ${e.retained.slot} until ${e.retained.until})` : ''}`);
@@ -124,4 +125,11 @@ export function deployLine(p: DeployProgress): string {
     return `INTERRUPTED: ${describeInterruption(p)} (recorded ${p.at}); the next apply or deploy finishes it (\`codeb plan\` shows how), \`codeb rollback\` ends it`;
   }
   return `${p.version} to ${p.slot}: ${p.phase} (${p.at})`;
+}
+
+/** A service's route in words: where it is served and who may use it (the user name, never a secret). */
+export function serviceRouteLine(service: string, r: ServiceRouteRecord): string {
+  const at = r.domains.length ? `${r.domains.join(', ')} (tls ${r.tls})` : 'the main domain';
+  const guard = [r.basicAuthUser ? `basic auth (user ${r.basicAuthUser})` : null, r.allow.length ? `allow ${r.allow.join(', ')}` : null].filter(Boolean);
+  return `${service} at ${at}${r.path ? `, path ${r.path}` : ''}${guard.length ? `; ${guard.join('; ')}` : '; open'}`;
 }

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkManifest } from '../../controller/manifest/index.js';
+import { deploymentSites } from '../../controller/manifest/sites.js';
 import { environmentNames, resolveDeployment } from '../../controller/manifest/normalize.js';
 import { starterManifest } from '../../controller/manifest/starter.js';
 import { bucketName, databaseName } from '../../controller/manifest/names.js';
@@ -137,6 +138,33 @@ describe('manifests/qna-community.yaml (the regional Q&A community)', () => {
     const d = resolveDeployment(manifest);
     expect(d.deploy.strategy).toBe('blue-green');
     expect(d.backup).toMatchObject({ enabled: true, schedule: '0 3 * * *', retentionDays: 30 });
+  });
+});
+
+describe('manifests/metrics-monitoring.yaml (host names of their own and route auth)', () => {
+  const manifest = checkManifest(join(ROOT, 'manifests/metrics-monitoring.yaml')).manifest!;
+  const sites = (env: string) => deploymentSites(resolveDeployment(manifest, env)).map((s) => [s.domains.join(' '), s.services.map((x) => `${x.name}${x.routePath ?? ''}`).join(' ')]);
+
+  it('serves the status page at the main domain and each other web service at its own host names, per environment', () => {
+    expect(sites('production')).toEqual([
+      ['metrics.example.com www.metrics.example.com', 'status'],
+      ['api.metrics.example.com', 'ingest ingest-docs/docs'],
+      ['grafana.metrics.example.com', 'grafana'],
+      ['prometheus.metrics.example.com', 'prometheus'],
+    ]);
+    expect(sites('staging')).toEqual([
+      ['metrics-staging.example.com', 'status'],
+      ['api.metrics-staging.example.com', 'ingest ingest-docs/docs'],
+      ['grafana.metrics-staging.example.com', 'grafana'],
+      ['prometheus.metrics-staging.example.com', 'prometheus'],
+    ]);
+  });
+
+  it('guards Grafana with a generated password and Prometheus with a hash and an allow-list', () => {
+    const auth = Object.fromEntries(resolveDeployment(manifest).services.map((s) => [s.name, s.auth]));
+    expect(auth.grafana).toEqual({ basic: { user: 'ops', passwordHash: null }, allow: [] });
+    expect(auth.prometheus).toMatchObject({ basic: { user: 'ops', passwordHash: expect.stringMatching(/^\$2b\$10\$/) }, allow: ['203.0.113.0/24', '198.51.100.7/32'] });
+    expect(auth.status).toBeNull();
   });
 });
 

@@ -3,7 +3,7 @@ import { parseManifest } from '../../controller/manifest/load.js';
 import { validateLoaded } from '../../controller/manifest/validate.js';
 import { resolveDeployment } from '../../controller/manifest/normalize.js';
 import { allocate, AllocationError } from '../../controller/registry/allocate.js';
-import { addTombstone, allocationRequest, findTombstone, recordAllocation, releaseKeepingData, removeTombstone } from '../../controller/registry/records.js';
+import { addTombstone, allocationRequest, findTombstone, recordAllocation, recordHosts, releaseKeepingData, removeTombstone } from '../../controller/registry/records.js';
 import { placeholderRecord } from '../helpers/records.js';
 import { validateRegistry } from '../../controller/generated/validators.js';
 import { emptyRegistry, type EnvironmentRecord, type RegistryDocument, type Tombstone } from '../../controller/registry/types.js';
@@ -88,6 +88,49 @@ describe('domains and aliases are owned across projects and environments (issue 
     put(doc, 'shop', 'environment: { domain: shop.example.com }');
     expect(put(doc, 'shop', 'environment: { domain: shop.example.com }').domain).toBe('shop.example.com');
     expect(refusal(() => put(doc, 'shop', 'environment: { domain: new.example.com }\nenvironments:\n  staging: { domain: shop.example.com }', 'staging')).exitCode).toBe(2);
+  });
+});
+
+describe("services' own host names are owned like domains (issue 12)", () => {
+  const gateway = (id: string, domain: string, hosts: string) => {
+    const { manifest, issues } = validateLoaded(
+      parseManifest(`apiVersion: codeb/v1\nproject: { id: ${id} }\nenvironment: { domain: ${domain} }\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\n  gw: { image: localhost/app:v1, port: 8080, domains: [${hosts}] }\n`, `${id}.yaml`),
+    );
+    expect(issues).toEqual([]);
+    return resolveDeployment(manifest!);
+  };
+  const put = (doc: RegistryDocument, d: ReturnType<typeof gateway>) => recordAllocation(doc, d, allocate(doc, allocationRequest(d)), '2026-01-01T00:00:00.000Z');
+
+  it.each([
+    ['a service host name of another project', 'b.example.com', 'api.a.example.com', /host name \(service gw\) api\.a\.example\.com, which project "aa" \(production\) already serves \(service gw\)/],
+    ["another project's main domain as a service host name", 'b.example.com', 'a.example.com', /host name \(service gw\) a\.example\.com, which project "aa" \(production\) already serves\./],
+    ["a main domain that is another project's service host name", 'api.a.example.com', 'api.b.example.com', /domain api\.a\.example\.com, which project "aa" \(production\) already serves \(service gw\)/],
+  ])('refuses %s (exit 2, owner named) and leaves the registry as it was', (_what, domain, hosts, message) => {
+    const doc = emptyRegistry();
+    put(doc, gateway('aa', 'a.example.com', 'api.a.example.com'));
+    const before = structuredClone(doc);
+    let err: CodebError | undefined;
+    try {
+      put(doc, gateway('bb', domain, hosts));
+    } catch (e) {
+      err = e as CodebError;
+    }
+    expect(err?.exitCode).toBe(2);
+    expect(err?.message).toMatch(message);
+    expect(doc.projects.bb?.environments.production).toBeUndefined();
+    expect(doc.projects.aa).toEqual(before.projects.aa);
+  });
+
+  it('records the host names and route auth (the user, no hash) and re-records its own', () => {
+    const doc = emptyRegistry();
+    const d = gateway('aa', 'a.example.com', 'api.a.example.com');
+    d.services[1]!.auth = { basic: { user: 'ops', passwordHash: '$2b$04$' + 'a'.repeat(53) }, allow: ['10.0.0.0/8'] };
+    const rec = put(doc, d);
+    expect(rec.serviceRoutes).toEqual({ gw: { domains: ['api.a.example.com'], tls: 'auto', path: null, basicAuthUser: 'ops', allow: ['10.0.0.0/8'] } });
+    expect(JSON.stringify(doc)).not.toContain('$2b$');
+    expect(validateRegistry(doc), JSON.stringify(validateRegistry.errors)).toBe(true);
+    expect(put(doc, d).serviceRoutes).toEqual(rec.serviceRoutes);
+    expect(recordHosts(rec).map((h) => h.host)).toEqual(['a.example.com', 'api.a.example.com']);
   });
 });
 

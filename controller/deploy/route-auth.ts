@@ -1,0 +1,81 @@
+/**
+ * Route authentication in the host router: an optional client address allow-list (403) and basic
+ * auth checked against a bcrypt hash (401 with WWW-Authenticate). The client address is the one
+ * Caddy saw (CLIENT_HEADER, which Caddy's static route sets and no client can: the router socket
+ * is reachable by Caddy only), never X-Forwarded-For.
+ *
+ * A bcrypt check costs tens of milliseconds on purpose, so successful checks are remembered in
+ * memory (a digest of hash and credentials, never the password) and a keep-alive client pays once.
+ */
+import { createHash } from 'node:crypto';
+import { inCidr, parseCidr } from '../runtime/network.js';
+import type { UpstreamAuth } from './host-routes.js';
+
+/** The decision before any password check (pure). */
+export type AuthDecision = { kind: 'open' } | { kind: 'refused'; status: 403 } | { kind: 'password'; user: string; password: string | null; hash: string };
+
+/** user and password of a `Basic` Authorization header, or null when it is not one. */
+export function parseBasic(header: string | undefined): { user: string; password: string } | null {
+  if (!header) return null;
+  const m = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!m) return null;
+  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  return colon === -1 ? null : { user: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+/** Is the client address inside one of the CIDRs? An empty list lets everyone in; no address, no one. */
+export function addressAllowed(address: string | null, allow: string[]): boolean {
+  if (allow.length === 0) return true;
+  if (!address) return false;
+  return allow.some((c) => inCidr(address, parseCidr(c)));
+}
+
+/** What a request must pass for an upstream (pure): the allow-list first, then the password. */
+export function authDecision(auth: UpstreamAuth | undefined, client: string | null, authorization: string | undefined): AuthDecision {
+  if (!auth) return { kind: 'open' };
+  if (!addressAllowed(client, auth.allow)) return { kind: 'refused', status: 403 };
+  if (!auth.basic) return { kind: 'open' };
+  const given = parseBasic(authorization);
+  // A wrong user still costs a check below (null password): no timing tells which users exist.
+  return { kind: 'password', user: auth.basic.user, password: given && given.user === auth.basic.user ? given.password : null, hash: auth.basic.hash };
+}
+
+/** The realm in WWW-Authenticate: the service name (what a browser shows in its prompt). */
+export function challenge(service: string): string {
+  return `Basic realm="${service.replace(/[^A-Za-z0-9._ -]/g, '')}", charset="UTF-8"`;
+}
+
+type Compare = (password: string, hash: string) => Promise<boolean>;
+
+/** Remembers successful checks (bounded; oldest forgotten first). */
+export class VerifiedCache {
+  private readonly ok = new Map<string, true>();
+  private compare: Compare | null = null;
+
+  constructor(private readonly max = 1000) {}
+
+  private key(password: string, hash: string): string {
+    return createHash('sha256').update(hash).update('\0').update(password).digest('hex');
+  }
+
+  has(password: string, hash: string): boolean {
+    return this.ok.has(this.key(password, hash));
+  }
+
+  /** True when the password matches the bcrypt hash; a match is remembered. */
+  async verify(password: string | null, hash: string): Promise<boolean> {
+    const key = this.key(password ?? '', hash);
+    if (password !== null && this.ok.has(key)) return true;
+    this.compare ??= (await import('bcryptjs')).compare;
+    const good = await this.compare(password ?? '\0wrong user', hash).catch(() => false);
+    if (!good || password === null) return false;
+    if (this.ok.size >= this.max) this.ok.delete(this.ok.keys().next().value!);
+    this.ok.set(key, true);
+    return true;
+  }
+
+  get size(): number {
+    return this.ok.size;
+  }
+}
