@@ -104,13 +104,14 @@ export function registerBackup(program: Command): void {
 
   backup
     .command('restore')
-    .description('Restore a backup into a NEW database (the project keeps its current one until you switch); --in-place overwrites the live one')
+    .description('Restore a backup into a NEW database (the project keeps its current one until you switch); --in-place overwrites the live one; --volumes restores the volumes')
     .argument('<project>', 'project id')
     .requiredOption('--id <id>', 'the backup (`codeb backup list`)')
     .option('-e, --env <name>', 'environment', 'production')
     .option('--switch', 'switch the project to the restored database at once (env file, blue-green redeploy)')
     .option('--in-place', 'overwrite the live database instead (a safety backup is taken first); needs --yes')
-    .option('--yes', 'confirm --in-place')
+    .option('--yes', 'confirm --in-place or --volumes')
+    .option('--volumes', "restore the backup's volumes instead (include: volumes): each stateful service is stopped, its volume emptied and filled from the backup, and started again; needs --yes")
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
@@ -118,8 +119,19 @@ export function registerBackup(program: Command): void {
         'when you no longer need it with `codeb backup drop-database <project> --database <name> --yes`.\n' +
         'Exit codes: 0, 1 failure (nothing switched), 2 invalid input, 3/4 as for deploy when --switch redeploys.',
     )
-    .action((project: string, opts: EnvOpts & { id: string; switch?: boolean; inPlace?: boolean; yes?: boolean }, cmd: Command) =>
+    .action((project: string, opts: EnvOpts & { id: string; switch?: boolean; inPlace?: boolean; yes?: boolean; volumes?: boolean }, cmd: Command) =>
       runCommand(opts.json, async () => {
+        if (opts.volumes) {
+          if (opts.switch || opts.inPlace) throw new CodebError('--volumes restores volumes only: leave out --switch and --in-place (restore the database with a second command).', { exitCode: EXIT.invalid });
+          if (!opts.yes) throw new CodebError('--volumes replaces the contents of the live volumes; add --yes to confirm.', { exitCode: EXIT.invalid, hint: 'Back up the current state first if you may want it back: codeb backup run.' });
+          const ops = await import('../ops/backup.js');
+          const reporter = await reporterFor(opts.json);
+          if (!opts.json) eprintln(`Restoring the volumes of backup ${opts.id} of ${project} (${opts.env})`);
+          const v = await ops.restoreVolumes(project, opts.env, opts.id, { registry: globalRegistry(cmd), reporter });
+          if (opts.json) printJson({ ok: true, ...v });
+          else println(`Restored ${v.volumes.join(', ')} from ${v.id}.`);
+          return EXIT.ok;
+        }
         if (opts.inPlace && !opts.yes) {
           throw new CodebError('--in-place overwrites the live database; add --yes to confirm.', { exitCode: EXIT.invalid, hint: 'Without --in-place the backup goes into a new database and nothing live changes.' });
         }

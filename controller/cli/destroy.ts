@@ -13,11 +13,11 @@ interface Opts {
 export function registerDestroy(program: Command): void {
   program
     .command('destroy')
-    .description('Remove a deployment: route, env file, Redis slot and user; release its ports. Keeps the database and buckets unless --delete-data')
+    .description('Remove a deployment: route, env file, Redis slot and user; release its ports. Keeps the database, buckets and volumes unless --delete-data')
     .argument('<project>', 'project id')
     .option('-e, --env <name>', 'environment', 'production')
     .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
-    .option('--delete-data', 'also drop the database and its role and delete the buckets with every object in them')
+    .option('--delete-data', 'also drop the database and its role, delete the buckets with every object in them and remove the volumes')
     .option('--json', 'print the result as JSON')
     .action((project: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {

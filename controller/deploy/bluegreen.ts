@@ -5,6 +5,7 @@
  * retention window so `codeb rollback` is one switch.
  */
 import { CodebError, EXIT } from '../errors.js';
+import { startWaves } from '../manifest/depends.js';
 import { containerName, entryName, replicaNames, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import type { ContainerRecord, DeployPhase, DeployProgress, EnvironmentRecord } from '../registry/types.js';
@@ -13,12 +14,13 @@ import { listeningPorts } from '../registry/ports-in-use.js';
 import { slotPorts, slotTargets } from '../registry/slot-ports.js';
 import { actor } from '../registry/store.js';
 import { containerSpec } from '../runtime/spec.js';
-import type { ContainerSpec, Runtime } from '../runtime/types.js';
+import { LABEL, type ContainerSpec, type Runtime } from '../runtime/types.js';
 import { switchTimes, type ForwarderClient } from './forwarder-client.js';
 import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from './verify-answer.js';
 import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
 import { pauseAt } from './pause.js';
 import { remainingWatch, type ResumeAction } from './resume.js';
+import { isStateful, serviceSlot, STATEFUL_SLOT } from './stateful.js';
 
 export const otherSlot = (s: Slot): Slot => (s === 'blue' ? 'green' : 'blue');
 
@@ -63,6 +65,8 @@ export interface DeployOutcome {
   verify: ProbeResult[];
   reason: string;
   logTail?: string;
+  /** strategy recreate: the previous version was stopped before the new one started. */
+  previousStopped?: boolean;
   /** Set when this run finished a deploy an earlier run had left cut short in that phase. */
   resumed?: { phase: DeployPhase; startedAt: string; by: string };
 }
@@ -89,14 +93,16 @@ export function serviceUrls(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>
 export function specsFor(d: Deployment, rec: Pick<EnvironmentRecord, 'ports'>, slot: Slot, envFile: string | null, version: string, servicesAddress: string): ContainerSpec[] {
   const urls = serviceUrls(d, rec, servicesAddress);
   return d.services.flatMap((s) => {
+    // A stateful service's one container keeps its own slot (deploy/stateful.ts).
+    const at = serviceSlot(s, slot);
     const pair = s.port !== null ? rec.ports[s.name] : undefined;
-    const ports = pair ? slotPorts(pair, slot) : [];
+    const ports = pair ? slotPorts(pair, at) : [];
     if (pair && ports.length < s.replicas) {
       throw new CodebError(`${d.projectId}/${d.env} service ${s.name} runs ${s.replicas} replicas, but the registry holds ${ports.length} ${slot} port${ports.length === 1 ? '' : 's'} for it.`, {
         hint: 'Apply the manifest (`codeb apply`): it allocates a port per replica and slot.',
       });
     }
-    return Array.from({ length: s.replicas }, (_, i) => containerSpec(d, s, slot, { port: s.port !== null ? (ports[i] ?? null) : null, envFile, serviceUrls: urls, version, replica: i }));
+    return Array.from({ length: s.replicas }, (_, i) => containerSpec(d, s, at, { port: s.port !== null ? (ports[i] ?? null) : null, envFile, serviceUrls: urls, version, replica: i }));
   });
 }
 
@@ -163,7 +169,7 @@ export async function gateService(ctx: DeployContext, spec: ContainerSpec, s: Re
 }
 
 function containerRecord(spec: ContainerSpec, id: string | null, state: string): ContainerRecord {
-  return { service: spec.service, slot: spec.slot, name: spec.name, id, image: spec.image, hostPort: spec.port, state, startedAt: new Date().toISOString() };
+  return { service: spec.service, slot: spec.slot, name: spec.name, id, image: spec.image, hostPort: spec.port, state, startedAt: new Date().toISOString(), ...(spec.volumes.length ? { stateful: true } : {}) };
 }
 
 /**
@@ -177,7 +183,7 @@ async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrt
   const acks = await Promise.all(
     ctx.d.services
       .filter((s) => s.port !== null && rec.ports[s.name])
-      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), rec.ports[s.name]!.entry, targets[s.name] ?? slotTargets(rec.ports[s.name]!, rec.containers, s.name, slot), rec.subnet ?? null)),
+      .map((s) => ctx.forwarder.set(entryId(ctx.d.projectId, ctx.d.env, s.name), rec.ports[s.name]!.entry, targets[s.name] ?? slotTargets(rec.ports[s.name]!, rec.containers, s.name, serviceSlot(s, slot)), rec.subnet ?? null)),
   );
   return switchTimes(since, acks);
 }
@@ -187,13 +193,14 @@ const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.sw
 /**
  * Remove a slot's containers: those of `services` (default: every service, plus any the record
  * holds in that slot for a service no longer in the manifest), each stopped with deploy.drain.
+ * A stateful service's container is never part of a slot (deployStateful replaces it).
  */
 async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedService[]): Promise<void> {
   const { d, rec } = ctx;
   // Every replica the manifest names, and every one the record holds (more, before a scale-down).
-  const names = new Set((services ?? d.services).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
+  const names = new Set((services ?? d.services).filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
   const only = services ? new Set(services.map((s) => s.name)) : null;
-  for (const c of rec.containers) if (c.slot === slot && (!only || only.has(c.service))) names.add(c.name);
+  for (const c of rec.containers) if (c.slot === slot && !c.stateful && (!only || only.has(c.service))) names.add(c.name);
   await Promise.all([...names].map((n) => ctx.runtime.remove(n, Math.ceil(d.deploy.drainMs / 1000))));
   rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
@@ -213,7 +220,7 @@ async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot
   const nonce = newNonce();
   // Any replica of the new slot may answer (the forwarder spreads requests over them).
   const id = entryId(ctx.d.projectId, ctx.d.env, web.name);
-  const tokens = slotTargets(ctx.rec.ports[web.name]!, ctx.rec.containers, web.name, slot).map((port) => answerToken(nonce, id, port));
+  const tokens = slotTargets(ctx.rec.ports[web.name]!, ctx.rec.containers, web.name, serviceSlot(web, slot)).map((port) => answerToken(nonce, id, port));
   const expect = answers ? { headers: { [VERIFY_HEADER]: nonce }, expectHeader: { name: ANSWER_HEADER, value: tokens, what: `the new ${slot} slot of ${web.name}` } } : {};
   const probe = () => probeHttp({ port: ctx.caddyHttpPort, path: hc.path, expectStatus: hc.expectStatus, timeoutMs: Math.max(hc.timeoutMs, 1000), hostHeader: ctx.d.domain, ...expect });
   const results: ProbeResult[] = [];
@@ -283,7 +290,7 @@ function slotSpecs(ctx: DeployContext, slot: Slot, version: string, services?: s
   return services ? specs.filter((s) => services.includes(s.service)) : specs;
 }
 
-type AfterSwitchBase = Pick<DeployOutcome, 'version' | 'fromSlot' | 'toSlot' | 'images' | 'health' | 'switchMs' | 'switchAckMs' | 'resumed'>;
+type AfterSwitchBase = Pick<DeployOutcome, 'version' | 'fromSlot' | 'toSlot' | 'images' | 'health' | 'switchMs' | 'switchAckMs' | 'resumed' | 'previousStopped'>;
 
 /**
  * Verify through Caddy, watch for `watchMs`, then either confirm (old workers stop) or roll back.
@@ -318,21 +325,57 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   await mark(ctx, 'rolling-back');
   const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
   // The previous slot's containers as recorded (its replica count may differ from the manifest's now).
-  const previous = fromSlot === null ? [] : routedNames(rec, d.services.filter((s) => s.port !== null).map((s) => s.name), fromSlot, d);
+  const previous = fromSlot === null ? [] : routedNames(rec, d.services.filter((s) => s.port !== null && !isStateful(s)).map((s) => s.name), fromSlot, d);
   const canGoBack = fromSlot !== null && (await Promise.all(previous.map((n) => runtime.inspect(n)))).every((st) => st?.running);
   if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
-  rec.liveSlot = fromSlot;
+  // After a recreate the previous version no longer runs: nothing is live.
+  rec.liveSlot = base.previousStopped ? null : fromSlot;
   await removeSlot(ctx, toSlot);
   await ctx.persist();
   return { ...base, result: 'rolled-back', verify: [], reason: failure + (canGoBack ? '' : ' (no previous version was running to go back to)'), logTail };
+}
+
+/**
+ * A stateful service (deploy/stateful.ts): left running when its container already has this spec;
+ * otherwise its running container is stopped and removed first, then the new one starts and is
+ * gated, and its entry points at it. Returns its health, or null when it was left running.
+ */
+async function deployStateful(ctx: DeployContext, spec: ContainerSpec, s: ResolvedService): Promise<ServiceHealth | null> {
+  const { d, rec, runtime } = ctx;
+  const step = stepper(ctx.reporter);
+  const current = await runtime.inspect(spec.name);
+  if (current?.running && current.labels[LABEL.specHash] === spec.labels[LABEL.specHash]) {
+    await step(`keep ${spec.name}`, async () => {}, () => 'stateful, unchanged: keeps running');
+    return null;
+  }
+  // Whatever else runs of it (a container of its blue-green days in the other slot) goes too.
+  const others = [spec.name, containerName(d.projectId, d.env, s.name, STATEFUL_SLOT === 'blue' ? 'green' : 'blue')];
+  await step(`stop ${spec.name} (stateful: never two at once)`, async () => {
+    for (const n of others) await runtime.remove(n, Math.max(spec.stopTimeoutSeconds, Math.ceil(d.deploy.drainMs / 1000)));
+  }, () => (current ? 'stopped and removed' : 'nothing was running'));
+  rec.containers = rec.containers.filter((c) => !others.includes(c.name));
+  await ctx.persist();
+  const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
+  rec.containers.push(containerRecord(spec, st.id, 'starting'));
+  const health = await step(`health gate (${s.name}, stateful)`, () => gateService(ctx, spec, s), (h) => (h.healthy ? `healthy in ${h.elapsedMs} ms` : 'UNHEALTHY'));
+  if (!health.healthy) return health;
+  for (const c of rec.containers) if (c.name === spec.name) c.state = 'running';
+  const ports = rec.ports[s.name];
+  if (s.port !== null && ports) await ctx.forwarder.set(entryId(d.projectId, d.env, s.name), ports.entry, ports[STATEFUL_SLOT], rec.subnet ?? null);
+  await ctx.persist();
+  return health;
 }
 
 export async function deployRelease(ctx: DeployContext, version: string): Promise<DeployOutcome> {
   const { d, rec, runtime } = ctx;
   const fromSlot = rec.liveSlot;
   const toSlot: Slot = fromSlot ? otherSlot(fromSlot) : 'blue';
-  const specs = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
-  const images = Object.fromEntries(specs.map((s) => [s.service, s.image]));
+  const all = specsFor(d, rec, toSlot, ctx.envFile, version, ctx.servicesAddress);
+  const serviceOf = (spec: ContainerSpec) => d.services.find((s) => s.name === spec.service)!;
+  const stateful = all.filter((spec) => isStateful(serviceOf(spec)));
+  // The blue-green part: every other service, started in the idle slot.
+  const specs = all.filter((spec) => !isStateful(serviceOf(spec)));
+  const images = Object.fromEntries(all.map((s) => [s.service, s.image]));
   const base = { version, fromSlot, toSlot, images, switchMs: null, verify: [] as ProbeResult[] };
   const step = stepper(ctx.reporter);
   // A forwarder of an older codeb keeps only the first target of an entry: replicas would get no traffic.
@@ -343,19 +386,44 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   }
 
   const now = new Date().toISOString();
-  rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images, by: actor(), startedAt: now, at: now };
+  // The progress names the slotted services only: a resume or rollback moves those, never a stateful one.
+  const slotted = Object.fromEntries(specs.map((s) => [s.service, s.image]));
+  rec.deploy = { phase: 'started', slot: toSlot, from: fromSlot, version, images: slotted, by: actor(), startedAt: now, at: now };
   await mark(ctx, 'started');
 
   await step(`images ${[...new Set(Object.values(images))].join(', ')}`, async () => {
     for (const img of new Set(Object.values(images))) await runtime.ensureImage(img);
   }, () => 'present');
 
-  // Release commands (migrations) run once, from the new image, before anything new starts.
-  for (const s of d.services.filter((x) => x.release)) {
+  // Release commands (migrations) run once, from the new image, before anything new starts
+  // (validation refuses them on stateful services: they would run beside the running writer).
+  for (const s of d.services.filter((x) => x.release && !isStateful(x))) {
     const spec = specs.find((x) => x.service === s.name)!;
     const r = await step(`release command for ${s.name}`, () => runtime.runOnce({ ...spec, name: releaseContainerName(spec.name), command: s.release!.command, port: null }, s.release!.timeoutMs), (v) => `exit ${v.exitCode}`);
     if (r.exitCode !== 0) {
       return { ...base, result: 'release-failed', health: [], reason: `the release command of ${s.name} exited with code ${r.exitCode}; nothing was started`, logTail: r.output.slice(-2000) };
+    }
+  }
+
+  // Stateful services first (the others usually depend on them): stop-then-start, or left running;
+  // one switched off (replicas: 0) is stopped (its volumes stay).
+  for (const s of d.services.filter((x) => isStateful(x) && x.replicas === 0)) {
+    const name = containerName(d.projectId, d.env, s.name, STATEFUL_SLOT);
+    if (!(await runtime.inspect(name))) continue;
+    await step(`stop ${name} (replicas: 0)`, () => runtime.remove(name, Math.ceil(d.deploy.drainMs / 1000)), () => 'stopped and removed; its volumes are kept');
+    rec.containers = rec.containers.filter((c) => c.name !== name);
+  }
+  const statefulHealth: ServiceHealth[] = [];
+  for (const spec of stateful) {
+    const h = await deployStateful(ctx, spec, serviceOf(spec));
+    if (!h) continue;
+    statefulHealth.push(h);
+    if (!h.healthy) {
+      const logTail = await runtime.logsTail(spec.name, 30).catch(() => '');
+      await runtime.remove(spec.name, 0);
+      rec.containers = rec.containers.filter((c) => c.name !== spec.name);
+      await ctx.persist();
+      return { ...base, result: 'health-failed', health: statefulHealth, reason: `${h.service}: ${h.reason} (stateful: its previous container had been stopped; its volumes keep the data, and a deploy of a working version starts it again)`, logTail };
     }
   }
 
@@ -371,23 +439,51 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
       hint: 'Stop that process, or give the service other hostPorts in the manifest (`codeb registry release` + apply re-allocates free ones).',
     });
   }
-  for (const spec of specs) {
-    const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
-    rec.containers.push(containerRecord(spec, st.id, 'starting'));
+  // recreate: the previous version stops before the new one starts (never two versions at once;
+  // nothing serves until the new one is healthy and switched in).
+  const previousStopped = d.deploy.strategy === 'recreate' && fromSlot !== null;
+  if (previousStopped) {
+    await step(`stop the previous version in the ${fromSlot} slot (strategy recreate)`, () => removeSlot(ctx, fromSlot!), () => 'stopped');
+    rec.liveSlot = null;
+    if (rec.retained?.slot === fromSlot) rec.retained = null;
+    await ctx.persist();
   }
-  await mark(ctx, 'gating');
 
-  const health = await step(`health gate (${specs.length} container${specs.length === 1 ? '' : 's'})`, () =>
-    Promise.all(specs.map((spec) => gateService(ctx, spec, d.services.find((s) => s.name === spec.service)!))),
-    (hs) => (hs.every((h) => h.healthy) ? `healthy in ${Math.max(...hs.map((h) => h.elapsedMs))} ms` : 'UNHEALTHY'),
-  );
+  // dependsOn: services start in waves; a wave starts once every container of the waves before it
+  // passed its health gate. Without dependsOn this is one wave: all start, then all are gated.
+  // Every replica of a service is in its service's wave.
+  const waves = startWaves(d.services.filter((s) => specs.some((spec) => spec.service === s.name)));
+  // Stateful services were started (and gated) above: their health leads the list.
+  const health: ServiceHealth[] = [...statefulHealth];
+  for (const [i, wave] of waves.entries()) {
+    const waveSpecs = specs.filter((spec) => wave.includes(spec.service));
+    for (const spec of waveSpecs) {
+      const st = await step(`start ${spec.name}`, () => runtime.start(spec), (v) => `started ${v.id.slice(0, 12)}`);
+      rec.containers.push(containerRecord(spec, st.id, 'starting'));
+    }
+    if (i === 0) await mark(ctx, 'gating');
+    else await ctx.persist();
+    const label = waves.length === 1 ? '' : ` of wave ${i + 1}/${waves.length}: ${wave.join(', ')}`;
+    health.push(
+      ...(await step(`health gate (${waveSpecs.length} container${waveSpecs.length === 1 ? '' : 's'}${label})`, () =>
+        Promise.all(waveSpecs.map((spec) => gateService(ctx, spec, d.services.find((s) => s.name === spec.service)!))),
+        (hs) => (hs.every((h) => h.healthy) ? `healthy in ${Math.max(...hs.map((h) => h.elapsedMs))} ms` : 'UNHEALTHY'),
+      )),
+    );
+    if (health.some((h) => !h.healthy)) {
+      // The services of later waves are not started: each depends, directly or not, on this one.
+      for (const later of waves.slice(i + 1).flat()) health.push(notStarted(later, d, health));
+      break;
+    }
+  }
   const sick = health.filter((h) => !h.healthy);
   if (sick.length) {
     const first = sick[0]!;
     const logTail = await runtime.logsTail(first.container ?? containerName(d.projectId, d.env, first.service, toSlot), 30).catch(() => '');
     await removeSlot(ctx, toSlot);
     await ctx.persist();
-    return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; '), logTail };
+    const stopped = previousStopped ? ' (strategy recreate: the previous version was stopped first, so nothing serves now)' : '';
+    return { ...base, result: 'health-failed', health, reason: sick.map((h) => `${h.service}: ${h.reason}`).join('; ') + stopped, logTail, previousStopped };
   }
   // switchMs runs from "every new container healthy" to "every entry switched".
   const healthyAt = process.hrtime.bigint();
@@ -397,7 +493,35 @@ export async function deployRelease(ctx: DeployContext, version: string): Promis
   const sw = await step(`switch traffic ${fromSlot ?? '(none)'} -> ${toSlot}`, () => switchEntries(ctx, toSlot, healthyAt, targetsOf(specs)), switched);
   rec.liveSlot = toSlot;
   await mark(ctx, 'switched');
-  return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs }, d.deploy.watchAfterSwitchMs);
+  return afterSwitch(ctx, specs, { ...base, health, switchMs: sw.switchMs, switchAckMs: sw.ackMs, previousStopped }, d.deploy.watchAfterSwitchMs);
+}
+
+/**
+ * What plan and apply say about how a deploy will go, when one is planned (pure): the start
+ * order dependsOn gives, and what recreate does to the running version.
+ */
+export function deployNotes(d: Pick<Deployment, 'services' | 'deploy'>, liveSlot: Slot | null): string[] {
+  const notes: string[] = [];
+  const waves = startWaves(d.services.filter((s) => s.replicas > 0));
+  if (waves.length > 1) notes.push(`dependsOn: services start in ${waves.length} waves, each once the one before passed its health gate: ${waves.map((w) => w.join(' + ')).join(' -> ')}`);
+  if (d.deploy.strategy === 'recreate' && liveSlot) notes.push(`strategy recreate: the running version (${liveSlot} slot) stops before the new one starts; nothing serves until the new one is healthy`);
+  return notes;
+}
+
+/** A service a failed dependency kept from starting: unhealthy, with the dependencies that failed. */
+function notStarted(service: string, d: Deployment, health: ServiceHealth[]): ServiceHealth {
+  const failed = new Set(health.filter((h) => !h.healthy).map((h) => h.service));
+  const deps = new Set<string>();
+  const walk = (n: string) => {
+    for (const dep of d.services.find((s) => s.name === n)?.dependsOn ?? []) {
+      if (deps.has(dep)) continue;
+      deps.add(dep);
+      walk(dep);
+    }
+  };
+  walk(service);
+  const blame = [...deps].filter((x) => failed.has(x));
+  return { service, healthy: false, elapsedMs: 0, firstOkMs: null, reason: `not started: it depends on ${blame.join(', ') || 'a service'}, which failed its health gate`, checks: [] };
 }
 
 /**
@@ -420,10 +544,10 @@ export const releaseContainerName = (name: string) => `${name}-release`;
  */
 export async function discardRelease(ctx: DeployContext, p: DeployProgress, live: Slot | null): Promise<number> {
   const { d, rec, runtime } = ctx;
-  const names = new Set([...d.services.flatMap((s) => replicaNames(d.projectId, d.env, s.name, p.slot, Math.max(1, s.replicas))), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const names = new Set([...d.services.filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, p.slot, Math.max(1, s.replicas))), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
   const present = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   await removeSlot(ctx, p.slot);
-  await Promise.all(d.services.filter((s) => s.release).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
+  await Promise.all(d.services.filter((s) => s.release && !isStateful(s)).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
   if (rec.retained?.slot === p.slot) rec.retained = null;
   rec.liveSlot = live;
   await ctx.persist();
@@ -461,9 +585,14 @@ export function outcomeError(o: DeployOutcome, project: string, env: string): Co
   const what =
     o.result === 'rolled-back'
       ? `Deploy of ${project} (${env}) was rolled back after the switch: ${o.reason}`
-      : `Deploy of ${project} (${env}) stopped before the switch; traffic was not moved: ${o.reason}`;
+      : `Deploy of ${project} (${env}) stopped before the switch; ${o.previousStopped ? 'the previous version had been stopped' : 'traffic was not moved'}: ${o.reason}`;
   return new CodebError(`${what}${details ? `\n${details}` : ''}`, {
     exitCode: o.result === 'rolled-back' ? EXIT.rolledBack : EXIT.healthGate,
-    hint: o.result === 'rolled-back' ? 'The previous version serves again. Fix the new version and deploy again.' : 'The previous version keeps serving. Fix the new version (see the log above) and deploy again.',
+    hint:
+      o.result === 'rolled-back'
+        ? 'The previous version serves again. Fix the new version and deploy again.'
+        : o.previousStopped
+          ? 'Nothing serves (strategy recreate stopped the previous version first). Fix the new version (see the log above) and deploy again, or `codeb rollback` to redeploy the previous one.'
+          : 'The previous version keeps serving. Fix the new version (see the log above) and deploy again.',
   });
 }

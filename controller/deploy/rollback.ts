@@ -16,6 +16,7 @@ import { slotTargets } from '../registry/slot-ports.js';
 import { ForwarderClient, switchTimes } from './forwarder-client.js';
 import { observeInterruption } from './interrupted.js';
 import { decideResume, describeInterruption, interruptedDeploy } from './resume.js';
+import { statefulServices } from './stateful.js';
 
 export interface RollbackResult {
   project: string;
@@ -32,9 +33,10 @@ export interface RollbackResult {
 }
 
 
-/** Services whose slot containers serve traffic through an entry. */
+/** Services whose slot containers serve traffic through an entry (a stateful one has no slots). */
 function routedServices(rec: EnvironmentRecord): string[] {
-  return Object.keys(rec.ports);
+  const stateful = statefulServices(rec);
+  return Object.keys(rec.ports).filter((s) => !stateful.has(s));
 }
 
 /** Routed services with a container of the slot (any replica, as recorded) not running. */
@@ -67,7 +69,14 @@ export async function rollback(opts: { project: string; env: string; registry?: 
         await tx.write(doc);
         return r;
       }
-      if (!rec.liveSlot) throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
+      if (!rec.liveSlot) {
+        // Deployed before, nothing live now (a recreate stopped the previous version and the new
+        // one failed): no slot to switch to, so the CLI redeploys the last good version instead.
+        if (rec.history.some((h) => h.action === 'deploy' && h.result === 'ok')) {
+          throw new NoRetainedSlotError(`Nothing of ${opts.project} (${opts.env}) runs to switch back to.`, { hint: '`codeb rollback` then redeploys the earlier image from history.' });
+        }
+        throw new CodebError(`${opts.project} (${opts.env}) has never been deployed.`);
+      }
       const back = otherSlot(rec.liveSlot);
       const missing = await notRunning(rec, opts.project, back, runtime);
       if (!rec.retained || rec.retained.slot !== back || missing.length) {
@@ -120,7 +129,7 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
   const t0 = process.hrtime.bigint();
   const acks = await switchTo(rec, project, back, forwarder);
   const { switchMs, ackMs } = switchTimes(t0, acks);
-  const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot).map((c) => c.name)]);
+  const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
   const removed = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   for (const n of names) await runtime.remove(n);
   for (const s of Object.keys(p.images)) await runtime.remove(releaseContainerName(containerName(project, env, s, p.slot)), 0);
@@ -153,7 +162,8 @@ export function chooseEarlierDeploy(rec: EnvironmentRecord, to?: string): Redepl
   const deploys = rec.history
     .filter((h) => h.action === 'deploy' && h.result === 'ok' && h.detail?.images)
     .map((h) => ({ version: String(h.detail!.version ?? ''), images: h.detail!.images as Record<string, string>, at: h.at }));
-  const live = rec.containers.filter((c) => c.slot === rec.liveSlot).map((c) => [c.service, c.image] as const);
+  // What runs now: the live slot's containers and the stateful ones (which have no slot to switch).
+  const live = rec.containers.filter((c) => c.slot === rec.liveSlot || c.stateful).map((c) => [c.service, c.image] as const);
   const current = JSON.stringify(Object.fromEntries([...live].sort()));
   const pick = to
     ? [...deploys].reverse().find((x) => x.version === to || Object.values(x.images).some((i) => i === to || i.endsWith(`:${to}`)))
@@ -188,13 +198,14 @@ export async function gc(opts: { registry?: string; settings?: Settings; force?:
           // Stop the containers first: an app that handles SIGTERM ends its streams itself (a last
           // SSE chunk, a websocket close frame 1000) and that reaches the client through the
           // forwarder and Caddy. Then the forwarder closes whatever is still open to that slot.
-          const names = rec.containers.filter((c) => c.slot === r.slot).map((c) => c.name);
+          // A stateful service's container is no slot's (deploy/stateful.ts): it stays.
+          const names = rec.containers.filter((c) => c.slot === r.slot && !c.stateful).map((c) => c.name);
           for (const n of names) await runtime.remove(n);
           let streamsClosed = 0;
           for (const s of routedServices(rec)) {
             for (const port of slotTargets(rec.ports[s]!, rec.containers, s, r.slot)) streamsClosed += await forwarder.retire(entryId(p.id, rec.env, s), port, 0).catch(() => 0);
           }
-          rec.containers = rec.containers.filter((c) => c.slot !== r.slot);
+          rec.containers = rec.containers.filter((c) => c.slot !== r.slot || c.stateful);
           rec.retained = null;
           pushHistory(rec, { at: new Date().toISOString(), by: actor(), action: 'gc', result: 'ok', detail: { slot: r.slot, containers: names.length, streamsClosed } });
           retired.push({ project: p.id, env: rec.env, slot: r.slot, containers: names.length, streamsClosed });

@@ -32,3 +32,25 @@ export function findCycle(graph: DependencyGraph): string[] | null {
   }
   return null;
 }
+
+/**
+ * Start-up waves (pure): each wave holds the services whose dependencies are all in earlier
+ * waves, in the given order. Services with no dependencies among `services` form the first wave,
+ * so a manifest without dependsOn is one wave (everything starts together, as before). Edges to
+ * services not in the list (not started in this slot, e.g. replicas 0) are ignored. The graph has
+ * no cycle (validation refuses one); were one there anyway, its services come last, together.
+ */
+export function startWaves(services: ReadonlyArray<{ name: string; dependsOn: readonly string[] }>): string[][] {
+  const names = new Set(services.map((s) => s.name));
+  const placed = new Set<string>();
+  const waves: string[][] = [];
+  let left = [...services];
+  while (left.length) {
+    const ready = left.filter((s) => s.dependsOn.every((d) => d === s.name || !names.has(d) || placed.has(d)));
+    const wave = ready.length ? ready : left;
+    waves.push(wave.map((s) => s.name));
+    for (const s of wave) placed.add(s.name);
+    left = left.filter((s) => !placed.has(s.name));
+  }
+  return waves;
+}

@@ -1,6 +1,6 @@
 /**
  * The one place where names that reach other systems are derived (databases, roles, buckets, Redis
- * users and keys, containers, networks, files). Inputs are already validated by the schema
+ * users and keys, containers, networks, volumes, files). Inputs are already validated by the schema
  * (lowercase DNS labels of bounded length); every output is checked again here, so a name that
  * would break a system's rules fails loudly instead of being truncated or escaped into something else.
  *
@@ -63,6 +63,17 @@ export function databaseRole(s: NameScope): string {
   return checked('role', `${databaseName(s)}_owner`, SQL_IDENT);
 }
 
+/** The schema's databaseName rule, checked again: a name the manifest gives (database.name). */
+const NAMED_DATABASE = /^(?!pg_)[a-z][a-z0-9_]{1,56}$/;
+const RESERVED_DATABASES = new Set(['postgres', 'template0', 'template1']);
+
+export function namedDatabase(name: string): { database: string; role: string } {
+  if (!NAMED_DATABASE.test(name) || RESERVED_DATABASES.has(name)) {
+    throw new CodebError(`Invalid database name ${JSON.stringify(name)}: use lowercase letters, digits and underscores, starting with a letter, 2-57 characters, not starting with pg_ and not postgres, template0 or template1.`, { exitCode: 2 });
+  }
+  return { database: name, role: checked('role', `${name}_owner`, SQL_IDENT) };
+}
+
 /** food-delivery-app + uploads -> food-delivery-uploads; with environments: food-delivery-staging-uploads. */
 export function bucketName(s: NameScope, suffix = 'uploads'): string {
   const parts = [baseName(s.projectId), ...(s.multiEnv ? [envShort(s.env)] : []), suffix];
@@ -121,6 +132,18 @@ export function deploymentName(projectId: string, env: string): string {
   assertLabel('project id', projectId, 40);
   assertLabel('environment name', env, 12);
   return [projectId, env].join(SEP);
+}
+
+/**
+ * The Podman volume of one of a service's named volumes: codeb-<project>--<env>--<service>--<volume>.
+ * Per environment, so staging never mounts production's data.
+ */
+export function volumeName(projectId: string, env: string, service: string, volume: string): string {
+  assertLabel('project id', projectId, 40);
+  assertLabel('environment name', env, 12);
+  assertLabel('service name', service, 30);
+  assertLabel('volume name', volume, 20);
+  return `codeb-${[projectId, env, service, volume].join(SEP)}`;
 }
 
 export function networkName(projectId: string, env: string): string {

@@ -4,7 +4,7 @@
  * annotations in schemas/project-manifest.schema.json (a unit test keeps them in step).
  */
 import { CodebError, EXIT } from '../errors.js';
-import type { Deployment, HttpHealthCheck, Manifest, ResolvedHealthCheck, ResolvedService, ServerSpec, ServiceSpec, Tls } from './types.js';
+import type { BackupPart, Deployment, HttpHealthCheck, Manifest, ResolvedHealthCheck, ResolvedService, ServerSpec, ServiceSpec, Tls } from './types.js';
 
 export const DEFAULTS = {
   environment: 'production',
@@ -15,11 +15,11 @@ export const DEFAULTS = {
   readOnlyRootfs: false,
   health: { path: '/api/health', expectStatus: 200, timeout: '500ms', interval: '1s', successes: 3, startPeriod: '0s' },
   workerStartPeriod: '10s',
-  logs: { maxSize: '10M', maxFiles: 3 },
+  logs: { maxSize: '10M' },
   releaseTimeout: '5m',
   jobTimeout: '30m',
   checksAfterDeploy: 3,
-  backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as Array<'database' | 'storage'> },
+  backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] as BackupPart[] },
   deploy: { strategy: 'blue-green' as const, deadline: '2m', verifyAfterSwitch: 3, watchAfterSwitch: '10s', keepPrevious: '1h', drain: '10s' },
   storageBuckets: ['uploads'],
   cacheIsolation: 'prefix' as const,
@@ -121,10 +121,13 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       replicas: so.replicas ?? o.replicas ?? svc.replicas ?? DEFAULTS.replicas,
       restart: svc.restart ?? DEFAULTS.restart,
       readOnlyRootfs: svc.readOnlyRootfs ?? DEFAULTS.readOnlyRootfs,
+      volumes: Object.entries(svc.volumes ?? {})
+        .map(([vname, path]) => ({ name: vname, path: path.length > 1 ? path.replace(/\/$/, '') : path }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
       healthCheck: resolveHealth(svc, m.monitoring?.healthCheck),
       dependsOn: svc.dependsOn ?? [],
       release: svc.release ? { command: svc.release.command, timeoutMs: durationMs(svc.release.timeout ?? DEFAULTS.releaseTimeout) } : null,
-      logs: { maxSize: svc.logs?.maxSize ?? DEFAULTS.logs.maxSize, maxFiles: svc.logs?.maxFiles ?? DEFAULTS.logs.maxFiles },
+      logs: { maxSize: svc.logs?.maxSize ?? DEFAULTS.logs.maxSize },
     };
   });
 
@@ -145,7 +148,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
     server,
     services,
     features: {
-      database: db ? { extensions: typeof db === 'object' ? db.extensions ?? [] : [] } : null,
+      database: db ? { extensions: typeof db === 'object' ? db.extensions ?? [] : [], name: (isPrimary ? m.environment?.database?.name : o.database?.name) ?? null } : null,
       cache: cache ? { isolation: (typeof cache === 'object' ? cache.isolation : undefined) ?? DEFAULTS.cacheIsolation } : null,
       storage: storage
         ? { buckets: (typeof storage === 'object' ? storage.buckets : undefined) ?? DEFAULTS.storageBuckets, public: typeof storage === 'object' ? storage.public ?? false : false }
@@ -168,7 +171,7 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
       timeoutMs: durationMs(j.timeout ?? DEFAULTS.jobTimeout),
     })),
     deploy: {
-      strategy: dep.strategy ?? DEFAULTS.deploy.strategy,
+      strategy: (isPrimary ? undefined : o.deploy?.strategy) ?? dep.strategy ?? DEFAULTS.deploy.strategy,
       deadlineMs: durationMs(dep.healthGate?.deadline ?? DEFAULTS.deploy.deadline),
       verifyAfterSwitch: dep.healthGate?.verifyAfterSwitch ?? DEFAULTS.deploy.verifyAfterSwitch,
       watchAfterSwitchMs: durationMs(dep.healthGate?.watchAfterSwitch ?? DEFAULTS.deploy.watchAfterSwitch),

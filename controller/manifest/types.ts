@@ -2,6 +2,8 @@
 export type Duration = string; // "500ms" | "5s" | "10m" | "1h" | "1d"
 export type ServiceType = 'web' | 'internal' | 'worker';
 export type Tls = 'auto' | 'internal' | 'off';
+export type DeployStrategy = 'blue-green' | 'recreate';
+export type BackupPart = 'database' | 'storage' | 'volumes';
 export type EnvVars = Record<string, string | number | boolean>;
 
 export interface HostPorts {
@@ -50,10 +52,12 @@ export interface ServiceSpec {
   replicas?: number;
   restart?: 'always' | 'on-failure' | 'no';
   readOnlyRootfs?: boolean;
+  /** volume name -> absolute mount path (docs/manifest.md, "Stateful services"). */
+  volumes?: Record<string, string>;
   healthCheck?: HealthCheckSpec;
   dependsOn?: string[];
   release?: { command: string[]; timeout?: Duration };
-  logs?: { maxSize?: string; maxFiles?: number };
+  logs?: { maxSize?: string };
 }
 export interface ServiceOverride {
   image?: string;
@@ -75,6 +79,8 @@ export interface EnvironmentOverride {
   env?: EnvVars;
   server?: string;
   services?: Record<string, ServiceOverride>;
+  database?: { name?: string };
+  deploy?: { strategy?: DeployStrategy };
 }
 export interface ServerSpec {
   name: string;
@@ -85,7 +91,7 @@ export interface ServerSpec {
 export interface Manifest {
   apiVersion: 'codeb/v1';
   project: { id: string; name?: string; description?: string; owner?: string; labels?: Record<string, string> };
-  environment?: { name?: string; domain?: string; aliases?: string[]; tls?: Tls; env?: EnvVars };
+  environment?: { name?: string; domain?: string; aliases?: string[]; tls?: Tls; env?: EnvVars; database?: { name?: string } };
   environments?: Record<string, EnvironmentOverride>;
   servers?: ServerSpec[];
   resources?: ServiceResources;
@@ -102,10 +108,10 @@ export interface Manifest {
     checksAfterDeploy?: number;
     alerts?: { webhook?: string; email?: string[] };
   };
-  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: Array<'database' | 'storage'> };
+  backup?: { enabled?: boolean; schedule?: string; retentionDays?: number; include?: BackupPart[] };
   jobs?: Record<string, { service?: string; command: string[]; schedule: string; timeout?: Duration }>;
   deploy?: {
-    strategy?: 'blue-green' | 'recreate';
+    strategy?: DeployStrategy;
     healthGate?: { deadline?: Duration; verifyAfterSwitch?: number; watchAfterSwitch?: Duration };
     keepPrevious?: Duration;
     drain?: Duration;
@@ -122,6 +128,12 @@ export interface ResolvedHealthCheck {
   intervalMs: number;
   successes: number;
   startPeriodMs: number;
+}
+export interface ResolvedVolume {
+  /** The manifest's name (unique within the service); the Podman volume is names.volumeName(). */
+  name: string;
+  /** Absolute path inside the container. */
+  path: string;
 }
 export interface ResolvedService {
   name: string;
@@ -144,10 +156,16 @@ export interface ResolvedService {
   restart: 'always' | 'on-failure' | 'no';
   /** Read-only root filesystem with a writable tmpfs at /tmp. */
   readOnlyRootfs: boolean;
+  /**
+   * Named volumes, sorted by name. A service with any is stateful: one container that is stopped
+   * before its new version starts (never two at once) and that keeps running through deploys
+   * that do not change it.
+   */
+  volumes: ResolvedVolume[];
   healthCheck: ResolvedHealthCheck;
   dependsOn: string[];
   release: { command: string[]; timeoutMs: number } | null;
-  logs: { maxSize: string; maxFiles: number };
+  logs: { maxSize: string };
 }
 export interface ResolvedRouteAuth {
   /** passwordHash null: codeb generates the password (shown once) and keeps only its hash. */
@@ -173,18 +191,19 @@ export interface Deployment {
   server: ServerSpec;
   services: ResolvedService[];
   features: {
-    database: { extensions: string[] } | null;
+    /** name: the manifest's database.name for this environment; null = the derived name. */
+    database: { extensions: string[]; name: string | null } | null;
     cache: { isolation: 'db' | 'prefix' } | null;
     storage: { buckets: string[]; public: boolean } | null;
     websockets: boolean;
     sse: boolean;
   };
   monitoring: { checksAfterDeploy: number; alerts: { webhook?: string; email: string[] } };
-  backup: { enabled: boolean; schedule: string; retentionDays: number; include: Array<'database' | 'storage'> };
+  backup: { enabled: boolean; schedule: string; retentionDays: number; include: BackupPart[] };
   /** Scheduled jobs (run by `codeb jobs run`), in manifest order. */
   jobs: ResolvedJob[];
   deploy: {
-    strategy: 'blue-green' | 'recreate';
+    strategy: DeployStrategy;
     deadlineMs: number;
     verifyAfterSwitch: number;
     watchAfterSwitchMs: number;

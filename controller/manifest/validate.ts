@@ -7,7 +7,7 @@ import type { ErrorObject } from 'ajv';
 import { validateManifest as compiled } from '../generated/validators.js';
 import { closest, type ManifestIssue } from './issues.js';
 import { locate, type LoadedManifest, type PathSegment } from './load.js';
-import { envShort } from './names.js';
+import { databaseName, envShort } from './names.js';
 import { parseCron } from '../ops/cron.js';
 import type { Deployment, Manifest, RouteAuthSpec, ServiceSpec } from './types.js';
 import { environmentNames, resolveDeployment } from './normalize.js';
@@ -63,6 +63,11 @@ function describe(e: ErrorObject): string | undefined {
   return typeof d === 'string' ? d : undefined;
 }
 
+/** Keys earlier versions accepted and nothing could honour: refused with the reason. */
+const REMOVED_KEYS: Record<string, string> = {
+  'logs.maxFiles': 'Podman keeps no rotated log files: it truncates the log at maxSize; remove maxFiles',
+};
+
 function issueFromAjv(loaded: LoadedManifest, e: ErrorObject): ManifestIssue | undefined {
   const path = pointerToPath(e.instancePath);
   const base = { file: loaded.file, path: e.instancePath };
@@ -74,7 +79,8 @@ function issueFromAjv(loaded: LoadedManifest, e: ErrorObject): ManifestIssue | u
       const parent = parentOf(e);
       const allowed = Object.keys((parent?.properties as SchemaNode | undefined) ?? {});
       const full = [...path, key];
-      return { ...base, ...at(full, 'key'), path: pathToPointer(full), code: 'unknown-key', message: `unknown key "${key}"`, allowed: allowed.length ? allowed.join(', ') : undefined, suggestion: closest(key, allowed) };
+      const removed = REMOVED_KEYS[`${String(path.at(-1))}.${key}`];
+      return { ...base, ...at(full, 'key'), path: pathToPointer(full), code: 'unknown-key', message: `unknown key "${key}"${removed ? ` (${removed})` : ''}`, allowed: allowed.length ? allowed.join(', ') : undefined, suggestion: closest(key, allowed) };
     }
     case 'required': {
       const key = String(p.missingProperty);
@@ -189,6 +195,28 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     else paths.set(svc.routePath, n);
   }
 
+  // A volume has one writer: a stateful service runs one container, never two at once.
+  for (const n of names) {
+    const vols = m.services[n]!.volumes;
+    if (!vols || Object.keys(vols).length === 0) continue;
+    const stateful = { allowed: 'replicas: 1 (or 0). Volumes have one writer: a service with volumes runs one container, stopped before its new version starts' };
+    const why = `service "${n}" has volumes`;
+    if ((m.services[n]!.replicas ?? 1) > 1) add(['services', n, 'replicas'], 'conflict', `${why}, so it cannot run ${m.services[n]!.replicas} replicas`, stateful);
+    for (const [env, o] of Object.entries(m.environments ?? {})) {
+      const so = o.services?.[n]?.replicas;
+      if (so !== undefined && so > 1) add(['environments', env, 'services', n, 'replicas'], 'conflict', `${why}, so it cannot run ${so} replicas`, stateful);
+      else if (so === undefined && o.replicas !== undefined && o.replicas > 1) add(['environments', env, 'replicas'], 'conflict', `${why}, so it cannot run ${o.replicas} replicas in environment "${env}"`, { allowed: `${stateful.allowed}; or set environments.${env}.services.${n}.replicas: 1` });
+    }
+    if (m.services[n]!.release) add(['services', n, 'release'], 'conflict', `${why}: a release command would run beside its running container, two writers on one volume`, { allowed: 'run migrations when the service starts, or move the release command to a service without volumes' });
+    const at = new Map<string, string>();
+    for (const [v, path] of Object.entries(vols)) {
+      const p = path.length > 1 ? path.replace(/\/$/, '') : path;
+      const holder = at.get(p);
+      if (holder) add(['services', n, 'volumes', v], 'conflict', `volume "${v}" is mounted at ${p}, where volume "${holder}" already is`, { allowed: 'give every volume of a service its own path' });
+      else at.set(p, v);
+    }
+  }
+
   for (const n of names) {
     for (const [i, dep] of (m.services[n]!.dependsOn ?? []).entries()) {
       if (dep === n) add(['services', n, 'dependsOn', i], 'reference', 'a service cannot depend on itself');
@@ -205,6 +233,12 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
   for (const [job, j] of Object.entries(m.jobs ?? {})) {
     if (j.service !== undefined && !names.includes(j.service)) {
       add(['jobs', job, 'service'], 'reference', `no service named "${j.service}"`, { allowed: names.join(', '), suggestion: closest(j.service, names) });
+    }
+    // A job's container runs beside the service's: it would be a second writer on its volumes.
+    const runsIn = j.service ?? names[0]!;
+    if (Object.keys(m.services[runsIn]?.volumes ?? {}).length) {
+      const free = names.filter((n) => !Object.keys(m.services[n]!.volumes ?? {}).length);
+      add(j.service !== undefined ? ['jobs', job, 'service'] : ['jobs', job], 'conflict', `the job would run in a container of "${runsIn}" beside its running one, and "${runsIn}" has volumes (one writer only)`, { allowed: free.length ? `name a service without volumes: ${free.join(', ')}` : 'give the job a service without volumes' }, j.service !== undefined ? 'value' : 'key');
     }
     try {
       parseCron(j.schedule);
@@ -248,6 +282,8 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
     if (holder) add(['environments', env], 'conflict', `environments "${holder}" and "${env}" would share database, bucket and Redis names (both shorten to "${short}")`, { allowed: 'rename one of them' }, 'key');
     else shortNames.set(short, env);
   }
+
+  databaseNameIssues(m, primary, add);
 
   // Domains must differ between environments, or two deployments would fight over one route.
   const domains = new Map<string, string>();
@@ -294,6 +330,30 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
 }
 
 type AddIssue = (path: PathSegment[], code: string, message: string, extra?: Partial<ManifestIssue>, which?: 'key' | 'value') => void;
+
+/**
+ * A per-environment database.name needs a database, and no two environments of the manifest may
+ * end up with the same database (named or derived). Other projects are checked at plan (registry).
+ */
+function databaseNameIssues(m: Manifest, primary: string, add: AddIssue): void {
+  const envs: Array<[string, { name?: string } | undefined, PathSegment[]]> = [
+    [primary, m.environment?.database, ['environment', 'database', 'name']],
+    ...Object.entries(m.environments ?? {}).filter(([env]) => env !== primary).map(([env, o]): [string, { name?: string } | undefined, PathSegment[]] => [env, o.database, ['environments', env, 'database', 'name']]),
+  ];
+  if (!m.features?.database) {
+    for (const [, db, path] of envs) if (db?.name !== undefined) add(path, 'conflict', 'database.name needs a database', { allowed: 'turn on features.database, or remove database.name' });
+    return;
+  }
+  const multiEnv = envs.length > 1;
+  const holders = new Map<string, string>();
+  for (const [env, db] of envs) if (db?.name === undefined) holders.set(databaseName({ projectId: m.project.id, env, multiEnv }), env);
+  for (const [env, db, path] of envs) {
+    if (db?.name === undefined) continue;
+    const holder = holders.get(db.name);
+    if (holder) add(path, 'conflict', `database "${db.name}" is already environment "${holder}"'s`, { allowed: 'give every environment its own database name' });
+    else holders.set(db.name, env);
+  }
+}
 
 /**
  * Per-service host names and route auth: only on web services; per environment, no host taken

@@ -12,6 +12,7 @@
  * <id> is the UTC start time, `20261129T030000.123Z`, so ids sort by time as strings.
  */
 import { CodebError, EXIT } from '../errors.js';
+import type { BackupPart } from '../manifest/types.js';
 
 export const DUMP_FILE = 'database.dump';
 export const MANIFEST_FILE = 'manifest.json';
@@ -69,7 +70,7 @@ export interface BackupManifest {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
-  include: Array<'database' | 'storage'>;
+  include: BackupPart[];
   database: {
     name: string;
     serverVersion: string;

@@ -42,6 +42,7 @@ import {
 import { BackupDatabase, assertDatabaseName } from './backup-postgres.js';
 import { isDue, missedSlot } from './backup-schedule.js';
 import { BackupStore, sha256File } from './backup-store.js';
+import { tarVolume, untarVolume, volumeKey, volumeSource } from './backup-volumes.js';
 
 export interface BackupContext {
   registry?: string;
@@ -136,11 +137,12 @@ export async function runBackup(project: string, env: string, ctx: BackupContext
 
 async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: Timings): Promise<RunResult> {
   const { reporter } = r;
-  const include = t.policy.include.filter((what) => (what === 'database' ? Boolean(t.record.database) : t.record.buckets.length > 0));
+  const volumes = t.record.volumes ?? [];
+  const include = t.policy.include.filter((what) => (what === 'database' ? Boolean(t.record.database) : what === 'volumes' ? volumes.length > 0 : t.record.buckets.length > 0));
   if (include.length === 0) {
-    throw new CodebError(`${t.project} (${t.env}) has nothing to back up: backup.include is [${t.policy.include.join(', ')}], and it has ${t.record.database ? 'a database' : 'no database'} and ${t.record.buckets.length} bucket(s).`, {
+    throw new CodebError(`${t.project} (${t.env}) has nothing to back up: backup.include is [${t.policy.include.join(', ')}], and it has ${t.record.database ? 'a database' : 'no database'}, ${t.record.buckets.length} bucket(s) and ${volumes.length} volume(s).`, {
       exitCode: EXIT.invalid,
-      hint: 'Set backup.include to [database] and/or [storage] for features the project has.',
+      hint: 'Set backup.include to [database], [storage] and/or [volumes] for what the project has.',
     });
   }
   const started = r.now();
@@ -207,6 +209,28 @@ async function backupOnce(t: Target, r: ReturnType<typeof resolved>, timings?: T
           },
           (n) => `${n} objects, read back`,
         );
+      }
+    }
+    if (include.includes('volumes')) {
+      for (const volume of volumes) {
+        const key = volumeKey(volume);
+        const file = join(tmp, `${volume}.tar`);
+        const src = await volumeSource(r.settings.podman.socketPath, t.project, t.env, volume);
+        await reportStep(reporter, `tar volume ${volume}`, () => tarVolume(r.settings.podman.socketPath, src, file), (ms) => `${mb(statSync(file).size)}${ms ? `, ${src.container} paused for ${ms} ms` : ''}`);
+        const local = await sha256File(file);
+        await reportStep(
+          reporter,
+          `upload ${BACKUP_BUCKET}/${prefix}${key}`,
+          async () => {
+            const sent = await store.putFile(BACKUP_BUCKET, prefix + key, file, local.size, byteProgress(reporter, 'uploaded', local.size));
+            const back = await store.readBack(BACKUP_BUCKET, prefix + key);
+            if (sent !== local.sha256 || back.sha256 !== local.sha256 || back.size !== local.size) {
+              throw new CodebError(`Read-back of ${prefix}${key} does not match what was uploaded (sha256 ${back.sha256.slice(0, 12)}… vs ${local.sha256.slice(0, 12)}…).`, { hint: 'The object storage lost or changed data: check it before trusting any backup on it.' });
+            }
+          },
+          () => `read back, sha256 ${local.sha256.slice(0, 12)}…`,
+        );
+        objects.push({ key, size: local.size, sha256: local.sha256 });
       }
     }
     const finished = r.now();
@@ -484,6 +508,47 @@ export async function restoreBackup(project: string, env: string, id: string, op
     }
     await recordHistory(r.file, project, env, 'backup-restore', { id: m.id, database: target_, previousDatabase: current });
     return { project, env, id: m.id, database: target_, previousDatabase: current, inPlace: false, switched: false };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+export interface VolumeRestoreResult {
+  project: string;
+  env: string;
+  id: string;
+  volumes: string[];
+}
+
+/**
+ * Restore the volumes of a backup (include: volumes) in place: each volume's writer is stopped,
+ * the volume emptied and filled from the backup's tar, and the writer started again. Every tar is
+ * downloaded and checked against the manifest's sha256 before any volume is touched.
+ */
+export async function restoreVolumes(project: string, env: string, id: string, ctx: BackupContext = {}): Promise<VolumeRestoreResult> {
+  const r = resolved(ctx);
+  const t = target(r.file, project, env);
+  const store = new BackupStore(r.settings.storage);
+  const m = await chooseBackup(store, t, id);
+  const tars = m.objects.filter((o) => o.key.startsWith('volumes/'));
+  if (tars.length === 0) throw new CodebError(`Backup ${m.id} holds no volumes (include: ${m.include.join(', ')}).`, { exitCode: EXIT.invalid, hint: 'Back up volumes with backup.include: [volumes].' });
+  const names = tars.map((o) => o.key.slice('volumes/'.length, -'.tar'.length));
+  const unknown = names.filter((v) => !(t.record.volumes ?? []).includes(v));
+  if (unknown.length) throw new CodebError(`Backup ${m.id} holds volume(s) ${unknown.join(', ')} that ${project} (${env}) does not have.`, { exitCode: EXIT.invalid });
+  const tmp = mkdtempSync(join(tmpdir(), 'codeb-restore-'));
+  try {
+    const problems: string[] = [];
+    for (const o of tars) {
+      const got = await store.readBack(BACKUP_BUCKET, backupPrefix(project, env, m.id) + o.key, join(tmp, o.key.slice('volumes/'.length)));
+      if (got.sha256 !== o.sha256 || got.size !== o.size) problems.push(`${o.key}: sha256 or size differs from the manifest`);
+    }
+    if (problems.length) throw new CodebError(`Backup ${m.id} is damaged: ${problems.join('; ')}`, { hint: 'Nothing was restored. Restore another backup (`codeb backup list`).' });
+    for (const volume of names) {
+      const src = await volumeSource(r.settings.podman.socketPath, project, env, volume);
+      await reportStep(r.reporter, `restore volume ${volume} (${src.container} stopped meanwhile)`, () => untarVolume(r.settings.podman.socketPath, src, join(tmp, `${volume}.tar`)), () => 'done');
+    }
+    await recordHistory(r.file, project, env, 'backup-restore', { id: m.id, volumes: names });
+    return { project, env, id: m.id, volumes: names };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -6,8 +6,8 @@
  * action, never taken over. Talks to Podman's own (libpod) API on the same socket as the runtime:
  * the Docker-compatible API cannot set the bridge name or the isolate option.
  */
-import { request } from 'node:http';
-import { CodebError, ServiceUnavailableError } from '../errors.js';
+import { CodebError } from '../errors.js';
+import { libpodCall, libpodMessage as message, type LibpodAnswer } from './libpod.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import { LABEL } from '../runtime/types.js';
 
@@ -30,38 +30,13 @@ interface LibpodNetwork {
   labels?: Record<string, string>;
 }
 
-const API = '/v4.0.0/libpod';
-
 export class NetworkProvider implements Provider {
   readonly system = 'network' as const;
 
   constructor(private readonly socketPath: string) {}
 
-  private call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    return new Promise((resolve, reject) => {
-      const data = body === undefined ? undefined : JSON.stringify(body);
-      const req = request(
-        { socketPath: this.socketPath, method, path: `${API}${path}`, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () => {
-            let json: unknown = null;
-            try {
-              json = text ? JSON.parse(text) : null;
-            } catch {
-              json = { message: text.slice(0, 300) };
-            }
-            resolve({ status: res.statusCode ?? 0, json });
-          });
-        },
-      );
-      req.setTimeout(30_000, () => req.destroy(new Error('no answer within 30 s')));
-      req.on('error', (err) => reject(new ServiceUnavailableError('Podman API', this.socketPath, err, 'codeb stack up')));
-      if (data) req.write(data);
-      req.end();
-    });
+  private call(method: string, path: string, body?: unknown): Promise<LibpodAnswer> {
+    return libpodCall(this.socketPath, method, path, body);
   }
 
   async inspect(name: string): Promise<LibpodNetwork | null> {
@@ -141,9 +116,4 @@ export class NetworkProvider implements Provider {
   }
 
   async close(): Promise<void> {}
-}
-
-function message(json: unknown): string {
-  const j = json as { message?: string; cause?: string } | null;
-  return String(j?.message ?? j?.cause ?? 'no answer').trim();
 }

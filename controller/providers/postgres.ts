@@ -78,6 +78,21 @@ export const SYSTEM_DATABASES = ['postgres', 'template1'];
 /** Extensions Postgres installs in every database; never reported, never managed. */
 const BUILTIN_EXTENSIONS = new Set(['plpgsql']);
 
+/**
+ * Refuse extensions the server cannot create (pure): every name the manifest asks for must be in
+ * the server's pg_available_extensions. Exit 2, listing what the server has, before any change.
+ */
+export function extensionsRefusal(where: string, wanted: readonly string[], available: readonly string[]): CodebError | null {
+  const have = new Set(available);
+  const missing = wanted.filter((e) => !have.has(e));
+  if (!missing.length) return null;
+  const list = [...available].filter((e) => !BUILTIN_EXTENSIONS.has(e)).sort();
+  return new CodebError(`${where}: extension${missing.length === 1 ? '' : 's'} ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not available on this Postgres server.`, {
+    exitCode: 2,
+    hint: `Available: ${list.join(', ') || '(none)'}. Install the extension's package on the database server, or remove it from features.database.extensions. Nothing was changed.`,
+  });
+}
+
 /** Error codes and messages meaning "cannot reach or log in to the server", not "this query failed". */
 const UNREACHABLE_CODES = new Set([
   'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE',
@@ -313,6 +328,11 @@ export class PostgresProvider implements Provider {
       [SYSTEM_DATABASES],
     );
     return res.rows[0]?.open !== true;
+  }
+
+  /** What the server can CREATE EXTENSION (pg_available_extensions), sorted. */
+  async availableExtensions(): Promise<string[]> {
+    return (await this.q<{ name: string }>('SELECT name FROM pg_available_extensions ORDER BY name')).rows.map((r) => r.name);
   }
 
   /** Installed extensions of a database (sorted, plpgsql left out); undefined if it cannot be entered. */

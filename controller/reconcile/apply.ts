@@ -4,6 +4,7 @@
  * service is changed before observe has succeeded everywhere and the plan has no blocked action,
  * so bad input, an unreachable service or an exhausted range leave everything as it was.
  */
+import { statefulNotes } from '../deploy/stateful.js';
 import { isDeepStrictEqual } from 'node:util';
 import { CodebError } from '../errors.js';
 import { requireManifest } from '../manifest/index.js';
@@ -11,6 +12,7 @@ import { resolveDeployment } from '../manifest/normalize.js';
 import type { Deployment } from '../manifest/types.js';
 import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/allocate.js';
 import { RedisProvider } from '../providers/redis.js';
+import { extensionsRefusal, PostgresProvider } from '../providers/postgres.js';
 import { lazyListeningPorts, listeningPorts } from '../registry/ports-in-use.js';
 import { reservedPorts } from '../registry/reserved-ports.js';
 import { reasonOf, writeFailureLog } from '../registry/failure-log.js';
@@ -28,7 +30,7 @@ import { generateAccessKey, SecretStore, type SecretValues } from './secrets.js'
 import { sharedKeyNote, storageCapabilities, STORAGE_KEY_SECRETS } from '../providers/storage-access.js';
 import { ReleaseProvider } from './runtime-provider.js';
 import { storeManifest } from './manifest-store.js';
-import { deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
+import { deployNotes, deployRelease, outcomeError, type DeployContext, type DeployOutcome } from '../deploy/bluegreen.js';
 import { pendingResume, runResume, type PendingResume } from '../deploy/interrupted.js';
 import { endPhase } from '../deploy/resume.js';
 import { onlyEntriesDiffer, versionOf } from './release.js';
@@ -230,6 +232,12 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const pending = rec.deploy ? await pendingResume(d, rec, release.runtime, release.forwarder) : null;
       if (pending) rec.liveSlot = pending.action.live;
       const resources = desired(d, rec, settings, authFingerprints(d, values));
+      // Extensions the server lacks are refused before anything is observed or changed.
+      if (d.features.database?.extensions.length) {
+        const available = await (providers.get('postgres') as PostgresProvider).availableExtensions();
+        const refusal = extensionsRefusal(`${opts.manifestFile}: features.database.extensions`, d.features.database.extensions, available);
+        if (refusal) throw refusal;
+      }
       const observed = await observeAll(providers, resources);
       const actions = planApply(resources, observed).map((a) =>
         // After a secret rotation the containers must restart with the new env file even though
@@ -264,7 +272,9 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const notes: string[] = [];
       const shared = d.features.storage ? sharedKeyNote(settings.storage) : null;
       if (shared) notes.push(shared);
+      notes.push(...statefulNotes(d.services, actions.find((a) => a.kind === 'runtime.release')));
       if (pending) notes.push(pending.text);
+      if (actions.some((a) => a.kind === 'runtime.release' && (a.op === 'create' || a.op === 'update'))) notes.push(...deployNotes(d, rec.liveSlot));
       else if (existing?.status === 'provisioning' && !hasChanges(actions)) notes.push('the last apply was cut short (status provisioning); applying completes its record');
       const envFile = envFilePath;
       const base = {
@@ -424,7 +434,7 @@ export function recordDeploy(rec: EnvironmentRecord, d: Deployment, o: DeployOut
   });
   if (rec.deploy) rec.deploy = { ...rec.deploy, phase: endPhase(o.result), at: now.toISOString() };
   rec.health = { status: o.result === 'deployed' ? 'healthy' : rec.liveSlot ? 'healthy' : 'unhealthy', lastCheck: now.toISOString(), detail: o.result === 'deployed' ? undefined : o.reason.slice(0, 300) };
-  if (o.result === 'deployed' && o.fromSlot) {
+  if (o.result === 'deployed' && o.fromSlot && !o.previousStopped) {
     // What really runs in the previous slot (after a rollback it is not the deploy before last).
     const previous = Object.fromEntries(rec.containers.filter((c) => c.slot === o.fromSlot).map((c) => [c.service, c.image]));
     rec.retained = { slot: o.fromSlot, until: new Date(now.getTime() + d.deploy.keepPreviousMs).toISOString(), images: previous };

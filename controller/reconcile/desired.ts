@@ -5,11 +5,12 @@
  */
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import { deploymentSites } from '../manifest/sites.js';
-import { envFileName, networkName, redisKeyPrefix, routeId, storageUser, BACKUP_BUCKET } from '../manifest/names.js';
+import { envFileName, networkName, redisKeyPrefix, routeId, storageUser, volumeName, BACKUP_BUCKET } from '../manifest/names.js';
 import { storageCapabilities } from '../providers/storage-access.js';
 import { bridgeName, gatewayOf } from '../runtime/network.js';
 import { CodebError } from '../errors.js';
 import type { NetworkSpec } from '../providers/network.js';
+import type { VolumeSpec } from '../providers/volume.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import type { Settings } from '../settings.js';
 import { makeResource, resourceKey, type Resource } from './model.js';
@@ -81,6 +82,14 @@ function routeAuth(svc: ResolvedService, fingerprints: Record<string, string>): 
 export function networkResource(projectId: string, env: string, subnet: string): Resource<NetworkSpec> {
   const spec: NetworkSpec = { subnet, gateway: gatewayOf(subnet), bridge: bridgeName(subnet), isolate: true, owner: `${projectId}/${env}` };
   return makeResource('network.project', networkName(projectId, env), spec);
+}
+
+/** Every named volume of a deployment's stateful services (docs/manifest.md, "Stateful services"). */
+export function volumeResources(d: Deployment): Resource<VolumeSpec>[] {
+  const owner = `${d.projectId}/${d.env}`;
+  return d.services.flatMap((svc) =>
+    svc.volumes.map((v) => makeResource('volume.data', volumeName(d.projectId, d.env, svc.name, v.name), { owner, service: svc.name, volume: v.name }, [], true)),
+  );
 }
 
 /**
@@ -173,8 +182,11 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings, authFing
     out.push(route);
     routeKeys.push(route.key);
   }
+  // Volumes hold data: kept by destroy unless --delete-data, made before the containers mount them.
+  const volumes = volumeResources(d);
+  out.push(...volumes);
   // Containers last: they need the env file, and the deploy verifies through the route.
-  out.push(releaseResource(d, n, null, [network.key, envFile.key, ...routeKeys], services));
+  out.push(releaseResource(d, n, null, [network.key, envFile.key, ...routeKeys, ...volumes.map((v) => v.key)], services));
   return out;
 }
 
@@ -187,6 +199,8 @@ export function ownedResources(projectId: string, rec: EnvironmentRecord): Resou
   // First, so destroy (reverse order) removes it after the containers that use it.
   // With its owner: a network of that name another deployment owns is blocked, not removed.
   if (rec.subnet) out.push(makeResource('network.project', networkName(projectId, rec.env), { owner: `${projectId}/${rec.env}` }));
+  // Volumes the registry knows (every one the deployment ever had), removed after the containers.
+  for (const v of rec.volumes ?? []) out.push(makeResource('volume.data', v, { owner: `${projectId}/${rec.env}` }, [], true));
   // The registry knows these, so a marker of an earlier codeb (no owner) is this deployment's.
   const claim = { claimedBy: `${projectId}/${rec.env}`, adoptLegacy: true };
   if (rec.databaseRole) out.push(makeResource('postgres.role', rec.databaseRole, { login: true, ...claim }, [], true));

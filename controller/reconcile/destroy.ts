@@ -81,6 +81,7 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
           database: kept('postgres.database')[0] ?? null,
           databaseRole: kept('postgres.role')[0] ?? null,
           buckets: kept('storage.bucket'),
+          ...(kept('volume.data').length ? { volumes: kept('volume.data') } : {}),
         });
       }
       await tx.write(draft);
@@ -102,14 +103,14 @@ export async function destroyDeployment(opts: DestroyOptions): Promise<DestroyRe
 function tombstoneRecord(t: Tombstone): EnvironmentRecord {
   return {
     env: t.env, status: 'provisioned', createdAt: t.destroyedAt, updatedAt: t.destroyedAt, domain: null, aliases: [], ports: {}, redisDb: null, redisUser: null,
-    database: t.database, databaseRole: t.databaseRole, bucket: t.buckets[0] ?? null, buckets: t.buckets, liveSlot: null, containers: [],
+    database: t.database, databaseRole: t.databaseRole, bucket: t.buckets[0] ?? null, buckets: t.buckets, liveSlot: null, containers: [], ...(t.volumes ? { volumes: t.volumes } : {}),
     health: { status: 'unknown', lastCheck: null }, history: [],
   };
 }
 
 /**
  * `destroy <project> --delete-data` after a destroy that kept data: delete exactly what the
- * tombstone names (database, role, buckets), then drop the tombstone and the secrets file.
+ * tombstone names (database, role, buckets, volumes), then drop the tombstone and the secrets file.
  */
 async function destroyKeptData(
   opts: DestroyOptions,
@@ -154,5 +155,5 @@ async function destroyKeptData(
 }
 
 function keptList(t: Tombstone): string[] {
-  return [...(t.database ? [`database ${t.database}`] : []), ...(t.databaseRole ? [`role ${t.databaseRole}`] : []), ...t.buckets.map((b) => `bucket ${b}`)];
+  return [...(t.database ? [`database ${t.database}`] : []), ...(t.databaseRole ? [`role ${t.databaseRole}`] : []), ...t.buckets.map((b) => `bucket ${b}`), ...(t.volumes ?? []).map((v) => `volume ${v}`)];
 }

@@ -13,9 +13,10 @@ export type ResourceKind =
   | 'files.envfile'
   | 'runtime.release'
   | 'proxy.route'
-  | 'network.project';
+  | 'network.project'
+  | 'volume.data';
 
-export type System = 'postgres' | 'redis' | 'storage' | 'files' | 'runtime' | 'proxy' | 'network';
+export type System = 'postgres' | 'redis' | 'storage' | 'files' | 'runtime' | 'proxy' | 'network' | 'volume';
 
 export function systemOf(kind: ResourceKind): System {
   return kind.split('.')[0] as System;
@@ -33,7 +34,7 @@ export interface Resource<S extends Spec = Spec> {
   spec: S;
   /** Keys of resources that must exist first. */
   dependsOn: string[];
-  /** Holds data a user would lose on delete (databases, buckets): deleted only with --delete-data. */
+  /** Holds data a user would lose on delete (databases, buckets, volumes): deleted only with --delete-data. */
   holdsData?: boolean;
 }
 

@@ -5,6 +5,7 @@
 import type { Slot } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
+import { serviceSlot } from '../deploy/stateful.js';
 import { slotPorts } from '../registry/slot-ports.js';
 
 /**
@@ -22,12 +23,14 @@ export function portsTakenBeforeDeploy(
   ownSlotsRunning: ReadonlySet<string> = new Set(),
 ): string[] {
   const toSlot: Slot = rec.liveSlot ? (rec.liveSlot === 'blue' ? 'green' : 'blue') : 'blue';
-  const ownSlot = rec.containers.some((c) => c.slot === toSlot) || ownSlotsRunning.has(toSlot);
+  const own = (slot: Slot) => rec.containers.some((c) => c.slot === slot) || ownSlotsRunning.has(slot);
   const out: string[] = [];
   for (const s of d.services) {
     const p = s.port !== null ? rec.ports[s.name] : undefined;
     if (!p || s.replicas === 0) continue;
-    if (!ownSlot) slotPorts(p, toSlot).slice(0, s.replicas).forEach((port, i) => listening.has(port) && out.push(`${port} (${s.name}, ${toSlot} slot${i ? `, replica ${i + 1}` : ''})`));
+    // A stateful service keeps its own slot (deploy/stateful.ts).
+    const at = serviceSlot(s, toSlot);
+    if (!own(at)) slotPorts(p, at).slice(0, s.replicas).forEach((port, i) => listening.has(port) && out.push(`${port} (${s.name}, ${at} slot${i ? `, replica ${i + 1}` : ''})`));
     if (!ownEntryPorts.has(p.entry) && listening.has(p.entry)) out.push(`${p.entry} (${s.name}, entry port)`);
   }
   return out;

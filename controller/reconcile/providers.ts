@@ -6,6 +6,7 @@ import { RedisProvider } from '../providers/redis.js';
 import { StorageProvider } from '../providers/storage.js';
 import { ProxyProvider } from '../providers/proxy.js';
 import { NetworkProvider } from '../providers/network.js';
+import { VolumeProvider } from '../providers/volume.js';
 import { CodebError } from '../errors.js';
 import { systemOf, type Observed, type Provider, type Resource, type System } from './model.js';
 
@@ -19,6 +20,7 @@ export function openProviders(settings: Settings, secretsDir: string, secret: (n
     ['files', new FilesProvider(secretsDir, secret)],
     ['proxy', new ProxyProvider(settings.caddy, settings.forwarder)],
     ['network', new NetworkProvider(settings.podman.socketPath)],
+    ['volume', new VolumeProvider(settings.podman.socketPath)],
   ]);
 }
 

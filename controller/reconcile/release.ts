@@ -11,6 +11,7 @@ import type { EnvironmentRecord } from '../registry/types.js';
 import { entryId, specsFor } from '../deploy/bluegreen.js';
 import type { ForwarderClient } from '../deploy/forwarder-client.js';
 import { LABEL, type Runtime } from '../runtime/types.js';
+import { serviceSlot } from '../deploy/stateful.js';
 import { makeResource, type Observed, type Resource } from './model.js';
 
 export interface ReleaseSpec extends Record<string, unknown> {
@@ -41,7 +42,7 @@ export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'por
   const replicas = new Map(d.services.map((s) => [s.name, s.replicas]));
   const services = Object.fromEntries(specs.map((s) => [s.service, withReplicas(s.labels[LABEL.specHash]!, replicas.get(s.service)!)]));
   const entries: Record<string, number | number[]> = {};
-  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = entryValue(slotPorts(rec.ports[s.name]!, slot).slice(0, s.replicas));
+  for (const s of d.services) if (s.port !== null && rec.ports[s.name] && s.replicas > 0) entries[s.name] = entryValue(slotPorts(rec.ports[s.name]!, serviceSlot(s, slot)).slice(0, s.replicas));
   return makeResource('runtime.release', releaseName(d.projectId, d.env), { services, entries }, dependsOn);
 }
 
@@ -71,7 +72,7 @@ export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord,
   if (!rec.liveSlot) return { key: r.key, exists: false };
   const services: Record<string, string> = {};
   for (const s of d.services) {
-    const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, rec.liveSlot));
+    const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, serviceSlot(s, rec.liveSlot)));
     services[s.name] = st?.running ? st.labels[LABEL.specHash] ?? '(unlabelled)' : st ? `(${st.status})` : '(missing)';
     // Further replicas: as many as the manifest asks or the record holds (more, before a scale-down).
     const recorded = (rec.containers ?? []).filter((c) => c.service === s.name && c.slot === rec.liveSlot).length;

@@ -1,4 +1,5 @@
 /** Text for plan, apply and destroy results. Pure; the CLI prints it (through redaction). */
+import { statefulServices } from '../deploy/stateful.js';
 import type { ApplyResult, StepResult } from './apply.js';
 import type { DestroyResult } from './destroy.js';
 import type { PlanSummary } from './plan.js';
@@ -39,7 +40,11 @@ export function renderPlan(r: ApplyResult): string {
 export function renderApplySummary(r: ApplyResult): string {
   if (!r.applied) return `No changes. ${r.project} (${r.env}) matches the manifest (checked in ${formatMs(r.durationMs)}).`;
   const rec = r.record;
-  const ports = Object.entries(rec.ports).map(([s, p]) => `${s} entry ${p.entry} (blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}; live ${rec.liveSlot ?? 'none'})`).join('; ');
+  // A stateful service has one container, on its blue port, whatever slot is live.
+  const stateful = statefulServices(rec);
+  const ports = Object.entries(rec.ports)
+    .map(([s, p]) => (stateful.has(s) ? `${s} entry ${p.entry} (stateful: one container on ${p.blue})` : `${s} entry ${p.entry} (blue ${formatSlotPorts(p, 'blue')}, green ${formatSlotPorts(p, 'green')}; live ${rec.liveSlot ?? 'none'})`))
+    .join('; ');
   const lines = [
     `Applied ${r.project} (${r.env}) in ${formatMs(r.durationMs)}: ${r.summary.create} created, ${r.summary.update} updated, ${r.summary.unchanged} unchanged.`,
     `  url       ${r.url ?? '-'}`,

@@ -1,6 +1,6 @@
 /** Pure changes to the registry document: record an allocation, release a deployment. */
 import type { Deployment } from '../manifest/types.js';
-import { bucketName, databaseName, databaseRole, redisUser, type NameScope } from '../manifest/names.js';
+import { bucketName, databaseName, databaseRole, namedDatabase, redisUser, volumeName, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
 import type { EnvironmentRecord, RegistryDocument, ServiceRouteRecord, Tombstone } from './types.js';
 import { CodebError } from '../errors.js';
@@ -23,12 +23,30 @@ export function allocationRequest(d: Deployment): AllocationRequest {
 export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null }) | undefined) {
   const scope: NameScope = { projectId: d.projectId, env: d.env, multiEnv: d.multiEnv };
   const buckets = d.features.storage ? d.features.storage.buckets.map((b) => bucketName(scope, b)) : [];
+  const named = d.features.database?.name ? namedDatabase(d.features.database.name) : null;
+  // A database is never renamed or replaced under a deployment: a new name would start empty
+  // beside the old one's data. Refused, with the ways out.
+  if (named && existing?.database && existing.database !== named.database) {
+    throw new CodebError(`${d.projectId} (${d.env}) has database ${existing.database}; the manifest names ${named.database}. codeb does not rename a database, and a new one would start empty beside the data in ${existing.database}.`, {
+      exitCode: 2,
+      hint: `Keep ${existing.database}: set database.name of ${d.env} to ${existing.database} (or remove it). Start over with an empty ${named.database}: \`codeb destroy ${d.projectId} --env ${d.env} --delete-data\` first (it deletes ${existing.database}). Nothing was changed.`,
+    });
+  }
   return {
-    database: d.features.database ? existing?.database ?? databaseName(scope) : null,
-    databaseRole: d.features.database ? existing?.databaseRole ?? databaseRole(scope) : null,
+    database: d.features.database ? existing?.database ?? named?.database ?? databaseName(scope) : null,
+    databaseRole: d.features.database ? existing?.databaseRole ?? named?.role ?? databaseRole(scope) : null,
     redisUser: d.features.cache ? existing?.redisUser ?? redisUser(scope) : null,
     buckets: existing?.buckets.length && buckets.length ? mergeKeepingOld(existing.buckets, buckets) : buckets,
   };
+}
+
+/**
+ * The deployment's volumes: those the manifest names now, plus every one it had before (a volume
+ * dropped from the manifest keeps its data until destroy --delete-data). Sorted.
+ */
+export function deploymentVolumes(d: Deployment, before: { volumes?: string[] } | undefined): string[] {
+  const now = d.services.flatMap((s) => s.volumes.map((v) => volumeName(d.projectId, d.env, s.name, v.name)));
+  return [...new Set([...(before?.volumes ?? []), ...now])].sort();
 }
 
 function mergeKeepingOld(old: string[], wanted: string[]): string[] {
@@ -42,6 +60,8 @@ function mergeKeepingOld(old: string[], wanted: string[]): string[] {
  * database, bucket or Redis user.
  */
 export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: ReturnType<typeof deploymentNames>): void {
+  // A name the manifest chose (database.name) is bad input when taken: exit 2, naming the owner.
+  const named = Boolean(d.features.database?.name);
   for (const p of Object.values(doc.projects)) {
     for (const e of Object.values(p.environments)) {
       if (p.id === d.projectId && e.env === d.env) continue;
@@ -49,6 +69,7 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
         (names.database && (e.database === names.database || e.databaseRole === names.databaseRole) && `database ${names.database}`) ||
         (names.redisUser && e.redisUser === names.redisUser && `Redis user ${names.redisUser}`) ||
         names.buckets.find((b) => e.buckets.includes(b));
+      if (clash && named && clash.startsWith('database')) throw namedClash(d, names, `project "${p.id}" (${e.env}) already has it`, `or free it first (destroy ${p.id} --env ${e.env} --delete-data)`);
       if (clash) {
         throw new AllocationError(
           `${d.projectId} (${d.env}) would use ${clash.startsWith('database') || clash.startsWith('Redis') ? clash : `bucket ${clash}`}, which project "${p.id}" (${e.env}) already has: both ids derive the same name.`,
@@ -61,6 +82,9 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
     if (t.project === d.projectId && t.env === d.env) continue;
     const clash =
       (names.database && (t.database === names.database || t.databaseRole === names.databaseRole) && `database ${names.database}`) || names.buckets.find((b) => t.buckets.includes(b));
+    if (clash && named && clash.startsWith('database')) {
+      throw namedClash(d, names, `destroyed project "${t.project}" (${t.env}) kept it (destroyed ${t.destroyedAt} by ${t.by}, data kept)`, `or delete that kept data first (destroy ${t.project} --env ${t.env} --delete-data)`);
+    }
     if (clash) {
       throw new AllocationError(
         `${d.projectId} (${d.env}) would use ${clash.startsWith('database') ? clash : `bucket ${clash}`}, which destroyed project "${t.project}" (${t.env}) kept (destroyed ${t.destroyedAt} by ${t.by}, data kept).`,
@@ -68,6 +92,13 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
       );
     }
   }
+}
+
+function namedClash(d: Deployment, names: ReturnType<typeof deploymentNames>, owner: string, free: string): CodebError {
+  return new CodebError(`${d.projectId} (${d.env}) names database ${names.database} (database.name), which ${owner}.`, {
+    exitCode: 2,
+    hint: `A database belongs to one deployment. Choose another database.name, ${free}. Nothing was changed.`,
+  });
 }
 
 export function findTombstone(doc: RegistryDocument, projectId: string, env: string): Tombstone | undefined {
@@ -138,6 +169,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
   const existing = project.environments[d.env];
   // The same project and environment take back the data their destroy kept.
   const names = deploymentNames(d, existing ?? findTombstone(doc, d.projectId, d.env));
+  const volumes = deploymentVolumes(d, existing ?? findTombstone(doc, d.projectId, d.env));
   assertDomainsFree(doc, d);
   assertNamesFree(doc, d, names);
   removeTombstone(doc, d.projectId, d.env);
@@ -157,6 +189,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     bucket: names.buckets[0] ?? null,
     buckets: names.buckets,
     liveSlot: existing?.liveSlot ?? null,
+    ...(volumes.length ? { volumes } : {}),
     ...(existing?.subnet ? { subnet: existing.subnet } : {}),
     containers: existing?.containers ?? [],
     health: existing?.health ?? { status: 'unknown', lastCheck: null },
@@ -179,15 +212,15 @@ export function releaseDeployment(doc: RegistryDocument, projectId: string, env:
 }
 
 /**
- * `codeb registry release`: the deployment leaves the registry, but its database, role and buckets
+ * `codeb registry release`: the deployment leaves the registry, but its database, role, buckets and volumes
  * stay on the servers (release deletes nothing), so their names stay claimed by a tombstone, as
  * destroy without --delete-data leaves. False when there is no such deployment.
  */
 export function releaseKeepingData(doc: RegistryDocument, projectId: string, env: string, when: { by: string; at: string }): boolean {
   const rec = doc.projects[projectId]?.environments[env];
   if (!rec || !releaseDeployment(doc, projectId, env)) return false;
-  if (rec.database || rec.buckets.length) {
-    addTombstone(doc, { project: projectId, env, destroyedAt: when.at, by: when.by, database: rec.database, databaseRole: rec.databaseRole, buckets: rec.buckets });
+  if (rec.database || rec.buckets.length || rec.volumes?.length) {
+    addTombstone(doc, { project: projectId, env, destroyedAt: when.at, by: when.by, database: rec.database, databaseRole: rec.databaseRole, buckets: rec.buckets, ...(rec.volumes?.length ? { volumes: rec.volumes } : {}) });
   }
   return true;
 }

@@ -45,6 +45,8 @@ export interface ContainerRecord {
   hostPort: number | null;
   state: string;
   startedAt: string | null;
+  /** A stateful service's one container (deploy/stateful.ts): no slot switch, rollback or gc touches it. */
+  stateful?: boolean;
 }
 
 export interface HistoryEntry {
@@ -90,6 +92,11 @@ export interface EnvironmentRecord {
   bucket: string | null;
   buckets: string[];
   liveSlot: Slot | null;
+  /**
+   * Podman volumes of its stateful services (names.volumeName): every one it was ever given, kept
+   * when the manifest drops it, so destroy --delete-data removes exactly these.
+   */
+  volumes?: string[];
   /** The deployment's Podman network subnet (a /26 of the settings' network pool); absent before the first apply. */
   subnet?: string;
   containers: ContainerRecord[];
@@ -154,6 +161,8 @@ export interface Tombstone {
   database: string | null;
   databaseRole: string | null;
   buckets: string[];
+  /** Podman volumes (absent in tombstones written before volumes existed). */
+  volumes?: string[];
 }
 
 export interface RegistryDocument {

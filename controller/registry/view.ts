@@ -52,7 +52,7 @@ export function tombstoneRows(doc: RegistryDocument): ListRow[] {
       ports: '',
       redisDb: null,
       database: t.database,
-      bucket: t.buckets.join(',') || null,
+      bucket: [...t.buckets, ...(t.volumes ?? []).map((v) => `volume ${v}`)].join(',') || null,
       health: '-',
       healthCheckedAt: null,
       liveSlot: null,
@@ -105,6 +105,7 @@ export function renderInspect(v: InspectView): string {
     out.push(`  redis db    ${e.redisDb ?? '-'}${e.redisUser ? ` (user ${e.redisUser})` : ''}`);
     out.push(`  database    ${e.database ?? '-'}${e.databaseRole ? ` (role ${e.databaseRole})` : ''}`);
     out.push(`  buckets     ${e.buckets?.length ? e.buckets.join(', ') : '-'}`);
+    out.push(`  volumes     ${e.volumes?.length ? e.volumes.join(', ') : '-'}`);
     if (e.deploy) out.push(`  last deploy ${deployLine(e.deploy)}`);
     out.push(`  health      ${e.health.status}${e.health.lastCheck ? ` (last check ${e.health.lastCheck})` : ''}${e.health.detail ? `: ${e.health.detail}` : ''}`);
     out.push(`  containers  ${e.containers.length ? '' : '-'}`);

@@ -180,12 +180,15 @@ export class PodmanApiRuntime implements Runtime {
         ...(spec.security.capAdd.length ? { CapAdd: spec.security.capAdd } : {}),
         SecurityOpt: spec.security.noNewPrivileges ? ['no-new-privileges'] : [],
         ...(spec.security.readOnlyRootfs ? { ReadonlyRootfs: true, Tmpfs: { [READ_ONLY_TMPFS]: '' } } : {}),
+        // Named volumes (made by the volume provider first): no :U, Podman chowns a new volume's
+        // root to the container's user once, at its first mount (providers/volume.ts).
+        ...(spec.volumes.length ? { Mounts: spec.volumes.map((v) => ({ Type: 'volume' as const, Source: v.volume, Target: v.path, ReadOnly: false })) } : {}),
         NanoCpus: Math.round(spec.cpu * 1e9),
         Memory: spec.memoryBytes,
         RestartPolicy: { Name: restart, MaximumRetryCount: restart === 'on-failure' ? 5 : 0 },
         // Podman 4.3's compat API maps this to --log-driver/--log-opt: k8s-file rotates at
         // max-size (one file); max-file is Docker's json-file option, kept for Docker engines.
-        LogConfig: { Type: 'k8s-file', Config: { 'max-size': String(spec.logs.maxSizeBytes), 'max-file': String(spec.logs.maxFiles) } },
+        LogConfig: { Type: 'k8s-file', Config: { 'max-size': String(spec.logs.maxSizeBytes) } },
       },
     };
   }
@@ -298,7 +301,8 @@ export class PodmanApiRuntime implements Runtime {
       info = await this.api(() => this.getJson<Docker.ContainerInspectInfo>(`/containers/${encodeURIComponent(name)}/json`));
     } catch (err) {
       if (err instanceof CodebError) throw err;
-      if (statusOf(err) === 404) return null;
+      // A container removed while Podman looks it up answers 500 "no such container": gone too.
+      if (statusOf(err) === 404 || /no such container/i.test(apiMessage(err))) return null;
       throw this.fail(`Cannot inspect container ${name}`, err);
     }
     const st = info.State;

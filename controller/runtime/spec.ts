@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CodebError, EXIT } from '../errors.js';
-import { containerName, networkName, type Slot } from '../manifest/names.js';
+import { containerName, networkName, volumeName, type Slot } from '../manifest/names.js';
 import type { Deployment, ResolvedService } from '../manifest/types.js';
 import { LABEL, type ContainerSpec } from './types.js';
 
@@ -86,17 +86,24 @@ export function stableJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+const LEGACY_LOG_FILES = 3;
+
 /**
  * sha256 of what decides whether a container must be replaced when the manifest changes: image,
- * command, environment, cpu, memory, restart policy, log settings, network and privileges. PORT is left out (it is the
+ * command, environment, cpu, memory, restart policy, log settings, network, volumes and privileges. PORT is left out (it is the
  * slot's, not the manifest's), so the same manifest hashes alike on blue and green; the env file's
  * contents are left out too (secrets never go into a label, not even hashed).
  */
-export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs' | 'network' | 'security'>): string {
+export function specHash(s: Pick<ContainerSpec, 'image' | 'command' | 'environment' | 'cpu' | 'memoryBytes' | 'restart' | 'logs' | 'network' | 'security'> & { volumes?: ContainerSpec['volumes'] }): string {
   const { PORT: _port, ...environment } = s.environment;
   // readOnlyRootfs enters the hash only when on, so containers made before the field keep their hash.
   const { readOnlyRootfs, ...security } = s.security;
-  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs: s.logs, network: s.network, security: readOnlyRootfs ? s.security : security };
+  // Earlier versions hashed a log file count (default 3) that Podman never honoured; hashing it as
+  // before keeps containers made before its removal from being replaced by an upgrade.
+  const logs = { ...s.logs, maxFiles: LEGACY_LOG_FILES };
+  // Volumes likewise: only when the service has some.
+  const volumes = s.volumes?.length ? { volumes: s.volumes } : {};
+  const material = { image: s.image, command: s.command, environment, cpu: s.cpu, memoryBytes: s.memoryBytes, restart: s.restart, logs, network: s.network, security: readOnlyRootfs ? s.security : security, ...volumes };
   return createHash('sha256').update(stableJson(material)).digest('hex');
 }
 
@@ -140,8 +147,9 @@ export function containerSpec(d: Deployment, service: ResolvedService, slot: Slo
     cpu: service.cpu,
     memoryBytes: parseSize(service.memory, `memory limit of ${where}`),
     restart: service.restart,
-    logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`), maxFiles: service.logs.maxFiles },
+    logs: { maxSizeBytes: parseSize(service.logs.maxSize, `log size of ${where}`) },
     network: networkName(d.projectId, d.env),
+    volumes: service.volumes.map((v) => ({ volume: volumeName(d.projectId, d.env, service.name, v.name), path: v.path })),
     security: { capDrop: [...CONTAINER_SECURITY.capDrop], capAdd: [...CONTAINER_SECURITY.capAdd], noNewPrivileges: CONTAINER_SECURITY.noNewPrivileges, readOnlyRootfs: service.readOnlyRootfs },
   };
   const replica = opts.replica ?? 0;

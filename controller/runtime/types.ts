@@ -27,6 +27,11 @@ export interface ContainerSpec {
    */
   network: string;
   /**
+   * Named volumes (names.volumeName) mounted read-write at absolute paths, sorted by volume name.
+   * Only stateful services have any; they run one container (docs/deploy.md, "Stateful services").
+   */
+  volumes: Array<{ volume: string; path: string }>;
+  /**
    * The slot port the app listens on inside its network namespace (PORT, on 0.0.0.0), published
    * on the host's 127.0.0.1 under the same number for the forwarder and codeb's health probes;
    * null for workers.
@@ -40,7 +45,8 @@ export interface ContainerSpec {
   cpu: number;
   memoryBytes: number;
   restart: 'always' | 'on-failure' | 'no';
-  logs: { maxSizeBytes: number; maxFiles: number };
+  /** Podman's k8s-file driver truncates the log at this size (Podman keeps no rotated files). */
+  logs: { maxSizeBytes: number };
   /** For units that carry their own health check (Quadlet); codeb probes health itself anyway. */
   healthCheck: { kind: 'http' | 'command' | 'uptime'; path: string; command: string[]; intervalMs: number; timeoutMs: number; startPeriodMs: number; retries: number };
   stopTimeoutSeconds: number;

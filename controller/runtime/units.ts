@@ -27,7 +27,7 @@ export const PODMAN_BIN = '/usr/bin/podman';
  * StopTimeout: 5.0; LogOpt: 5.2; Memory: 5.5) and options without any key (--cpus) go through
  * PodmanArgs=, which every Quadlet version passes to `podman run` unchanged.
  */
-export const QUADLET_CONTAINER_KEYS = ['ContainerName', 'Image', 'Network', 'EnvironmentFile', 'Environment', 'Label', 'PodmanArgs', 'Exec'] as const;
+export const QUADLET_CONTAINER_KEYS = ['ContainerName', 'Image', 'Network', 'Volume', 'EnvironmentFile', 'Environment', 'Label', 'PodmanArgs', 'Exec'] as const;
 
 export interface RenderedUnit {
   kind: UnitKind;
@@ -215,7 +215,7 @@ export function podmanOptionGroups(spec: ContainerSpec): string[][] {
 
 /** The full argv of the plain unit's `podman run`, foreground, removed on exit. */
 export function podmanRunArgv(spec: ContainerSpec): string[] {
-  const argv = [PODMAN_BIN, 'run', '--rm', `--name=${spec.name}`, `--network=${plainNetwork(spec)}`];
+  const argv = [PODMAN_BIN, 'run', '--rm', `--name=${spec.name}`, `--network=${plainNetwork(spec)}`, ...plainVolumes(spec).map((v) => `--volume=${v}`)];
   for (const g of podmanOptionGroups(spec)) argv.push(...g);
   if (spec.envFile) argv.push(`--env-file=${spec.envFile}`);
   for (const [k, v] of Object.entries(spec.environment)) argv.push(`--env=${k}=${v}`);
@@ -287,6 +287,20 @@ function plainNetwork(spec: ContainerSpec): string {
   return spec.network;
 }
 
+/**
+ * Named volumes as `<volume>:<path>` (no :U: Podman chowns a new volume once, at its first mount).
+ * Volume names come from names.volumeName and paths from the schema's pattern: neither can hold a
+ * colon, comma, space or quote, checked again here.
+ */
+function plainVolumes(spec: ContainerSpec): string[] {
+  return spec.volumes.map((v) => {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(v.volume) || !/^(?:\/[A-Za-z0-9._@+-]+)+$/.test(v.path)) {
+      throw new CodebError(`Volume ${JSON.stringify(v.volume)} at ${JSON.stringify(v.path)} of ${spec.name} cannot go into a unit.`, { exitCode: EXIT.invalid });
+    }
+    return `${v.volume}:${v.path}`;
+  });
+}
+
 function header(spec: ContainerSpec): string {
   const l = spec.labels;
   return systemdText(`codeb ${spec.projectId}/${spec.env} ${spec.service} (${spec.serviceType}, ${spec.slot}, version ${l['codeb.version'] ?? '-'})`, 'version');
@@ -309,6 +323,9 @@ export function renderQuadlet(spec: ContainerSpec): RenderedUnit {
       name: plainName(spec),
       image: checkImage(spec),
       network: plainNetwork(spec),
+      volumes: plainVolumes(spec)
+        .map((v) => `Volume=${v}`)
+        .join('\n'),
       environmentFile: spec.envFile ? `EnvironmentFile=${q(spec.envFile, 'env file path')}` : '',
       environment: Object.entries(spec.environment)
         .map(([k, v]) => `Environment=${q(`${k}=${v}`, `environment variable ${k}`)}`)

@@ -13,9 +13,9 @@ import { checkManifest } from '../../controller/manifest/index.js';
 import { deploymentSites } from '../../controller/manifest/sites.js';
 import { environmentNames, resolveDeployment } from '../../controller/manifest/normalize.js';
 import { starterManifest } from '../../controller/manifest/starter.js';
-import { bucketName, databaseName } from '../../controller/manifest/names.js';
+import { startWaves } from '../../controller/manifest/depends.js';
 import { allocate } from '../../controller/registry/allocate.js';
-import { allocationRequest } from '../../controller/registry/records.js';
+import { allocationRequest, deploymentNames } from '../../controller/registry/records.js';
 import { slotPorts } from '../../controller/registry/slot-ports.js';
 import { emptyRegistry } from '../../controller/registry/types.js';
 
@@ -108,17 +108,21 @@ describe('manifests/qna-community.yaml (the regional Q&A community)', () => {
     expect(d.features.storage).not.toBeNull();
   });
 
-  it('gives each environment its own domain, image tag, database and bucket', () => {
+  it('gives each environment its own domain, image tag, database (named: database.name), bucket and strategy', () => {
     const rows = environmentNames(manifest).map((env) => {
       const d = resolveDeployment(manifest, env);
-      const scope = { projectId: d.projectId, env, multiEnv: d.multiEnv };
-      return { env, domain: d.domain, image: d.services[0]!.image, database: databaseName(scope), bucket: bucketName(scope) };
+      const names = deploymentNames(d, undefined);
+      return { env, domain: d.domain, image: d.services[0]!.image, database: names.database, role: names.databaseRole, bucket: names.buckets[0], strategy: d.deploy.strategy };
     });
     expect(rows).toEqual([
-      { env: 'production', domain: 'qna.localhost', image: 'ghcr.io/community-team/qna-web:2.3.0', database: 'qna_community_prod', bucket: 'qna-community-prod-uploads' },
-      { env: 'development', domain: 'dev.qna.localhost', image: 'ghcr.io/community-team/qna-web:dev', database: 'qna_community_dev', bucket: 'qna-community-dev-uploads' },
-      { env: 'staging', domain: 'staging.qna.localhost', image: 'ghcr.io/community-team/qna-web:staging', database: 'qna_community_staging', bucket: 'qna-community-staging-uploads' },
+      { env: 'production', domain: 'qna.localhost', image: 'ghcr.io/community-team/qna-web:2.3.0', database: 'dongne_prod', role: 'dongne_prod_owner', bucket: 'qna-community-prod-uploads', strategy: 'blue-green' },
+      { env: 'development', domain: 'dev.qna.localhost', image: 'ghcr.io/community-team/qna-web:dev', database: 'dongne_dev', role: 'dongne_dev_owner', bucket: 'qna-community-dev-uploads', strategy: 'recreate' },
+      { env: 'staging', domain: 'staging.qna.localhost', image: 'ghcr.io/community-team/qna-web:staging', database: 'dongne_staging', role: 'dongne_staging_owner', bucket: 'qna-community-staging-uploads', strategy: 'recreate' },
     ]);
+  });
+
+  it('starts api before the web app and the notifier that depend on it', () => {
+    expect(startWaves(resolveDeployment(manifest).services)).toEqual([['api'], ['web', 'notifier']]);
   });
 
   it('runs three web replicas and two notifier copies in production, one web replica in staging', () => {
@@ -134,7 +138,7 @@ describe('manifests/qna-community.yaml (the regional Q&A community)', () => {
     expect(ports.notifier).toBeUndefined();
   });
 
-  it('keeps daily backups and blue-green deploys', () => {
+  it('keeps daily backups and blue-green deploys in production', () => {
     const d = resolveDeployment(manifest);
     expect(d.deploy.strategy).toBe('blue-green');
     expect(d.backup).toMatchObject({ enabled: true, schedule: '0 3 * * *', retentionDays: 30 });

@@ -85,10 +85,11 @@ describe('resolveDeployment: defaults', () => {
           replicas: 1,
           restart: 'always',
           readOnlyRootfs: false,
+          volumes: [],
           healthCheck: { kind: 'http', path: '/api/health', expectStatus: 200, command: [], timeoutMs: 500, intervalMs: 1000, successes: 3, startPeriodMs: 0 },
           dependsOn: [],
           release: null,
-          logs: { maxSize: '10M', maxFiles: 3 },
+          logs: { maxSize: '10M' },
         },
       ],
       features: { database: null, cache: null, storage: null, websockets: false, sse: false },
@@ -167,15 +168,24 @@ describe('resolveDeployment: defaults', () => {
       manifest({
         project: { id: 'demo' },
         services: {
-          web: { ...WEB, release: { command: ['node', 'migrate.js'] }, logs: { maxFiles: 7 } },
+          web: { ...WEB, release: { command: ['node', 'migrate.js'] }, logs: {} },
           api: { ...WEB, routePath: '/api', release: { command: ['x'], timeout: '30s' }, logs: { maxSize: '50M' } },
         },
       }),
     );
     expect(svc(d, 'web').release).toEqual({ command: ['node', 'migrate.js'], timeoutMs: 300_000 });
-    expect(svc(d, 'web').logs).toEqual({ maxSize: '10M', maxFiles: 7 });
+    expect(svc(d, 'web').logs).toEqual({ maxSize: '10M' });
     expect(svc(d, 'api').release).toEqual({ command: ['x'], timeoutMs: 30_000 });
-    expect(svc(d, 'api').logs).toEqual({ maxSize: '50M', maxFiles: 3 });
+    expect(svc(d, 'api').logs).toEqual({ maxSize: '50M' });
+  });
+
+  it('volumes: sorted by name, a trailing slash dropped, none for other services', () => {
+    const d = resolveDeployment(manifest({ project: { id: 'demo' }, services: { web: WEB, db: { ...WEB, type: 'internal', volumes: { wal: '/var/lib/db/wal/', data: '/var/lib/db' } } } }));
+    expect(svc(d, 'db').volumes).toEqual([
+      { name: 'data', path: '/var/lib/db' },
+      { name: 'wal', path: '/var/lib/db/wal' },
+    ]);
+    expect(svc(d, 'web').volumes).toEqual([]);
   });
 });
 
@@ -360,7 +370,6 @@ const DEFAULT_CHECKS: Record<string, DefaultCheck & { unit?: 'duration' }> = {
     resolved: (d) => web(d).release?.timeoutMs,
   },
   '/$defs/service/properties/logs/properties/maxSize': { key: 'logs.maxSize', resolved: (d) => web(d).logs.maxSize },
-  '/$defs/service/properties/logs/properties/maxFiles': { key: 'logs.maxFiles', resolved: (d) => web(d).logs.maxFiles },
   '/$defs/features/properties/cache/properties/isolation': {
     key: 'cacheIsolation',
     manifest: { ...oneWeb, features: { cache: true } },
@@ -452,5 +461,36 @@ describe('schema defaults = normalize defaults', () => {
     expect(d.domain).toBe('demo.localhost');
     expect(defs.project!.properties!.name!.description).toContain('Default: the id.');
     expect(d.projectName).toBe('demo');
+  });
+});
+
+describe('resolveDeployment: per-environment database name and deploy strategy (issue 12, item 5)', () => {
+  const m = () =>
+    manifest({
+      project: { id: 'dongne' },
+      environment: { database: { name: 'dongne_prod' } },
+      services: { web: WEB },
+      features: { database: { extensions: ['pg_trgm'] } },
+      deploy: { strategy: 'blue-green' },
+      environments: {
+        staging: { database: { name: 'dongne_staging' }, deploy: { strategy: 'recreate' } },
+        development: { deploy: { strategy: 'recreate' } },
+        qa: {},
+      },
+    });
+  it.each([
+    ['production', 'dongne_prod', 'blue-green'],
+    ['staging', 'dongne_staging', 'recreate'],
+    ['development', null, 'recreate'],
+    ['qa', null, 'blue-green'],
+  ])('%s: database name %s, strategy %s', (env, name, strategy) => {
+    const d = resolveDeployment(m(), env);
+    expect(d.features.database).toEqual({ extensions: ['pg_trgm'], name });
+    expect(d.deploy.strategy).toBe(strategy);
+  });
+  it('the primary environment does not take another environment\'s strategy, and defaults to blue-green', () => {
+    const d = resolveDeployment(manifest({ project: { id: 'xy' }, services: { web: WEB }, environments: { staging: { deploy: { strategy: 'recreate' } } } }));
+    expect(d.deploy.strategy).toBe('blue-green');
+    expect(resolveDeployment(manifest({ project: { id: 'xy' }, services: { web: WEB }, deploy: { strategy: 'recreate' }, environments: { staging: {} } }), 'staging').deploy.strategy).toBe('recreate');
   });
 });

@@ -197,3 +197,62 @@ describe('releaseKeepingData (codeb registry release)', () => {
     expect(releaseKeepingData(doc, 'shop', 'production', { by: 'me', at: now })).toBe(false);
   });
 });
+
+describe('database.name: a per-environment database name the manifest chooses (issue 12, item 5)', () => {
+  const src = (id: string, envs: string) =>
+    `apiVersion: codeb/v1\nproject: { id: ${id} }\nenvironment: { name: production, database: { name: ${id}_prod } }\nenvironments:\n${envs}\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\nfeatures: { database: true }\n`;
+  function put(doc: RegistryDocument, text: string, env?: string) {
+    const { manifest, issues } = validateLoaded(parseManifest(text, 'named.yaml'));
+    expect(issues).toEqual([]);
+    const d = resolveDeployment(manifest!, env);
+    return recordAllocation(doc, d, allocate(doc, allocationRequest(d)), '2026-01-01T00:00:00.000Z');
+  }
+  function refusal(fn: () => unknown): CodebError {
+    try {
+      fn();
+    } catch (e) {
+      return e as CodebError;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  it('uses the chosen name per environment, its role <name>_owner, and the derived name where none is chosen', () => {
+    const doc = emptyRegistry();
+    const text = src('dongne', '  staging: { database: { name: dongne_staging } }\n  development: {}');
+    expect(put(doc, text)).toMatchObject({ database: 'dongne_prod', databaseRole: 'dongne_prod_owner' });
+    expect(put(doc, text, 'staging')).toMatchObject({ database: 'dongne_staging', databaseRole: 'dongne_staging_owner' });
+    expect(put(doc, text, 'development')).toMatchObject({ database: 'dongne_dev', databaseRole: 'dongne_dev_owner' });
+  });
+
+  it('refuses a name another project holds: exit 2, naming the owner', () => {
+    const doc = emptyRegistry();
+    put(doc, src('dongne', '  staging: {}'));
+    const err = refusal(() => put(doc, src('other', '  staging: { database: { name: dongne_prod } }'), 'staging'));
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(/other \(staging\) names database dongne_prod \(database\.name\), which project "dongne" \(production\) already has it/);
+    expect(err.hint).toMatch(/Choose another database\.name/);
+  });
+
+  it('refuses a name a destroyed deployment kept (tombstone), naming it and how to free it', () => {
+    const doc = emptyRegistry();
+    addTombstone(doc, { project: 'gone', env: 'production', destroyedAt: '2026-01-01T00:00:00.000Z', by: 'ops@host', database: 'shared_name', databaseRole: 'shared_name_owner', buckets: [] });
+    const err = refusal(() => put(doc, src('dongne', '  staging: { database: { name: shared_name } }'), 'staging'));
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(/which destroyed project "gone" \(production\) kept it/);
+    expect(err.hint).toMatch(/destroy gone --env production --delete-data/);
+  });
+
+  it('never changes the database of an existing deployment: a new name is refused with the ways out', () => {
+    const doc = emptyRegistry();
+    put(doc, src('dongne', '  staging: {}'), 'staging');
+    expect(doc.projects.dongne!.environments.staging!.database).toBe('dongne_staging');
+    const before = structuredClone(doc);
+    const err = refusal(() => put(doc, src('dongne', '  staging: { database: { name: dongne_stg } }'), 'staging'));
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(/has database dongne_staging; the manifest names dongne_stg/);
+    expect(err.hint).toMatch(/set database\.name of staging to dongne_staging/);
+    expect(doc.projects.dongne!.environments.staging).toEqual(before.projects.dongne!.environments.staging);
+    // The name it has, written out, is accepted.
+    expect(put(doc, src('dongne', '  staging: { database: { name: dongne_staging } }'), 'staging').database).toBe('dongne_staging');
+  });
+});

@@ -29,6 +29,12 @@ describe('chooseEarlierDeploy', () => {
     expect(() => chooseEarlierDeploy(rec(h, 'localhost/app:v2'), 'v3')).toThrow(/No successful deploy of version "v3".*/);
     expect(() => chooseEarlierDeploy(rec(h, 'localhost/app:v2'), 'v3')).toThrow(expect.objectContaining({ hint: expect.stringContaining('v1, v2') }));
   });
+  it('a stateful container (blue, while web is live in green) counts as running now', () => {
+    const both = (v: string): HistoryEntry => ({ ...deploy(v), detail: { version: v, images: { web: `localhost/app:${v}`, db: 'localhost/db:v1' } } });
+    const r = rec([both('v1'), both('v2')], 'localhost/app:v2');
+    r.containers.push({ service: 'db', slot: 'blue', name: 'y', id: null, image: 'localhost/db:v1', hostPort: 2, state: 'running', startedAt: null, stateful: true });
+    expect(chooseEarlierDeploy(r).version).toBe('v1');
+  });
   it('says so when there is nothing earlier', () => {
     expect(() => chooseEarlierDeploy(rec([deploy('v1')], 'localhost/app:v1'))).toThrow(/No earlier successful deploy/);
   });

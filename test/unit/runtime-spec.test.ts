@@ -64,7 +64,7 @@ describe('containerSpec', () => {
       cpu: 0.5,
       memoryBytes: 268_435_456,
       restart: 'always',
-      logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
+      logs: { maxSizeBytes: 10_000_000 },
       stopTimeoutSeconds: 10,
     });
     expect(spec.environment).toEqual({ API_URL: 'http://127.0.0.1:4100', HOST: '0.0.0.0', NODE_ENV: 'production', PORT: '3000', TZ: 'Asia/Seoul' });
@@ -124,7 +124,7 @@ describe('containerSpec', () => {
 
   it('log rotation and limits from the stock-analysis manifest', () => {
     const gw = containerSpec(stock, svc(stock, 'gateway'), 'blue', opts({ port: 3310 }));
-    expect(gw.logs).toEqual({ maxSizeBytes: 20_000_000, maxFiles: 5 });
+    expect(gw.logs).toEqual({ maxSizeBytes: 20_000_000 });
     expect(gw.memoryBytes).toBe(512 * 1024 * 1024);
     const engine = containerSpec(stock, svc(stock, 'signal-engine'), 'blue', opts({ port: 3004 }));
     expect(engine).toMatchObject({ cpu: 2, memoryBytes: 1024 ** 3, serviceType: 'internal' });
@@ -161,8 +161,8 @@ describe('spec hash', () => {
 
   it('is stable across runs (a fixed value for a fixed input)', () => {
     const security = { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false };
-    expect(specHash({ image: 'a:1', command: null, environment: { B: '2', A: '1' }, cpu: 1, memoryBytes: 1024, restart: 'always', logs: { maxSizeBytes: 10, maxFiles: 1 }, network: 'n', security })).toBe(
-      specHash({ security, network: 'n', logs: { maxFiles: 1, maxSizeBytes: 10 }, restart: 'always', memoryBytes: 1024, cpu: 1, environment: { A: '1', B: '2' }, command: null, image: 'a:1' }),
+    expect(specHash({ image: 'a:1', command: null, environment: { B: '2', A: '1' }, cpu: 1, memoryBytes: 1024, restart: 'always', logs: { maxSizeBytes: 10 }, network: 'n', security })).toBe(
+      specHash({ security, network: 'n', logs: { maxSizeBytes: 10 }, restart: 'always', memoryBytes: 1024, cpu: 1, environment: { A: '1', B: '2' }, command: null, image: 'a:1' }),
     );
     expect(stableJson({ b: [1, { d: 1, c: 2 }], a: 'x' })).toBe('{"a":"x","b":[1,{"c":2,"d":1}]}');
   });
@@ -174,8 +174,7 @@ describe('spec hash', () => {
     ['cpu', { cpu: 1 }],
     ['memory', { memory: '512Mi' }],
     ['restart', { restart: 'on-failure' as const }],
-    ['log size', { logs: { maxSize: '20M', maxFiles: 3 } }],
-    ['log files', { logs: { maxSize: '10M', maxFiles: 5 } }],
+    ['log size', { logs: { maxSize: '20M' } }],
     ['a read-only root filesystem', { readOnlyRootfs: true }],
   ])('changes with %s', (_, change) => {
     const changed = containerSpec(food, { ...svc(food, 'web'), ...change }, 'blue', opts());
