@@ -3,6 +3,9 @@
  * touched, not when the CLI starts: together they cost ~0.5 s of start-up, which `validate`,
  * `--help` and every command that never reaches that system would pay (`npm run bench:cli`).
  * Synchronous on purpose, for the drivers' pure helpers (pg's escapeIdentifier) used in plain code.
+ * The CLI bundle (scripts/build.mjs) replaces this module with one whose loaders are plain
+ * require() calls of the bundled packages (its LAZY list names them); this one serves tests and
+ * other unbundled runs.
  */
 import { createRequire } from 'node:module';
 

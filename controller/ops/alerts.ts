@@ -218,7 +218,8 @@ export async function deliverEmail(
   o: { attempts: number; backoffMs: number; timeoutMs: number },
 ): Promise<ChannelResult> {
   // Loaded only when a mail goes out: most commands never need it.
-  const { createTransport } = await import('nodemailer');
+  // `default` (the CommonJS exports object): the bundle's chunk of a CommonJS package has no named exports.
+  const { createTransport } = (await import('nodemailer')).default;
   const u = new URL(smtp.url);
   const secure = u.protocol === 'smtps:';
   const transport = createTransport({

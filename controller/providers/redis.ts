@@ -181,7 +181,9 @@ export class RedisProvider implements Provider {
     let p = this.conns.get(db);
     if (!p) {
       p = (async () => {
-        const { Redis } = await import('ioredis');
+        // `default` is the package's CommonJS exports object, both from node_modules and from the
+        // bundle's chunk (which has no named exports).
+        const { Redis } = (await import('ioredis')).default;
         const r = new Redis(this.options(db));
         let lastError: unknown;
         r.on('error', (err: unknown) => (lastError = err)); // reported through the rejected command

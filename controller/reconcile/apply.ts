@@ -13,7 +13,7 @@ import type { Deployment } from '../manifest/types.js';
 import { allocate, FIRST_PROJECT_REDIS_DB, policyFromEnv } from '../registry/allocate.js';
 import { RedisProvider } from '../providers/redis.js';
 import { extensionsRefusal, PostgresProvider } from '../providers/postgres.js';
-import { listeningPorts } from '../registry/ports-in-use.js';
+import { lazyListeningPorts, listeningPorts } from '../registry/ports-in-use.js';
 import { reservedPorts } from '../registry/reserved-ports.js';
 import { reasonOf, writeFailureLog } from '../registry/failure-log.js';
 import { allocationRequest, recordAllocation } from '../registry/records.js';
@@ -161,7 +161,8 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   const settings = opts.settings ?? loadSettings();
   const file = registryPath(opts.registry);
   const secrets = new SecretStore(secretsDir(file));
-  const busy = d.server.host === 'local' ? listeningPorts() : new Set<number>();
+  // Read only when a new port is allocated: a no-change apply never pays for the kernel's table.
+  const busy = d.server.host === 'local' ? lazyListeningPorts() : new Set<number>();
   // The stack's and server's own ports are refused before anything is written (no half-made route).
   const policy = policyFromEnv(process.env, busy, reservedPorts(settings));
   if (d.server.host !== 'local') {

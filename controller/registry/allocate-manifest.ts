@@ -5,7 +5,7 @@ import { loadSettings, registryPath, settingsPath, type Settings } from '../sett
 import { existsSync } from 'node:fs';
 import { reservedPorts } from './reserved-ports.js';
 import { allocate, policyFromEnv } from './allocate.js';
-import { listeningPorts } from './ports-in-use.js';
+import { lazyListeningPorts } from './ports-in-use.js';
 import { allocationRequest, recordAllocation } from './records.js';
 import { withRegistryLock } from './store.js';
 import type { PortPair } from './types.js';
@@ -25,7 +25,7 @@ export async function allocateForManifest(manifestFile: string, env: string | un
   const deployment = resolveDeployment(manifest, env);
   const file = registryPath(registryOpt);
   // Only the local target can see which ports other processes hold.
-  const busy = deployment.server.host === 'local' ? listeningPorts() : new Set<number>();
+  const busy = deployment.server.host === 'local' ? lazyListeningPorts() : new Set<number>();
   const policy = policyFromEnv(process.env, busy, reservedPorts(settingsIfAny()));
   return withRegistryLock(file, { command: `codeb registry allocate ${manifestFile}` }, async (tx) => {
     const doc = tx.read();

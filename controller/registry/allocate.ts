@@ -18,7 +18,7 @@ export interface AllocationPolicy {
   /** Number of Redis databases (redis.conf `databases`); 0 and 1 are reserved. */
   redisDatabases: number;
   /** Ports some other process listens on (local target only); never handed out anew. */
-  busyPorts: ReadonlySet<number>;
+  busyPorts: Pick<ReadonlySet<number>, 'has'>;
   /** Redis DBs another owner holds on the server (its marker, or keys without one); never handed out anew. */
   busyRedisDbs?: ReadonlySet<number>;
   /** Ports of the stack or server services (reserved-ports.ts): port -> what holds it. Never allocated, refused when named. */
@@ -216,7 +216,7 @@ export function parsePortRange(text: string): PortRange {
 }
 
 /** Policy from the environment (CODEB_PORT_RANGE, CODEB_REDIS_DATABASES) with the given busy ports. */
-export function policyFromEnv(env: NodeJS.ProcessEnv, busyPorts: ReadonlySet<number> = new Set(), reserved?: ReadonlyMap<number, string>): AllocationPolicy {
+export function policyFromEnv(env: NodeJS.ProcessEnv, busyPorts: Pick<ReadonlySet<number>, 'has'> = new Set(), reserved?: ReadonlyMap<number, string>): AllocationPolicy {
   const dbs = env.CODEB_REDIS_DATABASES ? Number(env.CODEB_REDIS_DATABASES) : DEFAULT_POLICY.redisDatabases;
   if (!Number.isInteger(dbs) || dbs < 3 || dbs > 1024) {
     throw new CodebError(`Invalid CODEB_REDIS_DATABASES ${JSON.stringify(env.CODEB_REDIS_DATABASES)}.`, { exitCode: 2, hint: 'Use the `databases` value of redis.conf (16 by default).' });

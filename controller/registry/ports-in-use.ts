@@ -1,6 +1,7 @@
 /**
  * Ports some process on this machine listens on, read from /proc/net/tcp{,6} (state 0A = LISTEN).
- * Reading the kernel's table is instant and race-free compared with trying to bind each port.
+ * Race-free compared with trying to bind each port, but not free: the kernel lists every socket,
+ * and with thousands of them (TIME_WAIT on a busy test machine) one read took 0.3-2 s here.
  */
 import { readFileSync } from 'node:fs';
 
@@ -25,4 +26,13 @@ export function listeningPorts(): Set<number> {
     }
   }
   return out;
+}
+
+/**
+ * listeningPorts, read on the first `has`: an apply that allocates no new port (a no-change apply)
+ * never reads the table.
+ */
+export function lazyListeningPorts(): Pick<ReadonlySet<number>, 'has'> {
+  let ports: Set<number> | undefined;
+  return { has: (port) => (ports ??= listeningPorts()).has(port) };
 }

@@ -181,7 +181,8 @@ export const postgresPart: Part = {
         return { ok: false, reason: errorText(err) };
       }
     }
-    const { Client } = await import('pg');
+    // `default` (the CommonJS exports object): the bundle's chunk of a CommonJS package has no named exports.
+    const { Client } = (await import('pg')).default;
     const client = new Client({
       host: LOOPBACK,
       port,
