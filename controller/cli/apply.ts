@@ -102,7 +102,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the plan as JSON')
     .addHelpText(
       'after',
-      '\nA deploy cut short by an earlier run (killed, connection lost) is shown as a pending "resume" with what apply will do.\nContainers run as servers[].runtime says, decided on the server itself: Quadlet units where systemd is PID 1 and\nPodman >= 4.4 (the default there), plain systemd units (runtime: systemd), else the Podman API (docs/runtime.md).\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest or a runtime this server cannot run,\n            1 codeb or a service failed (or a resource is blocked).',
+      '\nA deploy cut short by an earlier run (killed, connection lost) is shown as a pending "resume" with what apply will do.\nContainers run as servers[].runtime says, decided on the server itself: Quadlet units where systemd is PID 1 and\nPodman >= 4.4, plain systemd units where systemd is PID 1 with an older Podman, else the Podman API (docs/runtime.md).\nExit codes: 0 no changes, 10 changes pending, 2 invalid manifest or a runtime this server cannot run,\n            1 codeb or a service failed (or a resource is blocked).',
     )
     .action((manifest: string, opts: Opts, cmd: Command) =>
       runCommand(opts.json, async () => {

@@ -2,7 +2,8 @@
  * Which container runtime runs a deployment: a pure decision from the manifest's
  * `servers[].runtime` and the facts of the machine codeb runs on (codeb runs on the server itself,
  * docs/remote.md). Without a value: Quadlet units where systemd is PID 1 and Podman has Quadlet
- * (>= 4.4), else the Podman API (the local stack). A value codeb cannot honour on this machine is
+ * (>= 4.4), plain systemd units where systemd is PID 1 with an older Podman, else the Podman API
+ * (the local stack). A value codeb cannot honour on this machine is
  * refused with the reason (exit 2), never quietly run another way. See docs/runtime.md, "Drivers".
  */
 import { CodebError, EXIT } from '../errors.js';
@@ -29,7 +30,10 @@ export function decideRuntime(requested: RuntimeKind | undefined, facts: Runtime
   switch (requested) {
     case undefined:
       if (facts.systemdPid1 && v && hasQuadlet(v)) return { ok: true, kind: 'quadlet', why: `systemd is PID 1 and Podman ${v} has Quadlet` };
-      return { ok: true, kind: 'podman', why: facts.systemdPid1 ? `Podman ${v ?? '(not found)'} has no Quadlet (needs ${QUADLET_MIN_VERSION})` : 'systemd is not PID 1 here' };
+      // A systemd server with an older Podman (Debian 12: 4.3) gets plain systemd units, so its
+      // containers still come back after a reboot; the Podman API alone would not bring them back.
+      if (facts.systemdPid1 && v) return { ok: true, kind: 'systemd', why: `systemd is PID 1 and Podman ${v} has no Quadlet (needs ${QUADLET_MIN_VERSION}): plain systemd units` };
+      return { ok: true, kind: 'podman', why: facts.systemdPid1 ? 'Podman is not installed here' : 'systemd is not PID 1 here' };
     case 'podman':
       return { ok: true, kind: 'podman', why: 'asked for' };
     case 'kubernetes':

@@ -18,7 +18,7 @@ describe('decideRuntime', () => {
     // requested, machine -> driver or refusal (text the reason must contain)
     ['default on Debian 13', undefined, trixie, 'quadlet'],
     ['default on Podman 4.4.0 exactly', undefined, edge, 'quadlet'],
-    ['default on Debian 12', undefined, bookworm, 'podman'],
+    ['default on Debian 12 (units survive a reboot)', undefined, bookworm, 'systemd'],
     ['default without Podman', undefined, bare, 'podman'],
     ['default on the local stack', undefined, localStack, 'podman'],
     ['podman on Debian 13', 'podman', trixie, 'podman'],
