@@ -85,8 +85,19 @@ async function podman(args: string[], opts: { allowFail?: boolean } = {}): Promi
   }
 }
 
-/** The cached bare-server rootfs (built on first use: about two minutes, needs root and the mirror). */
-export function serverRootfs(): Promise<string> {
+/**
+ * Which Debian the test host runs. `trixie` (Debian 13, the default): a bare server that
+ * `codeb server init` makes ready. `bookworm` (Debian 12): a bare server whose operator installed
+ * Debian's own podman (4.3.1, no Quadlet) and nothing else: the host for what codeb does with a
+ * Podman older than 4.4 (its Node 18 is too old for codeb; the test brings a Node 20).
+ */
+export type HostSuite = 'trixie' | 'bookworm';
+
+/** The cached bare-server rootfs of `suite` (built on first use: about two minutes, needs root and the mirror). */
+export function serverRootfs(suite: HostSuite = 'trixie'): Promise<string> {
+  if (suite === 'bookworm') {
+    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: '' });
+  }
   return ensureRootfs('server', {
     ...process.env,
     CODEB_ROOTFS_PACKAGES: BARE_SERVER_PACKAGES.join(' '),
@@ -141,6 +152,8 @@ export interface StartOptions {
   /** Which /24 of the pool (see hostSubnet); each test file its own, 0-15 (moved by 16 per concurrent suite). */
   slot: number;
   pool?: string;
+  /** Debian 13 (default) or Debian 12 with its Podman 4.3 (see HostSuite). */
+  suite?: HostSuite;
 }
 
 export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
@@ -152,7 +165,7 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
   const suite = process.env.CODEB_TEST_SLOT ? Number(process.env.CODEB_TEST_SLOT) : 0;
   const slot = opts.slot < 16 ? opts.slot + 16 * suite : opts.slot;
   const name = suite ? `${opts.name}-s${suite}` : opts.name;
-  const lower = await serverRootfs();
+  const lower = await serverRootfs(opts.suite);
   const { subnet, address, gateway } = hostSubnet(slot, opts.pool);
   const container = `codeb-th-${name}`;
   const network = `codeb-th-${name}`;
