@@ -11,12 +11,17 @@
  * rootfs (postgresql, caddy, radosgw, ... for bookworm), minutes of CI for a refusal that happens
  * before codeb reads its settings (the runtime is decided first, controller/reconcile/apply.ts).
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { specHash } from '../../controller/runtime/spec.js';
+import type { ContainerSpec } from '../../controller/runtime/types.js';
 import { describeBundle, packBundle } from '../../controller/server/bundle.js';
 import { codebCli, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -39,6 +44,40 @@ servers:
   - name: app1
     host: ${target}
 ${runtime ? `    runtime: ${runtime}\n` : ''}`;
+}
+
+/** The project network inside the host (the host's own namespace, so no clash on this machine). */
+const NETWORK = { name: 'hello-production', subnet: '10.73.200.0/26' };
+const SLOT_PORT = 4301;
+
+/** A web container as a deploy of the manifest above would make it (the spec the driver takes). */
+function webSpec(): ContainerSpec {
+  const base = {
+    image: 'localhost/codeb-testapp:v1',
+    command: null,
+    environment: { HOST: '0.0.0.0', PORT: String(SLOT_PORT) },
+    cpu: 0.5,
+    memoryBytes: 256 * 1024 ** 2,
+    restart: 'always' as const,
+    logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
+    network: NETWORK.name,
+    volumes: [] as ContainerSpec['volumes'],
+    security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
+  };
+  return {
+    ...base,
+    name: 'hello-production-web-blue',
+    projectId: 'hello',
+    env: 'production',
+    service: 'web',
+    serviceType: 'web',
+    slot: 'blue',
+    envFile: null,
+    labels: { 'codeb.managed': 'true', 'codeb.project': 'hello', 'codeb.env': 'production', 'codeb.service': 'web', 'codeb.slot': 'blue', 'codeb.version': 'v1', 'codeb.spec-hash': specHash(base) },
+    port: SLOT_PORT,
+    healthCheck: { kind: 'http', path: '/health', command: [], intervalMs: 1000, timeoutMs: 1000, startPeriodMs: 0, retries: 3 },
+    stopTimeoutSeconds: 10,
+  };
 }
 
 describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
@@ -111,4 +150,43 @@ describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
     }
     expect(await snapshot()).toBe(before);
   }, 120_000);
+
+  it('without runtime the host’s default is the plain systemd driver: a .service under /etc/systemd/system runs `podman run` of Podman 4.3 and answers on its slot port', async () => {
+    // The driver itself, decided from the host's own facts (test/helpers/unit-driver-probe.ts, as
+    // runtime-units.test.ts runs it on Debian 13), with its templates beside it.
+    const bundle = join(work, 'probe.cjs');
+    await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`,
+      "--banner:js=const importMetaUrl = require('node:url').pathToFileURL(__filename).href;", '--define:import.meta.url=importMetaUrl']);
+    await host.sh('mkdir -p /opt/codeb-probe/templates');
+    await host.exec(['sh', '-c', 'cat > /opt/codeb-probe/probe.cjs'], { input: readFileSync(bundle) });
+    for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
+      await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
+    }
+    await host.sh(`systemctl enable --now podman.socket && podman network create --subnet ${NETWORK.subnet} ${NETWORK.name}`);
+    await host.loadImage('localhost/codeb-testapp:v1', { podmanSocket: stackSettings().podman.socketPath });
+
+    const spec = webSpec();
+    const r = await host.exec(['node', '/opt/codeb-probe/probe.cjs', 'default', 'start'], { input: JSON.stringify(spec), timeoutMs: 180_000 });
+    const line = r.stdout.trim().split('\n').pop() ?? '';
+    expect(line.startsWith('{'), show(r)).toBe(true);
+    expect(JSON.parse(line), show(r)).toMatchObject({ ok: true, kind: 'systemd', state: { name: spec.name, running: true } });
+    expect((await host.exec(['test', '-e', `/etc/systemd/system/${spec.name}.service`])).code).toBe(0);
+    expect((await host.sh('ls /etc/containers/systemd 2>/dev/null | wc -l')).trim()).toBe('0');
+    expect((await host.sh(`systemctl is-active ${spec.name}.service`)).trim()).toBe('active');
+    expect((await host.sh(`systemctl is-enabled ${spec.name}.service`)).trim()).toBe('enabled');
+    // The app answers on the slot port on the host's loopback (bounded: 60 tries, each 2 s at most).
+    const script = `fetch('http://127.0.0.1:${SLOT_PORT}/health', { signal: AbortSignal.timeout(2000) }).then(async (r) => { if (!r.ok) process.exit(1); console.log(await r.text()); }, () => process.exit(1))`;
+    let answer: ExecResult | null = null;
+    for (let i = 0; i < 60; i++) {
+      answer = await host.exec(['node', '-e', script]);
+      if (answer.code === 0) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(answer?.code, answer ? show(answer) : '').toBe(0);
+    expect(JSON.parse(answer!.stdout)).toMatchObject({ version: 'v1' });
+    // The container is the unit's and runs on the host's Podman 4.3.
+    const inspect = JSON.parse(await host.sh(`podman inspect ${spec.name}`))[0];
+    expect(inspect.Config.Labels.PODMAN_SYSTEMD_UNIT).toBe(`${spec.name}.service`);
+    expect((await host.sh('podman version --format "{{.Server.Version}}"')).trim()).toBe(podmanVersion);
+  }, 300_000);
 });
