@@ -108,12 +108,15 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
     });
   }
 
-  const missing = allServerPackages().filter((p) => !f.packages[p]?.installed);
+  // Node 20+: Debian 12 and Ubuntu 24.04 ship 18; codeb cannot run on it. A node 20+ on the PATH is
+  // kept however it came (the `nodejs` package of NodeSource, or a release in /usr/local/bin), and
+  // the distribution's older `nodejs` is then not installed beside it.
+  const nodeOnPath = nodeMajor(f.node) >= 20;
+  const missing = allServerPackages().filter((p) => !f.packages[p]?.installed && !(p === 'nodejs' && nodeOnPath));
   const present = allServerPackages().filter((p) => f.packages[p]?.installed);
-  // Node 20+: Debian 12 ships 18; codeb cannot run on it.
   const nodeInstalled = f.packages.nodejs?.installed;
   const nodeVersion = nodeInstalled ? f.node : f.packages.nodejs?.candidate ?? null;
-  if (nodeVersion && nodeMajor(nodeVersion) < 20 && !(nodeInstalled && nodeMajor(f.node) >= 20)) {
+  if (nodeVersion && nodeMajor(nodeVersion) < 20 && !nodeOnPath) {
     throw new CodebError(`${where} ${nodeInstalled ? 'has' : 'offers'} Node.js ${nodeVersion}; codeb needs 20 or later.`, {
       hint: 'Install Node.js 20+ first (https://github.com/nodesource/distributions), then run init again: it keeps that node.',
     });

@@ -71,6 +71,14 @@ describe('planInit: which steps a server needs', () => {
     const f = facts({ osVersion: '12', node: 'v20.18.0', packages: { ...facts().packages, nodejs: { installed: true, candidate: '18.19.0+dfsg-6~deb12u2' } } });
     expect(planInit(f, 'h').steps.map((s) => s.kind)).toContain('services');
   });
+
+  it('keeps a Node 20 installed by hand (/usr/local/bin) on Debian 12, and does not install Debian’s Node 18 beside it', () => {
+    const f = facts({ osVersion: '12', node: 'v20.20.2', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.20.4+dfsg-1~deb12u2' } } });
+    const plan = planInit(f, 'h');
+    const install = plan.steps.find((s) => s.kind === 'apt-install');
+    expect(install && install.kind === 'apt-install' ? install.packages : []).not.toContain('nodejs');
+    expect(plan.steps.map((s) => s.kind)).toContain('services');
+  });
 });
 
 describe('INIT_FACTS_SCRIPT', () => {
