@@ -38,9 +38,10 @@ if [ "$(id -u)" -eq 0 ]; then
   CODEB_ROOTFS_DOWNLOAD="$(node -p 'Object.values(require("./controller/server/packages.json").server).flat().join(" ")')" \
     bash scripts/build-rootfs.sh server >/dev/null
   # The Debian 12 server with Debian's Podman 4.3.1 (server-podman43.test.ts): the same inputs as
-  # serverRootfs('bookworm') in test/helpers/server-host.ts. About a minute once (293 MB).
+  # serverRootfs('bookworm') in test/helpers/server-host.ts. About a minute once (467 MB).
   CODEB_ROOTFS_SUITE=bookworm \
   CODEB_ROOTFS_PACKAGES="$(node -p 'require("./controller/server/packages.json").bare.join(" ")') podman" \
+  CODEB_ROOTFS_DOWNLOAD=nodejs \
     bash scripts/build-rootfs.sh server >/dev/null
 fi
 

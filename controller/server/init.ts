@@ -120,13 +120,14 @@ export async function serverInit(o: InitOptions): Promise<InitReport> {
 
   if (o.dryRun) {
     for (const s of plan.steps) {
-      if (s.kind === 'services' && !plan.steps.some((x) => x.kind === 'upload')) {
-        // codeb is there and current: ask it what it would change.
+      if (s.kind === 'services' && !plan.steps.some((x) => x.kind === 'upload' || x.kind === 'apt-install')) {
+        // codeb and the packages are there, codeb current: ask it what it would change (before the
+        // packages are installed it cannot tell: it finds no postgres, caddy, ... to configure).
         const r = await o.runner.exec(setupArgs(['--dry-run']));
         if (r.code !== 0) throw failed('`codeb server setup --dry-run`', r, 'Run `codeb server check` on that server.');
         const steps = (JSON.parse(r.stdout) as { steps: SetupStep[] }).steps;
         for (const st of steps) report.steps.push({ step: `${st.action} ${st.target}`, detail: st.why });
-      } else report.steps.push({ step: describe(s), detail: s.kind === 'services' ? 'every unit and settings.json (codeb is not installed there yet)' : s.why });
+      } else report.steps.push({ step: describe(s), detail: s.kind === 'services' ? `every unit and settings.json (${plan.steps.some((x) => x.kind === 'upload') ? 'codeb is not installed there yet' : 'once the packages are installed'})` : s.why });
     }
     for (const s of report.steps) o.progress(`  would: ${s.step}${s.detail ? ` — ${s.detail}` : ''}`);
     if (!report.steps.length) o.progress('  nothing to do');

@@ -96,7 +96,9 @@ export type HostSuite = 'trixie' | 'bookworm';
 /** The cached bare-server rootfs of `suite` (built on first use: about two minutes, needs root and the mirror). */
 export function serverRootfs(suite: HostSuite = 'trixie'): Promise<string> {
   if (suite === 'bookworm') {
-    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: '' });
+    // nodejs only downloaded: the package lists stay, so the host offers Debian 12's Node 18 as a real
+    // server does (what `server init` must not install beside a Node 20).
+    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: 'nodejs' });
   }
   return ensureRootfs('server', {
     ...process.env,

@@ -5,7 +5,10 @@
  * /usr/local/bin, as an operator would install a release tarball) and codeb in /opt/codeb (the
  * bundle `codeb server init` uploads: controller/server/bundle.ts). Over SSH, a manifest asking
  * for `runtime: quadlet` (or `kubernetes`) is refused with exit 2 and the reason, and nothing on
- * the server changes. Needs root (skipped otherwise).
+ * the server changes; `server init --dry-run` keeps that Node 20 (Debian's 18 is not planned beside
+ * it); without `runtime` the host's own default is the plain systemd driver (the driver alone, run
+ * on the host: its unit runs Podman 4.3's `podman run` and the app answers on its slot port).
+ * Needs root (skipped otherwise).
  *
  * Why not `codeb server init` here: it needs every package it installs pre-downloaded into the
  * rootfs (postgresql, caddy, radosgw, ... for bookworm), minutes of CI for a refusal that happens
@@ -148,6 +151,21 @@ describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
       expect(r.stderr, show(r)).toContain('servers[0].runtime');
       expect(r.stderr, show(r)).toContain('no Kubernetes driver');
     }
+    expect(await snapshot()).toBe(before);
+  }, 120_000);
+
+  it('server init --dry-run keeps the Node 20 installed by hand and plans no Debian Node 18 beside it; nothing changes', async () => {
+    // The host offers Debian 12's Node 18 (its package lists are there), as a real server does.
+    expect(await host.sh("apt-cache policy nodejs | sed -n 's/^ *Candidate: //p'")).toMatch(/^18\./);
+    const before = await snapshot();
+    const r = await cli('server', 'init', host.target, '--dry-run', '--json');
+    expect(r.code, show(r)).toBe(0);
+    const report = JSON.parse(r.stdout) as { dryRun: boolean; steps: Array<{ step: string }> };
+    expect(report.dryRun).toBe(true);
+    const install = report.steps.map((s) => s.step).find((s) => s.startsWith('apt-get install'));
+    expect(install, show(r)).toBeDefined();
+    expect(install!.split(' ')).toContain('caddy');
+    expect(install!.split(' ')).not.toContain('nodejs');
     expect(await snapshot()).toBe(before);
   }, 120_000);
 
