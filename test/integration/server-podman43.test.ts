@@ -10,9 +10,10 @@
  * on the host: its unit runs Podman 4.3's `podman run` and the app answers on its slot port).
  * Needs root (skipped otherwise).
  *
- * Why not `codeb server init` here: it needs every package it installs pre-downloaded into the
- * rootfs (postgresql, caddy, radosgw, ... for bookworm), minutes of CI for a refusal that happens
- * before codeb reads its settings (the runtime is decided first, controller/reconcile/apply.ts).
+ * Why not a whole `codeb server init` here: it would need every package it installs downloaded into
+ * the rootfs (minutes of CI for refusals that happen before codeb reads its settings: the runtime is
+ * decided first, controller/reconcile/apply.ts), and it cannot finish on Debian 12 yet: its object
+ * storage needs radosgw's dbstore backend, which Debian 12's radosgw 16.2 does not have.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
