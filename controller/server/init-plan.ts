@@ -121,6 +121,14 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
       hint: 'Install Node.js 20+ first (https://github.com/nodesource/distributions), then run init again: it keeps that node.',
     });
   }
+  // The object storage stand-in runs radosgw with its dbstore backend (no Ceph cluster), which
+  // radosgw has from 17 (Quincy) on; Debian 12's 16.2 refuses the flag, so say so before any change.
+  const rgwVersion = f.packages.radosgw?.candidate ?? null;
+  if (rgwVersion && nodeMajor(rgwVersion) > 0 && nodeMajor(rgwVersion) < 17) {
+    throw new CodebError(`${where} ${f.packages.radosgw?.installed ? 'has' : 'offers'} radosgw ${rgwVersion}, which has no dbstore backend: codeb's object storage on a server needs radosgw 17 or later. Nothing was changed.`, {
+      hint: 'Use Debian 13 or Ubuntu 24.04 for a server that codeb sets up whole (docs/remote.md, "codeb server init").',
+    });
+  }
   const steps: InitStep[] = [];
   const noCandidate = missing.filter((p) => !f.packages[p]?.candidate);
   if (noCandidate.length) steps.push({ kind: 'apt-update', why: `no install candidate yet for ${noCandidate.join(', ')}` });

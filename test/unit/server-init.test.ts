@@ -20,7 +20,7 @@ function facts(over: Partial<InitFacts> = {}, installed: string[] = [], candidat
     apt: true,
     node: installed.includes('nodejs') ? 'v20.19.2' : '',
     bundle: '',
-    packages: Object.fromEntries(ALL.map((p) => [p, { installed: installed.includes(p), candidate: candidates ? (p === 'nodejs' ? '20.19.2+dfsg-1' : '1.0') : null }])),
+    packages: Object.fromEntries(ALL.map((p) => [p, { installed: installed.includes(p), candidate: candidates ? (p === 'nodejs' ? '20.19.2+dfsg-1' : p === 'radosgw' ? '18.2.7+ds-1' : '1.0') : null }])),
     ...over,
   };
 }
@@ -54,6 +54,7 @@ describe('planInit: which steps a server needs', () => {
     ['old Ubuntu', facts({ osId: 'ubuntu', osVersion: '22.04', osName: 'Ubuntu 22.04' }), /supports/],
     ['no root, no sudo', facts({ uid: 1000, sudo: false }), /not root and cannot use sudo/],
     ['not systemd', facts({ pid1: 'bash' }), /not systemd/],
+    ['Debian 12 radosgw 16.2 (no dbstore)', facts({ osVersion: '12', node: 'v20.20.2', packages: { ...facts().packages, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
     ['Debian 12 Node 18', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } }), /Node.js 18.19.0.*needs 20/],
   ])('refuses: %s (exit 1, with a hint)', (_name, f, message) => {
     try {
