@@ -44,7 +44,11 @@ export async function ensureServicesInterface(net: StackNetwork, env: NodeJS.Pro
   if (shared && seen.holder) return null;
   if (seen.holder && seen.holder !== net.interface) {
     throw new CodebError(`The services address ${net.servicesAddress} of network pool ${net.pool} is already on interface ${seen.holder}, which this stack did not make: another stack (or network) uses that pool.`, {
-      hint: 'Give this stack a pool of its own: CODEB_NETWORK_POOL=10.98.0.0/16 codeb stack up (docs/stack.md).',
+      hint:
+        `If another stack runs on that pool, give this one a pool of its own, e.g. CODEB_NETWORK_POOL=${net.pool.startsWith('10.97.') ? '10.96.0.0/16' : '10.97.0.0/16'} codeb stack up (docs/stack.md). ` +
+        (seen.holder.startsWith('cbs')
+          ? `If no stack runs on it any more (one was killed without \`stack down\`), ${seen.holder} is its leftover: remove it with \`ip link del ${seen.holder}\`.`
+          : `${seen.holder} is not codeb's: pick a pool it does not use.`),
     });
   }
   if (seen.holder === net.interface) {
