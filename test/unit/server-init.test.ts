@@ -158,7 +158,7 @@ describe('systemd units', () => {
     expect(systemdQuote(word)).toBe(quoted);
   });
   it('refuses line breaks', () => {
-    expect(() => systemdQuote('a\nb')).toThrow(/line breaks/);
+    expect(() => systemdQuote('a\nb')).toThrow(/line break/);
   });
   it('renders a service from a launch spec', () => {
     const text = serviceUnit({
