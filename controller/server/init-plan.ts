@@ -61,7 +61,9 @@ export function parseInitFacts(text: string): InitFacts {
   };
 }
 
-export const SUPPORTED = ['Debian 12', 'Debian 13', 'Ubuntu 24.04'];
+/** What init can make ready (the refusal names these). Debian 12 passes the distribution check only
+ * to be refused below with its real reason (radosgw 16.2 has no dbstore backend). */
+export const SUPPORTED = ['Debian 13', 'Ubuntu 24.04 (with Node.js 20+ installed first)'];
 
 export type InitStep =
   | { kind: 'apt-update'; why: string }
@@ -108,6 +110,15 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
     });
   }
 
+  // The object storage stand-in runs radosgw with its dbstore backend (no Ceph cluster), which
+  // radosgw has from 17 (Quincy) on; Debian 12's 16.2 refuses the flag, so say so before any change
+  // (and before the Node check: installing a Node 20 would not help there).
+  const rgwVersion = f.packages.radosgw?.candidate ?? null;
+  if (rgwVersion && nodeMajor(rgwVersion) > 0 && nodeMajor(rgwVersion) < 17) {
+    throw new CodebError(`${where} ${f.packages.radosgw?.installed ? 'has' : 'offers'} radosgw ${rgwVersion}, which has no dbstore backend: codeb's object storage on a server needs radosgw 17 or later. Nothing was changed.`, {
+      hint: 'Use Debian 13 or Ubuntu 24.04 for a server that codeb sets up whole (docs/remote.md, "codeb server init").',
+    });
+  }
   // Node 20+: Debian 12 and Ubuntu 24.04 ship 18; codeb cannot run on it. A node 20+ on the PATH is
   // kept however it came (the `nodejs` package of NodeSource, or a release in /usr/local/bin), and
   // the distribution's older `nodejs` is then not installed beside it.
@@ -119,14 +130,6 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
   if (nodeVersion && nodeMajor(nodeVersion) < 20 && !nodeOnPath) {
     throw new CodebError(`${where} ${nodeInstalled ? 'has' : 'offers'} Node.js ${nodeVersion}; codeb needs 20 or later.`, {
       hint: 'Install Node.js 20+ first (https://github.com/nodesource/distributions), then run init again: it keeps that node.',
-    });
-  }
-  // The object storage stand-in runs radosgw with its dbstore backend (no Ceph cluster), which
-  // radosgw has from 17 (Quincy) on; Debian 12's 16.2 refuses the flag, so say so before any change.
-  const rgwVersion = f.packages.radosgw?.candidate ?? null;
-  if (rgwVersion && nodeMajor(rgwVersion) > 0 && nodeMajor(rgwVersion) < 17) {
-    throw new CodebError(`${where} ${f.packages.radosgw?.installed ? 'has' : 'offers'} radosgw ${rgwVersion}, which has no dbstore backend: codeb's object storage on a server needs radosgw 17 or later. Nothing was changed.`, {
-      hint: 'Use Debian 13 or Ubuntu 24.04 for a server that codeb sets up whole (docs/remote.md, "codeb server init").',
     });
   }
   const steps: InitStep[] = [];

@@ -50,11 +50,12 @@ describe('planInit: which steps a server needs', () => {
   });
 
   it.each([
-    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 12, Debian 13, Ubuntu 24.04/],
+    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 13, Ubuntu 24.04 \(with Node.js 20\+ installed first\)\.$/],
     ['old Ubuntu', facts({ osId: 'ubuntu', osVersion: '22.04', osName: 'Ubuntu 22.04' }), /supports/],
     ['no root, no sudo', facts({ uid: 1000, sudo: false }), /not root and cannot use sudo/],
     ['not systemd', facts({ pid1: 'bash' }), /not systemd/],
     ['Debian 12 radosgw 16.2 (no dbstore)', facts({ osVersion: '12', node: 'v20.20.2', packages: { ...facts().packages, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
+    ['Debian 12 radosgw 16.2 and Node 18: the radosgw refusal, which no Node install helps', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' }, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
     ['Debian 12 Node 18', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } }), /Node.js 18.19.0.*needs 20/],
   ])('refuses: %s (exit 1, with a hint)', (_name, f, message) => {
     try {
