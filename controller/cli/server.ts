@@ -26,7 +26,7 @@ export function registerServer(program: Command): void {
 
   server
     .command('init')
-    .description('Make a fresh Debian 13 or Ubuntu 24.04 server ready for codeb, idempotently (Debian 12 is refused: its radosgw has no dbstore backend): install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
+    .description('Make a fresh Debian 13 or Ubuntu 24.04 server ready for codeb, idempotently (Ubuntu 24.04 ships Node 18: install Node 20+ there first; Debian 12 is refused: its radosgw has no dbstore backend): install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
     .argument('<target>', 'user@host[:port] (over SSH; root, or a user with passwordless sudo) or local')
     .option('--dry-run', 'list the steps init would take and change nothing')
     .option('--json', 'print the report (steps taken and the final checks) as JSON; progress goes to stderr')
