@@ -14,6 +14,7 @@ export const INIT_FACTS_SCRIPT = [
   'echo "apt=$(command -v apt-get)"',
   'echo "node=$(node --version 2>/dev/null)"',
   'echo "bundle=$(cat /opt/codeb/.codeb-bundle 2>/dev/null)"',
+  'echo "installed_by_init=$(cat /opt/codeb/.codeb-installed 2>/dev/null | tr "\\n" " ")"',
   'for p in "$@"; do',
   '  if [ "$(dpkg-query -W -f=\'${Status}\' "$p" 2>/dev/null)" = "install ok installed" ]; then s=installed; else s=missing; fi',
   '  c=$(apt-cache policy "$p" 2>/dev/null | sed -n "s/^ *Candidate: *//p" | head -n 1)',
@@ -32,6 +33,8 @@ export interface InitFacts {
   node: string;
   /** Hash of the codeb bundle installed in /opt/codeb ('' when none). */
   bundle: string;
+  /** Packages an earlier init installed (/opt/codeb/.codeb-installed, written by init's apt step). */
+  installedByInit: string[];
   packages: Record<string, { installed: boolean; candidate: string | null }>;
 }
 
@@ -57,6 +60,7 @@ export function parseInitFacts(text: string): InitFacts {
     apt: Boolean(kv.apt),
     node: kv.node ?? '',
     bundle: kv.bundle ?? '',
+    installedByInit: [...new Set((kv.installed_by_init ?? '').split(/\s+/).filter(Boolean))],
     packages,
   };
 }
@@ -75,7 +79,7 @@ export interface InitPlan {
   /** How commands get root: '' (logged in as root) or 'sudo'. */
   become: '' | 'sudo';
   steps: InitStep[];
-  /** Distribution services whose packages this init installs (their default units give way to codeb's). */
+  /** Distribution services whose packages this init (or an earlier one) installs (their default units give way to codeb's). */
   disableDistro: string[];
   /** Packages already there: left as they are. */
   present: string[];
@@ -138,7 +142,11 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
   if (missing.length) steps.push({ kind: 'apt-install', packages: missing, why: `missing: ${missing.join(', ')}` });
   if (f.bundle !== localBundle) steps.push({ kind: 'upload', why: f.bundle ? `installed codeb ${f.bundle.slice(0, 12)} differs from this one (${localBundle.slice(0, 12)})` : 'codeb is not installed in /opt/codeb' });
   steps.push({ kind: 'services', why: 'shared services as systemd units, settings.json' });
-  const disableDistro = missing.filter((p) => p in DISTRO_SERVICES).map((p) => DISTRO_SERVICES[p]!);
+  // Also those an earlier init installed: when it stopped before setup (a lost connection, a
+  // service that failed), the distribution's Caddy would otherwise keep port 80 from codeb's for good.
+  const disableDistro = allServerPackages()
+    .filter((p) => p in DISTRO_SERVICES && (missing.includes(p) || f.installedByInit.includes(p)))
+    .map((p) => DISTRO_SERVICES[p]!);
   return { become, steps, disableDistro, present };
 }
 

@@ -54,13 +54,19 @@ const INSTALL_SCRIPT = [
   'rm -f "$1"',
 ].join('\n');
 
-/** $1: update|no-update, then the packages. Quiet apt; its output is shown only when it fails. */
+/**
+ * $1: update|no-update, then the packages. Quiet apt; its output is shown only when it fails.
+ * The packages are then recorded in /opt/codeb/.codeb-installed: a later init still knows which
+ * distribution services are its to disable (planInit) if this one stops before setup.
+ */
 const APT_SCRIPT = [
   'set -e',
   'export DEBIAN_FRONTEND=noninteractive',
   'if [ "$1" = update ]; then apt-get update -q; fi',
   'shift',
   'apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"',
+  'mkdir -p /opt/codeb',
+  'printf "%s\\n" "$@" >> /opt/codeb/.codeb-installed',
 ].join('\n');
 
 export interface InitOptions {

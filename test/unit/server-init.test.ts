@@ -20,6 +20,7 @@ function facts(over: Partial<InitFacts> = {}, installed: string[] = [], candidat
     apt: true,
     node: installed.includes('nodejs') ? 'v20.19.2' : '',
     bundle: '',
+    installedByInit: [],
     packages: Object.fromEntries(ALL.map((p) => [p, { installed: installed.includes(p), candidate: candidates ? (p === 'nodejs' ? '20.19.2+dfsg-1' : p === 'radosgw' ? '18.2.7+ds-1' : '1.0') : null }])),
     ...over,
   };
@@ -42,6 +43,11 @@ describe('planInit: which steps a server needs', () => {
   it('gives way only the distribution services whose packages it installs', () => {
     expect(planInit(facts(), 'h').disableDistro).toEqual(['caddy', 'postgresql', 'redis-server']);
     expect(planInit(facts({}, ['postgresql']), 'h').disableDistro).toEqual(['caddy', 'redis-server']);
+  });
+
+  it('and those an earlier init installed (it stopped before setup): their services are still its to disable', () => {
+    expect(planInit(facts({ installedByInit: ['caddy', 'radosgw'] }, ALL), 'h').disableDistro).toEqual(['caddy']);
+    expect(planInit(facts({}, ALL), 'h').disableDistro).toEqual([]);
   });
 
   it('uses sudo for a non-root user that has it', () => {
@@ -91,6 +97,10 @@ describe('INIT_FACTS_SCRIPT', () => {
     expect(f.packages.bash?.installed).toBe(true);
     expect(f.packages['surely-no-such-package-x']).toEqual({ installed: false, candidate: null });
     expect(f.osId).toMatch(/^[a-z]+$/);
+  });
+  it('reads the packages an earlier init recorded', () => {
+    expect(parseInitFacts('installed_by_init=caddy postgresql caddy \nuid=0\n').installedByInit).toEqual(['caddy', 'postgresql']);
+    expect(parseInitFacts('installed_by_init=\n').installedByInit).toEqual([]);
   });
 });
 
