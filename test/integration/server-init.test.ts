@@ -106,6 +106,24 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     expect(pg.stdout).toMatch(/password authentication failed/);
     // Caddy's admin API is a Unix socket only: nothing listens on its default TCP port.
     expect((await host.exec(['sh', '-c', 'ss -ltn | grep -c ":2019 "'])).stdout.trim()).toBe('0');
+    // Every TCP listener of the server: on loopback or the services address, except Caddy's 80/443
+    // (and the test host's sshd on 22). A service bound to every address would show up here.
+    const { network } = JSON.parse(await host.sh('cat /opt/codeb/settings.json')) as { network: { servicesAddress: string } };
+    const listeners = (await host.sh('ss -ltnpH'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const f = l.trim().split(/\s+/);
+        return { local: f[3]!, who: f.slice(5).join(' ') };
+      });
+    expect(listeners.length).toBeGreaterThan(4);
+    const exposed = listeners.filter(({ local }) => {
+      const at = local.lastIndexOf(':');
+      const addr = local.slice(0, at).replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+      const port = Number(local.slice(at + 1));
+      return !(addr.startsWith('127.') || addr === '::1' || addr === network.servicesAddress || port === 80 || port === 443 || port === 22);
+    });
+    expect(exposed, JSON.stringify(exposed)).toEqual([]);
     // Every unit is enabled for the next boot.
     expect(await host.sh('systemctl is-enabled codeb-network codeb-postgres codeb-redis codeb-s3 codeb-forwarder codeb-caddy podman.socket')).not.toMatch(/disabled/);
   });
