@@ -8,6 +8,8 @@
 import { createConnection } from 'node:net';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolve } from 'node:path';
+import { describeBundle } from '../../controller/server/bundle.js';
 import { allServerPackages } from '../../controller/server/packages.js';
 import { codebCli, startServerHost, type ServerHost } from '../helpers/server-host.js';
 
@@ -69,12 +71,19 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
   });
 
   it('init installs and configures everything; server check is all ok', async () => {
+    // Another local user's file where a fixed upload name would be: init must neither write into it
+    // (that user could change the archive before root unpacks it) nor fail on it.
+    const planted = `/tmp/codeb-bundle-${describeBundle(resolve(import.meta.dirname, '..', '..')).hash}.tar.gz`;
+    await host.exec(['install', '-m', '666', '-o', 'nobody', '/dev/null', planted]);
     firstInit = await codebCli(host, ['server', 'init', host.target]);
     expect(firstInit.code, `${firstInit.stdout}\n${firstInit.stderr}`).toBe(0);
     // Progress per step, ending with the check table.
     expect(firstInit.stdout).toMatch(/apt-get install .*podman/);
     expect(firstInit.stdout).toMatch(/codeb-postgres\.service: write-and-start/);
     expect(firstInit.stdout).toContain('Everything codeb needs is there.');
+    // What it installed is recorded: a later init still disables those distribution services.
+    expect((await host.sh('cat /opt/codeb/.codeb-installed')).split('\n')).toEqual(expect.arrayContaining(['caddy', 'postgresql', 'redis-server']));
+    expect((await host.sh(`stat -c '%U %s' ${planted}; ls -d /tmp/codeb-bundle.* 2>/dev/null | wc -l`)).trim().split('\n').map((l) => l.trim())).toEqual(['nobody 0', '0']);
 
     const check = await codebCli(host, ['server', 'check', host.target, '--json']);
     expect(check.code, check.stdout).toBe(0);
