@@ -312,7 +312,7 @@ export class Forwarder {
     const d = authDecision(upstream.auth, typeof client === 'string' ? client : null, req.headers.authorization);
     if (d.kind === 'open') return null;
     if (d.kind === 'refused') return { status: 403, body: 'codeb: this address may not use this site\n' };
-    if (await this.verified.verify(d.password, d.hash)) {
+    if (d.kind === 'password' && (await this.verified.verify(d.password, d.hash))) {
       // The app never sees the route's password.
       delete req.headers.authorization;
       return null;

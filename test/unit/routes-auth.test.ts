@@ -195,6 +195,11 @@ describe('the router: allow-list, then basic auth', () => {
     expect(authDecision(auth, '127.0.0.1', header('ops:x'))).toEqual({ kind: 'password', user: 'ops', password: 'x', hash: HASH });
     expect(authDecision(auth, '127.0.0.1', header('root:s3cret-pass'))).toMatchObject({ kind: 'password', password: null });
     expect(authDecision({ basic: null, allow: ['127.0.0.0/8'] }, '127.0.0.1', undefined)).toEqual({ kind: 'open' });
+    // No Basic credentials at all (a browser's first request, or the app's own Bearer token): 401
+    // without a bcrypt check, which would cost the shared forwarder CPU and tell nothing.
+    expect(authDecision(auth, '127.0.0.1', undefined)).toEqual({ kind: 'challenge' });
+    expect(authDecision(auth, '127.0.0.1', 'Bearer abc')).toEqual({ kind: 'challenge' });
+    expect(authDecision(auth, '192.0.2.1', undefined)).toEqual({ kind: 'refused', status: 403 });
     expect(challenge('grafana')).toBe('Basic realm="grafana", charset="UTF-8"');
   });
 
