@@ -17,7 +17,7 @@ import { containerSpec } from '../runtime/spec.js';
 import { LABEL, type ContainerSpec, type Runtime } from '../runtime/types.js';
 import { switchTimes, type ForwarderClient } from './forwarder-client.js';
 import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from './verify-answer.js';
-import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
+import { probeHttp, proxyProbeService, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
 import { pauseAt } from './pause.js';
 import { remainingWatch, type ResumeAction } from './resume.js';
 import { isStateful, serviceSlot, STATEFUL_SLOT } from './stateful.js';
@@ -210,7 +210,7 @@ async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedSer
  * with auth is not probed (the deploy has no password; its slot passed the health gate directly).
  */
 async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot): Promise<{ ok: boolean; results: ProbeResult[] }> {
-  const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
+  const web = proxyProbeService(ctx.d.services);
   if (!web || checks === 0) return { ok: true, results: [] };
   const clock = ctx.clock ?? realClock;
   const hc = web.healthCheck;
