@@ -32,8 +32,10 @@ export function probeHttp(opts: {
   timeoutMs: number;
   hostHeader?: string;
   headers?: Record<string, string>;
-  /** Also require this response header value (verification: who answered); `what` names the expected answerer. */
-  /** value: what the header must be (any of a list: e.g. one token per replica that may answer). */
+  /**
+   * Also require this response header (verification: who answered): `value` is what it must be, or
+   * any of a list (one token per replica that may answer); `what` names the expected answerer.
+   */
   expectHeader?: { name: string; value: string | string[]; what: string };
 }): Promise<ProbeResult> {
   const t0 = performance.now();
