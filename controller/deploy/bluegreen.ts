@@ -349,7 +349,7 @@ async function deployStateful(ctx: DeployContext, spec: ContainerSpec, s: Resolv
     return null;
   }
   // Whatever else runs of it (a container of its blue-green days in the other slot) goes too.
-  const others = [spec.name, containerName(d.projectId, d.env, s.name, STATEFUL_SLOT === 'blue' ? 'green' : 'blue')];
+  const others = [spec.name, containerName(d.projectId, d.env, s.name, otherSlot(STATEFUL_SLOT))];
   await step(`stop ${spec.name} (stateful: never two at once)`, async () => {
     for (const n of others) await runtime.remove(n, Math.max(spec.stopTimeoutSeconds, Math.ceil(d.deploy.drainMs / 1000)));
   }, () => (current ? 'stopped and removed' : 'nothing was running'));
