@@ -53,12 +53,19 @@ export function challenge(service: string): string {
 
 type Compare = (password: string, hash: string) => Promise<boolean>;
 
-/** Remembers successful checks (bounded; oldest forgotten first). */
+/**
+ * Remembers successful checks (bounded; oldest forgotten first). Checks of the same credentials
+ * that arrive while one runs (a browser opens several connections at once) share that one.
+ */
 export class VerifiedCache {
   private readonly ok = new Map<string, true>();
-  private compare: Compare | null = null;
+  private readonly running = new Map<string, Promise<boolean>>();
 
-  constructor(private readonly max = 1000) {}
+  /** `compare`: bcrypt's (loaded on the first check); a test may wrap it to count checks. */
+  constructor(
+    private readonly max = 1000,
+    private compare: Compare | null = null,
+  ) {}
 
   private key(password: string, hash: string): string {
     return createHash('sha256').update(hash).update('\0').update(password).digest('hex');
@@ -70,14 +77,29 @@ export class VerifiedCache {
 
   /** True when the password matches the bcrypt hash; a match is remembered. */
   async verify(password: string | null, hash: string): Promise<boolean> {
-    const key = this.key(password ?? '', hash);
-    if (password !== null && this.ok.has(key)) return true;
+    if (password === null) {
+      // A wrong user: a check all the same (no timing tells which users exist), never a match.
+      await this.check('\0wrong user', hash);
+      return false;
+    }
+    const key = this.key(password, hash);
+    if (this.ok.has(key)) return true;
+    let check = this.running.get(key);
+    if (!check) {
+      check = this.check(password, hash).finally(() => this.running.delete(key));
+      this.running.set(key, check);
+    }
+    const good = await check;
+    if (good && !this.ok.has(key)) {
+      if (this.ok.size >= this.max) this.ok.delete(this.ok.keys().next().value!);
+      this.ok.set(key, true);
+    }
+    return good;
+  }
+
+  private async check(password: string, hash: string): Promise<boolean> {
     this.compare ??= (await import('bcryptjs')).compare;
-    const good = await this.compare(password ?? '\0wrong user', hash).catch(() => false);
-    if (!good || password === null) return false;
-    if (this.ok.size >= this.max) this.ok.delete(this.ok.keys().next().value!);
-    this.ok.set(key, true);
-    return true;
+    return this.compare(password, hash).catch(() => false);
   }
 
   get size(): number {

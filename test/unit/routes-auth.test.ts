@@ -219,4 +219,25 @@ describe('the router: allow-list, then basic auth', () => {
     expect(cache.size).toBe(2);
     expect(cache.has('s3cret-pass', HASH)).toBe(false);
   });
+
+  it('runs one bcrypt check for the same credentials arriving at once (a browser opening several connections)', async () => {
+    let checks = 0;
+    const counted = (password: string, hash: string) => {
+      checks++;
+      return bcrypt.compare(password, hash);
+    };
+    const cache = new VerifiedCache(10, counted);
+    expect(await Promise.all(Array.from({ length: 6 }, () => cache.verify('s3cret-pass', HASH)))).toEqual(Array(6).fill(true));
+    expect(checks).toBe(1);
+    expect(await cache.verify('s3cret-pass', HASH)).toBe(true);
+    expect(checks).toBe(1);
+    // Wrong passwords at once share a check too, and are not remembered.
+    expect(await Promise.all([cache.verify('nope', HASH), cache.verify('nope', HASH)])).toEqual([false, false]);
+    expect(checks).toBe(2);
+    expect(await cache.verify('nope', HASH)).toBe(false);
+    expect(checks).toBe(3);
+    // A wrong user costs a check every time and never matches.
+    expect(await Promise.all([cache.verify(null, HASH), cache.verify(null, HASH)])).toEqual([false, false]);
+    expect(checks).toBe(5);
+  });
 });
