@@ -325,8 +325,8 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   await mark(ctx, 'rolling-back');
   const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
   // The previous slot's containers as recorded (its replica count may differ from the manifest's now).
-  const previous = fromSlot === null ? [] : routedNames(rec, d.services.filter((s) => s.port !== null && !isStateful(s)).map((s) => s.name), fromSlot, d);
-  const canGoBack = fromSlot !== null && (await Promise.all(previous.map((n) => runtime.inspect(n)))).every((st) => st?.running);
+  const routed = d.services.filter((s) => s.port !== null && !isStateful(s)).map((s) => s.name);
+  const canGoBack = fromSlot !== null && (await notRunningIn(runtime, rec, routed, fromSlot, d)).length === 0;
   if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
   // After a recreate the previous version no longer runs: nothing is live.
   rec.liveSlot = base.previousStopped ? null : fromSlot;
@@ -528,11 +528,17 @@ function notStarted(service: string, d: Deployment, health: ServiceHealth[]): Se
  * The containers of `services` in a slot as the record holds them (every replica that was
  * started there); a service with none recorded: its first replica's name.
  */
-export function routedNames(rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): string[] {
+function routedNames(rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): string[] {
   return services.flatMap((s) => {
     const recorded = rec.containers.filter((c) => c.service === s && c.slot === slot).map((c) => c.name);
     return recorded.length ? recorded : [containerName(d.projectId, d.env, s, slot)];
   });
+}
+
+/** Those of `services` with a container in the slot (any recorded replica, routedNames) that is not running. */
+export async function notRunningIn(runtime: Runtime, rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): Promise<string[]> {
+  const running = await Promise.all(services.map(async (s) => (await Promise.all(routedNames(rec, [s], slot, d).map((n) => runtime.inspect(n)))).every((st) => st?.running)));
+  return services.filter((_, i) => !running[i]);
 }
 
 /** The one-off container a service's release command runs in. */
