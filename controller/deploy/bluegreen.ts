@@ -190,6 +190,15 @@ async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrt
 
 const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.switchMs.toFixed(1)} ms${v.ackMs - v.switchMs >= 1 ? ` (confirmed after ${v.ackMs.toFixed(1)} ms)` : ''}`;
 
+/** The containers removeSlot removes: every replica the manifest names, and every one the record holds (more, before a scale-down). */
+function slotNames(ctx: Pick<DeployContext, 'd' | 'rec'>, slot: Slot, services?: ResolvedService[]): Set<string> {
+  const { d, rec } = ctx;
+  const names = new Set((services ?? d.services).filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
+  const only = services ? new Set(services.map((s) => s.name)) : null;
+  for (const c of rec.containers) if (c.slot === slot && !c.stateful && (!only || only.has(c.service))) names.add(c.name);
+  return names;
+}
+
 /**
  * Remove a slot's containers: those of `services` (default: every service, plus any the record
  * holds in that slot for a service no longer in the manifest), each stopped with deploy.drain.
@@ -197,10 +206,7 @@ const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.sw
  */
 async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedService[]): Promise<void> {
   const { d, rec } = ctx;
-  // Every replica the manifest names, and every one the record holds (more, before a scale-down).
-  const names = new Set((services ?? d.services).filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
-  const only = services ? new Set(services.map((s) => s.name)) : null;
-  for (const c of rec.containers) if (c.slot === slot && !c.stateful && (!only || only.has(c.service))) names.add(c.name);
+  const names = slotNames(ctx, slot, services);
   await Promise.all([...names].map((n) => ctx.runtime.remove(n, Math.ceil(d.deploy.drainMs / 1000))));
   rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
@@ -550,8 +556,7 @@ export const releaseContainerName = (name: string) => `${name}-release`;
  */
 export async function discardRelease(ctx: DeployContext, p: DeployProgress, live: Slot | null): Promise<number> {
   const { d, rec, runtime } = ctx;
-  const names = new Set([...d.services.filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, p.slot, Math.max(1, s.replicas))), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
-  const present = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
+  const present = (await Promise.all([...slotNames(ctx, p.slot)].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   await removeSlot(ctx, p.slot);
   await Promise.all(d.services.filter((s) => s.release && !isStateful(s)).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
   if (rec.retained?.slot === p.slot) rec.retained = null;
