@@ -17,7 +17,7 @@ import { containerSpec } from '../runtime/spec.js';
 import { LABEL, type ContainerSpec, type Runtime } from '../runtime/types.js';
 import { switchTimes, type ForwarderClient } from './forwarder-client.js';
 import { ANSWER_HEADER, answerToken, newNonce, VERIFY_HEADER } from './verify-answer.js';
-import { probeHttp, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
+import { probeHttp, proxyProbeService, realClock, runHealthGate, type Clock, type GateResult, type ProbeResult } from './health.js';
 import { pauseAt } from './pause.js';
 import { remainingWatch, type ResumeAction } from './resume.js';
 import { isStateful, serviceSlot, STATEFUL_SLOT } from './stateful.js';
@@ -190,6 +190,15 @@ async function switchEntries(ctx: DeployContext, slot: Slot, since = process.hrt
 
 const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.switchMs.toFixed(1)} ms${v.ackMs - v.switchMs >= 1 ? ` (confirmed after ${v.ackMs.toFixed(1)} ms)` : ''}`;
 
+/** The containers removeSlot removes: every replica the manifest names, and every one the record holds (more, before a scale-down). */
+function slotNames(ctx: Pick<DeployContext, 'd' | 'rec'>, slot: Slot, services?: ResolvedService[]): Set<string> {
+  const { d, rec } = ctx;
+  const names = new Set((services ?? d.services).filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
+  const only = services ? new Set(services.map((s) => s.name)) : null;
+  for (const c of rec.containers) if (c.slot === slot && !c.stateful && (!only || only.has(c.service))) names.add(c.name);
+  return names;
+}
+
 /**
  * Remove a slot's containers: those of `services` (default: every service, plus any the record
  * holds in that slot for a service no longer in the manifest), each stopped with deploy.drain.
@@ -197,10 +206,7 @@ const switched = (v: { switchMs: number; ackMs: number }) => `switched in ${v.sw
  */
 async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedService[]): Promise<void> {
   const { d, rec } = ctx;
-  // Every replica the manifest names, and every one the record holds (more, before a scale-down).
-  const names = new Set((services ?? d.services).filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, slot, Math.max(1, s.replicas))));
-  const only = services ? new Set(services.map((s) => s.name)) : null;
-  for (const c of rec.containers) if (c.slot === slot && !c.stateful && (!only || only.has(c.service))) names.add(c.name);
+  const names = slotNames(ctx, slot, services);
   await Promise.all([...names].map((n) => ctx.runtime.remove(n, Math.ceil(d.deploy.drainMs / 1000))));
   rec.containers = rec.containers.filter((c) => !names.has(c.name));
 }
@@ -210,7 +216,7 @@ async function removeSlot(ctx: DeployContext, slot: Slot, services?: ResolvedSer
  * with auth is not probed (the deploy has no password; its slot passed the health gate directly).
  */
 async function verifyThroughProxy(ctx: DeployContext, checks: number, slot: Slot): Promise<{ ok: boolean; results: ProbeResult[] }> {
-  const web = ctx.d.services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
+  const web = proxyProbeService(ctx.d.services);
   if (!web || checks === 0) return { ok: true, results: [] };
   const clock = ctx.clock ?? realClock;
   const hc = web.healthCheck;
@@ -325,8 +331,8 @@ async function rollBack(ctx: DeployContext, specs: ContainerSpec[], base: AfterS
   await mark(ctx, 'rolling-back');
   const logTail = specs[0] ? await runtime.logsTail(specs[0].name, 30).catch(() => '') : '';
   // The previous slot's containers as recorded (its replica count may differ from the manifest's now).
-  const previous = fromSlot === null ? [] : routedNames(rec, d.services.filter((s) => s.port !== null && !isStateful(s)).map((s) => s.name), fromSlot, d);
-  const canGoBack = fromSlot !== null && (await Promise.all(previous.map((n) => runtime.inspect(n)))).every((st) => st?.running);
+  const routed = d.services.filter((s) => s.port !== null && !isStateful(s)).map((s) => s.name);
+  const canGoBack = fromSlot !== null && (await notRunningIn(runtime, rec, routed, fromSlot, d)).length === 0;
   if (canGoBack) await stepper(ctx.reporter)(`roll back traffic ${toSlot} -> ${fromSlot}`, () => switchEntries(ctx, fromSlot!), switched);
   // After a recreate the previous version no longer runs: nothing is live.
   rec.liveSlot = base.previousStopped ? null : fromSlot;
@@ -349,7 +355,7 @@ async function deployStateful(ctx: DeployContext, spec: ContainerSpec, s: Resolv
     return null;
   }
   // Whatever else runs of it (a container of its blue-green days in the other slot) goes too.
-  const others = [spec.name, containerName(d.projectId, d.env, s.name, STATEFUL_SLOT === 'blue' ? 'green' : 'blue')];
+  const others = [spec.name, containerName(d.projectId, d.env, s.name, otherSlot(STATEFUL_SLOT))];
   await step(`stop ${spec.name} (stateful: never two at once)`, async () => {
     for (const n of others) await runtime.remove(n, Math.max(spec.stopTimeoutSeconds, Math.ceil(d.deploy.drainMs / 1000)));
   }, () => (current ? 'stopped and removed' : 'nothing was running'));
@@ -528,11 +534,17 @@ function notStarted(service: string, d: Deployment, health: ServiceHealth[]): Se
  * The containers of `services` in a slot as the record holds them (every replica that was
  * started there); a service with none recorded: its first replica's name.
  */
-export function routedNames(rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): string[] {
+function routedNames(rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): string[] {
   return services.flatMap((s) => {
     const recorded = rec.containers.filter((c) => c.service === s && c.slot === slot).map((c) => c.name);
     return recorded.length ? recorded : [containerName(d.projectId, d.env, s, slot)];
   });
+}
+
+/** Those of `services` with a container in the slot (any recorded replica, routedNames) that is not running. */
+export async function notRunningIn(runtime: Runtime, rec: Pick<EnvironmentRecord, 'containers'>, services: string[], slot: Slot, d: Pick<Deployment, 'projectId' | 'env'>): Promise<string[]> {
+  const running = await Promise.all(services.map(async (s) => (await Promise.all(routedNames(rec, [s], slot, d).map((n) => runtime.inspect(n)))).every((st) => st?.running)));
+  return services.filter((_, i) => !running[i]);
 }
 
 /** The one-off container a service's release command runs in. */
@@ -544,8 +556,7 @@ export const releaseContainerName = (name: string) => `${name}-release`;
  */
 export async function discardRelease(ctx: DeployContext, p: DeployProgress, live: Slot | null): Promise<number> {
   const { d, rec, runtime } = ctx;
-  const names = new Set([...d.services.filter((s) => !isStateful(s)).flatMap((s) => replicaNames(d.projectId, d.env, s.name, p.slot, Math.max(1, s.replicas))), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
-  const present = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
+  const present = (await Promise.all([...slotNames(ctx, p.slot)].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   await removeSlot(ctx, p.slot);
   await Promise.all(d.services.filter((s) => s.release && !isStateful(s)).map((s) => runtime.remove(releaseContainerName(containerName(d.projectId, d.env, s.name, p.slot)), 0)));
   if (rec.retained?.slot === p.slot) rec.retained = null;

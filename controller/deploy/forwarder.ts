@@ -92,6 +92,8 @@ const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 401: 'U
 
 export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
+  /** The same entries by entry port: the router finds a route's entry on every request. */
+  private readonly byPort = new Map<number, LiveEntry>();
   private readonly agents = new Map<number, Agent>();
   /** Saved entries that could not listen at restore: kept in the table so they are not forgotten. */
   private readonly unrestored: ForwarderEntry[] = [];
@@ -197,6 +199,7 @@ export class Forwarder {
         live.containerServer = server;
       }
       this.entries.set(id, live);
+      this.byPort.set(entryPort, live);
     }
     const switchedAt = process.hrtime.bigint();
     const switchMs = Number(switchedAt - t0) / 1e6;
@@ -213,6 +216,7 @@ export class Forwarder {
     const e = this.entries.get(id);
     if (!e) return stale >= 0;
     this.entries.delete(id);
+    if (this.byPort.get(e.entryPort) === e) this.byPort.delete(e.entryPort);
     for (const set of e.open.values()) for (const s of set) s.destroy();
     await new Promise<void>((resolve) => e.server.close(() => resolve()));
     if (e.containerServer) await new Promise<void>((resolve) => e.containerServer!.close(() => resolve()));
@@ -270,8 +274,7 @@ export class Forwarder {
 
   /** The live entry behind an entry port (the route's upstream), if a deploy has made one. */
   private entryAt(port: number): LiveEntry | undefined {
-    for (const e of this.entries.values()) if (e.entryPort === port) return e;
-    return undefined;
+    return this.byPort.get(port);
   }
 
   /**
@@ -312,7 +315,7 @@ export class Forwarder {
     const d = authDecision(upstream.auth, typeof client === 'string' ? client : null, req.headers.authorization);
     if (d.kind === 'open') return null;
     if (d.kind === 'refused') return { status: 403, body: 'codeb: this address may not use this site\n' };
-    if (await this.verified.verify(d.password, d.hash)) {
+    if (d.kind === 'password' && (await this.verified.verify(d.password, d.hash))) {
       // The app never sees the route's password.
       delete req.headers.authorization;
       return null;
@@ -471,6 +474,7 @@ function takeTurn(e: { targets: number[]; turn: number }, refused: readonly numb
 
 /** Round robin over `targets` at position `turn`, skipping `refused` ones while any other is left. Pure. */
 export function pickTarget(targets: readonly number[], turn: number, refused: readonly number[]): number {
+  if (refused.length === 0) return targets[turn % targets.length]!; // every request but a retry: no list made
   const open = targets.filter((t) => !refused.includes(t));
   const pool = open.length ? open : targets;
   return pool[turn % pool.length]!;

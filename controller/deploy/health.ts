@@ -4,6 +4,16 @@
  * for web and internal services, `exec` of a command or "stays up without restarting" for workers.
  */
 import { request } from 'node:http';
+import type { ResolvedService } from '../manifest/types.js';
+
+/**
+ * The service a visitor's check through Caddy reaches (deploy's verification after a switch and
+ * `codeb monitor`): the main domain's catch-all web service with an HTTP health check. One with
+ * route auth is left out: without its password it answers 401 (its slot passed the gate directly).
+ */
+export function proxyProbeService<S extends Pick<ResolvedService, 'type' | 'routePath' | 'domains' | 'auth' | 'healthCheck'>>(services: readonly S[]): S | undefined {
+  return services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
+}
 
 export interface ProbeResult {
   ok: boolean;
@@ -22,8 +32,10 @@ export function probeHttp(opts: {
   timeoutMs: number;
   hostHeader?: string;
   headers?: Record<string, string>;
-  /** Also require this response header value (verification: who answered); `what` names the expected answerer. */
-  /** value: what the header must be (any of a list: e.g. one token per replica that may answer). */
+  /**
+   * Also require this response header (verification: who answered): `value` is what it must be, or
+   * any of a list (one token per replica that may answer); `what` names the expected answerer.
+   */
   expectHeader?: { name: string; value: string | string[]; what: string };
 }): Promise<ProbeResult> {
   const t0 = performance.now();

@@ -191,7 +191,8 @@ function cidrOk(c: unknown): boolean {
 /** Hosts → routes. One writer (the forwarder); a domain belongs to one route at a time. */
 export class HostTable {
   private readonly routes = new Map<string, HostRoute>();
-  private readonly byHost = new Map<string, string>();
+  /** Each host's route id and site, so a request's lookup is one map read. */
+  private readonly byHost = new Map<string, { id: string; site: HostSite }>();
 
   list(): HostRoute[] {
     return [...this.routes.values()].map((r) => structuredClone(r));
@@ -204,7 +205,7 @@ export class HostTable {
 
   /** The route holding a domain other than `id`, if any (a claim on it is refused). */
   holderOf(domain: string, id: string): string | null {
-    const holder = this.byHost.get(domain);
+    const holder = this.byHost.get(domain)?.id;
     return holder !== undefined && holder !== id ? holder : null;
   }
 
@@ -240,13 +241,13 @@ export class HostTable {
       ...(route.sites?.length ? { sites: route.sites.map((s) => ({ domains: [...s.domains], tls: s.tls, upstreams: ups(s.upstreams) })) } : {}),
     };
     this.routes.set(route.id, clean);
-    for (const d of routeHosts(clean)) this.byHost.set(d, route.id);
+    for (const site of routeSites(clean)) for (const d of site.domains) this.byHost.set(d, { id: route.id, site });
   }
 
   remove(id: string): boolean {
     const r = this.routes.get(id);
     if (!r) return false;
-    for (const d of routeHosts(r)) if (this.byHost.get(d) === id) this.byHost.delete(d);
+    for (const d of routeHosts(r)) if (this.byHost.get(d)?.id === id) this.byHost.delete(d);
     this.routes.delete(id);
     return true;
   }
@@ -260,10 +261,8 @@ export class HostTable {
   site(hostHeader: string | undefined): { route: HostRoute; site: HostSite } | null {
     const host = normaliseHost(hostHeader);
     if (host === null) return null;
-    const id = this.byHost.get(host);
-    if (id === undefined) return null;
-    const route = this.routes.get(id)!;
-    return { route, site: routeSites(route).find((s) => s.domains.includes(host))! };
+    const hit = this.byHost.get(host);
+    return hit ? { route: this.routes.get(hit.id)!, site: hit.site } : null;
   }
 
   /** The upstream a path goes to within a site, or null when no prefix covers it and there is no catch-all. */

@@ -7,7 +7,7 @@ import type { Slot } from '../manifest/names.js';
 import type { Deployment } from '../manifest/types.js';
 import type { DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import type { Runtime } from '../runtime/types.js';
-import { discardRelease, entryId, resumeRelease, routedNames, type DeployContext, type DeployOutcome } from './bluegreen.js';
+import { discardRelease, entryId, notRunningIn, resumeRelease, type DeployContext, type DeployOutcome } from './bluegreen.js';
 import type { ForwarderClient } from './forwarder-client.js';
 import { decideResume, describeResume, interruptedDeploy, remainingWatch, type InterruptionFacts, type ResumeAction } from './resume.js';
 
@@ -32,8 +32,8 @@ export async function observeInterruption(rec: Pick<EnvironmentRecord, 'env' | '
   }
   const entries = slots.size === 0 ? null : slots.size === 1 && !slots.has('other') ? ([...slots][0] as Slot) : 'mixed';
   // Every replica the deploy started (as recorded), or the first one's name when none is recorded.
-  const states = await Promise.all(routedNames(rec, services, p.slot, { projectId, env: rec.env }).map((n) => runtime.inspect(n)));
-  return { entries, newRunning: states.length > 0 && states.every((st) => st?.running) };
+  const newRunning = services.length > 0 && (await notRunningIn(runtime, rec, services, p.slot, { projectId, env: rec.env })).length === 0;
+  return { entries, newRunning };
 }
 
 /** The deploy of this deployment that was cut short, what is observed and what applying does about it. */

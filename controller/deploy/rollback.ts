@@ -11,7 +11,7 @@ import { openHostRuntime } from '../runtime/open.js';
 import type { Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
-import { entryId, otherSlot, releaseContainerName, routedNames } from './bluegreen.js';
+import { entryId, notRunningIn, otherSlot, releaseContainerName } from './bluegreen.js';
 import { slotTargets } from '../registry/slot-ports.js';
 import { ForwarderClient, switchTimes } from './forwarder-client.js';
 import { observeInterruption } from './interrupted.js';
@@ -40,13 +40,8 @@ function routedServices(rec: EnvironmentRecord): string[] {
 }
 
 /** Routed services with a container of the slot (any replica, as recorded) not running. */
-async function notRunning(rec: EnvironmentRecord, project: string, slot: Slot, runtime: Runtime): Promise<string[]> {
-  const missing: string[] = [];
-  for (const s of routedServices(rec)) {
-    const states = await Promise.all(routedNames(rec, [s], slot, { projectId: project, env: rec.env }).map((n) => runtime.inspect(n)));
-    if (!states.every((st) => st?.running)) missing.push(s);
-  }
-  return missing;
+function notRunning(rec: EnvironmentRecord, project: string, slot: Slot, runtime: Runtime): Promise<string[]> {
+  return notRunningIn(runtime, rec, routedServices(rec), slot, { projectId: project, env: rec.env });
 }
 
 /** Every routed entry at a slot's containers (all replicas of it, as recorded), at once. */

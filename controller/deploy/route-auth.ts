@@ -11,8 +11,12 @@ import { createHash } from 'node:crypto';
 import { inCidr, parseCidr } from '../runtime/network.js';
 import type { UpstreamAuth } from './host-routes.js';
 
-/** The decision before any password check (pure). */
-export type AuthDecision = { kind: 'open' } | { kind: 'refused'; status: 403 } | { kind: 'password'; user: string; password: string | null; hash: string };
+/**
+ * The decision before any password check (pure). `challenge`: no Basic credentials were sent (a
+ * browser's first request), so 401 at once: a bcrypt check there would cost the shared forwarder
+ * tens of milliseconds of CPU per request and tell nobody anything.
+ */
+export type AuthDecision = { kind: 'open' } | { kind: 'refused'; status: 403 } | { kind: 'challenge' } | { kind: 'password'; user: string; password: string | null; hash: string };
 
 /** user and password of a `Basic` Authorization header, or null when it is not one. */
 export function parseBasic(header: string | undefined): { user: string; password: string } | null {
@@ -37,8 +41,9 @@ export function authDecision(auth: UpstreamAuth | undefined, client: string | nu
   if (!addressAllowed(client, auth.allow)) return { kind: 'refused', status: 403 };
   if (!auth.basic) return { kind: 'open' };
   const given = parseBasic(authorization);
+  if (!given) return { kind: 'challenge' };
   // A wrong user still costs a check below (null password): no timing tells which users exist.
-  return { kind: 'password', user: auth.basic.user, password: given && given.user === auth.basic.user ? given.password : null, hash: auth.basic.hash };
+  return { kind: 'password', user: auth.basic.user, password: given.user === auth.basic.user ? given.password : null, hash: auth.basic.hash };
 }
 
 /** The realm in WWW-Authenticate: the service name (what a browser shows in its prompt). */
@@ -48,12 +53,19 @@ export function challenge(service: string): string {
 
 type Compare = (password: string, hash: string) => Promise<boolean>;
 
-/** Remembers successful checks (bounded; oldest forgotten first). */
+/**
+ * Remembers successful checks (bounded; oldest forgotten first). Checks of the same credentials
+ * that arrive while one runs (a browser opens several connections at once) share that one.
+ */
 export class VerifiedCache {
   private readonly ok = new Map<string, true>();
-  private compare: Compare | null = null;
+  private readonly running = new Map<string, Promise<boolean>>();
 
-  constructor(private readonly max = 1000) {}
+  /** `compare`: bcrypt's (loaded on the first check); a test may wrap it to count checks. */
+  constructor(
+    private readonly max = 1000,
+    private compare: Compare | null = null,
+  ) {}
 
   private key(password: string, hash: string): string {
     return createHash('sha256').update(hash).update('\0').update(password).digest('hex');
@@ -65,14 +77,29 @@ export class VerifiedCache {
 
   /** True when the password matches the bcrypt hash; a match is remembered. */
   async verify(password: string | null, hash: string): Promise<boolean> {
-    const key = this.key(password ?? '', hash);
-    if (password !== null && this.ok.has(key)) return true;
+    if (password === null) {
+      // A wrong user: a check all the same (no timing tells which users exist), never a match.
+      await this.check('\0wrong user', hash);
+      return false;
+    }
+    const key = this.key(password, hash);
+    if (this.ok.has(key)) return true;
+    let check = this.running.get(key);
+    if (!check) {
+      check = this.check(password, hash).finally(() => this.running.delete(key));
+      this.running.set(key, check);
+    }
+    const good = await check;
+    if (good && !this.ok.has(key)) {
+      if (this.ok.size >= this.max) this.ok.delete(this.ok.keys().next().value!);
+      this.ok.set(key, true);
+    }
+    return good;
+  }
+
+  private async check(password: string, hash: string): Promise<boolean> {
     this.compare ??= (await import('bcryptjs')).compare;
-    const good = await this.compare(password ?? '\0wrong user', hash).catch(() => false);
-    if (!good || password === null) return false;
-    if (this.ok.size >= this.max) this.ok.delete(this.ok.keys().next().value!);
-    this.ok.set(key, true);
-    return true;
+    return this.compare(password, hash).catch(() => false);
   }
 
   get size(): number {

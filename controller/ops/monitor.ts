@@ -14,7 +14,7 @@ import { storedManifestPath } from '../reconcile/manifest-store.js';
 import { readRegistryFile, updateRegistry } from '../registry/store.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import type { Settings } from '../settings.js';
-import { probeHttp, type ProbeResult } from '../deploy/health.js';
+import { probeHttp, proxyProbeService, type ProbeResult } from '../deploy/health.js';
 import { describeDelivery, notify, type AlertDelivery, type AlertEventName, type NotifyOptions } from './alerts.js';
 
 export type HealthStatus = EnvironmentRecord['health']['status'];
@@ -68,8 +68,7 @@ export function checkTargets(registryFile: string, settings: Settings, only?: st
         out.push({ ...base, probe: null, skip: 'no applied manifest stored for it (apply it once with this version of codeb)' });
         continue;
       }
-      // The main domain's catch-all; a route with auth would answer 401 to the monitor.
-      const web = d.services.find((s) => s.type === 'web' && s.routePath === null && s.domains.length === 0 && !s.auth && s.healthCheck.kind === 'http');
+      const web = proxyProbeService(d.services);
       if (!web) {
         out.push({ ...base, probe: null, skip: 'no open web service at the main domain with an HTTP health check to reach through Caddy' });
         continue;

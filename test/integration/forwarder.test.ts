@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, get, request, type Server } from 'node:http';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import bcrypt from 'bcryptjs';
+import { createServer, get, request, type IncomingMessage, type Server } from 'node:http';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Forwarder } from '../../controller/deploy/forwarder.js';
@@ -341,5 +343,99 @@ describe('forwarder entries with several targets (replicas)', () => {
     // Round robin sends one in three POSTs to green-2: its body cannot be replayed elsewhere.
     expect(posts.filter((s) => s === 502)).toHaveLength(2);
     expect(posts.filter((s) => s === 200)).toHaveLength(4);
+  });
+});
+
+describe('the host router: route auth on requests and websocket upgrades', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'codeb-fwd-router-'));
+  const socketPath = join(dir, 'router.sock');
+  const hash = bcrypt.hashSync('s3cret', 4);
+  const good = `Basic ${Buffer.from('ops:s3cret').toString('base64')}`;
+  let fwd: Forwarder;
+  let appServer: Server;
+  let router: Server;
+
+  /** What the app saw of a request: its headers, as JSON (over the tunnel for an upgrade). */
+  const seen = (req: IncomingMessage) => JSON.stringify(req.headers);
+
+  /** A request through the router as Caddy sends it (its client header set); status and body. */
+  const viaRouter = (headers: Record<string, string>) =>
+    new Promise<{ status: number; body: string; challenge?: string }>((resolve, reject) => {
+      const req = request({ socketPath, path: '/x', agent: false, headers: { host: 'admin.example.com', ...headers } }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, challenge: res.headers['www-authenticate'] }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  /** A websocket-style upgrade through the router: the app's echo of its headers, or the refusal's status. */
+  const upgradeViaRouter = (headers: Record<string, string>) =>
+    new Promise<{ upgraded: true; body: string } | { upgraded: false; status: number }>((resolve, reject) => {
+      const req = request({ socketPath, path: '/ws', agent: false, headers: { host: 'admin.example.com', connection: 'Upgrade', upgrade: 'websocket', ...headers } });
+      req.on('upgrade', (_res, socket, head: Buffer) => {
+        let body = head.toString();
+        socket.on('data', (c: Buffer) => (body += c.toString()));
+        socket.on('end', () => resolve({ upgraded: true, body }));
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve({ upgraded: false, status: res.statusCode ?? 0 });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  beforeAll(async () => {
+    const [appPort, entry] = [await freePort(), await freePort()];
+    appServer = createServer((req, res) => res.end(seen(req)));
+    appServer.on('upgrade', (req, socket) => socket.end(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n${seen(req)}`));
+    await new Promise<void>((resolve) => appServer.listen(appPort, '127.0.0.1', resolve));
+    fwd = new Forwarder(join(dir, 'table.json'));
+    await fwd.set('adm--production--web', entry, appPort);
+    await fwd.setRoute({ id: 'codeb-adm--production', domains: ['admin.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web', auth: { basic: { user: 'ops', hash }, allow: ['127.0.0.0/8'] } }], websockets: true, sse: false });
+    router = createServer((req, res) => fwd.routeRequest(req, res));
+    router.on('upgrade', (req, socket, head) => fwd.routeUpgrade(req, socket as Socket, head));
+    await new Promise<void>((resolve) => router.listen(socketPath, resolve));
+  });
+  afterAll(async () => {
+    router.close();
+    router.closeAllConnections();
+    await fwd.close();
+    appServer.close();
+  });
+
+  it('asks for a password (401) without one or with a wrong one; with it, the app sees neither the credentials nor codeb headers', async () => {
+    const none = await viaRouter({ 'x-codeb-client': '127.0.0.1' });
+    expect([none.status, none.challenge]).toEqual([401, 'Basic realm="web", charset="UTF-8"']);
+    expect((await viaRouter({ 'x-codeb-client': '127.0.0.1', authorization: 'Bearer app-token' })).status).toBe(401);
+    expect((await viaRouter({ 'x-codeb-client': '127.0.0.1', authorization: `Basic ${Buffer.from('ops:wrong').toString('base64')}` })).status).toBe(401);
+    const ok = await viaRouter({ 'x-codeb-client': '127.0.0.1', 'x-codeb-scheme': 'https', authorization: good });
+    expect(ok.status).toBe(200);
+    const headers = JSON.parse(ok.body) as Record<string, string>;
+    expect(headers.host).toBe('admin.example.com');
+    expect(Object.keys(headers).filter((h) => h === 'authorization' || h.startsWith('x-codeb-'))).toEqual([]);
+  });
+
+  it('refuses an address outside the allow-list (403) even with the password, and a request without a client address', async () => {
+    expect((await viaRouter({ 'x-codeb-client': '192.0.2.7', authorization: good })).status).toBe(403);
+    expect((await viaRouter({ authorization: good })).status).toBe(403);
+  });
+
+  it('checks a websocket upgrade the same way, and the tunnel carries neither the credentials nor codeb headers', async () => {
+    expect(await upgradeViaRouter({ 'x-codeb-client': '127.0.0.1' })).toEqual({ upgraded: false, status: 401 });
+    expect(await upgradeViaRouter({ 'x-codeb-client': '192.0.2.7', authorization: good })).toEqual({ upgraded: false, status: 403 });
+    const ok = await upgradeViaRouter({ 'x-codeb-client': '127.0.0.1', 'x-codeb-scheme': 'https', authorization: good });
+    expect(ok.upgraded).toBe(true);
+    const headers = JSON.parse((ok as { body: string }).body) as Record<string, string>;
+    expect(headers.upgrade).toBe('websocket');
+    expect(Object.keys(headers).filter((h) => h === 'authorization' || h.startsWith('x-codeb-'))).toEqual([]);
+  });
+
+  it('lists the route with a fingerprint of the hash; only the 0600 table file keeps the hash', () => {
+    expect(JSON.stringify(fwd.routes())).not.toContain(hash);
+    expect(readFileSync(join(dir, 'table.json'), 'utf8')).toContain(hash);
+    expect(statSync(join(dir, 'table.json')).mode & 0o777).toBe(0o600);
   });
 });

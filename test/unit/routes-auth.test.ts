@@ -195,6 +195,11 @@ describe('the router: allow-list, then basic auth', () => {
     expect(authDecision(auth, '127.0.0.1', header('ops:x'))).toEqual({ kind: 'password', user: 'ops', password: 'x', hash: HASH });
     expect(authDecision(auth, '127.0.0.1', header('root:s3cret-pass'))).toMatchObject({ kind: 'password', password: null });
     expect(authDecision({ basic: null, allow: ['127.0.0.0/8'] }, '127.0.0.1', undefined)).toEqual({ kind: 'open' });
+    // No Basic credentials at all (a browser's first request, or the app's own Bearer token): 401
+    // without a bcrypt check, which would cost the shared forwarder CPU and tell nothing.
+    expect(authDecision(auth, '127.0.0.1', undefined)).toEqual({ kind: 'challenge' });
+    expect(authDecision(auth, '127.0.0.1', 'Bearer abc')).toEqual({ kind: 'challenge' });
+    expect(authDecision(auth, '192.0.2.1', undefined)).toEqual({ kind: 'refused', status: 403 });
     expect(challenge('grafana')).toBe('Basic realm="grafana", charset="UTF-8"');
   });
 
@@ -213,5 +218,26 @@ describe('the router: allow-list, then basic auth', () => {
     // Bounded: the oldest success is forgotten first.
     expect(cache.size).toBe(2);
     expect(cache.has('s3cret-pass', HASH)).toBe(false);
+  });
+
+  it('runs one bcrypt check for the same credentials arriving at once (a browser opening several connections)', async () => {
+    let checks = 0;
+    const counted = (password: string, hash: string) => {
+      checks++;
+      return bcrypt.compare(password, hash);
+    };
+    const cache = new VerifiedCache(10, counted);
+    expect(await Promise.all(Array.from({ length: 6 }, () => cache.verify('s3cret-pass', HASH)))).toEqual(Array(6).fill(true));
+    expect(checks).toBe(1);
+    expect(await cache.verify('s3cret-pass', HASH)).toBe(true);
+    expect(checks).toBe(1);
+    // Wrong passwords at once share a check too, and are not remembered.
+    expect(await Promise.all([cache.verify('nope', HASH), cache.verify('nope', HASH)])).toEqual([false, false]);
+    expect(checks).toBe(2);
+    expect(await cache.verify('nope', HASH)).toBe(false);
+    expect(checks).toBe(3);
+    // A wrong user costs a check every time and never matches.
+    expect(await Promise.all([cache.verify(null, HASH), cache.verify(null, HASH)])).toEqual([false, false]);
+    expect(checks).toBe(5);
   });
 });
