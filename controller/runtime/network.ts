@@ -84,13 +84,18 @@ export function projectSubnets(pool: Cidr): string[] {
   return allSubnets(pool).slice(1);
 }
 
+/** A deployment keeps the subnet it has while it lies in the pool (chooseSubnet looks no further). */
+export function keepsSubnet(pool: Cidr, current: string | null | undefined): current is string {
+  return !!current && projectSubnets(pool).includes(current);
+}
+
 /**
  * The subnet of a deployment: the one it has if it still lies in the pool, else the first /26 of
  * `range` (default: the whole pool) that holds no services address and that no other deployment
  * or network holds. Pure; `taken` are every other deployment's and Podman network's subnets.
  */
 export function chooseSubnet(pool: Cidr, current: string | null | undefined, taken: Iterable<string>, range: Cidr = pool): string {
-  if (current && projectSubnets(pool).includes(current)) return current;
+  if (keepsSubnet(pool, current)) return current;
   if (range.prefix < pool.prefix || !inCidr(formatIpv4(range.base), pool)) {
     throw new CodebError(`The network range ${formatCidr(range)} is not inside the pool ${formatCidr(pool)}.`, { exitCode: EXIT.invalid, hint: 'CODEB_NETWORK_RANGE must name a part of the network pool of the settings.' });
   }
