@@ -1,6 +1,6 @@
 /** Pure changes to the registry document: record an allocation, release a deployment. */
 import type { Deployment } from '../manifest/types.js';
-import { bucketName, databaseName, databaseRole, namedDatabase, redisUser, volumeName, type NameScope } from '../manifest/names.js';
+import { bucketName, databaseName, databaseRole, namedDatabase, redisKeyPrefix, redisUser, volumeName, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
 import type { EnvironmentRecord, RegistryDocument, ServiceRouteRecord, Tombstone } from './types.js';
 import { CodebError } from '../errors.js';
@@ -20,7 +20,7 @@ export function allocationRequest(d: Deployment): AllocationRequest {
  * Names reach Postgres, Redis and S3 once and must never change under a running deployment, so a
  * known deployment keeps the names it was given even if the manifest later grows environments.
  */
-export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null }) | undefined) {
+export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null; redisKeyPrefix?: string }) | undefined) {
   const scope: NameScope = { projectId: d.projectId, env: d.env, multiEnv: d.multiEnv };
   const buckets = d.features.storage ? d.features.storage.buckets.map((b) => bucketName(scope, b)) : [];
   const named = d.features.database?.name ? namedDatabase(d.features.database.name) : null;
@@ -36,6 +36,7 @@ export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord
     database: d.features.database ? existing?.database ?? named?.database ?? databaseName(scope) : null,
     databaseRole: d.features.database ? existing?.databaseRole ?? named?.role ?? databaseRole(scope) : null,
     redisUser: d.features.cache ? existing?.redisUser ?? redisUser(scope) : null,
+    redisKeyPrefix: d.features.cache?.isolation === 'prefix' ? existing?.redisKeyPrefix ?? redisKeyPrefix(scope) : null,
     buckets: existing?.buckets.length && buckets.length ? mergeKeepingOld(existing.buckets, buckets) : buckets,
   };
 }
@@ -184,6 +185,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     ports: a.ports,
     redisDb: a.redisDb,
     redisUser: names.redisUser,
+    ...(names.redisKeyPrefix ? { redisKeyPrefix: names.redisKeyPrefix } : {}),
     database: names.database,
     databaseRole: names.databaseRole,
     bucket: names.buckets[0] ?? null,
