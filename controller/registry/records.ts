@@ -72,9 +72,12 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
         names.buckets.find((b) => e.buckets.includes(b));
       if (clash && named && clash.startsWith('database')) throw namedClash(d, names, `project "${p.id}" (${e.env}) already has it`, `or free it first (destroy ${p.id} --env ${e.env} --delete-data)`);
       if (clash) {
+        // The holder may have derived it or named it (database.name): say only who has it.
         throw new AllocationError(
-          `${d.projectId} (${d.env}) would use ${clash.startsWith('database') || clash.startsWith('Redis') ? clash : `bucket ${clash}`}, which project "${p.id}" (${e.env}) already has: both ids derive the same name.`,
-          'Choose a project id that differs after the naming rule (a trailing -app is dropped, dashes become underscores); docs/manifest.md lists the rules.',
+          `${d.projectId} (${d.env}) would use ${clash.startsWith('database') || clash.startsWith('Redis') ? clash : `bucket ${clash}`}, which project "${p.id}" (${e.env}) already has.`,
+          clash.startsWith('database')
+            ? `Give ${d.env} a database of its own with database.name (environment.database.name, or environments.${d.env}.database.name), or ${DIFFERENT_ID}.`
+            : `Choose ${DIFFERENT_ID.slice('choose '.length)}.`,
         );
       }
     }
@@ -89,11 +92,13 @@ export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: Ret
     if (clash) {
       throw new AllocationError(
         `${d.projectId} (${d.env}) would use ${clash.startsWith('database') ? clash : `bucket ${clash}`}, which destroyed project "${t.project}" (${t.env}) kept (destroyed ${t.destroyedAt} by ${t.by}, data kept).`,
-        `Kept data stays with its owner. Delete it with \`codeb destroy ${t.project} --env ${t.env} --delete-data\`, or choose another project id.`,
+        `Kept data stays with its owner. Delete it with \`codeb destroy ${t.project} --env ${t.env} --delete-data\`${clash.startsWith('database') ? ', give this deployment a database of its own with database.name' : ''}, or choose another project id.`,
       );
     }
   }
 }
+
+const DIFFERENT_ID = 'choose a project id that derives other names (a trailing -app is dropped, dashes become underscores; docs/manifest.md lists the rules)';
 
 function namedClash(d: Deployment, names: ReturnType<typeof deploymentNames>, owner: string, free: string): CodebError {
   return new CodebError(`${d.projectId} (${d.env}) names database ${names.database} (database.name), which ${owner}.`, {

@@ -28,6 +28,18 @@ describe('recordAllocation', () => {
     expect(() => record(doc, 'food')).toThrow(AllocationError);
     expect(() => record(doc, 'food')).toThrow(/database food_db, which project "food-app" \(production\) already has/);
   });
+  it('a derived name another project chose with database.name: says who has it, not that both derive it, and offers database.name', () => {
+    const doc = emptyRegistry();
+    expect(record(doc, 'kiosk', 'features: { database: true }\nenvironment: { database: { name: food_db } }').database).toBe('food_db');
+    let err: AllocationError | undefined;
+    try {
+      record(doc, 'food');
+    } catch (e) {
+      err = e as AllocationError;
+    }
+    expect(err?.message).toBe('food (production) would use database food_db, which project "kiosk" (production) already has.');
+    expect(err?.hint).toMatch(/^Give production a database of its own with database\.name \(environment\.database\.name, or environments\.production\.database\.name\), or choose a project id that derives other names/);
+  });
   it('refuses a shared bucket name even without a database', () => {
     const doc = emptyRegistry();
     record(doc, 'shop-app', 'features: { storage: true }');
