@@ -22,7 +22,7 @@ export function allocationRequest(d: Deployment): AllocationRequest {
  */
 export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null; redisKeyPrefix?: string }) | undefined) {
   const scope: NameScope = { projectId: d.projectId, env: d.env, multiEnv: d.multiEnv };
-  const buckets = d.features.storage ? d.features.storage.buckets.map((b) => bucketName(scope, b)) : [];
+  const buckets = d.features.storage ? d.features.storage.buckets.map((b) => keptBucket(scope, b, existing?.buckets ?? [])) : [];
   const named = d.features.database?.name ? namedDatabase(d.features.database.name) : null;
   // A database is never renamed or replaced under a deployment: a new name would start empty
   // beside the old one's data. Refused, with the ways out.
@@ -37,7 +37,7 @@ export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord
     databaseRole: d.features.database ? existing?.databaseRole ?? named?.role ?? databaseRole(scope) : null,
     redisUser: d.features.cache ? existing?.redisUser ?? redisUser(scope) : null,
     redisKeyPrefix: d.features.cache?.isolation === 'prefix' ? existing?.redisKeyPrefix ?? redisKeyPrefix(scope) : null,
-    buckets: existing?.buckets.length && buckets.length ? mergeKeepingOld(existing.buckets, buckets) : buckets,
+    buckets,
   };
 }
 
@@ -50,9 +50,17 @@ export function deploymentVolumes(d: Deployment, before: { volumes?: string[] } 
   return [...new Set([...(before?.volumes ?? []), ...now])].sort();
 }
 
-function mergeKeepingOld(old: string[], wanted: string[]): string[] {
-  // Same count and order as wanted; a kept name wins where the suffix (last segment) matches.
-  return wanted.map((w) => old.find((o) => o.split('-').pop() === w.split('-').pop()) ?? w);
+/**
+ * A bucket suffix's name: the one the deployment already has for it, in either naming form (one
+ * environment or several: a manifest that grew environments keeps its buckets), else derived.
+ * Matched by the whole name, never by the text after the last dash (suffixes may hold dashes:
+ * `a-img` and `img` are two buckets).
+ */
+function keptBucket(scope: NameScope, suffix: string, old: readonly string[]): string {
+  const derived = bucketName(scope, suffix);
+  if (old.includes(derived)) return derived;
+  const otherForm = bucketName({ ...scope, multiEnv: !scope.multiEnv }, suffix);
+  return old.includes(otherForm) ? otherForm : derived;
 }
 
 /**
