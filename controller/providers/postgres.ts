@@ -283,18 +283,16 @@ export class PostgresProvider implements Provider {
   }
 
   private async observeDatabases(dbs: Resource[]): Promise<Observed[]> {
-    const [res, systemDatabasesClosed] = await Promise.all([
-      this.q<DatabaseRow>(
-        `SELECT d.datname, r.rolname AS owner, shobj_description(r.oid, 'pg_authid') AS owner_marker,
-                shobj_description(d.oid, 'pg_database') AS marker,
-                has_database_privilege('public', d.oid, 'CONNECT') AS public_connect, d.datallowconn
-           FROM pg_database d LEFT JOIN pg_roles r ON r.oid = d.datdba
-          WHERE d.datname = ANY($1::text[])`,
-        [dbs.map((r) => r.name)],
-      ),
-      this.systemDatabasesClosed(),
-    ]);
+    const res = await this.q<DatabaseRow>(
+      `SELECT d.datname, r.rolname AS owner, shobj_description(r.oid, 'pg_authid') AS owner_marker,
+              shobj_description(d.oid, 'pg_database') AS marker,
+              has_database_privilege('public', d.oid, 'CONNECT') AS public_connect, d.datallowconn
+         FROM pg_database d LEFT JOIN pg_roles r ON r.oid = d.datdba
+        WHERE d.datname = ANY($1::text[])`,
+      [dbs.map((r) => r.name)],
+    );
     const found = new Map(res.rows.map((row) => [row.datname, row]));
+    const systemDatabasesClosed = await this.systemDatabasesClosed();
     return Promise.all(
       dbs.map(async (r): Promise<Observed> => {
         const row = found.get(r.name);

@@ -244,19 +244,13 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const pending = rec.deploy ? await pendingResume(d, rec, release.runtime, release.forwarder) : null;
       if (pending) rec.liveSlot = pending.action.live;
       const resources = desired(d, rec, settings, authFingerprints(d, values));
-      // Extensions the server lacks are refused before anything is changed (read beside observe).
-      const wantExtensions = d.features.database?.extensions ?? [];
-      // Both settle before either failure is thrown: closeAll must not run under a pending read.
-      const [observing, listing] = await Promise.allSettled([
-        observeAll(providers, resources),
-        wantExtensions.length ? (providers.get('postgres') as PostgresProvider).availableExtensions() : Promise.resolve([]),
-      ]);
-      if (observing.status === 'rejected') throw observing.reason;
-      if (listing.status === 'rejected') throw listing.reason;
-      const observed = observing.value;
-      const available = listing.value;
-      const refusal = extensionsRefusal(`${opts.manifestFile}: features.database.extensions`, wantExtensions, available);
-      if (refusal) throw refusal;
+      // Extensions the server lacks are refused before anything is observed or changed.
+      if (d.features.database?.extensions.length) {
+        const available = await (providers.get('postgres') as PostgresProvider).availableExtensions();
+        const refusal = extensionsRefusal(`${opts.manifestFile}: features.database.extensions`, d.features.database.extensions, available);
+        if (refusal) throw refusal;
+      }
+      const observed = await observeAll(providers, resources);
       const actions = planApply(resources, observed).map((a) =>
         // After a secret rotation the containers must restart with the new env file even though
         // the manifest is unchanged: a blue-green redeploy of the same images.
