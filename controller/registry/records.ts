@@ -63,46 +63,62 @@ function keptBucket(scope: NameScope, suffix: string, old: readonly string[]): s
   return old.includes(otherForm) ? otherForm : derived;
 }
 
+/** Who holds data names: every other deployment, and every destroyed one whose data was kept. */
+interface NameHolder {
+  project: string;
+  env: string;
+  database: string | null;
+  databaseRole: string | null;
+  redisUser: string | null;
+  buckets: string[];
+  /** `project "p" (env)` or `destroyed project "p" (env)`. */
+  who: string;
+  /** Set for a tombstone: when and by whom, for the message. */
+  kept?: string;
+}
+
+function nameHolders(doc: RegistryDocument): NameHolder[] {
+  const live = Object.values(doc.projects).flatMap((p) =>
+    Object.values(p.environments).map((e): NameHolder => ({ project: p.id, env: e.env, database: e.database, databaseRole: e.databaseRole, redisUser: e.redisUser, buckets: e.buckets, who: `project "${p.id}" (${e.env})` })),
+  );
+  const kept = (doc.tombstones ?? []).map((t): NameHolder => ({
+    project: t.project, env: t.env, database: t.database, databaseRole: t.databaseRole, redisUser: null, buckets: t.buckets,
+    who: `destroyed project "${t.project}" (${t.env})`, kept: `destroyed ${t.destroyedAt} by ${t.by}, data kept`,
+  }));
+  return [...live, ...kept];
+}
+
 /**
  * Different project ids can derive the same names (food-app and food both give food_db): a name
- * another deployment holds is refused, never shared — sharing would hand one project the other's
- * database, bucket or Redis user.
+ * another deployment holds, or a destroyed one kept, is refused, never shared — sharing would hand
+ * one project the other's database, bucket or Redis user.
  */
 export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: ReturnType<typeof deploymentNames>): void {
   // A name the manifest chose (database.name) is bad input when taken: exit 2, naming the owner.
   const named = Boolean(d.features.database?.name);
-  for (const p of Object.values(doc.projects)) {
-    for (const e of Object.values(p.environments)) {
-      if (p.id === d.projectId && e.env === d.env) continue;
-      const clash =
-        (names.database && (e.database === names.database || e.databaseRole === names.databaseRole) && `database ${names.database}`) ||
-        (names.redisUser && e.redisUser === names.redisUser && `Redis user ${names.redisUser}`) ||
-        names.buckets.find((b) => e.buckets.includes(b));
-      if (clash && named && clash.startsWith('database')) throw namedClash(d, names, `project "${p.id}" (${e.env}) already has it`, `or free it first (destroy ${p.id} --env ${e.env} --delete-data)`);
-      if (clash) {
-        // The holder may have derived it or named it (database.name): say only who has it.
-        throw new AllocationError(
-          `${d.projectId} (${d.env}) would use ${clash.startsWith('database') || clash.startsWith('Redis') ? clash : `bucket ${clash}`}, which project "${p.id}" (${e.env}) already has.`,
-          clash.startsWith('database')
-            ? `Give ${d.env} a database of its own with database.name (environment.database.name, or environments.${d.env}.database.name), or ${DIFFERENT_ID}.`
-            : `Choose ${DIFFERENT_ID.slice('choose '.length)}.`,
-        );
-      }
-    }
-  }
-  for (const t of doc.tombstones ?? []) {
-    if (t.project === d.projectId && t.env === d.env) continue;
+  for (const h of nameHolders(doc)) {
+    if (h.project === d.projectId && h.env === d.env) continue;
+    const database = Boolean(names.database && (h.database === names.database || h.databaseRole === names.databaseRole));
     const clash =
-      (names.database && (t.database === names.database || t.databaseRole === names.databaseRole) && `database ${names.database}`) || names.buckets.find((b) => t.buckets.includes(b));
-    if (clash && named && clash.startsWith('database')) {
-      throw namedClash(d, names, `destroyed project "${t.project}" (${t.env}) kept it (destroyed ${t.destroyedAt} by ${t.by}, data kept)`, `or delete that kept data first (destroy ${t.project} --env ${t.env} --delete-data)`);
+      (database && `database ${names.database}`) ||
+      (names.redisUser && h.redisUser === names.redisUser && `Redis user ${names.redisUser}`) ||
+      names.buckets.filter((b) => h.buckets.includes(b)).map((b) => `bucket ${b}`)[0];
+    if (!clash) continue;
+    const destroy = `destroy ${h.project} --env ${h.env} --delete-data`;
+    if (database && named) {
+      throw namedClash(d, names, h.kept ? `${h.who} kept it (${h.kept})` : `${h.who} already has it`, h.kept ? `or delete that kept data first (${destroy})` : `or free it first (${destroy})`);
     }
-    if (clash) {
-      throw new AllocationError(
-        `${d.projectId} (${d.env}) would use ${clash.startsWith('database') ? clash : `bucket ${clash}`}, which destroyed project "${t.project}" (${t.env}) kept (destroyed ${t.destroyedAt} by ${t.by}, data kept).`,
-        `Kept data stays with its owner. Delete it with \`codeb destroy ${t.project} --env ${t.env} --delete-data\`${clash.startsWith('database') ? ', give this deployment a database of its own with database.name' : ''}, or choose another project id.`,
-      );
-    }
+    // The holder may have derived it or named it (database.name): say only who has it.
+    const ways = [
+      ...(h.kept ? [`delete it with \`codeb ${destroy}\``] : []),
+      ...(database ? [`give ${d.env} a database of its own with database.name (environment.database.name, or environments.${d.env}.database.name)`] : []),
+      DIFFERENT_ID,
+    ];
+    const hint = `${ways.slice(0, -1).join(', ')}${ways.length > 1 ? ', or ' : ''}${ways.at(-1)}.`;
+    throw new AllocationError(
+      `${d.projectId} (${d.env}) would use ${clash}, which ${h.who} ${h.kept ? `kept (${h.kept})` : 'already has'}.`,
+      `${h.kept ? 'Kept data stays with its owner. ' : ''}${hint[0]!.toUpperCase()}${hint.slice(1)}`,
+    );
   }
 }
 
