@@ -63,6 +63,9 @@ function describe(e: ErrorObject): string | undefined {
   return typeof d === 'string' ? d : undefined;
 }
 
+/** servers[].roles: every one, on the one server of an environment (the only placement there is). */
+const ALL_ROLES = ['app', 'proxy', 'database', 'cache', 'storage'] as const;
+
 /** Keys earlier versions accepted and nothing could honour: refused with the reason. */
 const REMOVED_KEYS: Record<string, string> = {
   'logs.maxFiles': 'Podman keeps no rotated log files: it truncates the log at maxSize; remove maxFiles',
@@ -251,6 +254,14 @@ function semanticIssues(loaded: LoadedManifest, m: Manifest): ManifestIssue[] {
   const serverNames = (m.servers ?? []).map((s) => s.name);
   const dupServers = serverNames.filter((s, i) => serverNames.indexOf(s) !== i);
   for (const s of new Set(dupServers)) add(['servers', serverNames.lastIndexOf(s), 'name'], 'conflict', `server name "${s}" is used twice`);
+  // Nothing places a role elsewhere yet: an environment's server runs all of them. A shorter list
+  // would be a promise nothing keeps, so it is refused rather than ignored.
+  (m.servers ?? []).forEach((s, i) => {
+    const missing = s.roles ? ALL_ROLES.filter((r) => !s.roles!.includes(r)) : [];
+    if (missing.length) {
+      add(['servers', i, 'roles'], 'conflict', `server "${s.name}" would not run ${missing.join(', ')}, but this version runs every role on the server an environment names`, { allowed: `remove roles, or list all of them: ${ALL_ROLES.join(', ')}` });
+    }
+  });
 
   for (const [env, o] of Object.entries(m.environments ?? {})) {
     if (env === primary) add(['environments', env], 'conflict', `"${env}" is already the primary environment (environment.name)`, { allowed: 'put its settings under environment, or rename it' }, 'key');

@@ -7,9 +7,8 @@
  * the Docker-compatible API cannot set the bridge name or the isolate option.
  */
 import { CodebError } from '../errors.js';
-import { libpodCall, libpodMessage as message, type LibpodAnswer } from './libpod.js';
+import { labelOwner, libpodCall, libpodInspect, libpodMessage as message, libpodRemove, ownerConflict, ownerLabels } from './libpod.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
-import { LABEL } from '../runtime/types.js';
 
 export interface NetworkSpec extends Record<string, unknown> {
   subnet: string;
@@ -35,47 +34,35 @@ export class NetworkProvider implements Provider {
 
   constructor(private readonly socketPath: string) {}
 
-  private call(method: string, path: string, body?: unknown): Promise<LibpodAnswer> {
-    return libpodCall(this.socketPath, method, path, body);
-  }
-
-  async inspect(name: string): Promise<LibpodNetwork | null> {
-    const r = await this.call('GET', `/networks/${encodeURIComponent(name)}/json`);
-    if (r.status === 404) return null;
-    if (r.status !== 200) throw new CodebError(`Cannot inspect Podman network ${name}: ${message(r.json)}`);
-    return r.json as LibpodNetwork;
+  inspect(name: string): Promise<LibpodNetwork | null> {
+    return libpodInspect<LibpodNetwork>(this.socketPath, 'network', name);
   }
 
   /** Subnets of every Podman network but `except` (another registry's, or not codeb's at all). */
   async subnetsInUse(except: string): Promise<string[]> {
-    const r = await this.call('GET', '/networks/json');
+    const r = await libpodCall(this.socketPath, 'GET', '/networks/json');
     if (r.status !== 200) throw new CodebError(`Cannot list Podman networks: ${message(r.json)}`);
     return (r.json as LibpodNetwork[]).filter((n) => n.name !== except).flatMap((n) => (n.subnets ?? []).map((x) => x.subnet));
   }
 
+  /** Every network at once (one request each). */
   async observe(resources: Resource[]): Promise<Observed[]> {
-    const out: Observed[] = [];
-    for (const r of resources) {
-      const n = await this.inspect(r.name);
-      if (!n) {
-        out.push({ key: r.key, exists: false });
-        continue;
-      }
-      const labels = n.labels ?? {};
-      const owner = labels[LABEL.managed] === 'true' ? `${labels[LABEL.project] ?? '?'}/${labels[LABEL.env] ?? '?'}` : null;
-      const want = (r.spec as Partial<NetworkSpec>).owner;
-      const spec: NetworkSpec = {
-        subnet: n.subnets?.[0]?.subnet ?? '',
-        gateway: n.subnets?.[0]?.gateway ?? '',
-        bridge: n.network_interface ?? '',
-        isolate: n.options?.isolate === 'true',
-        owner: owner ?? '(not codeb)',
-      };
-      // Apply and destroy both name the owner: a network that is not theirs is never taken or removed.
-      const conflict = want && owner !== want ? `Podman network ${r.name} exists but belongs to ${owner ?? 'something that is not codeb'}; codeb does not take it over` : undefined;
-      out.push({ key: r.key, exists: true, spec, ...(conflict ? { conflict } : {}) });
-    }
-    return out;
+    return Promise.all(resources.map((r) => this.observeOne(r)));
+  }
+
+  private async observeOne(r: Resource): Promise<Observed> {
+    const n = await this.inspect(r.name);
+    if (!n) return { key: r.key, exists: false };
+    const owner = labelOwner(n.labels);
+    const spec: NetworkSpec = {
+      subnet: n.subnets?.[0]?.subnet ?? '',
+      gateway: n.subnets?.[0]?.gateway ?? '',
+      bridge: n.network_interface ?? '',
+      isolate: n.options?.isolate === 'true',
+      owner: owner ?? '(not codeb)',
+    };
+    const conflict = ownerConflict('network', r.name, owner, (r.spec as Partial<NetworkSpec>).owner);
+    return { key: r.key, exists: true, spec, ...(conflict ? { conflict } : {}) };
   }
 
   async execute(a: Action, ctx: ExecContext): Promise<void> {
@@ -88,14 +75,13 @@ export class NetworkProvider implements Provider {
     const spec = a.resource.spec as NetworkSpec;
     // A subnet cannot change in place: the network is made again (Podman refuses while containers use it).
     if (a.op === 'update') await this.remove(a.name);
-    const [project, env] = spec.owner.split('/');
-    const r = await this.call('POST', '/networks/create', {
+    const r = await libpodCall(this.socketPath, 'POST', '/networks/create', {
       name: a.name,
       driver: 'bridge',
       network_interface: spec.bridge,
       subnets: [{ subnet: spec.subnet, gateway: spec.gateway }],
       options: spec.isolate ? { isolate: 'true' } : {},
-      labels: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.env]: env },
+      labels: ownerLabels(spec.owner),
       dns_enabled: false,
       internal: false,
     });
@@ -107,12 +93,8 @@ export class NetworkProvider implements Provider {
     ctx.progress(`${spec.subnet}, bridge ${spec.bridge}, isolated`);
   }
 
-  async remove(name: string): Promise<void> {
-    const r = await this.call('DELETE', `/networks/${encodeURIComponent(name)}`);
-    if (r.status === 200 || r.status === 204 || r.status === 404) return;
-    throw new CodebError(`Cannot remove Podman network ${name}: ${message(r.json)}`, {
-      hint: 'Containers still use it: remove them first (`codeb destroy` removes the containers before the network).',
-    });
+  remove(name: string): Promise<void> {
+    return libpodRemove(this.socketPath, 'network', name, 'Containers still use it: remove them first (`codeb destroy` removes the containers before the network).');
   }
 
   async close(): Promise<void> {}

@@ -283,28 +283,34 @@ export class PostgresProvider implements Provider {
   }
 
   private async observeDatabases(dbs: Resource[]): Promise<Observed[]> {
-    const res = await this.q<DatabaseRow>(
+    // One round trip: the databases asked for (none found: one row of nulls) and, on every row,
+    // whether PUBLIC has neither CONNECT nor TEMPORARY on the system databases.
+    const res = await this.q<Omit<DatabaseRow, 'datname'> & { datname: string | null; system_closed: boolean }>(
       `SELECT d.datname, r.rolname AS owner, shobj_description(r.oid, 'pg_authid') AS owner_marker,
               shobj_description(d.oid, 'pg_database') AS marker,
-              has_database_privilege('public', d.oid, 'CONNECT') AS public_connect, d.datallowconn
-         FROM pg_database d LEFT JOIN pg_roles r ON r.oid = d.datdba
-        WHERE d.datname = ANY($1::text[])`,
-      [dbs.map((r) => r.name)],
+              has_database_privilege('public', d.oid, 'CONNECT') AS public_connect, d.datallowconn,
+              (SELECT NOT coalesce(bool_or(has_database_privilege('public', s.oid, 'CONNECT') OR has_database_privilege('public', s.oid, 'TEMPORARY')), false)
+                 FROM pg_database s WHERE s.datname = ANY($2::text[])) AS system_closed
+         FROM (SELECT 1) AS one
+         LEFT JOIN (pg_database d LEFT JOIN pg_roles r ON r.oid = d.datdba) ON d.datname = ANY($1::text[])`,
+      [dbs.map((r) => r.name), SYSTEM_DATABASES],
     );
-    const found = new Map(res.rows.map((row) => [row.datname, row]));
-    const systemDatabasesClosed = await this.systemDatabasesClosed();
+    const found = new Map(res.rows.flatMap((row) => (row.datname === null ? [] : [[row.datname, { ...row, datname: row.datname }] as const])));
+    const systemDatabasesClosed = res.rows[0]?.system_closed !== false;
     return Promise.all(
       dbs.map(async (r): Promise<Observed> => {
         const row = found.get(r.name);
         if (!row) return { key: r.key, exists: false };
         const have = markerOwner(row.marker);
         const spec: Record<string, unknown> = { owner: row.owner, claimedBy: have ?? null, publicConnect: row.public_connect, systemDatabasesClosed };
-        const installed = row.datallowconn ? await this.installedExtensions(r.name) : undefined;
-        if (installed) {
-          // codeb adds extensions and never drops one, so only the ones it manages are reported:
-          // an extension someone added by hand is not drift.
-          const want = r.spec.extensions;
-          spec.extensions = Array.isArray(want) ? installed.filter((e) => want.includes(e)) : installed;
+        // codeb adds extensions and never drops one, so only the ones it manages are reported:
+        // an extension someone added by hand is not drift. Wanting none, there is nothing to
+        // report, and no connection into the database is opened (a backend and a login each apply).
+        const want = r.spec.extensions;
+        if (Array.isArray(want) && want.length === 0) spec.extensions = [];
+        else {
+          const installed = row.datallowconn ? await this.installedExtensions(r.name) : undefined;
+          if (installed) spec.extensions = Array.isArray(want) ? installed.filter((e) => want.includes(e)) : installed;
         }
         const o: Observed = { key: r.key, exists: true, spec };
         if (!row.owner_marker?.startsWith(ROLE_MARKER_PREFIX)) {
@@ -318,16 +324,6 @@ export class PostgresProvider implements Provider {
         return o;
       }),
     );
-  }
-
-  /** Whether PUBLIC has neither CONNECT nor TEMPORARY on postgres and template1. */
-  private async systemDatabasesClosed(): Promise<boolean> {
-    const res = await this.q<{ open: boolean | null }>(
-      `SELECT bool_or(has_database_privilege('public', oid, 'CONNECT') OR has_database_privilege('public', oid, 'TEMPORARY')) AS open
-         FROM pg_database WHERE datname = ANY($1::text[])`,
-      [SYSTEM_DATABASES],
-    );
-    return res.rows[0]?.open !== true;
   }
 
   /** What the server can CREATE EXTENSION (pg_available_extensions), sorted. */

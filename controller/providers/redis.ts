@@ -328,12 +328,11 @@ export class RedisProvider implements Provider {
           throw err;
         }
       };
-      for (const cmd of allowed) {
-        const ok = await run(cmd);
-        if (ok === undefined) return [];
-        if (!ok) problems.push(`${cmd[0]} denied`);
-      }
-      for (const cmd of denied) if ((await run(cmd)) === true) problems.push(`${cmd.slice(0, cmd[0] === 'function' || cmd[0] === 'script' || cmd[0] === 'client' || cmd[0] === 'config' || cmd[0] === 'acl' || cmd[0] === 'pubsub' ? 2 : 1).join(' ')} allowed`);
+      // All probes sent at once on the one connection (pipelined), answers read in order.
+      const [ok, through] = await Promise.all([Promise.all(allowed.map(run)), Promise.all(denied.map(run))]);
+      if (ok.includes(undefined)) return [];
+      allowed.forEach((cmd, i) => ok[i] === false && problems.push(`${cmd[0]} denied`));
+      denied.forEach((cmd, i) => through[i] === true && problems.push(`${cmd.slice(0, cmd[0] === 'function' || cmd[0] === 'script' || cmd[0] === 'client' || cmd[0] === 'config' || cmd[0] === 'acl' || cmd[0] === 'pubsub' ? 2 : 1).join(' ')} allowed`));
       return problems;
     });
   }

@@ -12,7 +12,7 @@
 import { CodebError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import { LABEL } from '../runtime/types.js';
-import { libpodCall, libpodMessage, type LibpodAnswer } from './libpod.js';
+import { labelOwner, libpodCall, libpodInspect, libpodMessage, libpodRemove, ownerConflict, ownerLabels } from './libpod.js';
 
 /** The volume label (besides project, env and service). */
 export const VOLUME_LABEL = 'codeb.volume';
@@ -36,36 +36,26 @@ export class VolumeProvider implements Provider {
 
   constructor(private readonly socketPath: string) {}
 
-  private call(method: string, path: string, body?: unknown): Promise<LibpodAnswer> {
-    return libpodCall(this.socketPath, method, path, body);
+  inspect(name: string): Promise<LibpodVolume | null> {
+    return libpodInspect<LibpodVolume>(this.socketPath, 'volume', name);
   }
 
-  async inspect(name: string): Promise<LibpodVolume | null> {
-    const r = await this.call('GET', `/volumes/${encodeURIComponent(name)}/json`);
-    if (r.status === 404) return null;
-    if (r.status !== 200) throw new CodebError(`Cannot inspect Podman volume ${name}: ${libpodMessage(r.json)}`);
-    return r.json as LibpodVolume;
-  }
-
+  /** Every volume at once (one request each). */
   async observe(resources: Resource[]): Promise<Observed[]> {
-    const out: Observed[] = [];
-    for (const r of resources) {
-      const v = await this.inspect(r.name);
-      if (!v) {
-        out.push({ key: r.key, exists: false });
-        continue;
-      }
-      const labels = v.Labels ?? {};
-      const owner = labels[LABEL.managed] === 'true' ? `${labels[LABEL.project] ?? '?'}/${labels[LABEL.env] ?? '?'}` : null;
-      const want = r.spec as Partial<VolumeSpec>;
-      const spec: VolumeSpec = { owner: owner ?? '(not codeb)', service: labels[LABEL.service] ?? '', volume: labels[VOLUME_LABEL] ?? '' };
-      // Apply and destroy both name the owner: a volume that is not theirs is never used or removed.
-      const conflict = want.owner && owner !== want.owner ? `Podman volume ${r.name} exists but belongs to ${owner ?? 'something that is not codeb'}; codeb does not take it over` : undefined;
-      // Destroy knows only the owner: the service and volume labels are compared on apply alone.
-      const observed = want.service === undefined ? { owner: spec.owner } : spec;
-      out.push({ key: r.key, exists: true, spec: observed, ...(conflict ? { conflict } : {}) });
-    }
-    return out;
+    return Promise.all(resources.map((r) => this.observeOne(r)));
+  }
+
+  private async observeOne(r: Resource): Promise<Observed> {
+    const v = await this.inspect(r.name);
+    if (!v) return { key: r.key, exists: false };
+    const labels = v.Labels ?? {};
+    const owner = labelOwner(labels);
+    const want = r.spec as Partial<VolumeSpec>;
+    const spec: VolumeSpec = { owner: owner ?? '(not codeb)', service: labels[LABEL.service] ?? '', volume: labels[VOLUME_LABEL] ?? '' };
+    const conflict = ownerConflict('volume', r.name, owner, want.owner);
+    // Destroy knows only the owner: the service and volume labels are compared on apply alone.
+    const observed = want.service === undefined ? { owner: spec.owner } : spec;
+    return { key: r.key, exists: true, spec: observed, ...(conflict ? { conflict } : {}) };
   }
 
   async execute(a: Action, ctx: ExecContext): Promise<void> {
@@ -82,22 +72,17 @@ export class VolumeProvider implements Provider {
     }
     if (a.op !== 'create') return;
     const spec = a.resource.spec as VolumeSpec;
-    const [project, env] = spec.owner.split('/');
-    const r = await this.call('POST', '/volumes/create', {
+    const r = await libpodCall(this.socketPath, 'POST', '/volumes/create', {
       Name: a.name,
       Driver: 'local',
-      Label: { [LABEL.managed]: 'true', [LABEL.project]: project, [LABEL.env]: env, [LABEL.service]: spec.service, [VOLUME_LABEL]: spec.volume },
+      Label: { ...ownerLabels(spec.owner), [LABEL.service]: spec.service, [VOLUME_LABEL]: spec.volume },
     });
     if (r.status !== 200 && r.status !== 201) throw new CodebError(`Cannot create Podman volume ${a.name}: ${libpodMessage(r.json)}`);
     ctx.progress(`for ${spec.service}`);
   }
 
-  async remove(name: string): Promise<void> {
-    const r = await this.call('DELETE', `/volumes/${encodeURIComponent(name)}`);
-    if (r.status === 200 || r.status === 204 || r.status === 404) return;
-    throw new CodebError(`Cannot remove Podman volume ${name}: ${libpodMessage(r.json)}`, {
-      hint: 'A container still uses it: remove it first (`codeb destroy` removes the containers before the volumes).',
-    });
+  remove(name: string): Promise<void> {
+    return libpodRemove(this.socketPath, 'volume', name, 'A container still uses it: remove it first (`codeb destroy` removes the containers before the volumes).');
   }
 
   async close(): Promise<void> {}

@@ -37,7 +37,7 @@ import { onlyEntriesDiffer, versionOf } from './release.js';
 import { portsTakenBeforeDeploy } from './preflight.js';
 import { envFileName, networkName } from '../manifest/names.js';
 import { LABEL } from '../runtime/types.js';
-import { chooseSubnet, parseCidr, parsePool } from '../runtime/network.js';
+import { chooseSubnet, keepsSubnet, parseCidr, parsePool, type Cidr } from '../runtime/network.js';
 import { NetworkProvider } from '../providers/network.js';
 import { ensureAlertSecret } from '../ops/alert-secret.js';
 import { authFingerprints, ensureRouteAuth, type GeneratedPassword } from './route-auth-secrets.js';
@@ -47,6 +47,17 @@ import { openRuntime, selectDeploymentRuntime } from '../runtime/open.js';
 /** Subnets every other deployment in the registry holds. */
 function otherSubnets(doc: RegistryDocument, projectId: string, env: string): string[] {
   return Object.values(doc.projects).flatMap((p) => Object.values(p.environments).filter((e) => !(p.id === projectId && e.env === env) && e.subnet).map((e) => e.subnet!));
+}
+
+/**
+ * The deployment's subnet: the one it has, or one no other deployment of this registry and no
+ * other Podman network has. Podman's networks are listed (`podmanSubnets`) only when a subnet is
+ * chosen, never on an apply that keeps its subnet.
+ */
+export async function subnetFor(pool: Cidr, current: string | undefined, others: string[], podmanSubnets: () => Promise<string[]>, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (keepsSubnet(pool, current)) return current;
+  const range = env.CODEB_NETWORK_RANGE ? parseCidr(env.CODEB_NETWORK_RANGE, 'CODEB_NETWORK_RANGE') : undefined;
+  return chooseSubnet(pool, current, [...others, ...(await podmanSubnets())], range);
 }
 
 export interface ApplyOptions {
@@ -188,10 +199,9 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     const draft: RegistryDocument = structuredClone(doc);
     const now = new Date().toISOString();
     const rec = recordAllocation(draft, d, allocation, now);
-    // A subnet no other deployment of this registry and no other Podman network has (observe only).
-    const podmanSubnets = await new NetworkProvider(settings.podman.socketPath).subnetsInUse(networkName(d.projectId, d.env));
-    const range = process.env.CODEB_NETWORK_RANGE ? parseCidr(process.env.CODEB_NETWORK_RANGE, 'CODEB_NETWORK_RANGE') : undefined;
-    rec.subnet = chooseSubnet(parsePool(settings.network.pool), rec.subnet, [...otherSubnets(draft, d.projectId, d.env), ...podmanSubnets], range);
+    rec.subnet = await subnetFor(parsePool(settings.network.pool), rec.subnet, otherSubnets(draft, d.projectId, d.env), () =>
+      new NetworkProvider(settings.podman.socketPath).subnetsInUse(networkName(d.projectId, d.env)),
+    );
 
     let values = secrets.load(d.projectId, d.env);
     // Reads `values` at call time: the same resolver serves observe (loaded) and execute (ensured).

@@ -18,7 +18,7 @@ import { releaseName, releaseResource } from './release.js';
 
 /** The registry names and allocation a deployment was given (see registry/records.ts). */
 export type DeploymentNames = Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'redisDb' | 'redisUser' | 'buckets' | 'ports' | 'liveSlot' | 'subnet'> &
-  Partial<Pick<EnvironmentRecord, 'status'>>;
+  Partial<Pick<EnvironmentRecord, 'status' | 'redisKeyPrefix'>>;
 
 /**
  * Data made by an earlier codeb carries a marker without an owner: only a deployment the registry
@@ -128,7 +128,8 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings, authFing
     // A Redis slot is a cache: destroy flushes it so the slot can be handed to the next project.
     const slot = makeResource('redis.slot', String(n.redisDb), { db: n.redisDb, owner });
     out.push(slot);
-    const prefix = d.features.cache.isolation === 'prefix' ? redisKeyPrefix({ projectId: d.projectId, env: d.env, multiEnv: d.multiEnv }) : null;
+    // The prefix the deployment was given (records.ts keeps it when the manifest grows environments).
+    const prefix = d.features.cache.isolation === 'prefix' ? n.redisKeyPrefix ?? redisKeyPrefix({ projectId: d.projectId, env: d.env, multiEnv: d.multiEnv }) : null;
     out.push(makeResource('redis.user', n.redisUser, { db: n.redisDb, isolation: d.features.cache.isolation, keyPrefix: prefix, secret: 'redis' }, [slot.key]));
     env.REDIS_URL = `redis://${n.redisUser}:${secretRef('redis')}@${services}:${s.redis.port}/${n.redisDb}`;
     if (prefix) env.REDIS_KEY_PREFIX = prefix;

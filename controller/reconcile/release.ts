@@ -10,7 +10,7 @@ import type { Deployment } from '../manifest/types.js';
 import type { EnvironmentRecord } from '../registry/types.js';
 import { entryId, specsFor } from '../deploy/bluegreen.js';
 import type { ForwarderClient } from '../deploy/forwarder-client.js';
-import { LABEL, type Runtime } from '../runtime/types.js';
+import { LABEL, type ContainerState, type Runtime } from '../runtime/types.js';
 import { serviceSlot } from '../deploy/stateful.js';
 import { makeResource, type Observed, type Resource } from './model.js';
 
@@ -48,31 +48,49 @@ export function releaseResource(d: Deployment, rec: Pick<EnvironmentRecord, 'por
 
 /**
  * A container with one of this deployment's names that another owner's labels claim: the deploy
- * would replace it. Labels are set by codeb on every container it makes (runtime/spec.ts).
+ * would replace it. Labels are set by codeb on every container it makes (runtime/spec.ts). Pure:
+ * `states` are the inspected names (inspectAll).
  */
-export async function foreignContainer(d: Deployment, runtime: Runtime): Promise<string | null> {
-  for (const s of d.services) {
-    for (const slot of ['blue', 'green'] as const) for (let i = 0; i < Math.max(1, s.replicas); i++) {
-      const name = containerName(d.projectId, d.env, s.name, slot, i);
-      const st = await runtime.inspect(name);
-      if (!st) continue;
-      const project = st.labels[LABEL.project];
-      const env = st.labels[LABEL.env];
-      if (project !== d.projectId || env !== d.env) {
-        return `container ${name} exists and belongs to ${project ? `project "${project}" (${env ?? '?'})` : 'no codeb deployment (no codeb.project label)'}; codeb never replaces it`;
-      }
+export function foreignContainer(d: Pick<Deployment, 'projectId' | 'env'>, states: ReadonlyMap<string, ContainerState | null>): string | null {
+  for (const [name, st] of states) {
+    if (!st) continue;
+    const project = st.labels[LABEL.project];
+    const env = st.labels[LABEL.env];
+    if (project !== d.projectId || env !== d.env) {
+      return `container ${name} exists and belongs to ${project ? `project "${project}" (${env ?? '?'})` : 'no codeb deployment (no codeb.project label)'}; codeb never replaces it`;
     }
   }
   return null;
 }
 
+/**
+ * Every container name the deployment may have, in both slots: per slot, as many replicas as the
+ * manifest asks or the record holds there (more, before a scale-down), and at least one. Pure.
+ */
+export function releaseContainerNames(d: Pick<Deployment, 'projectId' | 'env' | 'services'>, rec: Partial<Pick<EnvironmentRecord, 'containers'>>): string[] {
+  const names: string[] = [];
+  for (const s of d.services) {
+    for (const slot of ['blue', 'green'] as const) {
+      const recorded = (rec.containers ?? []).filter((c) => c.service === s.name && c.slot === slot).length;
+      for (let i = 0; i < Math.max(1, s.replicas, recorded); i++) names.push(containerName(d.projectId, d.env, s.name, slot, i));
+    }
+  }
+  return names;
+}
+
 export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord, 'liveSlot'> & Partial<Pick<EnvironmentRecord, 'containers'>>, runtime: Runtime, forwarder: ForwarderClient, r: Resource): Promise<Observed> {
-  const foreign = await foreignContainer(d, runtime);
+  // Each name inspected once, all at once; the forwarder's table beside them while a slot is live.
+  const [inspected, table] = await Promise.all([
+    Promise.all(releaseContainerNames(d, rec).map(async (name) => [name, await runtime.inspect(name)] as const)),
+    rec.liveSlot ? forwarder.list() : [],
+  ]);
+  const states = new Map(inspected);
+  const foreign = foreignContainer(d, states);
   if (foreign) return { key: r.key, exists: true, conflict: foreign };
   if (!rec.liveSlot) return { key: r.key, exists: false };
   const services: Record<string, string> = {};
   for (const s of d.services) {
-    const st = await runtime.inspect(containerName(d.projectId, d.env, s.name, serviceSlot(s, rec.liveSlot)));
+    const st = states.get(containerName(d.projectId, d.env, s.name, serviceSlot(s, rec.liveSlot)));
     services[s.name] = st?.running ? st.labels[LABEL.specHash] ?? '(unlabelled)' : st ? `(${st.status})` : '(missing)';
     // Further replicas: as many as the manifest asks or the record holds (more, before a scale-down).
     const recorded = (rec.containers ?? []).filter((c) => c.service === s.name && c.slot === rec.liveSlot).length;
@@ -80,14 +98,13 @@ export async function observeRelease(d: Deployment, rec: Pick<EnvironmentRecord,
     if (!st?.running || count <= 1) continue;
     let running = 1;
     for (let i = 1; i < count; i++) {
-      const more = await runtime.inspect(containerName(d.projectId, d.env, s.name, rec.liveSlot, i));
+      const more = states.get(containerName(d.projectId, d.env, s.name, rec.liveSlot, i));
       if (!more?.running) continue;
       running++;
       if (more.labels[LABEL.specHash] !== st.labels[LABEL.specHash]) services[s.name] = '(replicas differ)';
     }
     if (!services[s.name]!.startsWith('(')) services[s.name] = withReplicas(services[s.name]!, running);
   }
-  const table = await forwarder.list();
   const entries: Record<string, number | number[]> = {};
   for (const s of d.services) {
     const e = table.find((x) => x.id === entryId(d.projectId, d.env, s.name));

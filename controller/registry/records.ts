@@ -1,6 +1,6 @@
 /** Pure changes to the registry document: record an allocation, release a deployment. */
 import type { Deployment } from '../manifest/types.js';
-import { bucketName, databaseName, databaseRole, namedDatabase, redisUser, volumeName, type NameScope } from '../manifest/names.js';
+import { bucketName, databaseName, databaseRole, namedDatabase, redisKeyPrefix, redisUser, volumeName, type NameScope } from '../manifest/names.js';
 import { AllocationError, type Allocation, type AllocationRequest } from './allocate.js';
 import type { EnvironmentRecord, RegistryDocument, ServiceRouteRecord, Tombstone } from './types.js';
 import { CodebError } from '../errors.js';
@@ -20,9 +20,9 @@ export function allocationRequest(d: Deployment): AllocationRequest {
  * Names reach Postgres, Redis and S3 once and must never change under a running deployment, so a
  * known deployment keeps the names it was given even if the manifest later grows environments.
  */
-export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null }) | undefined) {
+export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord, 'database' | 'databaseRole' | 'buckets'> & { redisUser?: string | null; redisKeyPrefix?: string }) | undefined) {
   const scope: NameScope = { projectId: d.projectId, env: d.env, multiEnv: d.multiEnv };
-  const buckets = d.features.storage ? d.features.storage.buckets.map((b) => bucketName(scope, b)) : [];
+  const buckets = d.features.storage ? d.features.storage.buckets.map((b) => keptBucket(scope, b, existing?.buckets ?? [])) : [];
   const named = d.features.database?.name ? namedDatabase(d.features.database.name) : null;
   // A database is never renamed or replaced under a deployment: a new name would start empty
   // beside the old one's data. Refused, with the ways out.
@@ -36,7 +36,8 @@ export function deploymentNames(d: Deployment, existing: (Pick<EnvironmentRecord
     database: d.features.database ? existing?.database ?? named?.database ?? databaseName(scope) : null,
     databaseRole: d.features.database ? existing?.databaseRole ?? named?.role ?? databaseRole(scope) : null,
     redisUser: d.features.cache ? existing?.redisUser ?? redisUser(scope) : null,
-    buckets: existing?.buckets.length && buckets.length ? mergeKeepingOld(existing.buckets, buckets) : buckets,
+    redisKeyPrefix: d.features.cache?.isolation === 'prefix' ? existing?.redisKeyPrefix ?? redisKeyPrefix(scope) : null,
+    buckets,
   };
 }
 
@@ -49,50 +50,79 @@ export function deploymentVolumes(d: Deployment, before: { volumes?: string[] } 
   return [...new Set([...(before?.volumes ?? []), ...now])].sort();
 }
 
-function mergeKeepingOld(old: string[], wanted: string[]): string[] {
-  // Same count and order as wanted; a kept name wins where the suffix (last segment) matches.
-  return wanted.map((w) => old.find((o) => o.split('-').pop() === w.split('-').pop()) ?? w);
+/**
+ * A bucket suffix's name: the one the deployment already has for it, in either naming form (one
+ * environment or several: a manifest that grew environments keeps its buckets), else derived.
+ * Matched by the whole name, never by the text after the last dash (suffixes may hold dashes:
+ * `a-img` and `img` are two buckets).
+ */
+function keptBucket(scope: NameScope, suffix: string, old: readonly string[]): string {
+  const derived = bucketName(scope, suffix);
+  if (old.includes(derived)) return derived;
+  const otherForm = bucketName({ ...scope, multiEnv: !scope.multiEnv }, suffix);
+  return old.includes(otherForm) ? otherForm : derived;
+}
+
+/** Who holds data names: every other deployment, and every destroyed one whose data was kept. */
+interface NameHolder {
+  project: string;
+  env: string;
+  database: string | null;
+  databaseRole: string | null;
+  redisUser: string | null;
+  buckets: string[];
+  /** `project "p" (env)` or `destroyed project "p" (env)`. */
+  who: string;
+  /** Set for a tombstone: when and by whom, for the message. */
+  kept?: string;
+}
+
+function nameHolders(doc: RegistryDocument): NameHolder[] {
+  const live = Object.values(doc.projects).flatMap((p) =>
+    Object.values(p.environments).map((e): NameHolder => ({ project: p.id, env: e.env, database: e.database, databaseRole: e.databaseRole, redisUser: e.redisUser, buckets: e.buckets, who: `project "${p.id}" (${e.env})` })),
+  );
+  const kept = (doc.tombstones ?? []).map((t): NameHolder => ({
+    project: t.project, env: t.env, database: t.database, databaseRole: t.databaseRole, redisUser: null, buckets: t.buckets,
+    who: `destroyed project "${t.project}" (${t.env})`, kept: `destroyed ${t.destroyedAt} by ${t.by}, data kept`,
+  }));
+  return [...live, ...kept];
 }
 
 /**
  * Different project ids can derive the same names (food-app and food both give food_db): a name
- * another deployment holds is refused, never shared — sharing would hand one project the other's
- * database, bucket or Redis user.
+ * another deployment holds, or a destroyed one kept, is refused, never shared — sharing would hand
+ * one project the other's database, bucket or Redis user.
  */
 export function assertNamesFree(doc: RegistryDocument, d: Deployment, names: ReturnType<typeof deploymentNames>): void {
   // A name the manifest chose (database.name) is bad input when taken: exit 2, naming the owner.
   const named = Boolean(d.features.database?.name);
-  for (const p of Object.values(doc.projects)) {
-    for (const e of Object.values(p.environments)) {
-      if (p.id === d.projectId && e.env === d.env) continue;
-      const clash =
-        (names.database && (e.database === names.database || e.databaseRole === names.databaseRole) && `database ${names.database}`) ||
-        (names.redisUser && e.redisUser === names.redisUser && `Redis user ${names.redisUser}`) ||
-        names.buckets.find((b) => e.buckets.includes(b));
-      if (clash && named && clash.startsWith('database')) throw namedClash(d, names, `project "${p.id}" (${e.env}) already has it`, `or free it first (destroy ${p.id} --env ${e.env} --delete-data)`);
-      if (clash) {
-        throw new AllocationError(
-          `${d.projectId} (${d.env}) would use ${clash.startsWith('database') || clash.startsWith('Redis') ? clash : `bucket ${clash}`}, which project "${p.id}" (${e.env}) already has: both ids derive the same name.`,
-          'Choose a project id that differs after the naming rule (a trailing -app is dropped, dashes become underscores); docs/manifest.md lists the rules.',
-        );
-      }
-    }
-  }
-  for (const t of doc.tombstones ?? []) {
-    if (t.project === d.projectId && t.env === d.env) continue;
+  for (const h of nameHolders(doc)) {
+    if (h.project === d.projectId && h.env === d.env) continue;
+    const database = Boolean(names.database && (h.database === names.database || h.databaseRole === names.databaseRole));
     const clash =
-      (names.database && (t.database === names.database || t.databaseRole === names.databaseRole) && `database ${names.database}`) || names.buckets.find((b) => t.buckets.includes(b));
-    if (clash && named && clash.startsWith('database')) {
-      throw namedClash(d, names, `destroyed project "${t.project}" (${t.env}) kept it (destroyed ${t.destroyedAt} by ${t.by}, data kept)`, `or delete that kept data first (destroy ${t.project} --env ${t.env} --delete-data)`);
+      (database && `database ${names.database}`) ||
+      (names.redisUser && h.redisUser === names.redisUser && `Redis user ${names.redisUser}`) ||
+      names.buckets.filter((b) => h.buckets.includes(b)).map((b) => `bucket ${b}`)[0];
+    if (!clash) continue;
+    const destroy = `destroy ${h.project} --env ${h.env} --delete-data`;
+    if (database && named) {
+      throw namedClash(d, names, h.kept ? `${h.who} kept it (${h.kept})` : `${h.who} already has it`, h.kept ? `or delete that kept data first (${destroy})` : `or free it first (${destroy})`);
     }
-    if (clash) {
-      throw new AllocationError(
-        `${d.projectId} (${d.env}) would use ${clash.startsWith('database') ? clash : `bucket ${clash}`}, which destroyed project "${t.project}" (${t.env}) kept (destroyed ${t.destroyedAt} by ${t.by}, data kept).`,
-        `Kept data stays with its owner. Delete it with \`codeb destroy ${t.project} --env ${t.env} --delete-data\`, or choose another project id.`,
-      );
-    }
+    // The holder may have derived it or named it (database.name): say only who has it.
+    const ways = [
+      ...(h.kept ? [`delete it with \`codeb ${destroy}\``] : []),
+      ...(database ? [`give ${d.env} a database of its own with database.name (environment.database.name, or environments.${d.env}.database.name)`] : []),
+      DIFFERENT_ID,
+    ];
+    const hint = `${ways.slice(0, -1).join(', ')}${ways.length > 1 ? ', or ' : ''}${ways.at(-1)}.`;
+    throw new AllocationError(
+      `${d.projectId} (${d.env}) would use ${clash}, which ${h.who} ${h.kept ? `kept (${h.kept})` : 'already has'}.`,
+      `${h.kept ? 'Kept data stays with its owner. ' : ''}${hint[0]!.toUpperCase()}${hint.slice(1)}`,
+    );
   }
 }
+
+const DIFFERENT_ID = 'choose a project id that derives other names (a trailing -app is dropped, dashes become underscores; docs/manifest.md lists the rules)';
 
 function namedClash(d: Deployment, names: ReturnType<typeof deploymentNames>, owner: string, free: string): CodebError {
   return new CodebError(`${d.projectId} (${d.env}) names database ${names.database} (database.name), which ${owner}.`, {
@@ -184,6 +214,7 @@ export function recordAllocation(doc: RegistryDocument, d: Deployment, a: Alloca
     ports: a.ports,
     redisDb: a.redisDb,
     redisUser: names.redisUser,
+    ...(names.redisKeyPrefix ? { redisKeyPrefix: names.redisKeyPrefix } : {}),
     database: names.database,
     databaseRole: names.databaseRole,
     bucket: names.buckets[0] ?? null,

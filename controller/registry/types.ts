@@ -86,6 +86,12 @@ export interface EnvironmentRecord {
   ports: Record<string, PortPair>;
   redisDb: number | null;
   redisUser: string | null;
+  /**
+   * The key prefix of `isolation: prefix`, kept once given: it depends on how many environments the
+   * manifest had (names.redisKeyPrefix), and the app's keys must not move when a second one is
+   * added. Absent: db isolation, or a record written before the prefix was kept.
+   */
+  redisKeyPrefix?: string;
   database: string | null;
   databaseRole: string | null;
   /** The first bucket; `buckets` has all of them. */

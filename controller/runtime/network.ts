@@ -85,13 +85,20 @@ export function projectSubnets(pool: Cidr): string[] {
 }
 
 /**
+ * A deployment keeps the subnet it has while it lies in the pool (chooseSubnet looks no further).
+ * Checked by arithmetic: every apply comes here, and a /8 pool holds 262,144 subnets.
+ */
+export function keepsSubnet(pool: Cidr, current: string | null | undefined): current is string {
+  return !!current && isProjectSubnet(pool, current);
+}
+
+/**
  * The subnet of a deployment: the one it has if it still lies in the pool, else the first /26 of
  * `range` (default: the whole pool) that holds no services address and that no other deployment
  * or network holds. Pure; `taken` are every other deployment's and Podman network's subnets.
  */
 export function chooseSubnet(pool: Cidr, current: string | null | undefined, taken: Iterable<string>, range: Cidr = pool): string {
-  // Checked and searched by arithmetic: every apply comes here, and a /8 pool holds 262,144 subnets.
-  if (current && isProjectSubnet(pool, current)) return current;
+  if (keepsSubnet(pool, current)) return current;
   if (range.prefix < pool.prefix || !inCidr(formatIpv4(range.base), pool)) {
     throw new CodebError(`The network range ${formatCidr(range)} is not inside the pool ${formatCidr(pool)}.`, { exitCode: EXIT.invalid, hint: 'CODEB_NETWORK_RANGE must name a part of the network pool of the settings.' });
   }

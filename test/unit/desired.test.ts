@@ -111,6 +111,30 @@ describe('desired state', () => {
     expect(rs.some((r) => r.kind === 'storage.bucket')).toBe(false);
   });
 
+  it('the Redis key prefix is kept when the manifest grows a second environment: the app\'s keys do not move', () => {
+    const single = `apiVersion: codeb/v1
+project: { id: shop }
+features: { cache: true }
+services:
+  web: { image: localhost/shop:v1, port: 8080 }
+`;
+    const load = (text: string) => validateLoaded(parseManifest(text, 'shop.yaml')).manifest!;
+    const doc = emptyRegistry();
+    const d1 = resolveDeployment(load(single));
+    recordAllocation(doc, d1, allocate(doc, allocationRequest(d1), DEFAULT_POLICY), '2026-01-01T00:00:00.000Z');
+    const d2 = resolveDeployment(load(`${single}environments:\n  staging: { domain: staging.shop.localhost }\n`), 'production');
+    expect(d2.multiEnv).toBe(true);
+    const rec = recordAllocation(doc, d2, allocate(doc, allocationRequest(d2), DEFAULT_POLICY), '2026-01-02T00:00:00.000Z');
+    rec.subnet = '10.99.0.64/26';
+    const rs = desired(d2, rec, settings);
+    expect(rec.redisKeyPrefix).toBe('shop:');
+    expect(rs.find((r) => r.kind === 'redis.user')!.spec).toMatchObject({ isolation: 'prefix', keyPrefix: 'shop:' });
+    expect((rs.find((r) => r.kind === 'files.envfile')!.spec.variables as Record<string, string>).REDIS_KEY_PREFIX).toBe('shop:');
+    // A new environment of the same manifest gets its own prefix.
+    const st = resolveDeployment(load(`${single}environments:\n  staging: { domain: staging.shop.localhost }\n`), 'staging');
+    expect(recordAllocation(doc, st, allocate(doc, allocationRequest(st), DEFAULT_POLICY), '2026-01-02T00:00:00.000Z').redisKeyPrefix).toBe('shop:staging:');
+  });
+
   it('minimal: no database, cache or storage means only the env file, the route and the release', () => {
     const { d, rec } = deploymentOf('manifests/minimal.yaml');
     expect(desired(d, rec, settings).map((r) => r.kind)).toEqual(['network.project', 'files.envfile', 'proxy.route', 'runtime.release']);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { subnetFor } from '../../controller/reconcile/apply.js';
 import { bridgeName, chooseSubnet, formatCidr, gatewayOf, inCidr, parseCidr, parsePool, projectSubnets, servicesAddress, servicesInterfaceName } from '../../controller/runtime/network.js';
 import { hbaConf } from '../../controller/stack/postgres.js';
 
@@ -70,6 +71,20 @@ describe('chooseSubnet', () => {
   });
   it('an exhausted pool says so and what to do', () => {
     expect(() => chooseSubnet(pool, null, projectSubnets(pool))).toThrow(/No free project network left in 10\.99\.0\.0\/24/);
+  });
+});
+
+describe('subnetFor (apply)', () => {
+  const pool = parsePool('10.99.0.0/24');
+  it('a deployment that keeps its subnet never lists Podman\'s networks', async () => {
+    let listed = 0;
+    const list = async () => (listed++, ['10.99.0.64/26']);
+    expect(await subnetFor(pool, '10.99.0.192/26', [], list, {})).toBe('10.99.0.192/26');
+    expect(listed).toBe(0);
+    // A new one, or one outside the pool, is chosen past Podman's and the registry's.
+    expect(await subnetFor(pool, undefined, ['10.99.0.128/26'], list, {})).toBe('10.99.0.192/26');
+    expect(await subnetFor(pool, '10.1.0.0/26', [], list, { CODEB_NETWORK_RANGE: '10.99.0.128/25' })).toBe('10.99.0.128/26');
+    expect(listed).toBe(2);
   });
 });
 

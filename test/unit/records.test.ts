@@ -28,6 +28,30 @@ describe('recordAllocation', () => {
     expect(() => record(doc, 'food')).toThrow(AllocationError);
     expect(() => record(doc, 'food')).toThrow(/database food_db, which project "food-app" \(production\) already has/);
   });
+  it('a derived name another project chose with database.name: says who has it, not that both derive it, and offers database.name', () => {
+    const doc = emptyRegistry();
+    expect(record(doc, 'kiosk', 'features: { database: true }\nenvironment: { database: { name: food_db } }').database).toBe('food_db');
+    let err: AllocationError | undefined;
+    try {
+      record(doc, 'food');
+    } catch (e) {
+      err = e as AllocationError;
+    }
+    expect(err?.message).toBe('food (production) would use database food_db, which project "kiosk" (production) already has.');
+    expect(err?.hint).toMatch(/^Give production a database of its own with database\.name \(environment\.database\.name, or environments\.production\.database\.name\), or choose a project id that derives other names/);
+  });
+  it('buckets: kept by their whole name when the manifest grows environments; a suffix with a dash is its own bucket', () => {
+    const doc = emptyRegistry();
+    const put = (features: string, env?: string) => {
+      const src = `apiVersion: codeb/v1\nproject: { id: pics }\nservices:\n  web: { image: localhost/app:v1, port: 8080 }\n${features}\n`;
+      const d = resolveDeployment(validateLoaded(parseManifest(src, 'pics.yaml')).manifest!, env);
+      return recordAllocation(doc, d, allocate(doc, allocationRequest(d)), '2026-01-01T00:00:00.000Z').buckets;
+    };
+    expect(put('features: { storage: { buckets: [img] } }')).toEqual(['pics-img']);
+    // img stays pics-img (not pics-prod-img) after staging is added; a-img is a new bucket, not pics-img again.
+    expect(put('features: { storage: { buckets: [img, a-img] } }\nenvironments:\n  staging: { domain: staging.pics.localhost }')).toEqual(['pics-img', 'pics-prod-a-img']);
+    expect(put('features: { storage: { buckets: [a-img] } }\nenvironments:\n  staging: { domain: staging.pics.localhost }', 'staging')).toEqual(['pics-staging-a-img']);
+  });
   it('refuses a shared bucket name even without a database', () => {
     const doc = emptyRegistry();
     record(doc, 'shop-app', 'features: { storage: true }');
