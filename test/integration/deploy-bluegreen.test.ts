@@ -8,7 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../../controller/registry/types.js';
-import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, get, manifest, show, uniqueId } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
 const t = new DeployEnv(appPorts('4100-4149'));
@@ -55,21 +55,10 @@ async function polling<T>(during: () => Promise<T>): Promise<{ result: T; seen: 
 }
 
 const lastDeploy = (h: HistoryEntry[]) => h.filter((e) => e.action === 'deploy').at(-1)!;
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 describe('blue-green deploys with the health gate (real containers)', () => {
-  beforeAll(async () => {
-    await t.privateProxy();
-    const r = await t.codeb('apply', base);
-    expect(r.code, show(r)).toBe(0);
-  });
-  afterAll(async () => {
-    const r = await t.codeb('destroy', id, '--delete-data', '--yes');
-    const left = await t.runtime.list({ 'codeb.project': id });
-    await t.close();
-    expect(r.code, show(r)).toBe(0);
-    expect(left.map((c) => c.name)).toEqual([]);
-  });
+  beforeAll(() => t.up(base));
+  afterAll(() => t.down(id));
 
   it('v1: apply starts the blue slot and Caddy serves it', async () => {
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');

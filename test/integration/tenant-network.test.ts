@@ -11,7 +11,7 @@ import Docker from 'dockerode';
 import { containerName, networkName } from '../../controller/manifest/names.js';
 import { NetworkProvider } from '../../controller/providers/network.js';
 import { reserveRedisDbs } from './helpers/apply.js';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, show, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts, networkRangeFor, stackSettings } from './helpers/stack.js';
 import { networkResource } from '../../controller/reconcile/desired.js';
 import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
@@ -19,7 +19,6 @@ import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/net
 const t = new DeployEnv(appPorts('4250-4299'));
 const a = uniqueId('ta');
 const b = uniqueId('tb');
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const container = (project: string, service: string) => containerName(project, 'production', service, 'blue');
 
 const services = `  web:
