@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVER_PACKAGES } from '../../controller/server/packages.js';
-import { specHash } from '../../controller/runtime/spec.js';
 import type { ContainerSpec, ContainerState } from '../../controller/runtime/types.js';
+import { webContainerSpec } from '../helpers/container-spec.js';
 import { startServerHost, type ServerHost } from '../helpers/server-host.js';
 import { stackSettings } from './helpers/stack.js';
 
@@ -25,33 +25,8 @@ const HOST = { name: 'i10q-units', slot: 1, pool: process.env.CODEB_QUADLET_TEST
 const NETWORK = { name: 'demo-production', subnet: '10.72.200.0/26' };
 
 function spec(slot: 'blue' | 'green', version: 'v1' | 'v2', port: number): ContainerSpec {
-  const base = {
-    image: `localhost/codeb-testapp:${version}`,
-    command: null,
-    // Values that must reach the app literally through a unit: spaces, $, %, quotes.
-    environment: { HOST: '0.0.0.0', PORT: String(port), GREETING: `it's $HOME at 100% "quoted"` },
-    cpu: 0.5,
-    memoryBytes: 256 * 1024 ** 2,
-    restart: 'always' as const,
-    logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
-    network: NETWORK.name,
-    volumes: [] as ContainerSpec['volumes'],
-    security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
-  };
-  return {
-    ...base,
-    name: `demo-production-web-${slot}`,
-    projectId: 'demo',
-    env: 'production',
-    service: 'web',
-    serviceType: 'web',
-    slot,
-    envFile: null,
-    labels: { 'codeb.managed': 'true', 'codeb.project': 'demo', 'codeb.env': 'production', 'codeb.service': 'web', 'codeb.slot': slot, 'codeb.version': version, 'codeb.spec-hash': specHash(base) },
-    port,
-    healthCheck: { kind: 'http', path: '/health', command: [], intervalMs: 1000, timeoutMs: 1000, startPeriodMs: 0, retries: 3 },
-    stopTimeoutSeconds: 10,
-  };
+  // Values that must reach the app literally through a unit: spaces, $, %, quotes.
+  return webContainerSpec({ project: 'demo', network: NETWORK.name, slot, version, port, environment: { GREETING: `it's $HOME at 100% "quoted"` } });
 }
 
 const blue = spec('blue', 'v1', 4101);

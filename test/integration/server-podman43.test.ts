@@ -20,9 +20,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { specHash } from '../../controller/runtime/spec.js';
 import type { ContainerSpec } from '../../controller/runtime/types.js';
 import { describeBundle, packBundle } from '../../controller/server/bundle.js';
+import { webContainerSpec } from '../helpers/container-spec.js';
 import { codebCli, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
 import { stackSettings } from './helpers/stack.js';
 
@@ -55,32 +55,7 @@ const SLOT_PORT = 4301;
 
 /** A web container as a deploy of the manifest above would make it (the spec the driver takes). */
 function webSpec(): ContainerSpec {
-  const base = {
-    image: 'localhost/codeb-testapp:v1',
-    command: null,
-    environment: { HOST: '0.0.0.0', PORT: String(SLOT_PORT) },
-    cpu: 0.5,
-    memoryBytes: 256 * 1024 ** 2,
-    restart: 'always' as const,
-    logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
-    network: NETWORK.name,
-    volumes: [] as ContainerSpec['volumes'],
-    security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
-  };
-  return {
-    ...base,
-    name: 'hello-production-web-blue',
-    projectId: 'hello',
-    env: 'production',
-    service: 'web',
-    serviceType: 'web',
-    slot: 'blue',
-    envFile: null,
-    labels: { 'codeb.managed': 'true', 'codeb.project': 'hello', 'codeb.env': 'production', 'codeb.service': 'web', 'codeb.slot': 'blue', 'codeb.version': 'v1', 'codeb.spec-hash': specHash(base) },
-    port: SLOT_PORT,
-    healthCheck: { kind: 'http', path: '/health', command: [], intervalMs: 1000, timeoutMs: 1000, startPeriodMs: 0, retries: 3 },
-    stopTimeoutSeconds: 10,
-  };
+  return webContainerSpec({ project: 'hello', network: NETWORK.name, slot: 'blue', version: 'v1', port: SLOT_PORT });
 }
 
 describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
