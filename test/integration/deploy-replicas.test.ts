@@ -57,19 +57,22 @@ async function hostnames(names: string[]): Promise<string[]> {
   return Promise.all(names.map(async (n) => (await t.runtime.inspect(n))!.id.slice(0, 12)));
 }
 
+/** One /api/version request through Caddy: the answering container's hostname goes to `seen`, anything but a 200 to `failures`. */
+async function ask(seen: Set<string>, failures: string[]): Promise<void> {
+  try {
+    const r = await t.viaCaddy(domain, '/api/version');
+    if (r.status !== 200) failures.push(`HTTP ${r.status} ${r.body.slice(0, 100)}`);
+    else seen.add((JSON.parse(r.body) as { hostname: string }).hostname);
+  } catch (err) {
+    failures.push((err as Error).message);
+  }
+}
+
 /** Which containers answer /api/version through Caddy over `count` requests; failures listed. */
 async function sample(count: number): Promise<{ seen: Set<string>; failures: string[] }> {
   const seen = new Set<string>();
   const failures: string[] = [];
-  for (let i = 0; i < count; i++) {
-    try {
-      const r = await t.viaCaddy(domain, '/api/version');
-      if (r.status !== 200) failures.push(`HTTP ${r.status} ${r.body.slice(0, 100)}`);
-      else seen.add((JSON.parse(r.body) as { hostname: string }).hostname);
-    } catch (err) {
-      failures.push((err as Error).message);
-    }
-  }
+  for (let i = 0; i < count; i++) await ask(seen, failures);
   return { seen, failures };
 }
 
@@ -82,13 +85,7 @@ async function underLoad<T>(workers: number, during: () => Promise<T>): Promise<
   const loop = async () => {
     while (!stop && requests < 200_000) {
       requests++;
-      try {
-        const r = await t.viaCaddy(domain, '/api/version');
-        if (r.status !== 200) failures.push(`HTTP ${r.status} ${r.body.slice(0, 100)}`);
-        else seen.add((JSON.parse(r.body) as { hostname: string }).hostname);
-      } catch (err) {
-        failures.push((err as Error).message);
-      }
+      await ask(seen, failures);
     }
   };
   const loops = Array.from({ length: workers }, loop);
