@@ -14,16 +14,14 @@
  * the rootfs (minutes of CI for refusals that happen before codeb reads its settings: the runtime is
  * decided first, controller/reconcile/apply.ts), and init refuses Debian 12 anyway (above).
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec } from '../../controller/runtime/types.js';
 import { describeBundle, packBundle } from '../../controller/server/bundle.js';
 import { webContainerSpec } from '../helpers/container-spec.js';
-import { codebCli, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { codebCli, installUnitDriverProbe, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
 import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
@@ -147,14 +145,7 @@ describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
   it('without runtime the host’s default is the plain systemd driver: a .service under /etc/systemd/system runs `podman run` of Podman 4.3 and answers on its slot port', async () => {
     // The driver itself, decided from the host's own facts (test/helpers/unit-driver-probe.ts, as
     // runtime-units.test.ts runs it on Debian 13), with its templates beside it.
-    const bundle = join(work, 'probe.cjs');
-    await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`,
-      "--banner:js=const importMetaUrl = require('node:url').pathToFileURL(__filename).href;", '--define:import.meta.url=importMetaUrl']);
-    await host.sh('mkdir -p /opt/codeb-probe/templates');
-    await host.exec(['sh', '-c', 'cat > /opt/codeb-probe/probe.cjs'], { input: readFileSync(bundle) });
-    for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
-      await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
-    }
+    await installUnitDriverProbe(host, work);
     await host.sh(`systemctl enable --now podman.socket && podman network create --subnet ${NETWORK.subnet} ${NETWORK.name}`);
     await host.loadImage('localhost/codeb-testapp:v1', { podmanSocket: stackSettings().podman.socketPath });
 
