@@ -26,7 +26,7 @@ export function registerServer(program: Command): void {
 
   server
     .command('init')
-    .description('Make a fresh Debian 13 or Ubuntu 24.04 server ready for codeb, idempotently (Debian 12 is refused: its radosgw has no dbstore backend): install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
+    .description('Make a fresh Debian 13 or Ubuntu 24.04 server ready for codeb, idempotently (Ubuntu 24.04 ships Node 18: install Node 20+ there first; Debian 12 is refused: its radosgw has no dbstore backend): install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
     .argument('<target>', 'user@host[:port] (over SSH; root, or a user with passwordless sudo) or local')
     .option('--dry-run', 'list the steps init would take and change nothing')
     .option('--json', 'print the report (steps taken and the final checks) as JSON; progress goes to stderr')
@@ -60,27 +60,27 @@ export function registerServer(program: Command): void {
           const { SshSession } = await import('../transport/ssh.js');
           session = await SshSession.open(target, { identityFile: t.identity });
         }
-        let report;
         try {
-          report = await serverInit({
+          const report = await serverInit({
             target,
             runner: session ? sshRunner(session) : localRunner(),
             dryRun: opts.dryRun,
             progress,
             remoteCodeb: target === 'local' ? [process.execPath, '/opt/codeb/bin/codeb.js'] : remoteCodebCommand(t.remoteCodeb),
           });
+          if (opts.dryRun) {
+            if (opts.json) printJson(report);
+            return EXIT.ok;
+          }
+          // Over the same SSH connection. A sudo user's codeb reads root's settings.json and Podman
+          // socket through sudo, as init did.
+          const check = await checkServer(target, t, report.become === 'sudo', session);
+          if (opts.json) printJson({ ...report, ok: check.gaps === 0, checks: check.json.checks });
+          else println(check.text);
+          return check.gaps ? EXIT.failure : EXIT.ok;
         } finally {
           session?.close();
         }
-        if (opts.dryRun) {
-          if (opts.json) printJson(report);
-          return EXIT.ok;
-        }
-        // A sudo user's codeb reads root's settings.json and Podman socket through sudo, as init did.
-        const check = await checkServer(target, t, report.become === 'sudo');
-        if (opts.json) printJson({ ...report, ok: check.gaps === 0, checks: check.json.checks });
-        else println(check.text);
-        return check.gaps ? EXIT.failure : EXIT.ok;
       }),
     );
 
@@ -132,8 +132,8 @@ interface CheckRun {
   json: { target: string; ok: boolean; checks: import('../server/check.js').Check[]; facts: unknown };
 }
 
-/** `server check` (also the end of `server init`): facts from the server, the checks, rendered. */
-async function checkServer(target: import('../transport/target.js').Target, t: TransportOptions, sudo = false): Promise<CheckRun> {
+/** `server check` (also the end of `server init`, on init's open `session`): facts from the server, the checks, rendered. */
+async function checkServer(target: import('../transport/target.js').Target, t: TransportOptions, sudo = false, open?: import('../transport/ssh.js').SshSession): Promise<CheckRun> {
   const { FACTS_SCRIPT, assessServer, parseCodebFacts, parseShellFacts, renderChecks } = await import('../server/check.js');
   const { installRoot } = await import('../install-root.js');
   let output: string;
@@ -147,13 +147,13 @@ async function checkServer(target: import('../transport/target.js').Target, t: T
     const { REMOTE_SESSION_ENV, remoteCodebCommand } = await import('../transport/remote.js');
     const { SshSession } = await import('../transport/ssh.js');
     codebCommand = [...(sudo ? ['sudo', '-n'] : []), ...remoteCodebCommand(t.remoteCodeb)];
-    const session = await SshSession.open(target, { identityFile: t.identity });
+    const session = open ?? (await SshSession.open(target, { identityFile: t.identity }));
     try {
       const r = await session.exec(['sh', '-c', FACTS_SCRIPT, 'codeb-check', ...(sudo ? ['sudo', '-n'] : []), 'env', `${REMOTE_SESSION_ENV}=1`, ...remoteCodebCommand(t.remoteCodeb)]);
       if (r.code === null) throw new CodebError(`Lost the connection to ${target.display} during the check (${session.lostReason}).`, { hint: 'Run the check again.' });
       output = r.stdout;
     } finally {
-      session.close();
+      if (!open) session.close();
     }
   }
   const facts = parseShellFacts(output);

@@ -90,27 +90,44 @@ export function projectSubnets(pool: Cidr): string[] {
  * or network holds. Pure; `taken` are every other deployment's and Podman network's subnets.
  */
 export function chooseSubnet(pool: Cidr, current: string | null | undefined, taken: Iterable<string>, range: Cidr = pool): string {
-  if (current && projectSubnets(pool).includes(current)) return current;
+  // Checked and searched by arithmetic: every apply comes here, and a /8 pool holds 262,144 subnets.
+  if (current && isProjectSubnet(pool, current)) return current;
   if (range.prefix < pool.prefix || !inCidr(formatIpv4(range.base), pool)) {
     throw new CodebError(`The network range ${formatCidr(range)} is not inside the pool ${formatCidr(pool)}.`, { exitCode: EXIT.invalid, hint: 'CODEB_NETWORK_RANGE must name a part of the network pool of the settings.' });
   }
-  const services = servicesAddress(pool);
-  const candidates = allSubnets(range).filter((s) => !inCidr(services, parseCidr(s)));
   const used = new Set(taken);
-  const free = candidates.find((s) => !used.has(s));
-  if (!free) {
-    throw new CodebError(`No free project network left in ${formatCidr(range)} (${candidates.length} networks of /${PROJECT_SUBNET_PREFIX}, all held).`, {
-      hint: 'Destroy unused deployments, or give codeb a larger pool (CODEB_NETWORK_POOL, then `codeb stack up`).',
-    });
+  let candidates = 0;
+  for (const s of subnetsOf(range)) {
+    if (s.base === pool.base) continue; // the services address's /26
+    candidates++;
+    const text = formatCidr(s);
+    if (!used.has(text)) return text;
   }
-  return free;
+  throw new CodebError(`No free project network left in ${formatCidr(range)} (${candidates} networks of /${PROJECT_SUBNET_PREFIX}, all held).`, {
+    hint: 'Destroy unused deployments, or give codeb a larger pool (CODEB_NETWORK_POOL, then `codeb stack up`).',
+  });
+}
+
+/** Is `text` exactly one of projectSubnets(pool) (canonical form), without listing them. */
+function isProjectSubnet(pool: Cidr, text: string): boolean {
+  let c: Cidr;
+  try {
+    c = parseCidr(text, 'subnet');
+  } catch {
+    return false;
+  }
+  return c.prefix === PROJECT_SUBNET_PREFIX && formatCidr(c) === text && inCidr(formatIpv4(c.base), pool) && c.base !== pool.base;
+}
+
+/** The /26 subnets of c, in order, one at a time. */
+function* subnetsOf(c: Cidr): Generator<Cidr> {
+  const size = 2 ** (32 - PROJECT_SUBNET_PREFIX);
+  const count = 2 ** (PROJECT_SUBNET_PREFIX - Math.min(c.prefix, PROJECT_SUBNET_PREFIX));
+  for (let i = 0; i < count; i++) yield { base: c.base + i * size, prefix: PROJECT_SUBNET_PREFIX };
 }
 
 function allSubnets(c: Cidr): string[] {
-  const size = 2 ** (32 - PROJECT_SUBNET_PREFIX);
-  const out: string[] = [];
-  for (let i = 0; i < 2 ** (PROJECT_SUBNET_PREFIX - Math.min(c.prefix, PROJECT_SUBNET_PREFIX)); i++) out.push(formatCidr({ base: c.base + i * size, prefix: PROJECT_SUBNET_PREFIX }));
-  return out;
+  return [...subnetsOf(c)].map(formatCidr);
 }
 
 /** The bridge's gateway: the subnet's first host address. */

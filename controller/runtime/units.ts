@@ -73,8 +73,10 @@ const PLAIN_WORD = /^[A-Za-z0-9_@+=:,./-]+$/;
  *   - `\` -> `\\` and `"` -> `\"`, then the word is put in double quotes unless it is plain
  *     (so spaces, `'`, `;`, `#`, `&`, `|`, `(`, backticks stay literal: there is no shell),
  *   - line breaks and other control characters cannot be written and are refused.
+ * alwaysQuote: quote plain words too (the server's service units, controller/server/units.ts, are
+ * written that way; the same text every init means no restart).
  */
-export function systemdQuote(word: string, what = 'value'): string {
+export function systemdQuote(word: string, what = 'value', alwaysQuote = false): string {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(word)) {
     throw new CodebError(`The ${what} contains a line break or another control character, which a systemd unit cannot carry.`, {
@@ -82,7 +84,7 @@ export function systemdQuote(word: string, what = 'value'): string {
       hint: 'Remove it from the manifest value (put multi-line data in a file or in the env file instead).',
     });
   }
-  if (PLAIN_WORD.test(word)) return word;
+  if (!alwaysQuote && PLAIN_WORD.test(word)) return word;
   const escaped = word.replace(/[\\"]/g, (c) => `\\${c}`).replace(/%/g, '%%').replace(/\$/g, '$$$$');
   return `"${escaped}"`;
 }

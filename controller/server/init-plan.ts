@@ -14,6 +14,7 @@ export const INIT_FACTS_SCRIPT = [
   'echo "apt=$(command -v apt-get)"',
   'echo "node=$(node --version 2>/dev/null)"',
   'echo "bundle=$(cat /opt/codeb/.codeb-bundle 2>/dev/null)"',
+  'echo "installed_by_init=$(cat /opt/codeb/.codeb-installed 2>/dev/null | tr "\\n" " ")"',
   'for p in "$@"; do',
   '  if [ "$(dpkg-query -W -f=\'${Status}\' "$p" 2>/dev/null)" = "install ok installed" ]; then s=installed; else s=missing; fi',
   '  c=$(apt-cache policy "$p" 2>/dev/null | sed -n "s/^ *Candidate: *//p" | head -n 1)',
@@ -32,6 +33,8 @@ export interface InitFacts {
   node: string;
   /** Hash of the codeb bundle installed in /opt/codeb ('' when none). */
   bundle: string;
+  /** Packages an earlier init installed (/opt/codeb/.codeb-installed, written by init's apt step). */
+  installedByInit: string[];
   packages: Record<string, { installed: boolean; candidate: string | null }>;
 }
 
@@ -57,11 +60,14 @@ export function parseInitFacts(text: string): InitFacts {
     apt: Boolean(kv.apt),
     node: kv.node ?? '',
     bundle: kv.bundle ?? '',
+    installedByInit: [...new Set((kv.installed_by_init ?? '').split(/\s+/).filter(Boolean))],
     packages,
   };
 }
 
-export const SUPPORTED = ['Debian 12', 'Debian 13', 'Ubuntu 24.04'];
+/** What init can make ready (the refusal names these). Debian 12 passes the distribution check only
+ * to be refused below with its real reason (radosgw 16.2 has no dbstore backend). */
+export const SUPPORTED = ['Debian 13', 'Ubuntu 24.04 (with Node.js 20+ installed first)'];
 
 export type InitStep =
   | { kind: 'apt-update'; why: string }
@@ -73,7 +79,7 @@ export interface InitPlan {
   /** How commands get root: '' (logged in as root) or 'sudo'. */
   become: '' | 'sudo';
   steps: InitStep[];
-  /** Distribution services whose packages this init installs (their default units give way to codeb's). */
+  /** Distribution services whose packages this init (or an earlier one) installs (their default units give way to codeb's). */
   disableDistro: string[];
   /** Packages already there: left as they are. */
   present: string[];
@@ -108,6 +114,15 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
     });
   }
 
+  // The object storage stand-in runs radosgw with its dbstore backend (no Ceph cluster), which
+  // radosgw has from 17 (Quincy) on; Debian 12's 16.2 refuses the flag, so say so before any change
+  // (and before the Node check: installing a Node 20 would not help there).
+  const rgwVersion = f.packages.radosgw?.candidate ?? null;
+  if (rgwVersion && nodeMajor(rgwVersion) > 0 && nodeMajor(rgwVersion) < 17) {
+    throw new CodebError(`${where} ${f.packages.radosgw?.installed ? 'has' : 'offers'} radosgw ${rgwVersion}, which has no dbstore backend: codeb's object storage on a server needs radosgw 17 or later. Nothing was changed.`, {
+      hint: 'Use Debian 13 or Ubuntu 24.04 for a server that codeb sets up whole (docs/remote.md, "codeb server init").',
+    });
+  }
   // Node 20+: Debian 12 and Ubuntu 24.04 ship 18; codeb cannot run on it. A node 20+ on the PATH is
   // kept however it came (the `nodejs` package of NodeSource, or a release in /usr/local/bin), and
   // the distribution's older `nodejs` is then not installed beside it.
@@ -121,21 +136,17 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
       hint: 'Install Node.js 20+ first (https://github.com/nodesource/distributions), then run init again: it keeps that node.',
     });
   }
-  // The object storage stand-in runs radosgw with its dbstore backend (no Ceph cluster), which
-  // radosgw has from 17 (Quincy) on; Debian 12's 16.2 refuses the flag, so say so before any change.
-  const rgwVersion = f.packages.radosgw?.candidate ?? null;
-  if (rgwVersion && nodeMajor(rgwVersion) > 0 && nodeMajor(rgwVersion) < 17) {
-    throw new CodebError(`${where} ${f.packages.radosgw?.installed ? 'has' : 'offers'} radosgw ${rgwVersion}, which has no dbstore backend: codeb's object storage on a server needs radosgw 17 or later. Nothing was changed.`, {
-      hint: 'Use Debian 13 or Ubuntu 24.04 for a server that codeb sets up whole (docs/remote.md, "codeb server init").',
-    });
-  }
   const steps: InitStep[] = [];
   const noCandidate = missing.filter((p) => !f.packages[p]?.candidate);
   if (noCandidate.length) steps.push({ kind: 'apt-update', why: `no install candidate yet for ${noCandidate.join(', ')}` });
   if (missing.length) steps.push({ kind: 'apt-install', packages: missing, why: `missing: ${missing.join(', ')}` });
   if (f.bundle !== localBundle) steps.push({ kind: 'upload', why: f.bundle ? `installed codeb ${f.bundle.slice(0, 12)} differs from this one (${localBundle.slice(0, 12)})` : 'codeb is not installed in /opt/codeb' });
   steps.push({ kind: 'services', why: 'shared services as systemd units, settings.json' });
-  const disableDistro = missing.filter((p) => p in DISTRO_SERVICES).map((p) => DISTRO_SERVICES[p]!);
+  // Also those an earlier init installed: when it stopped before setup (a lost connection, a
+  // service that failed), the distribution's Caddy would otherwise keep port 80 from codeb's for good.
+  const disableDistro = allServerPackages()
+    .filter((p) => p in DISTRO_SERVICES && (missing.includes(p) || f.installedByInit.includes(p)))
+    .map((p) => DISTRO_SERVICES[p]!);
   return { become, steps, disableDistro, present };
 }
 

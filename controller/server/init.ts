@@ -43,7 +43,7 @@ export function localRunner(): HostRunner {
   };
 }
 
-/** Unpacks the uploaded bundle into /opt/codeb, replacing only the code (state folders stay). $1 archive, $2 hash. */
+/** Unpacks the uploaded bundle into /opt/codeb, replacing only the code (state folders stay). $1 archive (in its own mktemp folder, removed), $2 hash. */
 const INSTALL_SCRIPT = [
   'set -e',
   'mkdir -p /opt/codeb',
@@ -52,15 +52,22 @@ const INSTALL_SCRIPT = [
   'tar -xzf "$1" --no-same-owner',
   'printf "%s\\n" "$2" > .codeb-bundle',
   'rm -f "$1"',
+  'rmdir "${1%/*}"',
 ].join('\n');
 
-/** $1: update|no-update, then the packages. Quiet apt; its output is shown only when it fails. */
+/**
+ * $1: update|no-update, then the packages. Quiet apt; its output is shown only when it fails.
+ * The packages are then recorded in /opt/codeb/.codeb-installed: a later init still knows which
+ * distribution services are its to disable (planInit) if this one stops before setup.
+ */
 const APT_SCRIPT = [
   'set -e',
   'export DEBIAN_FRONTEND=noninteractive',
   'if [ "$1" = update ]; then apt-get update -q; fi',
   'shift',
   'apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"',
+  'mkdir -p /opt/codeb',
+  'printf "%s\\n" "$@" >> /opt/codeb/.codeb-installed',
 ].join('\n');
 
 export interface InitOptions {
@@ -149,7 +156,12 @@ export async function serverInit(o: InitOptions): Promise<InitReport> {
     } else if (s.kind === 'upload') {
       const packed = await packBundle(root, bundle);
       try {
-        const tmp = `/tmp/codeb-bundle-${bundle.hash}.tar.gz`;
+        // A folder of the SSH user's own (0700), not a fixed name in /tmp: another local user could
+        // make that file first and change the archive before root unpacks it into /opt/codeb.
+        const made = await o.runner.exec(['mktemp', '-d', '/tmp/codeb-bundle.XXXXXXXX']);
+        const dir = made.stdout.trim();
+        if (made.code !== 0 || !/^\/tmp\/codeb-bundle\.[A-Za-z0-9]+$/.test(dir)) throw failed('making a folder for the upload (mktemp -d in /tmp)', made, 'Check that /tmp on the server is writable.');
+        const tmp = `${dir}/codeb.tar.gz`;
         await o.runner.upload(packed.file, tmp);
         const r = await o.runner.exec([...become, 'sh', '-c', INSTALL_SCRIPT, 'codeb-install', tmp, bundle.hash]);
         if (r.code !== 0) throw failed('installing codeb in /opt/codeb', r, 'Check free space and permissions in /opt on the server.');

@@ -4,6 +4,7 @@
  * environment, user, umask). On a server systemd supervises: restarts on failure, starts at boot,
  * in order after the services interface. Pure: text in, text out.
  */
+import { systemdQuote as quoteWord } from '../runtime/units.js';
 import type { LaunchSpec } from '../stack/part.js';
 import type { StackNetwork } from '../stack/layout.js';
 
@@ -19,15 +20,8 @@ export const UNIT_NAMES = {
 
 export type ServerUnit = keyof typeof UNIT_NAMES;
 
-/**
- * One word of an Exec line or an Environment assignment: always in double quotes, with `\`, `"`
- * escaped, `%` (specifiers) doubled and `$` (variable expansion) doubled. systemd.service(5),
- * "Command lines" and systemd.syntax(7).
- */
-export function systemdQuote(word: string): string {
-  if (/[\0\n\r]/.test(word)) throw new Error(`a systemd unit word cannot hold NUL or line breaks: ${JSON.stringify(word)}`);
-  return `"${word.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('%', '%%').replaceAll('$', '$$$$')}"`;
-}
+/** One word of an Exec line or an Environment assignment: runtime/units.ts's quoting, always in double quotes. */
+export const systemdQuote = (word: string): string => quoteWord(word, 'word of a codeb service unit', true);
 
 /** A path setting (WorkingDirectory=) takes no quotes: only plain absolute paths are written. */
 export function plainPath(path: string): string {

@@ -144,8 +144,13 @@ export const postgresPart: Part = {
       // The cluster exists but settings.json (which held its password) was lost: set a new one.
       // Single-user mode needs no login; the password goes over stdin, never on a command line.
       const sql = `ALTER ROLE "${PG_ADMIN_USER}" WITH PASSWORD '${ctx.creds.pgPassword.replaceAll("'", "''")}';\n`;
-      const out = await sh(ctx.bins.postgres, ['--single', '-D', data, 'postgres'], { uid: user?.uid, gid: user?.gid, cwd: root, env, input: sql });
-      if (/\bERROR:/.test(out)) throw new Error(`could not reset the ${PG_ADMIN_USER} password: ${out.trim()}`);
+      // On an error Postgres logs the statement (STATEMENT: ALTER ROLE ... PASSWORD '...'): the
+      // password is cut out of whatever this reports.
+      const hide = (text: string) => text.replaceAll(ctx.creds.pgPassword.replaceAll("'", "''"), '[redacted]').replaceAll(ctx.creds.pgPassword, '[redacted]');
+      const out = await sh(ctx.bins.postgres, ['--single', '-D', data, 'postgres'], { uid: user?.uid, gid: user?.gid, cwd: root, env, input: sql }).catch((err: Error) => {
+        throw new Error(hide(err.message));
+      });
+      if (/\bERROR:/.test(out)) throw new Error(`could not reset the ${PG_ADMIN_USER} password: ${hide(out.trim())}`);
       ctx.notes.push(`settings had no Postgres password for the existing cluster: set a new one for role ${PG_ADMIN_USER}`);
     }
     writeFileSync(join(data, 'pg_hba.conf'), hbaConf(ctx.network.pool), { mode: 0o600 });

@@ -8,6 +8,8 @@
 import { createConnection } from 'node:net';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolve } from 'node:path';
+import { describeBundle } from '../../controller/server/bundle.js';
 import { allServerPackages } from '../../controller/server/packages.js';
 import { codebCli, startServerHost, type ServerHost } from '../helpers/server-host.js';
 
@@ -69,12 +71,19 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
   });
 
   it('init installs and configures everything; server check is all ok', async () => {
+    // Another local user's file where a fixed upload name would be: init must neither write into it
+    // (that user could change the archive before root unpacks it) nor fail on it.
+    const planted = `/tmp/codeb-bundle-${describeBundle(resolve(import.meta.dirname, '..', '..')).hash}.tar.gz`;
+    await host.exec(['install', '-m', '666', '-o', 'nobody', '/dev/null', planted]);
     firstInit = await codebCli(host, ['server', 'init', host.target]);
     expect(firstInit.code, `${firstInit.stdout}\n${firstInit.stderr}`).toBe(0);
     // Progress per step, ending with the check table.
     expect(firstInit.stdout).toMatch(/apt-get install .*podman/);
     expect(firstInit.stdout).toMatch(/codeb-postgres\.service: write-and-start/);
     expect(firstInit.stdout).toContain('Everything codeb needs is there.');
+    // What it installed is recorded: a later init still disables those distribution services.
+    expect((await host.sh('cat /opt/codeb/.codeb-installed')).split('\n')).toEqual(expect.arrayContaining(['caddy', 'postgresql', 'redis-server']));
+    expect((await host.sh(`stat -c '%U %s' ${planted}; ls -d /tmp/codeb-bundle.* 2>/dev/null | wc -l`)).trim().split('\n').map((l) => l.trim())).toEqual(['nobody 0', '0']);
 
     const check = await codebCli(host, ['server', 'check', host.target, '--json']);
     expect(check.code, check.stdout).toBe(0);
@@ -106,6 +115,24 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     expect(pg.stdout).toMatch(/password authentication failed/);
     // Caddy's admin API is a Unix socket only: nothing listens on its default TCP port.
     expect((await host.exec(['sh', '-c', 'ss -ltn | grep -c ":2019 "'])).stdout.trim()).toBe('0');
+    // Every TCP listener of the server: on loopback or the services address, except Caddy's 80/443
+    // (and the test host's sshd on 22). A service bound to every address would show up here.
+    const { network } = JSON.parse(await host.sh('cat /opt/codeb/settings.json')) as { network: { servicesAddress: string } };
+    const listeners = (await host.sh('ss -ltnpH'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const f = l.trim().split(/\s+/);
+        return { local: f[3]!, who: f.slice(5).join(' ') };
+      });
+    expect(listeners.length).toBeGreaterThan(4);
+    const exposed = listeners.filter(({ local }) => {
+      const at = local.lastIndexOf(':');
+      const addr = local.slice(0, at).replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+      const port = Number(local.slice(at + 1));
+      return !(addr.startsWith('127.') || addr === '::1' || addr === network.servicesAddress || port === 80 || port === 443 || port === 22);
+    });
+    expect(exposed, JSON.stringify(exposed)).toEqual([]);
     // Every unit is enabled for the next boot.
     expect(await host.sh('systemctl is-enabled codeb-network codeb-postgres codeb-redis codeb-s3 codeb-forwarder codeb-caddy podman.socket')).not.toMatch(/disabled/);
   });

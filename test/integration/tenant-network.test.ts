@@ -45,6 +45,8 @@ let portsA: Ports;
 let portsB: Ports;
 let ipB: string;
 let gatewayA: string;
+/** A connection A must get (its Postgres at the services address): run with every refusal check. */
+const OPEN_CONTROL = (): [string, number] => [t.settings.network.servicesAddress, t.settings.postgres.port];
 
 /**
  * Run a node script inside A's web container; it prints one JSON line. The script gets its
@@ -134,7 +136,9 @@ describe('tenant isolation on the network (a hostile project A against the stack
     // 127.0.0.1 inside the container is its own loopback; the services address and the gateway
     // answer only where a service listens there (not Caddy, not its admin API).
     const targets = [...ports.map((p) => ['127.0.0.1', p]), ...[...admin, ...web].flatMap((p) => [[at, p], [gatewayA, p]])];
-    const r = (await inA(CONNECT, targets)) as string[];
+    const [control, ...r] = (await inA(CONNECT, [OPEN_CONTROL(), ...targets])) as string[];
+    // A connection that must succeed, in the same batch: a 'timeout' below is a refusal, not a slow machine.
+    expect(control).toBe('open');
     r.forEach((outcome, i) => expect(outcome, `${JSON.stringify(targets[i])}`).not.toBe('open'));
   });
 
@@ -181,7 +185,8 @@ const Redis = require('/app/node_modules/ioredis');
       [at, portsB.api!.blue],
       [gatewayA, portsB.web!.blue],
     ];
-    const r = (await inA(CONNECT, targets)) as string[];
+    const [control, ...r] = (await inA(CONNECT, [OPEN_CONTROL(), ...targets])) as string[];
+    expect(control).toBe('open');
     r.forEach((outcome, i) => expect(outcome, `${JSON.stringify(targets[i])}`).not.toBe('open'));
     // B's container by IP: isolated networks drop the packets (no answer at all).
     expect(r[0]).toBe('timeout');

@@ -54,6 +54,14 @@ describe('chooseSubnet', () => {
     expect(chooseSubnet(pool, null, ['10.99.0.64/26'])).toBe('10.99.0.128/26');
     // A subnet outside the (new) pool is replaced.
     expect(chooseSubnet(pool, '10.1.0.0/26', [])).toBe('10.99.0.64/26');
+    // So is the services address's /26, a subnet of another size or spelling, and garbage.
+    for (const bad of ['10.99.0.0/26', '10.99.0.64/27', '10.99.0.064/26', 'nonsense']) expect(chooseSubnet(pool, bad, [])).toBe('10.99.0.64/26');
+  });
+  it('a /8 pool: keeps a subnet deep inside it, finds the first free one', () => {
+    const big = parsePool('10.0.0.0/8');
+    expect(chooseSubnet(big, '10.255.255.192/26', [])).toBe('10.255.255.192/26');
+    expect(chooseSubnet(big, null, ['10.0.0.64/26', '10.0.0.128/26'])).toBe('10.0.0.192/26');
+    expect(projectSubnets(big)).toHaveLength(2 ** 18 - 1);
   });
   it('a range narrows the choice and must lie inside the pool', () => {
     expect(chooseSubnet(pool, null, [], parseCidr('10.99.0.128/25'))).toBe('10.99.0.128/26');

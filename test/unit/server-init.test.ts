@@ -20,6 +20,7 @@ function facts(over: Partial<InitFacts> = {}, installed: string[] = [], candidat
     apt: true,
     node: installed.includes('nodejs') ? 'v20.19.2' : '',
     bundle: '',
+    installedByInit: [],
     packages: Object.fromEntries(ALL.map((p) => [p, { installed: installed.includes(p), candidate: candidates ? (p === 'nodejs' ? '20.19.2+dfsg-1' : p === 'radosgw' ? '18.2.7+ds-1' : '1.0') : null }])),
     ...over,
   };
@@ -44,17 +45,23 @@ describe('planInit: which steps a server needs', () => {
     expect(planInit(facts({}, ['postgresql']), 'h').disableDistro).toEqual(['caddy', 'redis-server']);
   });
 
+  it('and those an earlier init installed (it stopped before setup): their services are still its to disable', () => {
+    expect(planInit(facts({ installedByInit: ['caddy', 'radosgw'] }, ALL), 'h').disableDistro).toEqual(['caddy']);
+    expect(planInit(facts({}, ALL), 'h').disableDistro).toEqual([]);
+  });
+
   it('uses sudo for a non-root user that has it', () => {
     expect(planInit(facts({ uid: 1000, sudo: true }), 'h').become).toBe('sudo');
     expect(planInit(facts(), 'h').become).toBe('');
   });
 
   it.each([
-    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 12, Debian 13, Ubuntu 24.04/],
+    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 13, Ubuntu 24.04 \(with Node.js 20\+ installed first\)\.$/],
     ['old Ubuntu', facts({ osId: 'ubuntu', osVersion: '22.04', osName: 'Ubuntu 22.04' }), /supports/],
     ['no root, no sudo', facts({ uid: 1000, sudo: false }), /not root and cannot use sudo/],
     ['not systemd', facts({ pid1: 'bash' }), /not systemd/],
     ['Debian 12 radosgw 16.2 (no dbstore)', facts({ osVersion: '12', node: 'v20.20.2', packages: { ...facts().packages, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
+    ['Debian 12 radosgw 16.2 and Node 18: the radosgw refusal, which no Node install helps', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' }, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
     ['Debian 12 Node 18', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } }), /Node.js 18.19.0.*needs 20/],
   ])('refuses: %s (exit 1, with a hint)', (_name, f, message) => {
     try {
@@ -90,6 +97,10 @@ describe('INIT_FACTS_SCRIPT', () => {
     expect(f.packages.bash?.installed).toBe(true);
     expect(f.packages['surely-no-such-package-x']).toEqual({ installed: false, candidate: null });
     expect(f.osId).toMatch(/^[a-z]+$/);
+  });
+  it('reads the packages an earlier init recorded', () => {
+    expect(parseInitFacts('installed_by_init=caddy postgresql caddy \nuid=0\n').installedByInit).toEqual(['caddy', 'postgresql']);
+    expect(parseInitFacts('installed_by_init=\n').installedByInit).toEqual([]);
   });
 });
 
@@ -158,7 +169,7 @@ describe('systemd units', () => {
     expect(systemdQuote(word)).toBe(quoted);
   });
   it('refuses line breaks', () => {
-    expect(() => systemdQuote('a\nb')).toThrow(/line breaks/);
+    expect(() => systemdQuote('a\nb')).toThrow(/line break/);
   });
   it('renders a service from a launch spec', () => {
     const text = serviceUnit({
