@@ -34,8 +34,9 @@ const rounds = Number(args.find((a) => /^\d+$/.test(a)) ?? 5);
 const OTHERS = 500;
 // Short deploy windows, as in the integration tests; a first apply's time is dominated by them.
 const DEPLOY = { healthInterval: '200ms', successes: 3, deadline: '15s', verifyAfterSwitch: 3, watchAfterSwitch: '1s' };
-// Outside the default 3000-3999 and the ranges the integration test files use (4100-4839).
-const PORT_RANGE = '4840-4889';
+// Outside the default 3000-3999 and the integration test files' slices (a unit test checks:
+// test/unit/app-port-slices.test.ts).
+const PORT_RANGE = '5090-5139';
 
 if (!existsSync(join(root, 'dist', 'codeb.mjs'))) {
   console.error('bench-apply: the CLI is not built; run `npm run build` first.');

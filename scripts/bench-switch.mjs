@@ -103,7 +103,7 @@ if (!existsSync(join(repo, 'dist'))) {
 }
 const stackSettings = JSON.parse(readFileSync(settingsFile, 'utf8'));
 const dir = mkdtempSync(join(tmpdir(), 'codeb-bench-switch-'));
-const env = { ...process.env, CODEB_PORT_RANGE: process.env.CODEB_PORT_RANGE ?? '4250-4299', NO_COLOR: '1' };
+const env = { ...process.env, CODEB_PORT_RANGE: process.env.CODEB_PORT_RANGE ?? '5320-5369', NO_COLOR: '1' };
 
 function freePort() {
   return new Promise((res, rej) => {

@@ -18,7 +18,7 @@ npm run --silent build
 
 step "local stack"
 # Its ports (base 20000 unless CODEB_STACK_PORT_BASE) are never the test suite's (npm test's slots
-# use 13000-15150); should anything else hold them, say who before starting anything.
+# use bases 13000-14900: ports 18432-23900); should anything else hold them, say who before starting anything.
 node scripts/lib/stack-ports.mjs demo-check "${CODEB_HOME:-$HOME/.codeb}" "${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"
 codeb stack up
 

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-npm run --silent build
+# Build, unless dist/ is newer than everything it is made of: setup.sh's `npm ci` (a fresh clone,
+# a changed lock file) has just built it through `prepare`, or nothing changed since the last run.
+if [ ! -f dist/BUILT ] || [ -n "$(find controller schemas scripts/build.mjs scripts/generate-validators.mjs package.json package-lock.json -newer dist/BUILT -print -quit)" ]; then
+  npm run --silent build
+fi
 
 # The tests' own stack and state, apart from a developer's ~/.codeb.
 export CODEB_HOME="${CODEB_TEST_HOME:-$PWD/.codeb/test-home}"

@@ -367,3 +367,20 @@ export function codebCli(host: ServerHost, args: string[], extraEnv: NodeJS.Proc
     });
   });
 }
+
+/**
+ * The unit runtime driver (test/helpers/unit-driver-probe.ts) bundled into one CommonJS file in
+ * `work` and installed on the host as /opt/codeb-probe/probe.cjs with its templates beside it (as
+ * findTemplatesDir expects), so a test drives it there as codeb does over SSH.
+ */
+export async function installUnitDriverProbe(host: ServerHost, work: string): Promise<void> {
+  const bundle = join(work, 'probe.cjs');
+  await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`,
+    // CommonJS has no import.meta.url (units.ts finds its templates from it): the file's own URL.
+    "--banner:js=const importMetaUrl = require('node:url').pathToFileURL(__filename).href;", '--define:import.meta.url=importMetaUrl']);
+  await host.sh('mkdir -p /opt/codeb-probe/templates');
+  await host.exec(['sh', '-c', 'cat > /opt/codeb-probe/probe.cjs'], { input: readFileSync(bundle) });
+  for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
+    await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
+  }
+}

@@ -7,7 +7,7 @@
  * code and log tail are recorded and a failure sends job.failed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, show, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
@@ -15,7 +15,6 @@ const t = new DeployEnv(appPorts('5400-5449'));
 const id = uniqueId('alrt');
 const domain = `${id}.localhost`;
 const receiver = new WebhookReceiver();
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 let base = '';
 // report: every minute (so --due finds it due); broken: once a year (so --due leaves it alone).
 const JOBS = `jobs:

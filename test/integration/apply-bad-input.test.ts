@@ -269,7 +269,7 @@ describe('bad input stops before the first effect', () => {
       const box = new Sandbox('bad-redis', { CODEB_PORT_RANGE: PORT_RANGE });
       try {
         // Placeholders hold every project DB but the picked one; then one more deployment takes that too.
-        const [free] = await reserveRedisDbs(settings, box.registry, [settings.redis.databases - 1]);
+        const [free] = await reserveRedisDbs(settings, box.registry, 'apply-bad-input');
         const { updateRegistry } = await import('../../controller/registry/store.js');
         const { placeholderRecord } = await import('./helpers/apply.js');
         await updateRegistry(box.registry, { command: 'test' }, (doc) => {

@@ -159,7 +159,7 @@ async function destroyAll(label: string): Promise<void> {
 
 beforeAll(async () => {
   settings = stackSettings();
-  await reserveRedisDbs(settings, box.registry, [10, 8, 6]);
+  await reserveRedisDbs(settings, box.registry, 'apply-crash');
   baseline = box.readRegistry();
   file = box.write('crash.yaml', fullManifest(id, { extensions: ['pg_trgm'] }));
 });

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../../controller/registry/types.js';
 import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
-import { DeployEnv, get, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, get, manifest, show, uniqueId } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
 const t = new DeployEnv(appPorts('4150-4199'));
@@ -48,7 +48,6 @@ ${env.map(([k, v]) => `      ${k}: "${v}"`).join('\n')}
 
 const base = t.write('project.yaml', manifest({ id, services: services() }));
 const crashing = t.write('crash.yaml', manifest({ id, services: services({ FAIL_MODE: 'crash' }), deadline: '8s' }));
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const lastDeploy = (h: HistoryEntry[]) => h.filter((e) => e.action === 'deploy').at(-1)!;
 
 /** The project's route in the forwarder's host table: which services it routes, at which entry port. */
@@ -67,18 +66,10 @@ describe('a multi-service project: web + internal api + worker', () => {
   let ports: Record<string, { blue: number; green: number; entry: number }>;
 
   beforeAll(async () => {
-    await t.privateProxy();
-    const r = await t.codeb('apply', base);
-    expect(r.code, show(r)).toBe(0);
+    await t.up(base);
     ports = (await t.record(id)).ports as typeof ports;
   });
-  afterAll(async () => {
-    const r = await t.codeb('destroy', id, '--delete-data', '--yes');
-    const left = await t.runtime.list({ 'codeb.project': id });
-    await t.close();
-    expect(r.code, show(r)).toBe(0);
-    expect(left.map((c) => c.name)).toEqual([]);
-  });
+  afterAll(() => t.down(id));
 
   it('starts all three; the worker has no port and was judged by staying up', async () => {
     expect(Object.keys(ports).sort()).toEqual(['api', 'web']);

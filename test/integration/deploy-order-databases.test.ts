@@ -13,7 +13,7 @@
  * - logs.maxSize (item 8): a worker's 2 MB of output leave a log file of at most 64 KiB.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, show, uniqueId } from './helpers/deploy.js';
 import { statSync } from 'node:fs';
 import { databaseFacts, pgQuery, podman } from './helpers/apply.js';
 import { appPorts } from './helpers/stack.js';
@@ -21,7 +21,6 @@ import { appPorts } from './helpers/stack.js';
 const t = new DeployEnv(appPorts('5650-5699'));
 beforeAll(() => t.privateProxy());
 afterAll(() => t.close());
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const http = `    healthCheck:
       http:
         path: /api/health

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ForwarderClient } from '../../controller/deploy/forwarder-client.js';
 import { slotPorts } from '../../controller/registry/slot-ports.js';
-import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, show, uniqueId, until } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
 const t = new DeployEnv(appPorts('5550-5649'));
@@ -44,7 +44,6 @@ function services(webReplicas: number, version = 'v1'): string {
 const three = t.write('project.yaml', manifest({ id, services: services(3), database: false }));
 const two = t.write('two.yaml', manifest({ id, services: services(2), database: false }));
 const twoV3 = t.write('two-v3.yaml', manifest({ id, services: services(2, 'v3'), database: false }));
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const forwarder = () => new ForwarderClient(t.settings.forwarder.socketPath);
 
 /** The web entry's targets in the forwarder. */
@@ -58,19 +57,22 @@ async function hostnames(names: string[]): Promise<string[]> {
   return Promise.all(names.map(async (n) => (await t.runtime.inspect(n))!.id.slice(0, 12)));
 }
 
+/** One /api/version request through Caddy: the answering container's hostname goes to `seen`, anything but a 200 to `failures`. */
+async function ask(seen: Set<string>, failures: string[]): Promise<void> {
+  try {
+    const r = await t.viaCaddy(domain, '/api/version');
+    if (r.status !== 200) failures.push(`HTTP ${r.status} ${r.body.slice(0, 100)}`);
+    else seen.add((JSON.parse(r.body) as { hostname: string }).hostname);
+  } catch (err) {
+    failures.push((err as Error).message);
+  }
+}
+
 /** Which containers answer /api/version through Caddy over `count` requests; failures listed. */
 async function sample(count: number): Promise<{ seen: Set<string>; failures: string[] }> {
   const seen = new Set<string>();
   const failures: string[] = [];
-  for (let i = 0; i < count; i++) {
-    try {
-      const r = await t.viaCaddy(domain, '/api/version');
-      if (r.status !== 200) failures.push(`HTTP ${r.status} ${r.body.slice(0, 100)}`);
-      else seen.add((JSON.parse(r.body) as { hostname: string }).hostname);
-    } catch (err) {
-      failures.push((err as Error).message);
-    }
-  }
+  for (let i = 0; i < count; i++) await ask(seen, failures);
   return { seen, failures };
 }
 
@@ -83,13 +85,7 @@ async function underLoad<T>(workers: number, during: () => Promise<T>): Promise<
   const loop = async () => {
     while (!stop && requests < 200_000) {
       requests++;
-      try {
-        const r = await t.viaCaddy(domain, '/api/version');
-        if (r.status !== 200) failures.push(`HTTP ${r.status} ${r.body.slice(0, 100)}`);
-        else seen.add((JSON.parse(r.body) as { hostname: string }).hostname);
-      } catch (err) {
-        failures.push((err as Error).message);
-      }
+      await ask(seen, failures);
     }
   };
   const loops = Array.from({ length: workers }, loop);
@@ -102,18 +98,8 @@ async function underLoad<T>(workers: number, during: () => Promise<T>): Promise<
 }
 
 describe('replicas: N containers per slot behind one entry (real containers)', () => {
-  beforeAll(async () => {
-    await t.privateProxy();
-    const r = await t.codeb('apply', three);
-    expect(r.code, show(r)).toBe(0);
-  });
-  afterAll(async () => {
-    const r = await t.codeb('destroy', id, '--delete-data', '--yes');
-    const left = await t.runtime.list({ 'codeb.project': id });
-    await t.close();
-    expect(r.code, show(r)).toBe(0);
-    expect(left.map((c) => c.name)).toEqual([]);
-  });
+  beforeAll(() => t.up(three));
+  afterAll(() => t.down(id));
 
   it('apply starts three web containers and two workers in the blue slot, each replica on its own port', async () => {
     const rec = await t.record(id);

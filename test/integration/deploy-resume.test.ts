@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateRegistry } from '../../controller/generated/validators.js';
 import type { DeployPhase, EnvironmentRecord, HistoryEntry, RegistryDocument } from '../../controller/registry/types.js';
-import { DeployEnv, manifest, uniqueId, until, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, show, uniqueId, until } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
 // Ports 5270-5319 belong to this file; a killed holder's lock is taken over after 2 s.
@@ -52,7 +52,6 @@ const POINTS: Point[] = [
   { pause: 'watch-check', what: 'during the watch window', phase: 'watching', action: 'finish' },
 ];
 
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const lastDeploy = (h: HistoryEntry[]) => h.filter((e) => e.action === 'deploy').at(-1)!;
 const readRecord = (): EnvironmentRecord | undefined => {
   try {
@@ -147,18 +146,12 @@ function report(label: string, c: LoadCounts, brokenVersion: string | null): str
 
 describe('a deploy cut short in each phase is finished by the next apply (real containers, SIGKILL)', () => {
   beforeAll(async () => {
-    await t.privateProxy();
-    const r = await t.codeb('apply', base);
-    expect(r.code, show(r)).toBe(0);
+    await t.up(base);
     expect((await t.viaCaddy(domain, '/')).body).toBe('hello from v1\n');
   }, 120_000);
   afterAll(async () => {
     console.log(['load through Caddy during the kills and the resumed runs:', ...summary.map((l) => `  ${l}`)].join('\n'));
-    const r = await t.codeb('destroy', id, '--delete-data', '--yes');
-    const left = await t.runtime.list({ 'codeb.project': id });
-    await t.close();
-    expect(r.code, show(r)).toBe(0);
-    expect(left.map((c) => c.name)).toEqual([]);
+    await t.down(id);
   }, 120_000);
 
   it.each(POINTS)('v4 (fails after the switch) killed $what: the next apply rolls back to v1, exit 4, history resumed', async (point) => {

@@ -11,14 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpodCall } from '../../controller/providers/libpod.js';
 import { VolumeProvider } from '../../controller/providers/volume.js';
 import { makeResource } from '../../controller/reconcile/model.js';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { DeployEnv, manifest, show, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
 const t = new DeployEnv(appPorts('5450-5499'));
 const id = uniqueId('sf');
 const db = `${id}--production--db--blue`;
 const volume = `codeb-${id}--production--db--data`;
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 function services(dbEnv = 'one'): string {
   const http = `    healthCheck:
@@ -117,19 +116,10 @@ describe('ownership of a volume codeb creates', () => {
 describe('a stateful service (volumes): stop-then-start, data kept', () => {
   let firstId: string;
 
-  beforeAll(async () => {
-    await t.privateProxy();
-    const r = await t.codeb('apply', base);
-    expect(r.code, show(r)).toBe(0);
-  });
+  beforeAll(() => t.up(base));
   afterAll(async () => {
-    const r = await t.codeb('destroy', id, '--delete-data', '--yes');
-    const left = await t.runtime.list({ 'codeb.project': id });
-    const vol = await volumes.inspect(volume);
-    await t.close();
-    expect(r.code, show(r)).toBe(0);
-    expect(left.map((c) => c.name)).toEqual([]);
-    expect(vol).toBeNull();
+    await t.down(id);
+    expect(await volumes.inspect(volume)).toBeNull();
   });
 
   it('runs db as one container with its named volume, owned by the deployment; registry inspect lists it', async () => {

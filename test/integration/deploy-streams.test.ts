@@ -6,7 +6,7 @@
  * And that another project's route being added and removed does not touch them (no Caddy reload).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeployEnv, manifest, openSse, openWs, uniqueId, until, type Run, type SseStream, type WsStream } from './helpers/deploy.js';
+import { DeployEnv, manifest, openSse, openWs, show, uniqueId, until, type SseStream, type WsStream } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
 
 const t = new DeployEnv(appPorts('4200-4249'));
@@ -16,7 +16,6 @@ const domain = `${id}.localhost`;
 const caddyPort = () => t.settings.caddy.httpPort;
 const file = t.write('project.yaml', manifest({ id, database: false, features: '  sse: true\n  websockets: true\n' }));
 const otherFile = t.write('other.yaml', manifest({ id: other, database: false }));
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const versions = (m: Array<{ version: string }>) => [...new Set(m.map((x) => x.version))];
 
 describe('server-sent events and websockets across a switch', () => {

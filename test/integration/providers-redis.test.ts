@@ -18,6 +18,7 @@ import { planApply, planDestroy } from '../../controller/reconcile/plan.js';
 import { generateSecret } from '../../controller/reconcile/secrets.js';
 import { registerSecret } from '../../controller/redact.js';
 import type { Settings } from '../../controller/settings.js';
+import { REDIS_DBS } from './helpers/apply.js';
 import { freePort, stackSettings, uniqueId } from './helpers/stack.js';
 
 let settings: Settings;
@@ -35,20 +36,19 @@ function adminClient(db = 0): Redis {
   return new Redis({ host: r.host, port: r.port, username: r.user, password: r.password, db, lazyConnect: true, maxRetriesPerRequest: 1 });
 }
 
-/** A free DB index: empty (so unclaimed), taken from the top so it rarely meets the allocator's. */
+/** The next of this file's DBs (REDIS_DBS), which must be empty (so unclaimed). */
 async function freeDb(): Promise<number> {
-  for (let db = settings.redis.databases - 1; db >= 2; db--) {
-    if (claimed.includes(db)) continue;
+  const mine = REDIS_DBS['providers-redis'].filter((db) => !claimed.includes(db));
+  for (const db of mine) {
     await admin.select(db);
     const size = await admin.dbsize();
+    await admin.select(0);
     if (size === 0) {
       claimed.push(db);
-      await admin.select(0);
       return db;
     }
   }
-  await admin.select(0);
-  throw new Error('no free Redis DB for the test');
+  throw new Error(`no empty Redis DB left of this file's ${REDIS_DBS['providers-redis'].join(', ')} (test/integration/helpers/apply.ts REDIS_DBS): empty the one a killed run left with FLUSHDB`);
 }
 
 interface Deployment {

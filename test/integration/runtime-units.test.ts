@@ -5,53 +5,25 @@
  * does over SSH: units are written, started and removed through systemd; a "reboot" (restart of the
  * host container) brings back what is installed and nothing that was removed. Needs root.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVER_PACKAGES } from '../../controller/server/packages.js';
-import { specHash } from '../../controller/runtime/spec.js';
 import type { ContainerSpec, ContainerState } from '../../controller/runtime/types.js';
-import { startServerHost, type ServerHost } from '../helpers/server-host.js';
+import { webContainerSpec } from '../helpers/container-spec.js';
+import { installUnitDriverProbe, startServerHost, type ServerHost } from '../helpers/server-host.js';
 import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
-const ROOT = resolve(import.meta.dirname, '..', '..');
 /** This file's test host: its own name and /24 (files run in parallel; subnets are machine-wide). */
 const HOST = { name: 'i10q-units', slot: 1, pool: process.env.CODEB_QUADLET_TEST_POOL || '10.72.0.0/16' };
 /** The project network inside the host (the host's own namespace, so no clash on this machine). */
 const NETWORK = { name: 'demo-production', subnet: '10.72.200.0/26' };
 
 function spec(slot: 'blue' | 'green', version: 'v1' | 'v2', port: number): ContainerSpec {
-  const base = {
-    image: `localhost/codeb-testapp:${version}`,
-    command: null,
-    // Values that must reach the app literally through a unit: spaces, $, %, quotes.
-    environment: { HOST: '0.0.0.0', PORT: String(port), GREETING: `it's $HOME at 100% "quoted"` },
-    cpu: 0.5,
-    memoryBytes: 256 * 1024 ** 2,
-    restart: 'always' as const,
-    logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
-    network: NETWORK.name,
-    volumes: [] as ContainerSpec['volumes'],
-    security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
-  };
-  return {
-    ...base,
-    name: `demo-production-web-${slot}`,
-    projectId: 'demo',
-    env: 'production',
-    service: 'web',
-    serviceType: 'web',
-    slot,
-    envFile: null,
-    labels: { 'codeb.managed': 'true', 'codeb.project': 'demo', 'codeb.env': 'production', 'codeb.service': 'web', 'codeb.slot': slot, 'codeb.version': version, 'codeb.spec-hash': specHash(base) },
-    port,
-    healthCheck: { kind: 'http', path: '/health', command: [], intervalMs: 1000, timeoutMs: 1000, startPeriodMs: 0, retries: 3 },
-    stopTimeoutSeconds: 10,
-  };
+  // Values that must reach the app literally through a unit: spaces, $, %, quotes.
+  return webContainerSpec({ project: 'demo', network: NETWORK.name, slot, version, port, environment: { GREETING: `it's $HOME at 100% "quoted"` } });
 }
 
 const blue = spec('blue', 'v1', 4101);
@@ -90,17 +62,8 @@ describe.runIf(root)('quadlet and systemd units on a real systemd server', () =>
     await host.sh(`DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ${[...SERVER_PACKAGES.podman, ...SERVER_PACKAGES.node].join(' ')}`, { timeoutMs: 600_000 });
     await host.sh(`systemctl enable --now podman.socket && podman network create --subnet ${NETWORK.subnet} ${NETWORK.name}`);
     for (const v of ['v1', 'v2']) await host.loadImage(`localhost/codeb-testapp:${v}`, { podmanSocket: stackSettings().podman.socketPath });
-    // The driver, bundled into one file with its templates beside it (as findTemplatesDir expects).
     work = mkdtempSync(join(tmpdir(), 'codeb-units-probe-'));
-    const bundle = join(work, 'probe.cjs');
-    await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`,
-      // CommonJS has no import.meta.url (units.ts finds its templates from it): the file's own URL.
-      "--banner:js=const importMetaUrl = require('node:url').pathToFileURL(__filename).href;", '--define:import.meta.url=importMetaUrl']);
-    await host.sh('mkdir -p /opt/codeb-probe/templates');
-    await host.exec(['sh', '-c', 'cat > /opt/codeb-probe/probe.cjs'], { input: readFileSync(bundle) });
-    for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
-      await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
-    }
+    await installUnitDriverProbe(host, work);
   }, 900_000);
   afterAll(async () => {
     await host?.remove();

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { appPorts, stackSettings, uniqueId } from './helpers/stack.js';
-import { Sandbox, describeRun, fullManifest, parseEnvFile, secretValues, viaCaddy } from './helpers/apply.js';
+import { Sandbox, describeRun, fullManifest, parseEnvFile, reserveRedisDbs, secretValues, viaCaddy } from './helpers/apply.js';
 import type { Settings } from '../../controller/settings.js';
 import { readFileSync } from 'node:fs';
 
@@ -44,6 +44,7 @@ describe('codeb secrets rotate', () => {
 
   beforeAll(async () => {
     settings = stackSettings();
+    await reserveRedisDbs(settings, box.registry, 'secrets-rotate');
     manifest = box.write('m.yaml', fullManifest(id));
     const r = await box.run(['apply', manifest]);
     expect(r.code, describeRun(r)).toBe(0);

@@ -14,16 +14,14 @@
  * the rootfs (minutes of CI for refusals that happen before codeb reads its settings: the runtime is
  * decided first, controller/reconcile/apply.ts), and init refuses Debian 12 anyway (above).
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { specHash } from '../../controller/runtime/spec.js';
 import type { ContainerSpec } from '../../controller/runtime/types.js';
 import { describeBundle, packBundle } from '../../controller/server/bundle.js';
-import { codebCli, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { webContainerSpec } from '../helpers/container-spec.js';
+import { codebCli, installUnitDriverProbe, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
 import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
@@ -55,32 +53,7 @@ const SLOT_PORT = 4301;
 
 /** A web container as a deploy of the manifest above would make it (the spec the driver takes). */
 function webSpec(): ContainerSpec {
-  const base = {
-    image: 'localhost/codeb-testapp:v1',
-    command: null,
-    environment: { HOST: '0.0.0.0', PORT: String(SLOT_PORT) },
-    cpu: 0.5,
-    memoryBytes: 256 * 1024 ** 2,
-    restart: 'always' as const,
-    logs: { maxSizeBytes: 10_000_000, maxFiles: 3 },
-    network: NETWORK.name,
-    volumes: [] as ContainerSpec['volumes'],
-    security: { capDrop: ['ALL'], capAdd: [], noNewPrivileges: true, readOnlyRootfs: false },
-  };
-  return {
-    ...base,
-    name: 'hello-production-web-blue',
-    projectId: 'hello',
-    env: 'production',
-    service: 'web',
-    serviceType: 'web',
-    slot: 'blue',
-    envFile: null,
-    labels: { 'codeb.managed': 'true', 'codeb.project': 'hello', 'codeb.env': 'production', 'codeb.service': 'web', 'codeb.slot': 'blue', 'codeb.version': 'v1', 'codeb.spec-hash': specHash(base) },
-    port: SLOT_PORT,
-    healthCheck: { kind: 'http', path: '/health', command: [], intervalMs: 1000, timeoutMs: 1000, startPeriodMs: 0, retries: 3 },
-    stopTimeoutSeconds: 10,
-  };
+  return webContainerSpec({ project: 'hello', network: NETWORK.name, slot: 'blue', version: 'v1', port: SLOT_PORT });
 }
 
 describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
@@ -172,14 +145,7 @@ describe.runIf(root)('a real Podman 4.3 server (Debian 12) over SSH', () => {
   it('without runtime the host’s default is the plain systemd driver: a .service under /etc/systemd/system runs `podman run` of Podman 4.3 and answers on its slot port', async () => {
     // The driver itself, decided from the host's own facts (test/helpers/unit-driver-probe.ts, as
     // runtime-units.test.ts runs it on Debian 13), with its templates beside it.
-    const bundle = join(work, 'probe.cjs');
-    await promisify(execFile)(join(ROOT, 'node_modules', '.bin', 'esbuild'), [join(ROOT, 'test', 'helpers', 'unit-driver-probe.ts'), '--bundle', '--platform=node', '--format=cjs', '--target=node20', '--log-level=error', '--external:cpu-features', '--external:*.node', `--outfile=${bundle}`,
-      "--banner:js=const importMetaUrl = require('node:url').pathToFileURL(__filename).href;", '--define:import.meta.url=importMetaUrl']);
-    await host.sh('mkdir -p /opt/codeb-probe/templates');
-    await host.exec(['sh', '-c', 'cat > /opt/codeb-probe/probe.cjs'], { input: readFileSync(bundle) });
-    for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
-      await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
-    }
+    await installUnitDriverProbe(host, work);
     await host.sh(`systemctl enable --now podman.socket && podman network create --subnet ${NETWORK.subnet} ${NETWORK.name}`);
     await host.loadImage('localhost/codeb-testapp:v1', { podmanSocket: stackSettings().podman.socketPath });
 

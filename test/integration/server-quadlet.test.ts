@@ -133,7 +133,13 @@ describe.runIf(root)('a project on a real server over SSH with runtime: quadlet'
     await host.sh('rm -f /tmp/codeb-load-stop /tmp/codeb-load-started');
     const load = host.exec(['node', '-e', LOAD_CLIENT], { timeoutMs: 660_000 });
     // The command starts once the client sends.
-    for (let i = 0; i < 100 && (await host.exec(['test', '-e', '/tmp/codeb-load-started'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    // A busy machine can take many seconds to start node on the host; a command run before the load
+    // would prove nothing, so wait for it (bounded) instead of going on after a guessed 10 s.
+    const deadline = Date.now() + 120_000;
+    while ((await host.exec(['test', '-e', '/tmp/codeb-load-started'])).code !== 0) {
+      if (Date.now() > deadline) throw new Error('the load client on the test host did not start sending within 120 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const run = await command();
     await host.sh('touch /tmp/codeb-load-stop');
     const l = await load;

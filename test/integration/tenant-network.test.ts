@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { containerName, networkName } from '../../controller/manifest/names.js';
 import { NetworkProvider } from '../../controller/providers/network.js';
-import { DeployEnv, manifest, uniqueId, type Run } from './helpers/deploy.js';
+import { reserveRedisDbs } from './helpers/apply.js';
+import { DeployEnv, manifest, show, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts, networkRangeFor, stackSettings } from './helpers/stack.js';
 import { networkResource } from '../../controller/reconcile/desired.js';
 import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
@@ -18,7 +19,6 @@ import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/net
 const t = new DeployEnv(appPorts('4250-4299'));
 const a = uniqueId('ta');
 const b = uniqueId('tb');
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 const container = (project: string, service: string) => containerName(project, 'production', service, 'blue');
 
 const services = `  web:
@@ -84,6 +84,7 @@ Promise.all(urls.map((u) => new Promise((done) => {
 describe('tenant isolation on the network (a hostile project A against the stack and project B)', () => {
   beforeAll(async () => {
     await t.privateProxy();
+    await reserveRedisDbs(t.settings, t.registry, 'tenant-network', 2);
     for (const id of [a, b]) {
       const r = await t.codeb('apply', t.write(`${id}.yaml`, manifest({ id, services, features })));
       expect(r.code, show(r)).toBe(0);

@@ -2,7 +2,8 @@
  * The integration test files' app port slices (docs/stack.md, "Ports of the test stacks"): every
  * slice goes through appPorts()/appPort() so it moves with the suite's slot (a bare literal would
  * collide with another suite running the same file), no two files' slices overlap, and all lie in
- * slot 0's window, below the next slot's.
+ * slot 0's window, below the next slot's. The benchmarks' ranges (they use the test stack) are
+ * kept clear of the slices too.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -30,7 +31,15 @@ describe('app port slices of the integration test files', () => {
     expect(text).not.toMatch(/PORT_RANGE = '/);
   });
 
-  const all = files.flatMap((f) => slicesOf(source(f)).map(([min, max]) => ({ f, min, max })));
+  const benches = ['bench-apply.mjs', 'bench-switch.mjs', 'lib/bench-noop.mjs'].map((f) => {
+    const m = /(?:PORT_RANGE = |CODEB_PORT_RANGE \?\? )'(\d+)-(\d+)'/.exec(readFileSync(join(dir, '..', '..', 'scripts', f), 'utf8'));
+    return { f: `scripts/${f}`, min: Number(m?.[1]), max: Number(m?.[2]) };
+  });
+  const all = [...files.flatMap((f) => slicesOf(source(f)).map(([min, max]) => ({ f, min, max }))), ...benches];
+
+  it('finds the benchmarks\' ranges', () => {
+    expect(benches.filter((b) => !b.min)).toEqual([]);
+  });
 
   it('finds the slices (the patterns above still match the files)', () => {
     expect(all.length).toBeGreaterThan(15);

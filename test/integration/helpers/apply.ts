@@ -1,7 +1,7 @@
 /**
  * Shared by the apply/plan/destroy integration tests (apply-*.test.ts): a sandbox with its own
- * registry file that runs the built CLI and keeps every output (for the secret check), a Redis DB
- * reservation so parallel test files never claim the same slot, and direct clients for the stack's
+ * registry file that runs the built CLI and keeps every output (for the secret check), each file's
+ * own Redis DBs (REDIS_DBS) so parallel test files never claim the same slot, and direct clients for the stack's
  * Postgres, Redis, S3, Caddy and Podman so a test can look at what really exists.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -269,30 +269,33 @@ export function secretValues(env: Record<string, string>): string[] {
 const RESERVED_PREFIX = 'zz-hold-redis-';
 
 /**
- * Registries are per test file but Redis is shared, so a fresh registry would hand DB 2 to every
- * file. This picks `count` DBs that are empty right now (trying `preferred` first) and records
- * placeholder deployments holding every other project DB in the registry, so the allocator can
- * only hand out the picked ones. Returns the picked DBs.
+ * The Redis DBs of each test file that claims some (docs/stack.md, "Redis DBs of the test files"),
+ * the way each file has its own app ports: registries are per file but Redis is shared, and the
+ * allocator hands a fresh registry the lowest DB that is empty now, so two files applying at once
+ * would both pick it and the later claim is refused ("Redis DB 3 is claimed by ..."). Claimants
+ * take DBs from the top; 2 and 3 stay unclaimed for the commands that only look (bad-input cases
+ * in a fresh registry, which allocate the lowest empty DB and then observe it).
  */
-export async function reserveRedisDbs(settings: Settings, registry: string, preferred: number[], count = 1): Promise<number[]> {
-  const admin = redisAdmin(settings, 0);
-  const picked: number[] = [];
-  try {
-    const all = Array.from({ length: settings.redis.databases - 2 }, (_, i) => i + 2);
-    for (const db of [...preferred, ...all.reverse()]) {
-      if (picked.length === count) break;
-      if (picked.includes(db) || db < 2 || db >= settings.redis.databases) continue;
-      await admin.select(db);
-      if ((await admin.dbsize()) === 0) picked.push(db);
-    }
-  } finally {
-    admin.disconnect();
-  }
-  if (picked.length < count) throw new Error(`only ${picked.length} empty Redis DBs for the test, ${count} needed`);
+export const REDIS_DBS = {
+  'providers-redis': [15, 14, 13, 12, 11],
+  'apply-e2e': [10, 9],
+  'apply-crash': [8, 7],
+  'tenant-network': [6, 5],
+  'secrets-rotate': [4],
+  // Never claimed (the test fills its registry up to "all taken"): shares the look-only DBs.
+  'apply-bad-input': [3, 2],
+} as const satisfies Record<string, readonly number[]>;
+
+/**
+ * Makes the registry hand out only this file's Redis DBs: picks `count` of them that are empty
+ * right now and records placeholder deployments holding every other project DB. Returns the picked.
+ */
+export async function reserveRedisDbs(settings: Settings, registry: string, file: keyof typeof REDIS_DBS, count = 1): Promise<number[]> {
+  const dbs = await emptyRedisDbs(settings, file, count);
   const now = new Date().toISOString();
   await updateRegistry(registry, { command: 'test: reserve Redis DBs' }, (doc) => {
     for (let db = 2; db < settings.redis.databases; db++) {
-      if (picked.includes(db)) continue;
+      if (dbs.includes(db)) continue;
       const id = `${RESERVED_PREFIX}${db}`;
       doc.projects[id] = {
         id,
@@ -303,6 +306,31 @@ export async function reserveRedisDbs(settings: Settings, registry: string, pref
       };
     }
   });
+  return dbs;
+}
+
+/** `count` of the file's Redis DBs that hold nothing now, or an error saying which hold what. */
+export async function emptyRedisDbs(settings: Settings, file: keyof typeof REDIS_DBS, count: number): Promise<number[]> {
+  const admin = redisAdmin(settings, 0);
+  const picked: number[] = [];
+  const full: string[] = [];
+  try {
+    for (const db of REDIS_DBS[file]) {
+      if (picked.length === count) break;
+      await admin.select(db);
+      const size = await admin.dbsize();
+      if (size === 0) picked.push(db);
+      else full.push(`DB ${db}: ${size} keys, owner ${(await admin.get(SLOT_MARKER)) ?? 'none'}`);
+    }
+  } finally {
+    admin.disconnect();
+  }
+  if (picked.length < count) {
+    throw new Error(
+      `${file} needs ${count} empty Redis DBs of its own (${REDIS_DBS[file].join(', ')}) and found ${picked.length}; ${full.join('; ')}. ` +
+        `They hold data of a killed run (or of a file that claims them without being listed in REDIS_DBS): empty each with \`redis-cli -p ${settings.redis.port} --user ${settings.redis.user} --askpass -n <db> flushdb\` (the password is redis.password in the test stack's settings.json).`,
+    );
+  }
   return picked;
 }
 

@@ -14,6 +14,7 @@ import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { PodmanApiRuntime } from '../../../controller/runtime/podman-api.js';
 import type { EnvironmentRecord, RegistryDocument } from '../../../controller/registry/types.js';
 import type { Settings } from '../../../controller/settings.js';
@@ -28,6 +29,9 @@ export interface Run {
   stderr: string;
   ms: number;
 }
+
+/** A command's exit code and output, for an assertion's message. */
+export const show = (r: Pick<Run, 'code' | 'stdout' | 'stderr'>): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 
 export interface Started {
   child: ChildProcess;
@@ -59,6 +63,27 @@ export class DeployEnv {
     this.stopProxy = pair.stop;
     this.settings = pair.settings;
     this.env.CODEB_SETTINGS = this.write('settings.json', JSON.stringify(this.settings, null, 2));
+  }
+
+  /** The usual beforeAll: this file's own Caddy and forwarder (privateProxy), then `apply file`, which must exit 0. */
+  async up(file: string): Promise<Run> {
+    await this.privateProxy();
+    const r = await this.codeb('apply', file);
+    expect(r.code, show(r)).toBe(0);
+    return r;
+  }
+
+  /**
+   * The usual afterAll: `destroy --delete-data` of each project, then close; each destroy must
+   * exit 0 and leave none of the project's containers.
+   */
+  async down(...ids: string[]): Promise<void> {
+    const runs: Run[] = [];
+    for (const id of ids) runs.push(await this.codeb('destroy', id, '--delete-data', '--yes'));
+    const left = (await Promise.all(ids.map((id) => this.runtime.list({ 'codeb.project': id })))).flat();
+    await this.close();
+    for (const r of runs) expect(r.code, show(r)).toBe(0);
+    expect(left.map((c) => c.name)).toEqual([]);
   }
 
   /** `codeb --registry <tmp> ...args`, asynchronous so streams held by this process keep flowing. */
