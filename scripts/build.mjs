@@ -22,7 +22,7 @@ const packageName = (spec) => spec.split('/').slice(0, spec.startsWith('@') ? 2 
 // The drivers controller/lazy-module.ts loads with createRequire, which a bundler cannot follow: in
 // the bundle that module is replaced by one whose loaders are plain require() calls (bundled, run
 // on first use). Other names still load from node_modules.
-const LAZY = ['pg', 'minio'];
+const LAZY = ['pg'];
 const lazyModuleSource = `
 const LOAD = { ${LAZY.map((n) => `${JSON.stringify(n)}: () => require(${JSON.stringify(n)})`).join(', ')} };
 export function lazyModule(name) {
