@@ -6,7 +6,6 @@
  * (AWS Signature V4) and share one kept-alive connection per reader, closed by close().
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import aws4 from 'aws4';
 import type { StorageSettings } from './storage-access.js';
 
@@ -27,12 +26,23 @@ const TIMEOUT_MS = 30_000;
 
 type S3Endpoint = Pick<StorageSettings, 'endPoint' | 'port' | 'useSSL' | 'accessKey' | 'secretKey' | 'region'>;
 
-export class S3Reader {
-  private readonly agent: HttpAgent;
+interface Transport {
+  agent: HttpAgent;
+  request: typeof httpRequest;
+}
 
-  constructor(private readonly settings: S3Endpoint) {
-    // One connection for all of a reader's requests (they are made one after another).
-    this.agent = settings.useSSL ? new HttpsAgent({ keepAlive: true, maxSockets: 1 }) : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+export class S3Reader {
+  private transport?: Promise<Transport>;
+  private agent?: HttpAgent;
+
+  constructor(private readonly settings: S3Endpoint) {}
+
+  /** One kept-alive connection for all of a reader's requests; TLS is loaded only for an https endpoint. */
+  private open(): Promise<Transport> {
+    return (this.transport ??= (this.settings.useSSL ? import('node:https') : Promise.resolve({ Agent: HttpAgent, request: httpRequest })).then((m) => {
+      this.agent = new m.Agent({ keepAlive: true, maxSockets: 1 });
+      return { agent: this.agent, request: m.request as typeof httpRequest };
+    }));
   }
 
   /** HEAD /bucket: true, or false when S3 answers 404. */
@@ -56,19 +66,19 @@ export class S3Reader {
 
   /** Drop the kept-alive connection at once (nothing is waited for). */
   close(): void {
-    this.agent.destroy();
+    this.agent?.destroy();
   }
 
-  private send(method: 'GET' | 'HEAD', path: string): Promise<{ status: number; body: string }> {
+  private async send(method: 'GET' | 'HEAD', path: string): Promise<{ status: number; body: string }> {
     const s = this.settings;
     const standard = s.port === (s.useSSL ? 443 : 80);
     const signed = aws4.sign(
       { method, path, service: 's3', region: s.region, headers: { Host: standard ? s.endPoint : `${s.endPoint}:${s.port}` } },
       { accessKeyId: s.accessKey, secretAccessKey: s.secretKey },
     );
-    const request = s.useSSL ? httpsRequest : httpRequest;
+    const { agent, request } = await this.open();
     return new Promise((resolve, reject) => {
-      const req = request({ hostname: s.endPoint, port: s.port, method, path, headers: signed.headers, agent: this.agent, timeout: TIMEOUT_MS }, (res: IncomingMessage) => {
+      const req = request({ hostname: s.endPoint, port: s.port, method, path, headers: signed.headers, agent, timeout: TIMEOUT_MS }, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
