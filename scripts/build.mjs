@@ -78,6 +78,9 @@ try {
     // below). Names are kept, so stack traces (CODEB_DEBUG=1) still name functions.
     minifyWhitespace: true,
     charset: 'ascii',
+    // import() of what stays outside the bundle (node: modules, dockerode) becomes require(): a
+    // vm.Script (cli-loader.mjs) has no module loader for import().
+    supported: { 'dynamic-import': false },
     plugins: [bundling],
     logLevel: 'warning',
     // The modules that find files next to them (templates/, the install root) ask import.meta.url:
