@@ -395,7 +395,7 @@ describe('the host router: route auth on requests and websocket upgrades', () =>
     await new Promise<void>((resolve) => appServer.listen(appPort, '127.0.0.1', resolve));
     fwd = new Forwarder(join(dir, 'table.json'));
     await fwd.set('adm--production--web', entry, appPort);
-    await fwd.setRoute({ id: 'codeb-adm--production', domains: ['admin.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web', auth: { basic: { user: 'ops', hash }, allow: ['127.0.0.0/8'] } }], websockets: true, sse: false });
+    await fwd.setRoute({ id: 'codeb-adm--production', domains: ['admin.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web', auth: { basic: { user: 'ops', hash }, allow: ['127.0.0.0/8'] } }], websockets: true });
     router = createServer((req, res) => fwd.routeRequest(req, res));
     router.on('upgrade', (req, socket, head) => fwd.routeUpgrade(req, socket as Socket, head));
     await new Promise<void>((resolve) => router.listen(socketPath, resolve));
@@ -436,7 +436,7 @@ describe('the host router: route auth on requests and websocket upgrades', () =>
 
   it('refuses a websocket upgrade (400, naming the manifest field) for a route without websockets; passes it once the route has them', async () => {
     const entry = fwd.route('codeb-adm--production')!.upstreams[0]!.port;
-    const plain = (websockets: boolean) => fwd.setRoute({ id: 'codeb-plain--production', domains: ['plain.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets, sse: false });
+    const plain = (websockets: boolean) => fwd.setRoute({ id: 'codeb-plain--production', domains: ['plain.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets });
     const upgrade = () => upgradeViaRouter({ host: 'plain.example.com', 'x-codeb-client': '127.0.0.1' });
     await plain(false);
     const refused = await upgrade();
