@@ -30,6 +30,11 @@ export interface LockOptions {
    * Default: CODEB_LOCK_STALE_MS or 10 s; at least 2 s (proper-lockfile refreshes it every stale/2, at most every 1 s).
    */
   staleMs?: number;
+  /**
+   * Told (once, from a timer) when the lock was taken over while this process held it: a long body
+   * can stop early; its writes are refused from then on either way.
+   */
+  onLost?: (err: Error) => void;
 }
 
 export const DEFAULT_LOCK_WAIT_MS = 60_000;
@@ -143,6 +148,7 @@ export async function withRegistryLock<T>(file: string, opts: LockOptions, body:
         // Called from a timer: throwing here would crash the process, so only remember it.
         onCompromised: (err) => {
           compromised = err;
+          opts.onLost?.(err);
         },
       });
       break;

@@ -356,14 +356,17 @@ describe('the registry lock', () => {
     const file = freshFile();
     writeJson(file, docWithAlpha());
     const before = readFileSync(file, 'utf8');
-    const err = await withRegistryLock(file, { command: 'slow', staleMs: 2_000 }, async (tx) => {
+    let noticed!: () => void;
+    const lost = new Promise<void>((r) => (noticed = r));
+    const err = await withRegistryLock(file, { command: 'slow', staleMs: 2_000, onLost: () => noticed() }, async (tx) => {
       const doc = tx.read();
       // Another process decides the lock is stale and takes it: a new lock folder with a new mtime.
       rmSync(`${file}.lock`, { recursive: true });
       mkdirSync(`${file}.lock`);
       writeJson(`${file}.lock-holder.json`, { host: 'other', pid: 1, user: 'other', since: NOW, command: 'the new holder' });
-      // proper-lockfile checks the lock every stale/2 = 1 s and notices it is not ours any more.
-      await new Promise((r) => setTimeout(r, 2_500));
+      // proper-lockfile checks the lock every stale/2 = 1 s and notices it is not ours any more
+      // (however long a busy machine delays its timer: wait for that, not for a guessed time).
+      await lost;
       delete doc.projects.alpha;
       return tx.write(doc).catch((e: unknown) => e);
     });
