@@ -139,7 +139,6 @@ describe('the host table with sites and auth', () => {
     tls: 'off',
     upstreams: [{ path: null, port: 4000, service: 'web' }],
     websockets: false,
-    sse: false,
     ...over,
   });
 
