@@ -31,7 +31,7 @@ import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { inCidr, parseCidr } from '../runtime/network.js';
 import { CLIENT_HEADER, HostTable, normaliseHost, publicRoute, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute, type HostUpstream } from './host-routes.js';
-import { authDecision, challenge, VerifiedCache } from './route-auth.js';
+import { authDecision, BUSY, challenge, VerifiedCache } from './route-auth.js';
 
 export interface ForwarderEntry {
   id: string;
@@ -318,11 +318,13 @@ export class Forwarder {
     const d = authDecision(upstream.auth, typeof client === 'string' ? client : null, req.headers.authorization);
     if (d.kind === 'open') return null;
     if (d.kind === 'refused') return { status: 403, body: 'codeb: this address may not use this site\n' };
-    if (d.kind === 'password' && (await this.verified.verify(d.password, d.hash))) {
+    const verdict = d.kind === 'password' ? await this.verified.verify(d.password, d.hash) : false;
+    if (verdict === true) {
       // The app never sees the route's password.
       delete req.headers.authorization;
       return null;
     }
+    if (verdict === BUSY) return { status: 503, headers: { 'retry-after': '1' }, body: 'codeb: too many password checks at once; try again in a second\n' };
     return { status: 401, headers: { 'www-authenticate': challenge(upstream.service) }, body: 'codeb: this site needs a user name and password\n' };
   }
 
