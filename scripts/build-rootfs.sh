@@ -3,6 +3,7 @@
 #
 #   bash scripts/build-rootfs.sh radosgw      # Debian 13 + radosgw (the stack's optional S3 backend)
 #   bash scripts/build-rootfs.sh base         # Debian 13, minbase only
+#   CODEB_ROOTFS_SUITE=noble ... bash scripts/build-rootfs.sh server   # Ubuntu 24.04 (below)
 #   CODEB_ROOTFS_PACKAGES="systemd openssh-server" CODEB_ROOTFS_DOWNLOAD="podman caddy" \
 #     bash scripts/build-rootfs.sh server
 #
@@ -22,6 +23,9 @@
 #   CODEB_ROOTFS_SUITE    Debian suite (default trixie), or `noble` for Ubuntu 24.04
 #   CODEB_DEBIAN_MIRROR   mirror URL (default: the Debian mirror this machine's apt uses)
 #   CODEB_UBUNTU_MIRROR   mirror URL for noble (default http://archive.ubuntu.com/ubuntu)
+#   CODEB_ROOTFS_PACKAGES extra packages for the variant (space separated)
+#   CODEB_ROOTFS_DOWNLOAD packages to download but not install (variant `server` only)
+# Progress goes to stderr; stdout is only the path.
 #
 # Ubuntu (noble): this machine's debootstrap may predate noble; every Ubuntu release since gutsy
 # bootstraps with the `gutsy` script (later releases' scripts are links to it). Components main and
@@ -29,9 +33,6 @@
 # Ubuntu server has them. The archive key: ubuntu-archive-keyring.gpg when this machine has it (the
 # ubuntu-keyring package), else taken from the mirror's ubuntu-keyring package and used only if it is
 # the key whose fingerprint is pinned here (a mirror cannot slip in a key of its own).
-#   CODEB_ROOTFS_PACKAGES extra packages for the variant (space separated)
-#   CODEB_ROOTFS_DOWNLOAD packages to download but not install (variant `server` only)
-# Progress goes to stderr; stdout is only the path.
 set -euo pipefail
 
 variant="${1:-}"
