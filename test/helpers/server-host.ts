@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { BARE_SERVER_PACKAGES, allServerPackages } from '../../controller/server/packages.js';
+import { SERVER_TIMER_NAMES } from '../../controller/server/timers.js';
 import { ensureRootfs } from '../../controller/stack/rootfs.js';
 import { shellQuote } from '../../controller/transport/shell-quote.js';
 
@@ -426,4 +427,26 @@ export async function viaHostCaddy(host: ServerHost, domain: string, path: strin
 export async function installThisNode(host: ServerHost): Promise<void> {
   const r = await host.exec(['sh', '-c', 'mkdir -p /usr/local/bin && cat > /usr/local/bin/node.new && chmod 755 /usr/local/bin/node.new && mv /usr/local/bin/node.new /usr/local/bin/node'], { input: readFileSync(process.execPath) });
   if (r.code !== 0) throw new Error(`copying node to test host ${host.name} failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
+}
+
+/**
+ * Stop the periodic codeb timers that `server init` installs (controller/server/timers.ts) and wait
+ * until none of their commands still runs: for a test that compares snapshots of the registry,
+ * which `codeb monitor`'s health record would otherwise change once a minute. Returns the function
+ * that starts them again.
+ */
+export async function holdTimers(host: ServerHost, timeoutMs = 300_000): Promise<() => Promise<void>> {
+  const timers = SERVER_TIMER_NAMES.map((n) => `${n}.timer`);
+  const services = SERVER_TIMER_NAMES.map((n) => `${n}.service`);
+  await host.exec(['systemctl', 'stop', ...timers]);
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const states = (await host.exec(['systemctl', 'show', '-p', 'ActiveState', '--value', ...services])).stdout.split('\n').filter(Boolean);
+    if (states.every((s) => s === 'inactive' || s === 'failed')) break;
+    if (Date.now() > until) throw new Error(`codeb's timer services still run after ${timeoutMs} ms: ${states.join(' ')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return async () => {
+    await host.exec(['systemctl', 'start', ...timers]);
+  };
 }
