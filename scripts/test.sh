@@ -47,6 +47,12 @@ if [ "$(id -u)" -eq 0 ]; then
   CODEB_ROOTFS_PACKAGES="$(node -p 'require("./controller/server/packages.json").bare.join(" ")') podman" \
   CODEB_ROOTFS_DOWNLOAD=nodejs \
     bash scripts/build-rootfs.sh server >/dev/null
+  # The bare Ubuntu 24.04 server (server-ubuntu.test.ts): the same inputs as serverRootfs('noble')
+  # in test/helpers/server-host.ts (what init installs, downloaded only; not Ubuntu's Node 18).
+  CODEB_ROOTFS_SUITE=noble \
+  CODEB_ROOTFS_PACKAGES="$(node -p 'require("./controller/server/packages.json").bare.join(" ")')" \
+  CODEB_ROOTFS_DOWNLOAD="$(node -p 'const l = require("./controller/server/packages.json"); [l.server, l.release["ubuntu 24.04"]].flatMap((c) => Object.values(c).flat()).filter((p) => p !== "nodejs").join(" ")')" \
+    bash scripts/build-rootfs.sh server >/dev/null
 fi
 
 # Plain output in logs (CI parses vitest's closing lines).

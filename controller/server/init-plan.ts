@@ -127,8 +127,9 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
   // kept however it came (the `nodejs` package of NodeSource, or a release in /usr/local/bin), and
   // the distribution's older `nodejs` is then not installed beside it.
   const nodeOnPath = nodeMajor(f.node) >= 20;
-  const missing = allServerPackages().filter((p) => !f.packages[p]?.installed && !(p === 'nodejs' && nodeOnPath));
-  const present = allServerPackages().filter((p) => f.packages[p]?.installed);
+  const wanted = allServerPackages({ id: f.osId, version: f.osVersion });
+  const missing = wanted.filter((p) => !f.packages[p]?.installed && !(p === 'nodejs' && nodeOnPath));
+  const present = wanted.filter((p) => f.packages[p]?.installed);
   const nodeInstalled = f.packages.nodejs?.installed;
   const nodeVersion = nodeInstalled ? f.node : f.packages.nodejs?.candidate ?? null;
   if (nodeVersion && nodeMajor(nodeVersion) < 20 && !nodeOnPath) {
@@ -144,7 +145,7 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
   steps.push({ kind: 'services', why: 'shared services as systemd units, settings.json' });
   // Also those an earlier init installed: when it stopped before setup (a lost connection, a
   // service that failed), the distribution's Caddy would otherwise keep port 80 from codeb's for good.
-  const disableDistro = allServerPackages()
+  const disableDistro = wanted
     .filter((p) => p in DISTRO_SERVICES && (missing.includes(p) || f.installedByInit.includes(p)))
     .map((p) => DISTRO_SERVICES[p]!);
   return { become, steps, disableDistro, present };

@@ -13,7 +13,7 @@ import type { SshSession } from '../transport/ssh.js';
 import type { Target } from '../transport/target.js';
 import { describeBundle, packBundle } from './bundle.js';
 import { INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitPlan, type InitStep } from './init-plan.js';
-import { allServerPackages } from './packages.js';
+import { everyServerPackage } from './packages.js';
 import type { SetupStep } from './setup.js';
 
 /** How init runs commands on the server: argv arrays (quoted by the transport), and one file copy. */
@@ -114,7 +114,7 @@ export async function serverInit(o: InitOptions): Promise<InitReport> {
   const name = o.target === 'local' ? 'this machine' : o.target.display;
   const root = installRoot();
   const bundle = describeBundle(root);
-  const factsRun = await o.runner.exec(['sh', '-c', INIT_FACTS_SCRIPT, 'codeb-init', ...allServerPackages()]);
+  const factsRun = await o.runner.exec(['sh', '-c', INIT_FACTS_SCRIPT, 'codeb-init', ...everyServerPackage()]);
   if (factsRun.code !== 0) throw failed('gathering facts', factsRun, 'The server needs a POSIX sh (any Debian/Ubuntu has one).');
   const facts = parseInitFacts(factsRun.stdout);
   const plan: InitPlan = planInit(facts, bundle.hash);

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codebCli, holdTimers, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { codebCli, holdTimers, startServerHost, viaHostCaddy, type ExecResult, type ServerHost } from '../helpers/server-host.js';
 import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
@@ -118,12 +118,7 @@ describe.runIf(root)('a project on a real server over SSH with runtime: quadlet'
   const cli = (...args: string[]) => codebCli(host, args);
 
   /** GET through the server's Caddy, on the host itself (bounded: 5 s). */
-  const viaCaddy = async (path: string): Promise<{ status: number; body: string }> => {
-    // The server has no curl: its node (installed by init) asks, with the domain as Host.
-    const script = `require('node:http').get({ host: '127.0.0.1', port: 80, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(DOMAIN)} }, timeout: 5000 }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body: b }))); }).on('timeout', function () { this.destroy(new Error('timeout')); }).on('error', (e) => console.log(JSON.stringify({ status: 0, body: e.message })))`;
-    const r = await host.exec(['node', '-e', script]);
-    return r.code === 0 && r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as { status: number; body: string }) : { status: 0, body: `${r.stdout}${r.stderr}` };
-  };
+  const viaCaddy = (path: string) => viaHostCaddy(host, DOMAIN, path);
   const units = async () => (await host.sh('ls /etc/containers/systemd/ 2>/dev/null || true')).split('\n').filter((f) => f.endsWith('.container')).sort();
   /** Registry, units and containers: what a refused command must leave as it was. */
   const snapshot = () => host.sh('md5sum /opt/codeb/registry/projects.json; ls -la --time-style=full-iso /etc/containers/systemd; podman ps -a --format "{{.Names}} {{.ID}} {{.State}} {{.StartedAt}}" | sort');

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CodebError } from '../../controller/errors.js';
 import { productionModules } from '../../controller/server/bundle.js';
 import { INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitFacts } from '../../controller/server/init-plan.js';
-import { allServerPackages } from '../../controller/server/packages.js';
+import { allServerPackages, everyServerPackage } from '../../controller/server/packages.js';
 import { planSetup, type SetupObservation } from '../../controller/server/setup.js';
 import { planTimers, serverTimers, type TimerObservation } from '../../controller/server/timers.js';
 import { networkUnit, serviceUnit, systemdQuote, UNIT_NAMES, type ServerUnit } from '../../controller/server/units.js';
@@ -87,6 +87,30 @@ describe('planInit: which steps a server needs', () => {
     const install = plan.steps.find((s) => s.kind === 'apt-install');
     expect(install && install.kind === 'apt-install' ? install.packages : []).not.toContain('nodejs');
     expect(plan.steps.map((s) => s.kind)).toContain('services');
+  });
+
+  // Ubuntu 24.04's netavark 1.4 runs `iptables` for every container network, and no dependency of
+  // podman or netavark brings it: without it each container start fails (seen on the noble test host).
+  const ubuntu = (installed: string[]): InitFacts => {
+    const f = facts({ osId: 'ubuntu', osVersion: '24.04', osName: 'Ubuntu 24.04.3 LTS', node: 'v20.20.2' }, installed);
+    f.packages.nodejs = { installed: false, candidate: '18.19.1+dfsg-6ubuntu5' };
+    f.packages.iptables = { installed: installed.includes('iptables'), candidate: '1.8.10-3ubuntu2' };
+    return f;
+  };
+  it.each([
+    ['bare Ubuntu 24.04 with a Node 20: iptables too, and not Ubuntu’s nodejs', ubuntu([]), ['podman', 'crun', 'netavark', 'aardvark-dns', 'nftables', 'iptables', 'caddy', 'postgresql', 'redis-server', 'radosgw']],
+    ['Ubuntu 24.04 with everything but iptables', ubuntu(ALL.filter((p) => p !== 'nodejs')), ['iptables']],
+    ['Ubuntu 24.04 that has iptables already', ubuntu([...ALL.filter((p) => p !== 'nodejs'), 'iptables']), []],
+    ['Debian 13: no iptables (its netavark drives nftables)', facts(), ALL],
+  ])('installs per release: %s', (_name, f, missing) => {
+    const install = planInit(f, 'h').steps.find((s) => s.kind === 'apt-install');
+    expect(install && install.kind === 'apt-install' ? install.packages : []).toEqual(missing);
+  });
+
+  it('asks the server about every release’s packages', () => {
+    expect(everyServerPackage()).toEqual([...ALL, 'iptables']);
+    expect(allServerPackages({ id: 'ubuntu', version: '24.04' })).toEqual(expect.arrayContaining(['podman', 'iptables']));
+    expect(allServerPackages({ id: 'debian', version: '13' })).toEqual(ALL);
   });
 });
 
