@@ -91,19 +91,22 @@ export function registerServer(program: Command): void {
     .option('--json', 'print the steps as JSON on stdout (progress on stderr)')
     .option('--disable-distro <units>', 'comma-separated distribution services init installed (postgresql,redis-server,caddy): stopped and disabled')
     .option('--code-changed', 'codeb was just updated: restart the forwarder')
-    .action((opts: { dryRun?: boolean; json?: boolean; disableDistro?: string; codeChanged?: boolean }) =>
+    .option('--storage <kind>', 'the object storage stand-in init chose: radosgw (17+, dbstore) or s3rver', 'radosgw')
+    .action((opts: { dryRun?: boolean; json?: boolean; disableDistro?: string; codeChanged?: boolean; storage: string }) =>
       runCommand(opts.json, async () => {
         const { runSetup } = await import('../server/setup.js');
         const allowed = new Set(['postgresql', 'redis-server', 'caddy']);
         const disable = (opts.disableDistro ?? '').split(',').filter(Boolean);
         const bad = disable.filter((d) => !allowed.has(d));
         if (bad.length) throw new CodebError(`--disable-distro takes postgresql, redis-server and caddy, not ${bad.join(', ')}.`, { exitCode: EXIT.invalid });
+        if (opts.storage !== 'radosgw' && opts.storage !== 's3rver') throw new CodebError(`--storage takes radosgw or s3rver, not ${JSON.stringify(opts.storage)}.`, { exitCode: EXIT.invalid });
         const say = (line: string) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`);
         const started = new Map<string, number>();
         const r = await runSetup({
           dryRun: opts.dryRun,
           disableDistro: disable,
           codeChanged: opts.codeChanged,
+          storage: opts.storage,
           onStep: (s, state) => {
             if (state === 'doing') started.set(s.target, Date.now());
             else say(`${s.target}: ${s.action} (${s.why}) ... done ${((Date.now() - (started.get(s.target) ?? Date.now())) / 1000).toFixed(1)}s`);
