@@ -6,6 +6,7 @@
  */
 
 import { quoteArg } from '../transport/shell-quote.js';
+import { UNIT_NAMES } from './units.js';
 import type { Target } from '../transport/target.js';
 
 /** $@ = the command that starts codeb on that machine. Prints key=value lines, then codeb's facts. */
@@ -176,7 +177,7 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
   // A server made by `server init` runs its stand-in (radosgw or s3rver) as codeb-s3.service.
   const stored = c?.services.storage?.kind;
   const initStorage = stored === 's3rver' || stored === 'radosgw';
-  service('storage', 'minio/s3', f.minio, 'install MinIO (https://min.io/docs/minio/linux/operations/install-deploy-manage/deploy-minio-single-node-single-drive.html)', initStorage ? 'sudo systemctl restart codeb-s3.service' : 'sudo systemctl enable --now minio');
+  service('storage', 'minio/s3', initStorage ? UNIT_NAMES.s3 : f.minio, 'install MinIO (https://min.io/docs/minio/linux/operations/install-deploy-manage/deploy-minio-single-node-single-drive.html)', initStorage ? `sudo systemctl restart ${UNIT_NAMES.s3}` : 'sudo systemctl enable --now minio');
 
   // podman API socket (the podman runtime talks to it)
   const sock = c?.services.podman;
