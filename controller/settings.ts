@@ -12,6 +12,9 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CodebError } from './errors.js';
 
+/** How codeb runs on a server made by `codeb server init` (its launcher finds node through `#!/usr/bin/env node`). */
+export const SERVER_CODEB = '/opt/codeb/bin/codeb.js';
+
 export function codebHome(env: NodeJS.ProcessEnv = process.env): string {
   if (env.CODEB_HOME) return resolve(env.CODEB_HOME);
   if (existsSync('/opt/codeb')) return '/opt/codeb';

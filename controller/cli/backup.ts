@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { CodebError, EXIT } from '../errors.js';
 import { eprintln, printJson, println, runCommand } from './output.js';
 import { globalRegistry } from './registry.js';
+import { SERVER_CODEB } from '../settings.js';
 
 interface EnvOpts {
   env: string;
@@ -220,10 +221,10 @@ export function registerBackup(program: Command): void {
     .description("Print the systemd .service and .timer that run the deployment's backups on a server (from backup.schedule, UTC)")
     .argument('<project>', 'project id')
     .option('-e, --env <name>', 'environment', 'production')
-    .option('--codeb <path>', 'the codeb program on the server', '/usr/local/bin/codeb')
+    .option('--codeb <path>', 'the codeb program on the server', SERVER_CODEB)
     .option('--home <path>', 'CODEB_HOME on the server', '/opt/codeb')
     .option('--json', 'print {name, service, timer} as JSON')
-    .addHelpText('after', '\nInstall on the server as /etc/systemd/system/<name>.service and .timer, then `systemctl enable --now <name>.timer` (docs/backup.md).')
+    .addHelpText('after', '\nFor a server set up by hand: a server made by `codeb server init` already runs `backup run --due` every 5 minutes\n(its codeb-backups.timer). Install as /etc/systemd/system/<name>.service and .timer, then\n`systemctl enable --now <name>.timer` (docs/backup.md).')
     .action((project: string, opts: EnvOpts & { codeb: string; home: string }, cmd: Command) =>
       runCommand(opts.json, async () => {
         const { backupPolicy } = await import('../ops/backup.js');

@@ -31,7 +31,7 @@ import { dirname } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { inCidr, parseCidr } from '../runtime/network.js';
 import { CLIENT_HEADER, HostTable, normaliseHost, publicRoute, SCHEME_HEADER, TLS_ASK_PATH, type HostRoute, type HostUpstream } from './host-routes.js';
-import { authDecision, challenge, VerifiedCache } from './route-auth.js';
+import { authDecision, BUSY, challenge, VerifiedCache } from './route-auth.js';
 
 export interface ForwarderEntry {
   id: string;
@@ -88,7 +88,10 @@ const TUNNEL_DROPS = new Set([SCHEME_HEADER, CLIENT_HEADER, VERIFY_HEADER]);
 const RETRYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** An answer the router gives itself. */
 type Answer = { status: number; headers?: Record<string, string>; body: string };
-const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway' };
+const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway' };
+
+/** The answer to a websocket upgrade for a route whose manifest did not ask for websockets. */
+const WEBSOCKETS_OFF: Answer = { status: 400, body: 'codeb: this site does not take websocket connections; set `features.websockets: true` in its manifest and apply\n' };
 
 export class Forwarder {
   private readonly entries = new Map<string, LiveEntry>();
@@ -282,7 +285,7 @@ export class Forwarder {
    * answer the router gives itself (unknown host 404, plain HTTP to a TLS host 308, no live slot
    * yet 502, the TLS ask).
    */
-  private pick(req: IncomingMessage): { entry: LiveEntry; upstream: HostUpstream } | Answer {
+  private pick(req: IncomingMessage): { entry: LiveEntry; upstream: HostUpstream; websockets: boolean } | Answer {
     const url = req.url ?? '/';
     const hostHeader = req.headers.host;
     if (url.startsWith(TLS_ASK_PATH) && LOOPBACK_HOSTS.has(normaliseHost(hostHeader) ?? '')) {
@@ -301,7 +304,7 @@ export class Forwarder {
     if (!upstream) return { status: 404, body: 'codeb: no service of this site answers this path\n' };
     const entry = this.entryAt(upstream.port);
     if (!entry) return { status: 502, body: `codeb: ${upstream.service} has no live version yet (deploy it)\n` };
-    return { entry, upstream };
+    return { entry, upstream, websockets: found.route.websockets };
   }
 
   /**
@@ -315,11 +318,13 @@ export class Forwarder {
     const d = authDecision(upstream.auth, typeof client === 'string' ? client : null, req.headers.authorization);
     if (d.kind === 'open') return null;
     if (d.kind === 'refused') return { status: 403, body: 'codeb: this address may not use this site\n' };
-    if (d.kind === 'password' && (await this.verified.verify(d.password, d.hash))) {
+    const verdict = d.kind === 'password' ? await this.verified.verify(d.password, d.hash) : false;
+    if (verdict === true) {
       // The app never sees the route's password.
       delete req.headers.authorization;
       return null;
     }
+    if (verdict === BUSY) return { status: 503, headers: { 'retry-after': '1' }, body: 'codeb: too many password checks at once; try again in a second\n' };
     return { status: 401, headers: { 'www-authenticate': challenge(upstream.service) }, body: 'codeb: this site needs a user name and password\n' };
   }
 
@@ -348,7 +353,7 @@ export class Forwarder {
     res.end(a.body);
   }
 
-  /** A websocket upgrade from Caddy's static route (the same checks as a request). */
+  /** A websocket upgrade from Caddy's static route: refused unless the route has websockets, then the same checks as a request. */
   routeUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const to = this.pick(req);
     const refuse = (a: Answer) => {
@@ -356,6 +361,8 @@ export class Forwarder {
       socket.end(`HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(a.body)}\r\nconnection: close\r\n${extra}\r\n${a.body}`);
     };
     if (!('entry' in to)) return refuse(to);
+    // The manifest's features.websockets: without it the app gets no upgrades (refused before the auth check: no bcrypt).
+    if (!to.websockets) return refuse(WEBSOCKETS_OFF);
     // The checked credentials stay out of the tunnel too (it copies the raw headers).
     const drop = to.upstream.auth?.basic ? ['authorization'] : [];
     void this.admit(req, to.upstream).then(

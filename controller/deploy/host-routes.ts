@@ -61,8 +61,8 @@ export interface HostRoute {
   domains: string[];
   tls: TlsMode;
   upstreams: HostUpstream[];
+  /** Websocket upgrades pass (the manifest's features.websockets); else the router refuses them. */
   websockets: boolean;
-  sse: boolean;
   /** More sites of the same deployment (absent: none). */
   sites?: HostSite[];
 }
@@ -134,7 +134,7 @@ export function orderUpstreams(upstreams: HostUpstream[]): HostUpstream[] {
 export function routeProblems(r: HostRoute, listed = false): string[] {
   const out: string[] = [];
   if (typeof r.id !== 'string' || !ROUTE_ID.test(r.id)) out.push(`route id ${JSON.stringify(r.id)} is not a codeb route name`);
-  if (typeof r.websockets !== 'boolean' || typeof r.sse !== 'boolean') out.push('websockets and sse must be true or false');
+  if (typeof r.websockets !== 'boolean') out.push('websockets must be true or false');
   if (r.sites !== undefined && !Array.isArray(r.sites)) out.push('sites must be a list');
   const sites = Array.isArray(r.sites) ? r.sites : [];
   const seen = new Set<string>();
@@ -237,7 +237,6 @@ export class HostTable {
       tls: route.tls,
       upstreams: ups(route.upstreams),
       websockets: route.websockets,
-      sse: route.sse,
       ...(route.sites?.length ? { sites: route.sites.map((s) => ({ domains: [...s.domains], tls: s.tls, upstreams: ups(s.upstreams) })) } : {}),
     };
     this.routes.set(route.id, clean);

@@ -6,6 +6,9 @@
  *
  * A bcrypt check costs tens of milliseconds on purpose, so successful checks are remembered in
  * memory (a digest of hash and credentials, never the password) and a keep-alive client pays once.
+ * Wrong passwords cannot be remembered that way, so the checks that run at once are capped: a
+ * flood of wrong passwords at one project's route gets 503s instead of taking the CPU the shared
+ * forwarder needs for every other site.
  */
 import { createHash } from 'node:crypto';
 import { inCidr, parseCidr } from '../runtime/network.js';
@@ -53,18 +56,34 @@ export function challenge(service: string): string {
 
 type Compare = (password: string, hash: string) => Promise<boolean>;
 
+/** How many bcrypt checks run at once, and how many more may wait for their turn. */
+export interface CheckLimits {
+  running: number;
+  waiting: number;
+}
+
+/** Two checks at once (one per core of a small server), a short queue behind them. */
+export const DEFAULT_CHECK_LIMITS: CheckLimits = { running: 2, waiting: 32 };
+
+/** verify's answer when the queue of checks is full: the router says 503, try again shortly. */
+export const BUSY = 'busy' as const;
+
 /**
  * Remembers successful checks (bounded; oldest forgotten first). Checks of the same credentials
  * that arrive while one runs (a browser opens several connections at once) share that one.
+ * Remembered successes pass without a check even while the queue is full.
  */
 export class VerifiedCache {
   private readonly ok = new Map<string, true>();
-  private readonly running = new Map<string, Promise<boolean>>();
+  private readonly running = new Map<string, Promise<boolean | typeof BUSY>>();
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
 
   /** `compare`: bcrypt's (loaded on the first check); a test may wrap it to count checks. */
   constructor(
     private readonly max = 1000,
     private compare: Compare | null = null,
+    private readonly limits: CheckLimits = DEFAULT_CHECK_LIMITS,
   ) {}
 
   private key(password: string, hash: string): string {
@@ -75,12 +94,11 @@ export class VerifiedCache {
     return this.ok.has(this.key(password, hash));
   }
 
-  /** True when the password matches the bcrypt hash; a match is remembered. */
-  async verify(password: string | null, hash: string): Promise<boolean> {
+  /** True when the password matches the bcrypt hash (a match is remembered); BUSY when too many checks wait. */
+  async verify(password: string | null, hash: string): Promise<boolean | typeof BUSY> {
     if (password === null) {
       // A wrong user: a check all the same (no timing tells which users exist), never a match.
-      await this.check('\0wrong user', hash);
-      return false;
+      return (await this.check('\0wrong user', hash)) === BUSY ? BUSY : false;
     }
     const key = this.key(password, hash);
     if (this.ok.has(key)) return true;
@@ -90,16 +108,26 @@ export class VerifiedCache {
       this.running.set(key, check);
     }
     const good = await check;
-    if (good && !this.ok.has(key)) {
+    if (good === true && !this.ok.has(key)) {
       if (this.ok.size >= this.max) this.ok.delete(this.ok.keys().next().value!);
       this.ok.set(key, true);
     }
     return good;
   }
 
-  private async check(password: string, hash: string): Promise<boolean> {
-    this.compare ??= (await import('bcryptjs')).compare;
-    return this.compare(password, hash).catch(() => false);
+  /** One bcrypt check once a turn is free (a finished check hands its turn to the next in line). */
+  private async check(password: string, hash: string): Promise<boolean | typeof BUSY> {
+    if (this.active < this.limits.running) this.active++;
+    else if (this.queue.length < this.limits.waiting) await new Promise<void>((turn) => this.queue.push(turn));
+    else return BUSY;
+    try {
+      this.compare ??= (await import('bcryptjs')).compare;
+      return await this.compare(password, hash).catch(() => false);
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active--;
+    }
   }
 
   get size(): number {

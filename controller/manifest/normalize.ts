@@ -154,7 +154,6 @@ export function resolveDeployment(m: Manifest, envName?: string): Deployment {
         ? { buckets: (typeof storage === 'object' ? storage.buckets : undefined) ?? DEFAULTS.storageBuckets, public: typeof storage === 'object' ? storage.public ?? false : false }
         : null,
       websockets: f.websockets ?? false,
-      sse: f.sse ?? false,
     },
     monitoring: { checksAfterDeploy: m.monitoring?.checksAfterDeploy ?? DEFAULTS.checksAfterDeploy, alerts: { webhook: m.monitoring?.alerts?.webhook, email: m.monitoring?.alerts?.email ?? [] } },
     backup: {

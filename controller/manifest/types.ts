@@ -101,7 +101,6 @@ export interface Manifest {
     cache?: boolean | { isolation?: 'db' | 'prefix' };
     storage?: boolean | { buckets?: string[]; public?: boolean };
     websockets?: boolean;
-    sse?: boolean;
   };
   monitoring?: {
     healthCheck?: HttpHealthCheck;
@@ -196,7 +195,6 @@ export interface Deployment {
     cache: { isolation: 'db' | 'prefix' } | null;
     storage: { buckets: string[]; public: boolean } | null;
     websockets: boolean;
-    sse: boolean;
   };
   monitoring: { checksAfterDeploy: number; alerts: { webhook?: string; email: string[] } };
   backup: { enabled: boolean; schedule: string; retentionDays: number; include: BackupPart[] };

@@ -69,6 +69,7 @@ const ALL_ROLES = ['app', 'proxy', 'database', 'cache', 'storage'] as const;
 /** Keys earlier versions accepted and nothing could honour: refused with the reason. */
 const REMOVED_KEYS: Record<string, string> = {
   'logs.maxFiles': 'Podman keeps no rotated log files: it truncates the log at maxSize; remove maxFiles',
+  'features.sse': 'server-sent event streams always pass uncompressed and unbuffered; remove sse',
 };
 
 function issueFromAjv(loaded: LoadedManifest, e: ErrorObject): ManifestIssue | undefined {

@@ -1,9 +1,10 @@
 /**
  * The systemd timer and service that run one deployment's backups on a server, from its cron
- * `backup.schedule`. Pure rendering; installing them on a server (over SSH) is the remote layer's
- * job (docs/backup.md says how to do it by hand meanwhile).
+ * `backup.schedule`, for a server set up by hand. Pure rendering. A server made by `codeb server
+ * init` needs none: its codeb-backups timer runs `backup run --due` for every deployment (timers.ts).
  */
 import { envFileName } from '../manifest/names.js';
+import { SERVER_CODEB } from '../settings.js';
 import { parseCron, toOnCalendar } from './cron.js';
 
 export interface TimerUnits {
@@ -23,7 +24,7 @@ export interface TimerOptions {
 export function backupTimerUnits(project: string, env: string, schedule: string, opts: TimerOptions = {}): TimerUnits {
   envFileName(project, env); // validates both as labels: they go into unit files and a command line
   const name = `codeb-backup-${project}-${env}`;
-  const codeb = opts.codeb ?? '/usr/local/bin/codeb';
+  const codeb = opts.codeb ?? SERVER_CODEB;
   const home = opts.home ?? '/opt/codeb';
   if (!/^\/[A-Za-z0-9._/-]+$/.test(codeb) || !/^\/[A-Za-z0-9._/-]+$/.test(home)) {
     throw new Error('codeb and home must be absolute paths of letters, digits, ., _, - and /');

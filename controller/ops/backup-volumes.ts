@@ -4,8 +4,8 @@
  * made from the volume's folder on this host (Podman's Mountpoint; codeb runs where Podman
  * runs) with the system `tar` and argument arrays, while the service's container is paused, so
  * the copy is one point in time (as after a power cut: the service must cope with that, as
- * databases do). A restore stops the container, empties the volume, unpacks the tar and starts
- * it again.
+ * databases do). A restore halts the container through the runtime driver, empties the volume,
+ * unpacks the tar and starts it again.
  */
 import { execFile } from 'node:child_process';
 import { accessSync, constants, readdirSync, rmSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { containerName } from '../manifest/names.js';
 import { STATEFUL_SLOT } from '../deploy/stateful.js';
 import { libpodCall, libpodMessage } from '../providers/libpod.js';
 import { VolumeProvider } from '../providers/volume.js';
-import { LABEL } from '../runtime/types.js';
+import { LABEL, type Runtime } from '../runtime/types.js';
 
 /** The backup's key of a volume's tar. */
 export const volumeKey = (volume: string) => `volumes/${volume}.tar`;
@@ -53,8 +53,8 @@ function tar(args: string[]): Promise<void> {
   });
 }
 
-async function containerCall(socketPath: string, name: string, action: 'pause' | 'unpause' | 'stop' | 'start'): Promise<void> {
-  const r = await libpodCall(socketPath, 'POST', `/containers/${encodeURIComponent(name)}/${action}${action === 'stop' ? '?timeout=30' : ''}`);
+async function containerCall(socketPath: string, name: string, action: 'pause' | 'unpause'): Promise<void> {
+  const r = await libpodCall(socketPath, 'POST', `/containers/${encodeURIComponent(name)}/${action}`);
   // 304: already in that state.
   if (r.status !== 204 && r.status !== 304) throw new CodebError(`Cannot ${action} container ${name}: ${libpodMessage(r.json)}`);
 }
@@ -79,14 +79,17 @@ export async function tarVolume(socketPath: string, src: VolumeSource, file: str
   return running ? Math.round(performance.now() - t0) : 0;
 }
 
-/** Replace the volume's contents with the tar's: its writer stopped meanwhile and started again if it ran. */
-export async function untarVolume(socketPath: string, src: VolumeSource, file: string): Promise<void> {
-  const running = await isRunning(socketPath, src.container);
-  if (running) await containerCall(socketPath, src.container, 'stop');
+/**
+ * Replace the volume's contents with the tar's: its writer halted meanwhile through the runtime
+ * driver (under a systemd unit through systemctl, so Restart= cannot start it mid-restore) and
+ * started again if it ran.
+ */
+export async function untarVolume(runtime: Pick<Runtime, 'halt' | 'resume'>, src: VolumeSource, file: string): Promise<void> {
+  const running = await runtime.halt(src.container);
   try {
     for (const entry of readdirSync(src.mountpoint)) rmSync(join(src.mountpoint, entry), { recursive: true, force: true });
     await tar(['--extract', '--file', file, '--numeric-owner', '--same-permissions', '--directory', src.mountpoint]);
   } finally {
-    if (running) await containerCall(socketPath, src.container, 'start');
+    if (running) await runtime.resume(src.container);
   }
 }

@@ -42,6 +42,7 @@ import {
 import { BackupDatabase, assertDatabaseName } from './backup-postgres.js';
 import { isDue, missedSlot } from './backup-schedule.js';
 import { BackupStore, sha256File } from './backup-store.js';
+import { openHostRuntime } from '../runtime/open.js';
 import { tarVolume, untarVolume, volumeKey, volumeSource } from './backup-volumes.js';
 
 export interface BackupContext {
@@ -543,9 +544,14 @@ export async function restoreVolumes(project: string, env: string, id: string, c
       if (got.sha256 !== o.sha256 || got.size !== o.size) problems.push(`${o.key}: sha256 or size differs from the manifest`);
     }
     if (problems.length) throw new CodebError(`Backup ${m.id} is damaged: ${problems.join('; ')}`, { hint: 'Nothing was restored. Restore another backup (`codeb backup list`).' });
-    for (const volume of names) {
-      const src = await volumeSource(r.settings.podman.socketPath, project, env, volume);
-      await reportStep(r.reporter, `restore volume ${volume} (${src.container} stopped meanwhile)`, () => untarVolume(r.settings.podman.socketPath, src, join(tmp, `${volume}.tar`)), () => 'done');
+    const runtime = await openHostRuntime(r.settings);
+    try {
+      for (const volume of names) {
+        const src = await volumeSource(r.settings.podman.socketPath, project, env, volume);
+        await reportStep(r.reporter, `restore volume ${volume} (${src.container} stopped meanwhile)`, () => untarVolume(runtime, src, join(tmp, `${volume}.tar`)), () => 'done');
+      }
+    } finally {
+      await runtime.close();
     }
     await recordHistory(r.file, project, env, 'backup-restore', { id: m.id, volumes: names });
     return { project, env, id: m.id, volumes: names };

@@ -5,7 +5,7 @@
  * so no other site loses a request or a stream (Caddy 2.6 reloads everything on any admin change).
  *
  * Kind `proxy.route`: name = `codeb-<project>-<env>`, spec = RouteSpec:
- *   domains, tls, upstreams (path, entry port, service, auth), websockets, sse, sites  the forwarder's
+ *   domains, tls, upstreams (path, entry port, service, auth), websockets, sites  the forwarder's
  *               HostRoute; basic auth names the secret-store key of its bcrypt hash, which only
  *               execute reads (ctx.secret) and hands to the forwarder
  *   caddyFront  true when Caddy's front is in place: both front routes, the on-demand TLS policy and
@@ -46,7 +46,7 @@ export function hostRoute(name: string, spec: RouteSpec, hashOf: (secret: string
       service: u.service,
       ...(u.auth ? { auth: { basic: u.auth.basic && { user: u.auth.basic.user, hash: hashOf(u.auth.basic.secret) }, allow: [...u.auth.allow] } } : {}),
     }));
-  const route: HostRoute = { id: name, domains: [...spec.domains], tls: spec.tls, upstreams: ups(spec.upstreams), websockets: spec.websockets, sse: spec.sse };
+  const route: HostRoute = { id: name, domains: [...spec.domains], tls: spec.tls, upstreams: ups(spec.upstreams), websockets: spec.websockets };
   if (spec.sites?.length) route.sites = spec.sites.map((s) => ({ domains: [...s.domains], tls: s.tls, upstreams: ups(s.upstreams) }));
   const problems = routeProblems(route);
   if (problems.length) {
@@ -71,7 +71,7 @@ export function routeSpecOf(have: HostRoute, caddyFront: boolean): RouteSpec {
       service: u.service,
       ...(u.auth ? { auth: { basic: u.auth.basic && { user: u.auth.basic.user, secret: basicAuthSecret(u.service), fingerprint: u.auth.basic.hash }, allow: [...u.auth.allow] } } : {}),
     }));
-  const spec: RouteSpec = { domains: have.domains, tls: have.tls, upstreams: ups(have.upstreams), websockets: have.websockets, sse: have.sse, caddyFront };
+  const spec: RouteSpec = { domains: have.domains, tls: have.tls, upstreams: ups(have.upstreams), websockets: have.websockets, caddyFront };
   if (have.sites?.length) spec.sites = have.sites.map((s) => ({ domains: s.domains, tls: s.tls, upstreams: ups(s.upstreams) }));
   return spec;
 }

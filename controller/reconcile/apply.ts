@@ -183,7 +183,16 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
   }
 
   const command = `codeb ${opts.planOnly ? 'plan' : 'apply'} ${opts.manifestFile}${opts.env ? ` --env ${opts.env}` : ''}`;
-  return withRegistryLock(file, { command }, async (tx) => {
+  // Failed deploys' alerts, sent once the registry lock is released: a receiver that does not answer
+  // (4 attempts with backoff, up to about 23 s) must not hold every other apply on this server.
+  const alertsDue: DeployOutcome[] = [];
+  try {
+    return await withRegistryLock(file, { command }, (tx) => applyLocked(tx));
+  } finally {
+    for (const outcome of alertsDue) await alertDeploy(outcome, d, settings, file, reporter);
+  }
+
+  async function applyLocked(tx: RegistryTx): Promise<ApplyResult> {
     const doc = tx.read();
     const existing = doc.projects[d.projectId]?.environments[d.env];
     // A new Redis slot must not be one another owner already uses on the server (observe only).
@@ -230,7 +239,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
           await tx.write(draft);
           const err = outcomeError(outcome, d.projectId, d.env);
           if (err) {
-            await alertDeploy(outcome, d, settings, file, reporter);
+            alertsDue.push(outcome);
             throw err;
           }
           return `${outcome.fromSlot ?? 'none'} -> ${outcome.toSlot}, switched in ${outcome.switchMs?.toFixed(1)} ms`;
@@ -319,7 +328,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       // command to show once (ApplyResult, or takeGeneratedPasswords() when the apply fails later).
       generated.push(...(await ensureRouteAuth(secrets, d)));
       values = secrets.load(d.projectId, d.env);
-      if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o), (o) => alertDeploy(o, d, settings, file, reporter));
+      if (pending) resumedFrom = await finishInterrupted(pending, deployContext(release.runtime, release.forwarder), tx, draft, rec, d, reporter, (o) => (lastDeploy = o), (o) => alertsDue.push(o));
 
       const done = await execute(actions, providers, tx, draft, rec, secret, reporter, d.projectId);
       rec.status = rec.liveSlot ? 'running' : 'provisioned';
@@ -330,7 +339,7 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
     } finally {
       await closeAll(providers);
     }
-  });
+  }
 }
 
 const IMAGE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
@@ -383,7 +392,8 @@ async function finishInterrupted(
   d: Deployment,
   reporter: Reporter,
   deployed: (o: DeployOutcome) => void,
-  alert: (o: DeployOutcome) => Promise<void>,
+  /** Queues the alert for a deploy that failed (sent after the lock is released). */
+  alert: (o: DeployOutcome) => void,
 ): Promise<DeployOutcome['resumed']> {
   const p = pending.progress;
   const resumed = { phase: p.phase, startedAt: p.startedAt, by: p.by };
@@ -396,7 +406,7 @@ async function finishInterrupted(
     const err = outcomeError(r.outcome, d.projectId, d.env);
     if (err) {
       // A resumed deploy that rolls back alerts like any other (deploy.rolled_back).
-      await alert(r.outcome);
+      alert(r.outcome);
       throw err;
     }
     return undefined;

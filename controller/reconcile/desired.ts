@@ -66,7 +66,6 @@ export interface RouteSpec extends Record<string, unknown> {
   tls: 'auto' | 'internal' | 'off';
   upstreams: RouteUpstream[];
   websockets: boolean;
-  sse: boolean;
   /** Absent when no service has host names of its own. */
   sites?: RouteSiteSpec[];
   /** Caddy's static front sends every site to the forwarder's router (false when observed broken: drift). */
@@ -177,7 +176,7 @@ export function desired(d: Deployment, n: DeploymentNames, s: Settings, authFing
         // Longest path prefix first; the catch-all (null) last.
         .sort((a, b) => (b.path?.length ?? -1) - (a.path?.length ?? -1));
     const [main, ...others] = deploymentSites(d);
-    const spec: RouteSpec = { domains: main!.domains, tls: main!.tls, upstreams: upstreams(main!.services), websockets: d.features.websockets, sse: d.features.sse, caddyFront: true };
+    const spec: RouteSpec = { domains: main!.domains, tls: main!.tls, upstreams: upstreams(main!.services), websockets: d.features.websockets, caddyFront: true };
     if (others.length) spec.sites = others.map((site) => ({ domains: site.domains, tls: site.tls, upstreams: upstreams(site.services) }));
     const route = makeResource('proxy.route', routeId(d.projectId, d.env), spec, [envFile.key]);
     out.push(route);

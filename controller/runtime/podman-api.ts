@@ -295,6 +295,32 @@ export class PodmanApiRuntime implements Runtime {
     }
   }
 
+  async halt(name: string): Promise<boolean> {
+    const state = await this.inspect(name);
+    if (!state?.running) return false;
+    const c = (await this.docker()).getContainer(name);
+    try {
+      await this.api(() => c.stop({ t: 30 }));
+    } catch (err) {
+      if (err instanceof CodebError) throw err;
+      if (statusOf(err) !== 304) throw this.fail(`Cannot stop container ${name}`, err); // 304: already stopped
+    }
+    return true;
+  }
+
+  async resume(name: string): Promise<ContainerState> {
+    const c = (await this.docker()).getContainer(name);
+    try {
+      await this.api(() => c.start());
+    } catch (err) {
+      if (err instanceof CodebError) throw err;
+      if (statusOf(err) !== 304) throw this.fail(`Cannot start container ${name} again`, err); // 304: already running
+    }
+    const state = await this.inspect(name);
+    if (!state?.running) throw new CodebError(`Container ${name} stopped again right after it was started.`, { hint: `Its last output: \`podman logs --tail 20 ${name}\`.` });
+    return state;
+  }
+
   async inspect(name: string): Promise<ContainerState | null> {
     let info: Docker.ContainerInspectInfo;
     try {

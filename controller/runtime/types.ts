@@ -73,6 +73,13 @@ export interface Runtime {
   start(spec: ContainerSpec): Promise<ContainerState>;
   /** Stop (with the spec's grace period) and remove; no error if it is already gone. */
   remove(name: string, stopTimeoutSeconds?: number): Promise<void>;
+  /**
+   * Stop a container for maintenance (a volume restore) and keep it stopped: nothing, not even a
+   * unit's Restart=, starts it again until `resume`. True when it was running.
+   */
+  halt(name: string): Promise<boolean>;
+  /** Start again a container `halt` stopped; its state once it runs. */
+  resume(name: string): Promise<ContainerState>;
   inspect(name: string): Promise<ContainerState | null>;
   /** Containers carrying every given label. */
   list(labels: Record<string, string>): Promise<ContainerState[]>;

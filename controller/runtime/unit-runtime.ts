@@ -154,6 +154,30 @@ export class UnitRuntime implements Runtime {
     await this.api.remove(name, stopTimeoutSeconds);
   }
 
+  /** The unit file of either kind that runs this container, or null (a container outside units). */
+  private unitFileOf(name: string): string | null {
+    return Object.values(unitFiles(name, this.dirs)).find((f) => existsSync(f)) ?? null;
+  }
+
+  /** Through systemd: `podman stop` would end the unit's main process and its Restart= could start it again mid-restore. */
+  async halt(name: string): Promise<boolean> {
+    if (!this.unitFileOf(name)) return this.api.halt(name);
+    const running = (await this.api.inspect(name))?.running ?? false;
+    if (running) await this.systemctl(['stop', serviceName(name)], `Stopping ${name}`);
+    return running;
+  }
+
+  async resume(name: string): Promise<ContainerState> {
+    if (!this.unitFileOf(name)) return this.api.resume(name);
+    await this.systemctl(['start', serviceName(name)], `Starting ${name} again`);
+    const state = await this.waitRunning(name);
+    if (!state) {
+      const journal = await this.journalTail(name);
+      throw new CodebError(`Container ${name} did not start again through its unit.`, { hint: journal ? `Its journal (journalctl -u ${serviceName(name)}):\n${journal}` : `See journalctl -u ${serviceName(name)} on the server.` });
+    }
+    return state;
+  }
+
   inspect(name: string): Promise<ContainerState | null> {
     return this.api.inspect(name);
   }

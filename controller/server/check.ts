@@ -7,6 +7,7 @@
 
 import { quoteArg } from '../transport/shell-quote.js';
 import { UNIT_NAMES } from './units.js';
+import { SERVER_TIMER_NAMES } from './timers.js';
 import type { Target } from '../transport/target.js';
 
 /** $@ = the command that starts codeb on that machine. Prints key=value lines, then codeb's facts. */
@@ -24,6 +25,7 @@ export const FACTS_SCRIPT = [
   'echo "redis=$(first redis-server --version)"',
   'echo "minio=$(first minio --version)"',
   'echo "codeb=$(first "$@" --version)"',
+  `echo "timers=$(systemctl is-active ${SERVER_TIMER_NAMES.map((n) => `${n}.timer`).join(' ')} 2>/dev/null | tr '\\n' ' ')"`,
   'echo "codeb_facts=$("$@" server facts 2>/dev/null | tr -d \'\\n\')"',
 ].join('\n');
 
@@ -40,6 +42,8 @@ export interface ShellFacts {
   redis: string;
   minio: string;
   codeb: string;
+  /** `systemctl is-active` of each server timer, in SERVER_TIMER_NAMES order, space-separated. */
+  timers: string;
   codeb_facts: string;
 }
 
@@ -76,7 +80,7 @@ export function parseShellFacts(text: string): ShellFacts {
     const eq = line.indexOf('=');
     if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1).trim();
   }
-  const keys: Array<keyof ShellFacts> = ['os', 'distro', 'user', 'node', 'podman', 'pid1', 'systemd_state', 'caddy', 'postgres', 'redis', 'minio', 'codeb', 'codeb_facts'];
+  const keys: Array<keyof ShellFacts> = ['os', 'distro', 'user', 'node', 'podman', 'pid1', 'systemd_state', 'caddy', 'postgres', 'redis', 'minio', 'codeb', 'timers', 'codeb_facts'];
   return Object.fromEntries(keys.map((k) => [k, out[k] ?? ''])) as unknown as ShellFacts;
 }
 
@@ -148,6 +152,17 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
     checks.push(state === 'running' ? { name: 'systemd', status: 'ok', found: 'PID 1, running' } : { name: 'systemd', status: 'warn', found: `PID 1, state ${state}`, fix: onServer('systemctl --failed') + ' shows the failed units' });
   } else {
     checks.push({ name: 'systemd', status: 'missing', found: `PID 1 is ${f.pid1 ? `"${f.pid1}"` : 'unknown'}, not systemd`, fix: 'services and containers run as systemd units on a server: use a host (VM or machine) booted with systemd, not a container' });
+  }
+
+  // the timers of the periodic work (server init installs them): without them nothing monitors, backs up or runs jobs
+  if (f.pid1 === 'systemd' && f.codeb) {
+    const states = f.timers.split(/\s+/).filter(Boolean);
+    const idle = SERVER_TIMER_NAMES.filter((_, i) => states[i] !== 'active');
+    checks.push(
+      idle.length === 0
+        ? { name: 'timers', status: 'ok', found: `${SERVER_TIMER_NAMES.join(', ')} active (monitor and due jobs every minute, due backups every 5 minutes)` }
+        : { name: 'timers', status: 'warn', found: `not active: ${idle.join(', ')}: nothing runs ${idle.map((n) => n.replace('codeb-', '')).join(', ')} on a schedule`, fix: `codeb server init ${remote ? t.display : 'local'} (installs them)` },
+    );
   }
 
   // settings.json: where codeb finds the shared services

@@ -3,7 +3,8 @@
  * the codeb that init just installed there): the shared services as systemd units, configured by
  * the local stack's own writers (controller/stack/*: initdb + pg_hba, redis.conf + ACL file, the
  * Caddy front, radosgw's admin user, the forwarder's arguments, the services address), supervised
- * by systemd instead of stack/process.ts. Then settings.json (0600), in the shape codeb reads.
+ * by systemd instead of stack/process.ts. Then settings.json (0600), in the shape codeb reads, and
+ * the timers of the periodic work (timers.ts: monitor, due jobs, due backups).
  *
  * planSetup decides from observations what to do (pure, unit-tested); applySetup does it. Nothing
  * is touched when everything is already as desired: a second init changes nothing.
@@ -24,6 +25,7 @@ import type { Part, StartContext } from '../stack/part.js';
 import { postgresPart } from '../stack/postgres.js';
 import { redisPart } from '../stack/redis.js';
 import { rgwCommand, s3Part, s3rverKeyFile } from '../stack/s3.js';
+import { planTimers, serverTimers, type TimerObservation } from './timers.js';
 import { networkUnit, plainPath, serviceUnit, UNIT_NAMES, type ServerUnit } from './units.js';
 
 const run = promisify(execFile);
@@ -190,6 +192,13 @@ export async function runSetup(opts: SetupOptions = {}): Promise<SetupResult> {
     if (o.active || o.enabled) distroToDisable.push(`${d}.service`);
   }
   const sock = await observeUnit('podman.socket');
+  const timers = serverTimers({ home: codebHome(env) });
+  const timersSeen: Record<string, TimerObservation> = {};
+  for (const t of timers) {
+    const timer = await observeUnit(`${t.name}.timer`);
+    const serviceFile = `${UNIT_DIR}/${t.name}.service`;
+    timersSeen[t.name] = { service: existsSync(serviceFile) ? readFileSync(serviceFile, 'utf8') : null, timer: timer.file, active: timer.active, enabled: timer.enabled };
+  }
   const observation: SetupObservation = {
     units,
     freshCredentials: !hadCreds || Object.values(creds.fresh).some(Boolean),
@@ -199,7 +208,8 @@ export async function runSetup(opts: SetupOptions = {}): Promise<SetupResult> {
     codeChanged: opts.codeChanged ?? false,
   };
   // A first init writes settings.json before it starts anything: a later run then reuses the same credentials.
-  const steps = planSetup(observation, desired, desiredSettings);
+  // The timers last: their commands need the services and settings.json.
+  const steps: SetupStep[] = [...planSetup(observation, desired, desiredSettings), ...planTimers(timersSeen, timers)];
   if (opts.dryRun || steps.length === 0) return { steps, settingsFile: l.settingsFile };
 
   const byUnitName = new Map<string, ServerUnit>(Object.entries(UNIT_NAMES).map(([k, v]) => [v, k as ServerUnit]));
@@ -218,7 +228,16 @@ export async function runSetup(opts: SetupOptions = {}): Promise<SetupResult> {
     opts.onStep?.(step, 'doing');
     if (step.action === 'disable') await systemctl(['disable', '--now', step.target]);
     else if (step.action === 'enable-socket') await systemctl(['enable', '--now', 'podman.socket']);
-    else {
+    else if (timers.some((t) => `${t.name}.timer` === step.target)) {
+      const t = timers.find((x) => `${x.name}.timer` === step.target)!;
+      if (step.action !== 'start') {
+        writeFileSync(`${UNIT_DIR}/${t.name}.service`, t.service, { mode: 0o644 });
+        writeFileSync(`${UNIT_DIR}/${t.name}.timer`, t.timer, { mode: 0o644 });
+        await systemctl(['daemon-reload']);
+      }
+      await systemctl(['enable', step.target]);
+      await systemctl(['restart', step.target]);
+    } else {
       const u = byUnitName.get(step.target)!;
       const p = SERVICE_PARTS.find((x) => x.unit === u);
       if (units[u].active) await systemctl(['stop', step.target]);

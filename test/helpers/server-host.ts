@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { BARE_SERVER_PACKAGES, allServerPackages, serverPackages } from '../../controller/server/packages.js';
+import { SERVER_TIMER_NAMES } from '../../controller/server/timers.js';
 import { ensureRootfs } from '../../controller/stack/rootfs.js';
 import { shellQuote } from '../../controller/transport/shell-quote.js';
 
@@ -385,4 +386,26 @@ export async function installUnitDriverProbe(host: ServerHost, work: string): Pr
   for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
     await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
   }
+}
+
+/**
+ * Stop the periodic codeb timers that `server init` installs (controller/server/timers.ts) and wait
+ * until none of their commands still runs: for a test that compares snapshots of the registry,
+ * which `codeb monitor`'s health record would otherwise change once a minute. Returns the function
+ * that starts them again.
+ */
+export async function holdTimers(host: ServerHost, timeoutMs = 300_000): Promise<() => Promise<void>> {
+  const timers = SERVER_TIMER_NAMES.map((n) => `${n}.timer`);
+  const services = SERVER_TIMER_NAMES.map((n) => `${n}.service`);
+  await host.exec(['systemctl', 'stop', ...timers]);
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const states = (await host.exec(['systemctl', 'show', '-p', 'ActiveState', '--value', ...services])).stdout.split('\n').filter(Boolean);
+    if (states.every((s) => s === 'inactive' || s === 'failed')) break;
+    if (Date.now() > until) throw new Error(`codeb's timer services still run after ${timeoutMs} ms: ${states.join(' ')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return async () => {
+    await host.exec(['systemctl', 'start', ...timers]);
+  };
 }

@@ -3,9 +3,10 @@
  * driver against the host's systemd and Podman, one operation per call.
  *   node probe.cjs <quadlet|systemd> start     (a ContainerSpec as JSON on stdin)
  *   node probe.cjs <quadlet|systemd> remove <container>
+ *   node probe.cjs <quadlet|systemd> halt <container>     (then resume <container>)
  * `default` instead of a kind: the driver a manifest without `runtime` gets on this host (decided
  * from the host's own facts, as apply does). Prints one JSON line: {ok: true, kind, state} (start),
- * {ok: true} (remove) or {ok: false, message, hint}.
+ * {ok: true} (remove), {ok: true, wasRunning} (halt), {ok: true, state} (resume) or {ok: false, message, hint}.
  */
 import { readFileSync } from 'node:fs';
 import { CodebError } from '../../controller/errors.js';
@@ -31,6 +32,10 @@ async function main(): Promise<void> {
     } else if (op === 'remove' && name) {
       await rt.remove(name, 5);
       console.log(JSON.stringify({ ok: true }));
+    } else if (op === 'halt' && name) {
+      console.log(JSON.stringify({ ok: true, wasRunning: await rt.halt(name) }));
+    } else if (op === 'resume' && name) {
+      console.log(JSON.stringify({ ok: true, state: await rt.resume(name) }));
     } else throw new Error(`unknown operation ${op}`);
   } catch (err) {
     const e = err as Error;

@@ -6,6 +6,7 @@
  * see it) and once when it recovers; jobs run as one-off containers in the app's image, their exit
  * code and log tail are recorded and a failure sends job.failed.
  */
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeployEnv, manifest, show, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts } from './helpers/stack.js';
@@ -70,12 +71,16 @@ describe('alerts and monitor (real stack)', () => {
     expect(JSON.parse(again.stdout).alertSigningSecret).toBeUndefined();
   });
 
-  it('a deploy stopped by the health gate sends deploy.gate_failed, signed', async () => {
+  it('a deploy stopped by the health gate sends deploy.gate_failed, signed, once the registry lock is released', async () => {
+    // A slow or dead receiver must not hold every other apply: the alert goes out after the lock.
+    receiver.atArrival = () => existsSync(`${t.registry}.lock`);
     const r = await t.codeb('apply', `${t.dir}/unhealthy.yaml`);
+    receiver.atArrival = null;
     expect(r.code, show(r)).toBe(3);
     expect(r.stderr).toContain('alert deploy.gate_failed: sent to the webhook');
     expect(r.stdout + r.stderr).not.toContain(secret);
     const [e] = await receiver.waitFor('deploy.gate_failed');
+    expect(receiver.requests.filter((q) => 'seen' in q).map((q) => q.seen)).toEqual([false]);
     expect(e!.signatureOk).toBe(true);
     expect(e!.payload).toMatchObject({ event: 'deploy.gate_failed', project: id, env: 'production', version: 'v1', url: expect.stringContaining(domain) });
     expect(String(e!.payload.reason)).toMatch(/web: .*HTTP 500/);

@@ -14,7 +14,7 @@ const id = uniqueId('st');
 const other = uniqueId('st-other');
 const domain = `${id}.localhost`;
 const caddyPort = () => t.settings.caddy.httpPort;
-const file = t.write('project.yaml', manifest({ id, database: false, features: '  sse: true\n  websockets: true\n' }));
+const file = t.write('project.yaml', manifest({ id, database: false, features: '  websockets: true\n' }));
 const otherFile = t.write('other.yaml', manifest({ id: other, database: false }));
 const versions = (m: Array<{ version: string }>) => [...new Set(m.map((x) => x.version))];
 

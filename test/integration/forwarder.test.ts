@@ -372,7 +372,7 @@ describe('the host router: route auth on requests and websocket upgrades', () =>
 
   /** A websocket-style upgrade through the router: the app's echo of its headers, or the refusal's status. */
   const upgradeViaRouter = (headers: Record<string, string>) =>
-    new Promise<{ upgraded: true; body: string } | { upgraded: false; status: number }>((resolve, reject) => {
+    new Promise<{ upgraded: true; body: string } | { upgraded: false; status: number; body?: string }>((resolve, reject) => {
       const req = request({ socketPath, path: '/ws', agent: false, headers: { host: 'admin.example.com', connection: 'Upgrade', upgrade: 'websocket', ...headers } });
       req.on('upgrade', (_res, socket, head: Buffer) => {
         let body = head.toString();
@@ -380,8 +380,9 @@ describe('the host router: route auth on requests and websocket upgrades', () =>
         socket.on('end', () => resolve({ upgraded: true, body }));
       });
       req.on('response', (res) => {
-        res.resume();
-        resolve({ upgraded: false, status: res.statusCode ?? 0 });
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ upgraded: false, status: res.statusCode ?? 0, ...(res.statusCode === 400 ? { body } : {}) }));
       });
       req.on('error', reject);
       req.end();
@@ -394,7 +395,7 @@ describe('the host router: route auth on requests and websocket upgrades', () =>
     await new Promise<void>((resolve) => appServer.listen(appPort, '127.0.0.1', resolve));
     fwd = new Forwarder(join(dir, 'table.json'));
     await fwd.set('adm--production--web', entry, appPort);
-    await fwd.setRoute({ id: 'codeb-adm--production', domains: ['admin.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web', auth: { basic: { user: 'ops', hash }, allow: ['127.0.0.0/8'] } }], websockets: true, sse: false });
+    await fwd.setRoute({ id: 'codeb-adm--production', domains: ['admin.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web', auth: { basic: { user: 'ops', hash }, allow: ['127.0.0.0/8'] } }], websockets: true });
     router = createServer((req, res) => fwd.routeRequest(req, res));
     router.on('upgrade', (req, socket, head) => fwd.routeUpgrade(req, socket as Socket, head));
     await new Promise<void>((resolve) => router.listen(socketPath, resolve));
@@ -431,6 +432,20 @@ describe('the host router: route auth on requests and websocket upgrades', () =>
     const headers = JSON.parse((ok as { body: string }).body) as Record<string, string>;
     expect(headers.upgrade).toBe('websocket');
     expect(Object.keys(headers).filter((h) => h === 'authorization' || h.startsWith('x-codeb-'))).toEqual([]);
+  });
+
+  it('refuses a websocket upgrade (400, naming the manifest field) for a route without websockets; passes it once the route has them', async () => {
+    const entry = fwd.route('codeb-adm--production')!.upstreams[0]!.port;
+    const plain = (websockets: boolean) => fwd.setRoute({ id: 'codeb-plain--production', domains: ['plain.example.com'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets });
+    const upgrade = () => upgradeViaRouter({ host: 'plain.example.com', 'x-codeb-client': '127.0.0.1' });
+    await plain(false);
+    const refused = await upgrade();
+    expect(refused).toMatchObject({ upgraded: false, status: 400 });
+    expect((refused as { body: string }).body).toContain('`features.websockets: true`');
+    // Plain requests to that route still pass.
+    expect((await viaRouter({ host: 'plain.example.com', 'x-codeb-client': '127.0.0.1' })).status).toBe(200);
+    await plain(true);
+    expect((await upgrade()).upgraded).toBe(true);
   });
 
   it('lists the route with a fingerprint of the hash; only the 0600 table file keeps the hash', () => {

@@ -114,7 +114,7 @@ async function entryFor(service: string, slotPort: number, fwd = forwarder): Pro
 }
 
 function spec(domains: string[], upstreams: RouteSpec['upstreams'], over: Partial<RouteSpec> = {}): RouteSpec {
-  return { domains, tls: 'off', upstreams, websockets: true, sse: true, caddyFront: true, ...over };
+  return { domains, tls: 'off', upstreams, websockets: true, caddyFront: true, ...over };
 }
 
 function routeResource(name: string, s: RouteSpec): Resource {

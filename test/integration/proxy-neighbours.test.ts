@@ -44,7 +44,7 @@ async function app(name: string): Promise<number> {
 }
 
 function spec(domains: string[], upstreams: RouteSpec['upstreams']): RouteSpec {
-  return { domains, tls: 'off', upstreams, websockets: true, sse: true, caddyFront: true };
+  return { domains, tls: 'off', upstreams, websockets: true, caddyFront: true };
 }
 
 async function converge(r: Resource): Promise<void> {

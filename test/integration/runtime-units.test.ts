@@ -33,7 +33,7 @@ describe.runIf(root)('quadlet and systemd units on a real systemd server', () =>
   let host: ServerHost;
   let work: string;
 
-  type ProbeResult = { ok: true; state?: ContainerState } | { ok: false; message: string; hint: string | null };
+  type ProbeResult = { ok: true; state?: ContainerState; wasRunning?: boolean } | { ok: false; message: string; hint: string | null };
   const probe = async (kind: 'quadlet' | 'systemd', args: string[], input = ''): Promise<ProbeResult> => {
     const r = await host.exec(['node', '/opt/codeb-probe/probe.cjs', kind, ...args], { input, timeoutMs: 180_000 });
     const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -97,6 +97,24 @@ describe.runIf(root)('quadlet and systemd units on a real systemd server', () =>
     expect(await exists(`/etc/systemd/system/${green.name}.service`)).toBe(true);
     expect((await host.sh(`systemctl is-enabled ${green.name}.service`)).trim()).toBe('enabled');
     expect(await waitHealth(4102)).toMatchObject({ version: 'v2' });
+  });
+
+  it.each([
+    ['quadlet', () => blue, 4101, 'v1'],
+    ['systemd', () => green, 4102, 'v2'],
+  ] as const)('%s: halt (a volume restore) stops the unit through systemd so its Restart= leaves it stopped; resume starts it again', async (kind, s, port, version) => {
+    const name = s().name;
+    expect(await probe(kind, ['halt', name])).toEqual({ ok: true, wasRunning: true });
+    // A plain `podman stop` would end the unit's main process and leave it to Restart=; a stop
+    // through systemctl is final: the unit is inactive and has not been restarted.
+    expect((await host.exec(['systemctl', 'is-active', `${name}.service`])).stdout.trim()).toBe('inactive');
+    expect((await host.sh(`systemctl show -p NRestarts --value ${name}.service`)).trim()).toBe('0');
+    expect(await health(port)).toBeNull();
+    const resumed = await probe(kind, ['resume', name]);
+    expect(resumed).toMatchObject({ ok: true, state: { name, running: true } });
+    expect(await waitHealth(port)).toMatchObject({ version });
+    // Halting what is not running says so and changes nothing.
+    expect(await probe(kind, ['halt', 'demo-production-none-blue'])).toEqual({ ok: true, wasRunning: false });
   });
 
   it('a unit that cannot start is removed again, and the error carries its journal', async () => {

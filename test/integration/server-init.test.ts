@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolve } from 'node:path';
 import { describeBundle } from '../../controller/server/bundle.js';
 import { allServerPackages } from '../../controller/server/packages.js';
+import { SERVER_TIMER_NAMES } from '../../controller/server/timers.js';
 import { codebCli, startServerHost, type ServerHost } from '../helpers/server-host.js';
 
 const root = process.getuid?.() === 0;
@@ -92,6 +93,23 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     expect(checks.map((c) => c.name)).toEqual(expect.arrayContaining(['node', 'codeb', 'podman', 'systemd', 'settings', 'caddy', 'postgres', 'redis', 'minio/s3', 'podman api', 'ports']));
     // A guard against a hang, not a wait: apt-get installing ~200 packages on a busy shared machine.
   }, 900_000);
+
+  it('the periodic work is scheduled: monitor, due jobs and due backups timers are active, and each command runs as its unit', async () => {
+    const timers = SERVER_TIMER_NAMES.map((n) => `${n}.timer`);
+    expect((await host.exec(['systemctl', 'is-active', ...timers])).stdout.trim().split('\n')).toEqual(['active', 'active', 'active']);
+    expect((await host.exec(['systemctl', 'is-enabled', ...timers])).stdout.trim().split('\n')).toEqual(['enabled', 'enabled', 'enabled']);
+    // Run each once now (a oneshot start returns when the command has ended): the unit finds node and
+    // codeb's settings; with no deployment yet each has nothing to do and succeeds.
+    const services = SERVER_TIMER_NAMES.map((n) => `${n}.service`);
+    const started = await host.exec(['systemctl', 'start', ...services], { timeoutMs: 300_000 });
+    expect(started.code, started.stderr).toBe(0);
+    const results = await host.exec(['systemctl', 'show', '-p', 'Result', '-p', 'ExecMainStatus', ...services]);
+    const lines = results.stdout.trim().split(/\n+/).sort();
+    expect(lines, results.stdout).toEqual([...Array(3).fill('ExecMainStatus=0'), ...Array(3).fill('Result=success')]);
+    const log = await host.sh(`journalctl -u ${services[0]} -u ${services[1]} -u ${services[2]} --no-pager -o cat`);
+    expect(log).toContain('No deployments in the registry.');
+    expect(log).toContain('No job is due.');
+  });
 
   it('settings.json is 0600 and no secret of it was printed', async () => {
     expect((await host.sh('stat -c %a /opt/codeb/settings.json')).trim()).toBe('600');

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverPackages } from '../../controller/server/packages.js';
-import { codebCli, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { codebCli, holdTimers, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
 import { serverProjectManifest, show, underLoad, viaCaddy, waitViaCaddy } from './helpers/server-project.js';
 import { stackSettings } from './helpers/stack.js';
 
@@ -37,11 +37,14 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
   let firstInit: ExecResult;
   const cli = (...args: string[]) => codebCli(host, args);
   const manifest = (runtime?: string) => serverProjectManifest({ project: PROJECT, domain: DOMAIN, target: host.target, runtime });
-  /** Packages, codeb, units, settings, registry and containers: what a command that changes nothing leaves as it was. */
-  const snapshot = () =>
+  /** Packages, codeb, its key files, units and their start times: what an init that changes nothing leaves as it was. */
+  const initState = () =>
     host.sh(
-      "dpkg-query -W -f '${Package} ${Status}\\n' | sort | md5sum; ls -la --time-style=full-iso /opt/codeb /opt/codeb/stack/s3 2>&1; md5sum /opt/codeb/settings.json /etc/systemd/system/*.service 2>&1; ls -laR --time-style=full-iso /opt/codeb/registry 2>&1; ls -la --time-style=full-iso /etc/containers/systemd 2>&1; ls -la --time-style=full-iso /etc/systemd/system; systemctl show -p ActiveEnterTimestamp codeb-postgres codeb-redis codeb-s3 codeb-forwarder codeb-caddy 2>&1; podman ps -a --format '{{.Names}} {{.ID}} {{.State}}' | sort",
+      "dpkg-query -W -f '${Package} ${Status}\\n' | sort | md5sum; cd /opt/codeb 2>&1 && md5sum settings.json .codeb-bundle .codeb-storage stack/s3/key.env 2>&1; md5sum /etc/systemd/system/*.service /etc/systemd/system/*.timer 2>&1; ls -la --time-style=full-iso /etc/systemd/system; systemctl show -p ActiveEnterTimestamp codeb-postgres codeb-redis codeb-s3 codeb-forwarder codeb-caddy 2>&1",
     );
+  /** That, and the registry, units and containers: what a refused command must leave as it was (codeb's timers held meanwhile: the monitor writes the registry). */
+  const snapshot = async () =>
+    (await initState()) + (await host.sh("ls -laR --time-style=full-iso /opt/codeb/registry 2>&1; ls -la --time-style=full-iso /etc/containers/systemd 2>&1; podman ps -a --format '{{.Names}} {{.ID}} {{.State}}' | sort"));
   const settings = async () => JSON.parse(await host.sh('cat /opt/codeb/settings.json')) as { storage: { kind: string; accessKey: string; secretKey: string; port: number }; network: { servicesAddress: string } };
   const checkOk = async () => {
     const check = await cli('server', 'check', host.target, '--json');
@@ -79,7 +82,7 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
   }, 60_000);
 
   it('server init --dry-run names the stand-in (s3rver) and why, keeps the hand-installed Node 20, lists the steps and changes nothing', async () => {
-    const before = await snapshot();
+    const before = await initState();
     const r = await cli('server', 'init', host.target, '--dry-run', '--json');
     expect(r.code, show(r)).toBe(0);
     const report = JSON.parse(r.stdout) as { dryRun: boolean; storage: { kind: string; why: string }; steps: Array<{ step: string }> };
@@ -95,7 +98,7 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
     expect(steps).toContain(`apt-get install ${missing.join(' ')}\n`);
     expect(steps).not.toMatch(/radosgw|nodejs/);
     expect(steps).toMatch(/install codeb in \/opt\/codeb/);
-    expect(await snapshot()).toBe(before);
+    expect(await initState()).toBe(before);
   }, 120_000);
 
   it('server init makes it ready with s3rver as a systemd unit; server check is ok; the key is in settings.json only', async () => {
@@ -132,18 +135,19 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
 
   it('a second init has nothing to do, changes nothing and keeps the key', async () => {
     const key = (await settings()).storage;
-    const before = await snapshot();
+    const before = await initState();
     const again = await cli('server', 'init', host.target, '--json');
     expect(again.code, show(again)).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ changed: false, steps: [], ok: true, storage: { kind: 's3rver' } });
     expect(again.stderr).toContain('nothing to do');
-    expect(await snapshot()).toBe(before);
+    expect(await initState()).toBe(before);
     expect((await settings()).storage).toEqual(key);
   }, 300_000);
 
   it('runtime: quadlet is refused over SSH with exit 2, naming the field and the Podman version; nothing changes', async () => {
     const file = join(work, 'quadlet.yaml');
     writeFileSync(file, manifest('quadlet'));
+    const resumeTimers = await holdTimers(host);
     const before = await snapshot();
     for (const command of ['plan', 'apply']) {
       const r = await cli(command, file);
@@ -152,13 +156,14 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
       expect(r.stderr, show(r)).toContain(`Podman ${podmanVersion} has no Quadlet`);
     }
     expect(await snapshot()).toBe(before);
-    expect((await host.exec(['test', '-e', '/opt/codeb/registry/projects.json'])).code).not.toBe(0);
     expect((await host.sh('ls /etc/containers/systemd 2>/dev/null | wc -l')).trim()).toBe('0');
-  }, 120_000);
+    await resumeTimers();
+  }, 420_000);
 
   it('runtime: kubernetes is refused over SSH with exit 2 and the reason; nothing changes', async () => {
     const file = join(work, 'k8s.yaml');
     writeFileSync(file, manifest('kubernetes'));
+    const resumeTimers = await holdTimers(host);
     const before = await snapshot();
     for (const command of ['plan', 'apply']) {
       const r = await cli(command, file);
@@ -167,7 +172,8 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
       expect(r.stderr, show(r)).toContain('no Kubernetes driver');
     }
     expect(await snapshot()).toBe(before);
-  }, 120_000);
+    await resumeTimers();
+  }, 420_000);
 
   it('apply with no runtime: plain systemd units (Podman 4.3’s podman run); the app answers through Caddy with its database, Redis and bucket', async () => {
     for (const v of ['v1', 'v2']) await host.loadImage(`localhost/codeb-testapp:${v}`, { podmanSocket: stackSettings().podman.socketPath });

@@ -245,7 +245,7 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     const fwd = new ForwarderClient(settings.forwarder.socketPath);
     const entry = await freePort();
     await fwd.set('stack-test-production-web', entry, (routedApp.address() as { port: number }).port);
-    await fwd.setRoute({ id: 'codeb-stack-test-production', domains: ['stack-test.localhost'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets: false, sse: false });
+    await fwd.setRoute({ id: 'codeb-stack-test-production', domains: ['stack-test.localhost'], tls: 'off', upstreams: [{ path: null, port: entry, service: 'web' }], websockets: false });
     expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
   }, 30_000);
 

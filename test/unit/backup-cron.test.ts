@@ -72,7 +72,7 @@ describe('backup timer units', () => {
   it('renders a oneshot service and a persistent UTC timer', () => {
     const u = backupTimerUnits('shop', 'production', '0 3 1 * 1');
     expect(u.name).toBe('codeb-backup-shop-production');
-    expect(u.service).toContain('ExecStart=/usr/local/bin/codeb backup run shop --env production\n');
+    expect(u.service).toContain('ExecStart=/opt/codeb/bin/codeb.js backup run shop --env production\n');
     expect(u.service).toContain('Type=oneshot\n');
     expect(u.service).toContain('Environment=CODEB_HOME=/opt/codeb\n');
     expect(u.timer).toContain('OnCalendar=*-*-01 03:00:00 UTC\nOnCalendar=Mon *-*-* 03:00:00 UTC\n');

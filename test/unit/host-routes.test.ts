@@ -11,7 +11,6 @@ const route = (id: string, domains: string[], over: Partial<HostRoute> = {}): Ho
   tls: 'off',
   upstreams: [{ path: null, port: 4000, service: 'web' }],
   websockets: false,
-  sse: false,
   ...over,
 });
 
@@ -132,7 +131,7 @@ describe("Caddy's static front", () => {
 
   it('hostRoute refuses a bad spec with every problem in one error', () => {
     expect(() =>
-      hostRoute('codeb-x-production', { domains: [], tls: 'off', upstreams: [{ path: null, port: 1, service: 'a' }, { path: null, port: 2, service: 'b' }], websockets: false, sse: false, caddyFront: true }),
+      hostRoute('codeb-x-production', { domains: [], tls: 'off', upstreams: [{ path: null, port: 1, service: 'a' }, { path: null, port: 2, service: 'b' }], websockets: false, caddyFront: true }),
     ).toThrow(/no domains; two services share the path/);
   });
 });

@@ -92,7 +92,7 @@ describe('resolveDeployment: defaults', () => {
           logs: { maxSize: '10M' },
         },
       ],
-      features: { database: null, cache: null, storage: null, websockets: false, sse: false },
+      features: { database: null, cache: null, storage: null, websockets: false },
       monitoring: { checksAfterDeploy: 3, alerts: { webhook: undefined, email: [] } },
       backup: { enabled: true, schedule: '0 3 * * *', retentionDays: 30, include: ['database'] },
       jobs: [],
@@ -110,7 +110,7 @@ describe('resolveDeployment: defaults', () => {
     [{ cache: {} }, { cache: { isolation: 'prefix' } }],
     [{ storage: true }, { storage: { buckets: ['uploads'], public: false } }],
     [{ storage: { buckets: ['media', 'avatars'], public: true } }, { storage: { buckets: ['media', 'avatars'], public: true } }],
-    [{ websockets: true, sse: true }, { websockets: true, sse: true }],
+    [{ websockets: true }, { websockets: true }],
   ])('features %j', (features, expected) => {
     const d = resolveDeployment(manifest({ project: { id: 'demo' }, services: { web: WEB }, features }));
     expect(d.features).toMatchObject(expected);
@@ -381,7 +381,6 @@ const DEFAULT_CHECKS: Record<string, DefaultCheck & { unit?: 'duration' }> = {
     resolved: (d) => d.features.storage?.public,
   },
   '/$defs/features/properties/websockets': { key: '', resolved: (d) => d.features.websockets },
-  '/$defs/features/properties/sse': { key: '', resolved: (d) => d.features.sse },
   '/$defs/job/properties/timeout': {
     key: 'jobTimeout',
     unit: 'duration',

@@ -163,6 +163,11 @@ describe('server check assessment', () => {
     expect(by.redis).toMatchObject({ status: 'missing', fix: "ssh -p 2222 deploy@app1.example.com 'sudo systemctl enable --now redis-server'" });
     expect(by.ports).toMatchObject({ status: 'ok', found: expect.stringContaining('992 of 1000 free') });
     expect(checks.filter((c) => c.status === 'missing').map((c) => c.name)).toEqual(['redis']);
+    // No timers reported: nothing runs the periodic work, and init is the fix.
+    expect(by.timers).toMatchObject({ status: 'warn', found: expect.stringContaining('codeb-monitor, codeb-jobs, codeb-backups'), fix: 'codeb server init deploy@app1.example.com:2222 (installs them)' });
+    const withTimers = assessServer({ ...shell, timers: 'active active inactive ' }, codeb, ctx).find((c) => c.name === 'timers');
+    expect(withTimers).toMatchObject({ status: 'warn', found: expect.stringMatching(/^not active: codeb-backups:/) });
+    expect(assessServer({ ...shell, timers: 'active active active ' }, codeb, ctx).find((c) => c.name === 'timers')!.status).toBe('ok');
   });
 
   it('a server init made: its object storage stand-in by kind; s3rver is ok with its shared key named; a stopped one is restarted through its unit', () => {
@@ -182,5 +187,7 @@ describe('server check assessment', () => {
     expect(by.podman).toMatchObject({ status: 'warn', found: expect.stringContaining('need 4.4') });
     expect(by.systemd).toMatchObject({ status: 'missing', found: 'PID 1 is "bash", not systemd' });
     expect(by.caddy).toMatchObject({ status: 'missing', fix: expect.stringContaining('apt-get install -y caddy') });
+    // No systemd, no codeb: no timers to speak of.
+    expect(by.timers).toBeUndefined();
   });
 });

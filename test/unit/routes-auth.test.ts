@@ -6,7 +6,7 @@
 import bcrypt from 'bcryptjs';
 import { describe, expect, it } from 'vitest';
 import { hashFingerprint, HostTable, publicRoute, routeProblems, type HostRoute } from '../../controller/deploy/host-routes.js';
-import { addressAllowed, authDecision, challenge, parseBasic, VerifiedCache } from '../../controller/deploy/route-auth.js';
+import { addressAllowed, authDecision, BUSY, challenge, parseBasic, VerifiedCache } from '../../controller/deploy/route-auth.js';
 import { parseManifest } from '../../controller/manifest/load.js';
 import { resolveDeployment } from '../../controller/manifest/normalize.js';
 import { deploymentHosts, deploymentSites } from '../../controller/manifest/sites.js';
@@ -139,7 +139,6 @@ describe('the host table with sites and auth', () => {
     tls: 'off',
     upstreams: [{ path: null, port: 4000, service: 'web' }],
     websockets: false,
-    sse: false,
     ...over,
   });
 
@@ -239,5 +238,47 @@ describe('the router: allow-list, then basic auth', () => {
     // A wrong user costs a check every time and never matches.
     expect(await Promise.all([cache.verify(null, HASH), cache.verify(null, HASH)])).toEqual([false, false]);
     expect(checks).toBe(5);
+  });
+
+  it('runs at most `running` checks at once, queues `waiting` more, answers BUSY beyond that; remembered successes still pass', async () => {
+    // Checks that finish only when the test says so: how many run at once is then exact.
+    const pending: Array<{ password: string; done: (ok: boolean) => void }> = [];
+    let runningNow = 0;
+    let mostAtOnce = 0;
+    const held = (password: string) =>
+      new Promise<boolean>((resolve) => {
+        runningNow++;
+        mostAtOnce = Math.max(mostAtOnce, runningNow);
+        pending.push({ password, done: (ok) => { runningNow--; resolve(ok); } });
+      });
+    const cache = new VerifiedCache(10, held, { running: 2, waiting: 3 });
+    const release = async () => {
+      const p = pending.shift()!;
+      p.done(p.password === 'right');
+      // Let the next queued check start (its turn is handed over in a microtask chain).
+      for (let i = 0; i < 5; i++) await Promise.resolve();
+    };
+    // A success first, remembered.
+    const first = cache.verify('right', HASH);
+    await Promise.resolve();
+    await release();
+    expect(await first).toBe(true);
+    // Six different wrong passwords and a wrong user at once: 2 run, 3 wait, 2 are told BUSY at once.
+    const flood = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((w) => cache.verify(w, HASH));
+    const wrongUser = cache.verify(null, HASH);
+    await Promise.resolve();
+    expect(await wrongUser).toBe(BUSY);
+    expect(await flood[5]).toBe(BUSY);
+    expect(pending.map((p) => p.password)).toEqual(['w1', 'w2']);
+    // The remembered password passes without a check while the queue is full.
+    expect(await cache.verify('right', HASH)).toBe(true);
+    while (pending.length) await release();
+    expect(await Promise.all(flood.slice(0, 5))).toEqual([false, false, false, false, false]);
+    expect(mostAtOnce).toBe(2);
+    // Turns are given back: with the queue empty, new checks run again.
+    const again = cache.verify('w7', HASH);
+    await Promise.resolve();
+    await release();
+    expect(await again).toBe(false);
   });
 });

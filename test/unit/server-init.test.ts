@@ -5,6 +5,7 @@ import { productionModules } from '../../controller/server/bundle.js';
 import { chooseStorage, INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitFacts } from '../../controller/server/init-plan.js';
 import { allServerPackages, serverPackages } from '../../controller/server/packages.js';
 import { planSetup, type SetupObservation } from '../../controller/server/setup.js';
+import { planTimers, serverTimers, type TimerObservation } from '../../controller/server/timers.js';
 import { networkUnit, serviceUnit, systemdQuote, UNIT_NAMES, type ServerUnit } from '../../controller/server/units.js';
 import { stackPaths } from '../../controller/stack/layout.js';
 import { s3Part, s3rverKeyFile } from '../../controller/stack/s3.js';
@@ -238,6 +239,36 @@ describe('systemd units', () => {
     expect(text).toContain('ExecStart="/usr/sbin/ip" "addr" "replace" "10.99.0.1/32" "dev" "cbabc"');
     expect(text).toContain('Type=oneshot\nRemainAfterExit=yes');
     expect(text).toContain('Before=network-online.target');
+  });
+});
+
+describe('server timers: the periodic work of every deployment', () => {
+  const timers = serverTimers();
+  const seen = (over: Partial<TimerObservation> = {}): Record<string, TimerObservation> =>
+    Object.fromEntries(timers.map((t) => [t.name, { service: t.service, timer: t.timer, active: true, enabled: true, ...over }]));
+  it('one timer per kind of work, each running a --due or whole-server codeb command from /opt/codeb', () => {
+    expect(timers.map((t) => [t.name, /^ExecStart=(.*)$/m.exec(t.service)?.[1], /^OnCalendar=(.*)$/m.exec(t.timer)?.[1]])).toEqual([
+      ['codeb-monitor', '/opt/codeb/bin/codeb.js monitor', '*-*-* *:*:00 UTC'],
+      ['codeb-jobs', '/opt/codeb/bin/codeb.js jobs run --due', '*-*-* *:*:00 UTC'],
+      ['codeb-backups', '/opt/codeb/bin/codeb.js backup run --due', '*-*-* *:00/5:00 UTC'],
+    ]);
+    for (const t of timers) {
+      expect(t.service).toContain('Type=oneshot\nEnvironment=CODEB_HOME=/opt/codeb');
+      expect(t.timer).toContain(`Persistent=true\nUnit=${t.name}.service`);
+      expect(t.timer).toContain('WantedBy=timers.target');
+    }
+    // An unhealthy app is what monitor reports (exit 1), not a failure of its unit.
+    expect(timers[0]!.service).toContain('SuccessExitStatus=1');
+    expect(timers[2]!.service).toContain('Nice=10\nIOSchedulingClass=idle');
+    expect(() => serverTimers({ home: '/opt/co deb' })).toThrow(/plain absolute path/);
+  });
+  it('planTimers: nothing when all are written, enabled and active; else what each needs', () => {
+    expect(planTimers(seen(), timers)).toEqual([]);
+    const o = seen();
+    o['codeb-monitor'] = { service: null, timer: null, active: false, enabled: false };
+    o['codeb-jobs'] = { ...o['codeb-jobs']!, timer: 'old' };
+    o['codeb-backups'] = { ...o['codeb-backups']!, enabled: false };
+    expect(planTimers(o, timers).map((s) => `${s.action} ${s.target}`)).toEqual(['write-and-start codeb-monitor.timer', 'rewrite-and-restart codeb-jobs.timer', 'start codeb-backups.timer']);
   });
 });
 

@@ -13,6 +13,8 @@ export interface ReceivedRequest {
   /** The answer this receiver gave. */
   status: number;
   signatureOk: boolean;
+  /** What `atArrival` returned when the request arrived (a test's look at the world at that moment). */
+  seen?: unknown;
 }
 
 export interface ReceivedEvent {
@@ -37,11 +39,14 @@ export class WebhookReceiver {
   failStatus = 503;
   /** Set by the test once it knows the secret (codeb prints it at the first apply with a webhook). */
   secret = '';
+  /** Called as each request arrives; its answer is kept in the request's `seen`. */
+  atArrival: (() => unknown) | null = null;
   private readonly waiters: Array<() => void> = [];
   private server: Server | null = null;
 
   async start(): Promise<string> {
     this.server = createServer((req, res) => {
+      const seen = this.atArrival?.();
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
@@ -54,7 +59,7 @@ export class WebhookReceiver {
         } else if (!signatureOk) {
           status = 401;
         }
-        this.requests.push({ body, headers: req.headers, status, signatureOk });
+        this.requests.push({ body, headers: req.headers, status, signatureOk, ...(this.atArrival ? { seen } : {}) });
         const id = String(req.headers['x-codeb-event-id'] ?? '');
         if (status === 200 && !this.events.some((e) => e.id === id)) {
           this.events.push({ id, payload: JSON.parse(body) as Record<string, unknown>, signatureOk });
