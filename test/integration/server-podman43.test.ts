@@ -133,13 +133,18 @@ describe.runIf(root)('a real Debian 12 server (Podman 4.3) made ready by server 
     expect(JSON.parse(buckets.stdout.trim())).toEqual([]);
   }, 900_000);
 
-  it('a second init has nothing to do, changes nothing and keeps the key', async () => {
+  it('a second init (and a dry run) has nothing to do, changes nothing and keeps the key', async () => {
     const key = (await settings()).storage;
     const before = await initState();
     const again = await cli('server', 'init', host.target, '--json');
     expect(again.code, show(again)).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ changed: false, steps: [], ok: true, storage: { kind: 's3rver' } });
     expect(again.stderr).toContain('nothing to do');
+    // A dry run on the ready server asks its codeb (`server setup --dry-run --storage s3rver`): nothing either.
+    const dry = await cli('server', 'init', host.target, '--dry-run');
+    expect(dry.code, show(dry)).toBe(0);
+    expect(dry.stdout).toContain('object storage: s3rver');
+    expect(dry.stdout).toContain('nothing to do');
     expect(await initState()).toBe(before);
     expect((await settings()).storage).toEqual(key);
   }, 300_000);
