@@ -11,6 +11,7 @@ export declare const SECOND_OFFSET: number;
 export declare const SECOND_STEP: number;
 export declare const SECOND_STACKS: number;
 export declare function portsOf(base: number): number[];
+export declare function portsIn(address: string): number[];
 export declare function slotStackPorts(base: number): number[];
 export declare function slotOf(base: number): number | undefined;
 export declare function shiftRange(range: string, slot: number): string;

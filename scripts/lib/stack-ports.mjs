@@ -96,7 +96,12 @@ export function runningParts(home) {
   return out;
 }
 
-const portOf = (address) => Number(/:(\d+)$/.exec(address)?.[1]);
+/**
+ * Every TCP port a part's address text names: "127.0.0.1:25432, 10.99.0.1:25432" (Postgres),
+ * "127.0.0.1:28080 and :28443, admin unix:///..." (Caddy: two ports, neither at the end).
+ */
+export const portsIn = (address) => [...String(address).matchAll(/:(\d{1,5})(?![\d/])/g)].map((m) => Number(m[1]));
+const portOf = (address) => portsIn(address)[0];
 
 /** The base a running stack of this home uses (from its Postgres address), if it runs. */
 export function runningBase(home) {
@@ -120,12 +125,12 @@ async function testBases(home) {
 
 async function demoCheck(home, testHome) {
   const base = process.env.CODEB_STACK_PORT_BASE ? Number(process.env.CODEB_STACK_PORT_BASE) : DEMO_BASE;
-  const own = new Set(runningParts(home).map((p) => portOf(p.address)));
+  const own = new Set(runningParts(home).flatMap((p) => portsIn(p.address)));
   const testParts = testHome ? runningParts(testHome) : [];
   const busy = [];
   for (const p of portsOf(base)) if (!own.has(p) && !(await portFree(p))) busy.push(p);
   if (busy.length === 0) return;
-  const byTest = testParts.filter((t) => busy.includes(portOf(t.address)));
+  const byTest = testParts.filter((t) => portsIn(t.address).some((p) => busy.includes(p)));
   const who = byTest.length ? `the test suite's stack in ${testHome} (started by \`npm test\`)` : 'another program';
   fail(
     `the demo's stack needs ports ${busy.join(', ')} on 127.0.0.1 (port base ${base}), and ${who} holds them`,

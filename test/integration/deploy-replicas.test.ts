@@ -212,6 +212,22 @@ describe('replicas: N containers per slot behind one entry (real containers)', (
     expect(await targets()).toEqual(slotPorts(rec.ports.web!, 'green'));
   });
 
+  it('a deploy killed right after it started a replica (not yet recorded): rollback ends it and removes every replica, green keeps serving', async () => {
+    // The second web replica is running, the registry does not list it yet.
+    const run = t.start(['apply', twoV3], { CODEB_TEST_CRASH_AT: `done:start ${name('web', 'blue', 2)}` });
+    expect((await run.done).signal, show(await run.done)).toBe('SIGKILL');
+    expect(await t.running(name('web', 'blue', 2))).toBe(true);
+    expect((await t.record(id)).containers.map((c) => c.name)).not.toContain(name('web', 'blue', 2));
+    const r = await t.codeb('rollback', id);
+    expect(r.code, show(r)).toBe(0);
+    for (const n of [1, 2]) expect(await t.runtime.inspect(name('web', 'blue', n))).toBeNull();
+    const rec = await t.record(id);
+    expect(rec.liveSlot).toBe('green');
+    expect(rec.deploy).toMatchObject({ phase: 'failed', slot: 'blue' });
+    expect(rec.containers.filter((c) => c.slot === 'blue')).toEqual([]);
+    expect(await targets()).toEqual(slotPorts(rec.ports.web!, 'green'));
+  });
+
   it('a deploy killed after the switch: the next apply finishes it over every replica', async () => {
     await killAt(twoV3, 'switched');
     const rec0 = await t.record(id);

@@ -5,7 +5,14 @@
  * skips busy, reserved and taken ports.
  */
 import { describe, expect, it } from 'vitest';
-import { stackPorts } from '../../controller/stack/layout.js';
+import { stackNetwork, stackPaths, stackPorts } from '../../controller/stack/layout.js';
+import { caddyPart } from '../../controller/stack/caddy.js';
+import { forwarderPart } from '../../controller/stack/forwarder.js';
+import type { PartContext } from '../../controller/stack/part.js';
+import { podmanPart } from '../../controller/stack/podman.js';
+import { postgresPart } from '../../controller/stack/postgres.js';
+import { redisPart } from '../../controller/stack/redis.js';
+import { s3Part } from '../../controller/stack/s3.js';
 import { DEFAULT_NETWORK_POOL } from '../../controller/runtime/network.js';
 import {
   APP_PORTS,
@@ -19,6 +26,7 @@ import {
   TEST_CANDIDATES,
   pickBase,
   poolOf,
+  portsIn,
   portsOf,
   shiftRange,
   slotOf,
@@ -32,6 +40,14 @@ const slots = Array.from({ length: SLOTS }, (_, k) => k);
 const appWindow = (k: number) => shiftRange(`${APP_SLICES.min}-${APP_SLICES.max}`, k).split('-').map(Number) as [number, number];
 
 describe('stack-ports', () => {
+  it("portsIn finds every port a running part's address names: demo-check then knows the demo stack's own ports (Caddy's two included)", () => {
+    const dir = '/root/.codeb/stack';
+    const ctx: PartContext = { ports: stackPorts({}, DEMO_BASE), paths: stackPaths(dir), network: stackNetwork({}, dir), env: {}, isRoot: true };
+    const named = [postgresPart, redisPart, s3Part, caddyPart, podmanPart, forwarderPart].flatMap((p) => portsIn(p.address(ctx)));
+    expect([...new Set(named)].sort()).toEqual([...portsOf(DEMO_BASE)].sort());
+    expect(portsIn(caddyPart.address(ctx))).toEqual([DEMO_BASE + OFFSETS.http, DEMO_BASE + OFFSETS.https]);
+  });
+
   it('uses the stack’s own offsets', () => {
     expect(stackPorts({}, 0)).toEqual(OFFSETS);
     expect(DEMO_BASE).toBe(20000);
