@@ -6,7 +6,9 @@
  *
  * - podman: netavark on Debian 13 drives nftables, which is only a Recommends there (init installs
  *   no recommends), so it is named.
- * - storage: MinIO is not packaged; the stand-in is Ceph's RADOS Gateway (dbstore backend).
+ * - storage: MinIO is not packaged; the stand-in is Ceph's RADOS Gateway (dbstore backend, radosgw
+ *   17+). Where only an older radosgw is offered (Debian 12: 16.2), the stand-in is s3rver, which
+ *   runs on the node codeb runs on and ships in codeb's bundle: no package (allServerPackages).
  * - a release may need more (`release` in packages.json): Ubuntu 24.04's netavark 1.4 drives
  *   iptables, which nothing it depends on installs.
  */
@@ -35,9 +37,12 @@ export function serverPackages(release?: Release): Record<ServerComponent, strin
   return out;
 }
 
-/** What init installs on `release` (without one: the packages of every release), in install order. */
-export function allServerPackages(release?: Release): string[] {
-  return Object.values(serverPackages(release)).flat();
+/**
+ * What init installs on `release` (without one: the packages of every release), in install order;
+ * with the s3rver stand-in, no storage package.
+ */
+export function allServerPackages(release?: Release, storage: 'radosgw' | 's3rver' = 'radosgw'): string[] {
+  return (Object.entries(serverPackages(release)) as Array<[ServerComponent, string[]]>).filter(([k]) => storage === 'radosgw' || k !== 'storage').flatMap(([, v]) => v);
 }
 
 /** Every package init installs on some release: the ones its facts script asks the server about. */

@@ -90,19 +90,20 @@ async function podman(args: string[], opts: { allowFail?: boolean } = {}): Promi
  * Which distribution the test host runs. `trixie` (Debian 13, the default): a bare server that
  * `codeb server init` makes ready. `bookworm` (Debian 12): a bare server whose operator installed
  * Debian's own podman (4.3.1, no Quadlet) and nothing else: the host for what codeb does with a
- * Podman older than 4.4 (its Node 18 is too old for codeb; the test brings a Node 20). `noble`
- * (Ubuntu 24.04, main and universe): a bare server like trixie's, whose packages init installs come
- * from Ubuntu's archive; it offers Node 18 only (nodejs not even downloaded: init must not install
- * it), so the test brings a Node 20 as on bookworm.
+ * Podman older than 4.4 and with the s3rver stand-in (its Node 18 is too old for codeb; the test
+ * brings a Node 20). `noble` (Ubuntu 24.04, main and universe): a bare server like trixie's, whose
+ * packages init installs come from Ubuntu's archive; it offers Node 18 only (nodejs not even
+ * downloaded: init must not install it), so the test brings a Node 20 as on bookworm.
  */
 export type HostSuite = 'trixie' | 'bookworm' | 'noble';
 
 /** The cached bare-server rootfs of `suite` (built on first use: about two minutes, needs root and the mirror). */
 export function serverRootfs(suite: HostSuite = 'trixie'): Promise<string> {
   if (suite === 'bookworm') {
-    // nodejs only downloaded: the package lists stay, so the host offers Debian 12's Node 18 as a real
-    // server does (what `server init` must not install beside a Node 20).
-    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: 'nodejs' });
+    // What init installs with the s3rver stand-in, only downloaded (radosgw 16.2 and its Ceph
+    // libraries are not: init does not install them there). The package lists stay, so the host
+    // offers Debian 12's Node 18 and radosgw 16.2 as a real server does.
+    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: allServerPackages({ id: 'debian', version: '12' }, 's3rver').join(' ') });
   }
   if (suite === 'noble') {
     return ensureRootfs('server', {
