@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allServerPackages } from '../../controller/server/packages.js';
-import { codebCli, INIT_SNAPSHOT, installThisNode, startServerHost, viaHostCaddy, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { codebCli, INIT_SNAPSHOT, installThisNode, startServerHost, viaHostCaddy, type ServerHost } from '../helpers/server-host.js';
+import { serverProjectManifest, show, waitViaCaddy } from './helpers/server-project.js';
 import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
@@ -23,41 +24,6 @@ const HOST = { name: 'ubuntu', slot: 4, pool: process.env.CODEB_UBUNTU_TEST_POOL
 const UBUNTU = { id: 'ubuntu', version: '24.04' };
 const PROJECT = 'notes';
 const DOMAIN = 'notes.test';
-const show = (r: ExecResult) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-
-/** web + database + Redis + a bucket, no runtime: the server's default decides. */
-const MANIFEST = (target: string) => `apiVersion: codeb/v1
-project:
-  id: ${PROJECT}
-environment:
-  domain: ${DOMAIN}
-services:
-  web:
-    type: web
-    image: localhost/codeb-testapp:v1
-    port: 8080
-    healthCheck:
-      http:
-        path: /api/health
-        timeout: 2s
-        interval: 200ms
-        successes: 3
-features:
-  database: true
-  cache: true
-  storage:
-    buckets: [files]
-deploy:
-  healthGate:
-    deadline: 120s
-    verifyAfterSwitch: 2
-    watchAfterSwitch: 2s
-  drain: 2s
-servers:
-  - name: app1
-    host: ${target}
-`;
-
 interface Check {
   name: string;
   status: string;
@@ -135,31 +101,26 @@ describe.runIf(root)('codeb server init on a bare Ubuntu 24.04 server, then a pr
   it('apply over SSH without runtime: Quadlet units (the default on Podman 4.9), the app answers through Caddy with its database, Redis and bucket', async () => {
     await host.loadImage('localhost/codeb-testapp:v1', { podmanSocket: stackSettings().podman.socketPath });
     const file = join(work, 'notes.yaml');
-    writeFileSync(file, MANIFEST(host.target));
+    writeFileSync(file, serverProjectManifest({ project: PROJECT, domain: DOMAIN, target: host.target }));
     const r = await cli('apply', file);
     expect(r.code, show(r)).toBe(0);
     const units = (await host.sh('ls /etc/containers/systemd/ 2>/dev/null || true')).split('\n').filter((f) => f.endsWith('.container'));
-    expect(units).toHaveLength(1);
-    expect(units[0]).toMatch(new RegExp(`^${PROJECT}--production--web--(blue|green)\\.container$`));
-    const service = units[0]!.replace(/\.container$/, '');
+    expect(units).toHaveLength(2);
+    const web = units.find((u) => u.startsWith(`${PROJECT}--production--web--`));
+    expect(web).toMatch(new RegExp(`^${PROJECT}--production--web--(blue|green)\\.container$`));
+    const service = web!.replace(/\.container$/, '');
     expect((await host.sh(`systemctl is-active ${service}.service`)).trim()).toBe('active');
     const health = await viaHostCaddy(host, DOMAIN, '/api/health');
     expect(health.status, health.body).toBe(200);
     expect(JSON.parse(health.body)).toMatchObject({ ok: true, version: 'v1', database: 'ok', redis: 'ok' });
     // The bucket exists: an unsigned request from the app's container is refused (403), not missing (404).
     const s3 = await host.exec(['podman', 'exec', service, '/usr/bin/node', '-e', 'fetch(process.env.S3_ENDPOINT + "/" + process.env.S3_BUCKET).then((r) => console.log(r.status, process.env.S3_BUCKET))']);
-    expect(s3.stdout.trim(), show(s3)).toMatch(/^403 \S*files/);
+    expect(s3.stdout.trim(), show(s3)).toMatch(/^403 \S*uploads/);
   }, 300_000);
 
   it('a reboot brings the shared services and the project back with no codeb command', async () => {
     await host.restart();
-    let answer = { status: 0, body: '' };
-    // Bounded: 240 tries, each at most 5 s.
-    for (let i = 0; i < 240; i++) {
-      answer = await viaHostCaddy(host, DOMAIN, '/api/health');
-      if (answer.status === 200) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const answer = await waitViaCaddy(host, DOMAIN, '/api/health');
     expect(answer.status, answer.body).toBe(200);
     expect(JSON.parse(answer.body)).toMatchObject({ ok: true, version: 'v1', database: 'ok', redis: 'ok' });
     await checkAllOk();

@@ -1,6 +1,6 @@
 /**
  * A multi-service project on a test host (test/helpers/server-host.ts) made ready by `server init`,
- * as server-quadlet.test.ts (Debian 13) and server-podman43.test.ts (Debian 12) deploy it: the
+ * as server-quadlet.test.ts (Debian 13), server-podman43.test.ts (Debian 12) and server-ubuntu.test.ts deploy it: the
  * manifest, requests through the server's Caddy made on the host itself, and a load client on the
  * host that runs while a command (deploy, rollback) does.
  */
