@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A cached Debian root filesystem, built once with debootstrap and reused. Prints its path.
+# A cached Debian (or Ubuntu) root filesystem, built once with debootstrap and reused. Prints its path.
 #
 #   bash scripts/build-rootfs.sh radosgw      # Debian 13 + radosgw (the stack's optional S3 backend)
 #   bash scripts/build-rootfs.sh base         # Debian 13, minbase only
+#   CODEB_ROOTFS_SUITE=noble ... bash scripts/build-rootfs.sh server   # Ubuntu 24.04 (below)
 #   CODEB_ROOTFS_PACKAGES="systemd openssh-server" CODEB_ROOTFS_DOWNLOAD="podman caddy" \
 #     bash scripts/build-rootfs.sh server
 #
@@ -19,11 +20,19 @@
 #
 # Environment:
 #   CODEB_ROOTFS_CACHE    where rootfs folders live (default /var/cache/codeb/rootfs)
-#   CODEB_ROOTFS_SUITE    Debian suite (default trixie)
+#   CODEB_ROOTFS_SUITE    Debian suite (default trixie), or `noble` for Ubuntu 24.04
 #   CODEB_DEBIAN_MIRROR   mirror URL (default: the Debian mirror this machine's apt uses)
+#   CODEB_UBUNTU_MIRROR   mirror URL for noble (default http://archive.ubuntu.com/ubuntu)
 #   CODEB_ROOTFS_PACKAGES extra packages for the variant (space separated)
 #   CODEB_ROOTFS_DOWNLOAD packages to download but not install (variant `server` only)
 # Progress goes to stderr; stdout is only the path.
+#
+# Ubuntu (noble): this machine's debootstrap may predate noble; every Ubuntu release since gutsy
+# bootstraps with the `gutsy` script (later releases' scripts are links to it). Components main and
+# universe (podman, caddy, radosgw are in universe), pockets release, -updates and -security, as an
+# Ubuntu server has them. The archive key: ubuntu-archive-keyring.gpg when this machine has it (the
+# ubuntu-keyring package), else taken from the mirror's ubuntu-keyring package and used only if it is
+# the key whose fingerprint is pinned here (a mirror cannot slip in a key of its own).
 set -euo pipefail
 
 variant="${1:-}"
@@ -44,6 +53,10 @@ done
 
 suite="${CODEB_ROOTFS_SUITE:-trixie}"
 [[ "$suite" =~ ^[a-z]+$ ]] || { echo "build-rootfs: not a Debian suite name: $suite" >&2; exit 2; }
+case "$suite" in
+  noble) distro=ubuntu ;;
+  *) distro=debian ;;
+esac
 cache="${CODEB_ROOTFS_CACHE:-/var/cache/codeb/rootfs}"
 arch="$(dpkg --print-architecture)"
 say() { printf 'build-rootfs: %s\n' "$*" >&2; }
@@ -60,8 +73,12 @@ apt_mirror() {
     ' "$f"
   done | grep -E '/debian/?$' | grep -v security | head -n 1
 }
-mirror="${CODEB_DEBIAN_MIRROR:-$(apt_mirror || true)}"
-mirror="${mirror:-http://deb.debian.org/debian}"
+if [ "$distro" = ubuntu ]; then
+  mirror="${CODEB_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}"
+else
+  mirror="${CODEB_DEBIAN_MIRROR:-$(apt_mirror || true)}"
+  mirror="${mirror:-http://deb.debian.org/debian}"
+fi
 
 self_hash="$(sha256sum "$0" | cut -c1-16)"
 key="$(printf '%s\n' "$suite" "$arch" "$variant" "$packages" "$download" "$self_hash" | sha256sum | cut -c1-16)"
@@ -81,16 +98,45 @@ tmp="$(mktemp -d "$cache/.build-$name.XXXXXX")"
 cleanup() {
   mountpoint -q "$tmp/proc" 2>/dev/null && umount "$tmp/proc" || true
   rm -rf --one-file-system "$tmp"
+  rm -f "$tmp.keyring.gpg"
 }
 trap cleanup EXIT
 
 started=$(date +%s)
 say "debootstrap $suite ($arch) from $mirror into $tmp (a few minutes; once per key)"
 log="$cache/$name.log"
-if ! debootstrap --variant=minbase --arch="$arch" "$suite" "$tmp" "$mirror" >"$log" 2>&1; then
+: >"$log"
+bootstrap=(debootstrap --variant=minbase --arch="$arch")
+bootscript=()
+if [ "$distro" = ubuntu ]; then
+  # "Ubuntu Archive Automatic Signing Key (2018) <ftpmaster@ubuntu.com>", which signs noble.
+  ubuntu_key_fpr=F6ECB3762474EDA9D21B7022871920D1991BC93C
+  keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg
+  if [ ! -r "$keyring" ]; then
+    keyring="$tmp.keyring.gpg"
+    kdir="$(mktemp -d)"
+    deb="$mirror/pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb"
+    if ! curl -fsS -o "$kdir/k.deb" "$deb" >>"$log" 2>&1 || ! dpkg-deb -x "$kdir/k.deb" "$kdir/x" >>"$log" 2>&1; then
+      rm -rf "$kdir"; say "could not fetch the Ubuntu archive key from $deb"; exit 1
+    fi
+    cp "$kdir/x/etc/apt/trusted.gpg.d/ubuntu-keyring-2018-archive.gpg" "$keyring"
+    fprs="$(GNUPGHOME="$kdir" gpg --batch --show-keys --with-colons "$keyring" 2>>"$log" | awk -F: '$1 == "fpr" { print $10 }')"
+    rm -rf "$kdir"
+    if [ "$fprs" != "$ubuntu_key_fpr" ]; then
+      rm -f "$keyring"; say "the Ubuntu archive key from $deb is not $ubuntu_key_fpr (found: ${fprs:-none}); refusing it"; exit 1
+    fi
+  fi
+  bootstrap+=(--components=main,universe --keyring="$keyring")
+  [ -e "/usr/share/debootstrap/scripts/$suite" ] || bootscript=(/usr/share/debootstrap/scripts/gutsy)
+fi
+if ! "${bootstrap[@]}" "$suite" "$tmp" "$mirror" "${bootscript[@]}" >>"$log" 2>&1; then
   tail -n 20 "$log" >&2
   say "debootstrap failed; whole log: $log"
   exit 1
+fi
+if [ "$distro" = ubuntu ]; then
+  rm -f "$tmp.keyring.gpg"
+  printf 'deb %s %s main universe\n' "$mirror" "$suite" "$mirror" "$suite-updates" "$mirror" "$suite-security" >"$tmp/etc/apt/sources.list"
 fi
 if [ -n "$packages$download" ]; then
   say "installing in the rootfs: ${packages:-nothing}${download:+; downloading only: $download}"

@@ -23,6 +23,7 @@ PACKAGES=(
   fuse-overlayfs  # rootless podman storage on older kernels
   catatonit       # podman --init
   debootstrap     # the cached Debian 13 rootfs (scripts/build-rootfs.sh) radosgw runs in
+  gpg             # build-rootfs.sh noble: checks the Ubuntu archive key's fingerprint
   ca-certificates
   curl
 )

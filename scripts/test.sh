@@ -42,10 +42,17 @@ if [ "$(id -u)" -eq 0 ]; then
   CODEB_ROOTFS_DOWNLOAD="$(node -p 'Object.values(require("./controller/server/packages.json").server).flat().join(" ")')" \
     bash scripts/build-rootfs.sh server >/dev/null
   # The Debian 12 server with Debian's Podman 4.3.1 (server-podman43.test.ts): the same inputs as
-  # serverRootfs('bookworm') in test/helpers/server-host.ts. About a minute once (467 MB).
+  # serverRootfs('bookworm') in test/helpers/server-host.ts: downloaded, what init installs there
+  # with the s3rver stand-in (every server package but radosgw). About a minute once (540 MB).
   CODEB_ROOTFS_SUITE=bookworm \
   CODEB_ROOTFS_PACKAGES="$(node -p 'require("./controller/server/packages.json").bare.join(" ")') podman" \
-  CODEB_ROOTFS_DOWNLOAD=nodejs \
+  CODEB_ROOTFS_DOWNLOAD="$(node -p 'Object.entries(require("./controller/server/packages.json").server).filter(([k]) => k !== "storage").flatMap(([, v]) => v).join(" ")')" \
+    bash scripts/build-rootfs.sh server >/dev/null
+  # The bare Ubuntu 24.04 server (server-ubuntu.test.ts): the same inputs as serverRootfs('noble')
+  # in test/helpers/server-host.ts (what init installs, downloaded only; not Ubuntu's Node 18).
+  CODEB_ROOTFS_SUITE=noble \
+  CODEB_ROOTFS_PACKAGES="$(node -p 'require("./controller/server/packages.json").bare.join(" ")')" \
+  CODEB_ROOTFS_DOWNLOAD="$(node -p 'const l = require("./controller/server/packages.json"); [l.server, l.release["ubuntu 24.04"]].flatMap((c) => Object.values(c).flat()).filter((p) => p !== "nodejs").join(" ")')" \
     bash scripts/build-rootfs.sh server >/dev/null
 fi
 

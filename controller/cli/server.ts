@@ -26,7 +26,7 @@ export function registerServer(program: Command): void {
 
   server
     .command('init')
-    .description('Make a fresh Debian 13 or Ubuntu 24.04 server ready for codeb, idempotently (Ubuntu 24.04 ships Node 18: install Node 20+ there first; Debian 12 is refused: its radosgw has no dbstore backend): install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
+    .description('Make a fresh Debian 12, Debian 13 or Ubuntu 24.04 server ready for codeb, idempotently (Debian 12 and Ubuntu 24.04 ship Node 18: install Node 20+ there first, e.g. from NodeSource): install what is missing (Podman, Caddy, PostgreSQL, Redis, Node, RADOS Gateway where radosgw 17+ is offered) with apt-get, install this codeb in /opt/codeb, run the shared services as systemd units, write /opt/codeb/settings.json; ends with `server check`')
     .argument('<target>', 'user@host[:port] (over SSH; root, or a user with passwordless sudo) or local')
     .option('--dry-run', 'list the steps init would take and change nothing')
     .option('--json', 'print the report (steps taken and the final checks) as JSON; progress goes to stderr')
@@ -38,12 +38,19 @@ export function registerServer(program: Command): void {
         '  1. apt-get install --no-install-recommends the missing packages (apt-get update only when one has no candidate)',
         '  2. upload this codeb (built CLI + production node_modules, no build on the server) to /opt/codeb',
         '  3. `codeb server setup` on the server, as root: the services address interface (codeb-network),',
-        '     codeb-postgres (SCRAM), codeb-redis (ACLs, RDB), codeb-s3 (RADOS Gateway, the MinIO stand-in),',
+        '     codeb-postgres (SCRAM), codeb-redis (ACLs, RDB), codeb-s3 (the MinIO stand-in, see below),',
         '     codeb-forwarder and codeb-caddy (admin API on a Unix socket; ports 80/443) as systemd units,',
         '     podman.socket, generated admin credentials in /opt/codeb/settings.json (0600; never printed), and the',
         '     timers of the periodic work: codeb-monitor and codeb-jobs (due jobs) every minute, codeb-backups',
         '     (due backups) every 5 minutes',
         '  4. `codeb server check`: every line ok',
+        '',
+        'Object storage (printed as `object storage: <kind> (<why>)`; MinIO is not packaged):',
+        '  radosgw  where the distribution offers radosgw 17+ (Debian 13, Ubuntu 24.04): dbstore backend,',
+        '           a key per deployment, bucket policies, lifecycle',
+        '  s3rver   where it offers an older one (Debian 12: 16.2, no dbstore): one key shared by every',
+        '           project, no policies or lifecycle; its key only in settings.json and a root-only file.',
+        '           A server on s3rver keeps it (its buckets are there).',
         '',
         'Exit codes: 0 ready, 1 a step failed (unsupported distribution, no root/sudo, apt failure, a service that does not start), 2 invalid target.',
         'SSH: see `codeb --help` (--identity, --remote-codeb) and docs/remote.md.',
@@ -93,19 +100,22 @@ export function registerServer(program: Command): void {
     .option('--json', 'print the steps as JSON on stdout (progress on stderr)')
     .option('--disable-distro <units>', 'comma-separated distribution services init installed (postgresql,redis-server,caddy): stopped and disabled')
     .option('--code-changed', 'codeb was just updated: restart the forwarder')
-    .action((opts: { dryRun?: boolean; json?: boolean; disableDistro?: string; codeChanged?: boolean }) =>
+    .option('--storage <kind>', 'the object storage stand-in init chose: radosgw (17+, dbstore) or s3rver', 'radosgw')
+    .action((opts: { dryRun?: boolean; json?: boolean; disableDistro?: string; codeChanged?: boolean; storage: string }) =>
       runCommand(opts.json, async () => {
         const { runSetup } = await import('../server/setup.js');
         const allowed = new Set(['postgresql', 'redis-server', 'caddy']);
         const disable = (opts.disableDistro ?? '').split(',').filter(Boolean);
         const bad = disable.filter((d) => !allowed.has(d));
         if (bad.length) throw new CodebError(`--disable-distro takes postgresql, redis-server and caddy, not ${bad.join(', ')}.`, { exitCode: EXIT.invalid });
+        if (opts.storage !== 'radosgw' && opts.storage !== 's3rver') throw new CodebError(`--storage takes radosgw or s3rver, not ${JSON.stringify(opts.storage)}.`, { exitCode: EXIT.invalid });
         const say = (line: string) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`);
         const started = new Map<string, number>();
         const r = await runSetup({
           dryRun: opts.dryRun,
           disableDistro: disable,
           codeChanged: opts.codeChanged,
+          storage: opts.storage,
           onStep: (s, state) => {
             if (state === 'doing') started.set(s.target, Date.now());
             else say(`${s.target}: ${s.action} (${s.why}) ... done ${((Date.now() - (started.get(s.target) ?? Date.now())) / 1000).toFixed(1)}s`);

@@ -34,9 +34,9 @@ export function storageCapabilities(settings: StorageSettings | Pick<Settings, '
         lifecycle: false,
         perProjectKeys: false,
         note:
-          'shared key: the local s3rver has no users, so every project on this stack gets the stack\'s own S3 key, which reaches every bucket ' +
+          'shared key: s3rver has no users, so every project gets its one S3 key, which reaches every bucket ' +
           '(the backup bucket too). No bucket policies (public buckets need a real S3 server) and no lifecycle rules (old backups are not expired). ' +
-          'Run the stack with CODEB_STACK_S3=radosgw for a key per project.',
+          'For a key per project: CODEB_STACK_S3=radosgw on the local stack; on a server, a distribution with radosgw 17+ (Debian 13, Ubuntu 24.04), where `server init` sets up radosgw.',
       };
     case 'radosgw':
       return {

@@ -6,6 +6,7 @@
  */
 
 import { quoteArg } from '../transport/shell-quote.js';
+import { UNIT_NAMES } from './units.js';
 import { SERVER_TIMER_NAMES } from './timers.js';
 import type { Target } from '../transport/target.js';
 
@@ -173,7 +174,9 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
 
   const service = (name: 'postgres' | 'redis' | 'storage' | 'caddy', label: string, binary: string, install: string, start: string) => {
     const e = c?.services[name];
-    if (e?.reachable) return checks.push({ name: label, status: 'ok', found: `${e.kind ? `${e.kind} ` : ''}reachable at ${e.address}${binary ? ` (${binary})` : ''}` });
+    // s3rver (the stand-in where radosgw 17+ is not offered) is fine to run on, with a limit worth knowing.
+    const note = e?.kind === 's3rver' ? '; s3rver: one key shared by every project, no bucket policies or lifecycle' : '';
+    if (e?.reachable) return checks.push({ name: label, status: 'ok', found: `${e.kind ? `${e.kind} ` : ''}reachable at ${e.address}${binary ? ` (${binary})` : ''}${note}` });
     if (e) return checks.push({ name: label, status: 'missing', found: `not reachable at ${e.address}: ${e.error ?? 'no answer'}${binary ? ` (installed: ${binary})` : ''}`, fix: binary ? onServer(start) : `${onServer(install)} && ${onServer(start)}` });
     if (binary) return checks.push({ name: label, status: 'warn', found: `installed (${binary}); reachability not checked without codeb and settings.json` });
     return checks.push({ name: label, status: 'missing', found: 'not installed', fix: `${onServer(install)} && ${onServer(start)}` });
@@ -186,7 +189,10 @@ export function assessServer(f: ShellFacts, c: CodebFacts | null, ctx: CheckCont
   }
   service('postgres', 'postgres', f.postgres, `${APT} postgresql`, 'sudo systemctl enable --now postgresql');
   service('redis', 'redis', f.redis, `${APT} redis-server`, 'sudo systemctl enable --now redis-server');
-  service('storage', 'minio/s3', f.minio, 'install MinIO (https://min.io/docs/minio/linux/operations/install-deploy-manage/deploy-minio-single-node-single-drive.html)', 'sudo systemctl enable --now minio');
+  // A server made by `server init` runs its stand-in (radosgw or s3rver) as codeb-s3.service.
+  const stored = c?.services.storage?.kind;
+  const initStorage = stored === 's3rver' || stored === 'radosgw';
+  service('storage', 'minio/s3', initStorage ? UNIT_NAMES.s3 : f.minio, 'install MinIO (https://min.io/docs/minio/linux/operations/install-deploy-manage/deploy-minio-single-node-single-drive.html)', initStorage ? `sudo systemctl restart ${UNIT_NAMES.s3}` : 'sudo systemctl enable --now minio');
 
   // podman API socket (the podman runtime talks to it)
   const sock = c?.services.podman;

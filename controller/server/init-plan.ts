@@ -3,6 +3,7 @@
  * INIT_FACTS_SCRIPT) and the local bundle's hash, which steps are needed. Pure; unit-tested.
  */
 import { CodebError, EXIT } from '../errors.js';
+import type { S3Kind } from '../stack/layout.js';
 import { allServerPackages, SERVER_PACKAGES } from './packages.js';
 
 /** $@ = the packages to look at. key=value lines; `pkg <name> <installed|missing> <candidate version or none>`. */
@@ -14,6 +15,7 @@ export const INIT_FACTS_SCRIPT = [
   'echo "apt=$(command -v apt-get)"',
   'echo "node=$(node --version 2>/dev/null)"',
   'echo "bundle=$(cat /opt/codeb/.codeb-bundle 2>/dev/null)"',
+  'echo "storage=$(cat /opt/codeb/.codeb-storage 2>/dev/null)"',
   'echo "installed_by_init=$(cat /opt/codeb/.codeb-installed 2>/dev/null | tr "\\n" " ")"',
   'for p in "$@"; do',
   '  if [ "$(dpkg-query -W -f=\'${Status}\' "$p" 2>/dev/null)" = "install ok installed" ]; then s=installed; else s=missing; fi',
@@ -33,6 +35,8 @@ export interface InitFacts {
   node: string;
   /** Hash of the codeb bundle installed in /opt/codeb ('' when none). */
   bundle: string;
+  /** The object storage stand-in an earlier init set up (/opt/codeb/.codeb-storage; '' when none). */
+  storage: string;
   /** Packages an earlier init installed (/opt/codeb/.codeb-installed, written by init's apt step). */
   installedByInit: string[];
   packages: Record<string, { installed: boolean; candidate: string | null }>;
@@ -60,14 +64,14 @@ export function parseInitFacts(text: string): InitFacts {
     apt: Boolean(kv.apt),
     node: kv.node ?? '',
     bundle: kv.bundle ?? '',
+    storage: kv.storage ?? '',
     installedByInit: [...new Set((kv.installed_by_init ?? '').split(/\s+/).filter(Boolean))],
     packages,
   };
 }
 
-/** What init can make ready (the refusal names these). Debian 12 passes the distribution check only
- * to be refused below with its real reason (radosgw 16.2 has no dbstore backend). */
-export const SUPPORTED = ['Debian 13', 'Ubuntu 24.04 (with Node.js 20+ installed first)'];
+/** What init can make ready (the refusal names these). */
+export const SUPPORTED = ['Debian 12 and Ubuntu 24.04 (with Node.js 20+ installed first)', 'Debian 13'];
 
 export type InitStep =
   | { kind: 'apt-update'; why: string }
@@ -75,9 +79,16 @@ export type InitStep =
   | { kind: 'upload'; why: string }
   | { kind: 'services'; why: string };
 
+/** Which object storage stand-in the server gets, and why (shown in the plan, the dry run and the report). */
+export interface StorageChoice {
+  kind: S3Kind;
+  why: string;
+}
+
 export interface InitPlan {
   /** How commands get root: '' (logged in as root) or 'sudo'. */
   become: '' | 'sudo';
+  storage: StorageChoice;
   steps: InitStep[];
   /** Distribution services whose packages this init (or an earlier one) installs (their default units give way to codeb's). */
   disableDistro: string[];
@@ -87,9 +98,33 @@ export interface InitPlan {
 
 const DISTRO_SERVICES: Record<string, string> = { postgresql: 'postgresql', 'redis-server': 'redis-server', caddy: 'caddy' };
 
-function nodeMajor(v: string | null): number {
+/** The major version of a Debian version string or a `node --version` ('2:18.2.7+ds-1' → 18; 0: unknown). */
+function major(v: string | null): number {
   const m = /^v?(?:\d+:)?(\d+)\./.exec(v ?? '');
   return m ? Number(m[1]) : 0;
+}
+
+/** radosgw has its dbstore backend (SQLite files, no Ceph cluster) from 17 (Quincy) on. */
+export const RGW_DBSTORE_MAJOR = 17;
+const S3RVER_LIMITS = 'one key shared by every project, no bucket policies or lifecycle rules';
+
+/**
+ * The object storage stand-in: Ceph's RADOS Gateway where the distribution offers radosgw 17+ (its
+ * dbstore backend: users, a key per deployment, policies, lifecycle); s3rver where it offers only
+ * an older one (Debian 12: 16.2, which rejects the dbstore flags). A server that has s3rver keeps
+ * it: its buckets are there, and init does not move them. Pure.
+ */
+export function chooseStorage(f: InitFacts): StorageChoice {
+  const version = f.packages.radosgw?.candidate ?? null;
+  const m = major(version);
+  if (f.storage === 's3rver' && m >= RGW_DBSTORE_MAJOR) {
+    return { kind: 's3rver', why: `kept: this server's buckets are in s3rver (radosgw ${version} is offered now, but init does not move buckets)` };
+  }
+  if (m >= RGW_DBSTORE_MAJOR) return { kind: 'radosgw', why: `radosgw ${version} has the dbstore backend (${RGW_DBSTORE_MAJOR}+): a key per deployment, bucket policies, lifecycle` };
+  if (m > 0) return { kind: 's3rver', why: `radosgw ${version} here has no dbstore backend (needs ${RGW_DBSTORE_MAJOR}+), so s3rver: ${S3RVER_LIMITS}` };
+  // No candidate known yet (package lists never fetched): what the release ships.
+  if (f.osId === 'debian' && f.osVersion === '12') return { kind: 's3rver', why: `Debian 12's radosgw (16.2) has no dbstore backend (needs ${RGW_DBSTORE_MAJOR}+), so s3rver: ${S3RVER_LIMITS}` };
+  return { kind: 'radosgw', why: `radosgw of ${f.osName || 'this release'} (${RGW_DBSTORE_MAJOR}+, dbstore backend): a key per deployment, bucket policies, lifecycle` };
 }
 
 /** The steps init takes on a server with these facts; throws (exit 1) where init cannot go on. */
@@ -114,24 +149,17 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
     });
   }
 
-  // The object storage stand-in runs radosgw with its dbstore backend (no Ceph cluster), which
-  // radosgw has from 17 (Quincy) on; Debian 12's 16.2 refuses the flag, so say so before any change
-  // (and before the Node check: installing a Node 20 would not help there).
-  const rgwVersion = f.packages.radosgw?.candidate ?? null;
-  if (rgwVersion && nodeMajor(rgwVersion) > 0 && nodeMajor(rgwVersion) < 17) {
-    throw new CodebError(`${where} ${f.packages.radosgw?.installed ? 'has' : 'offers'} radosgw ${rgwVersion}, which has no dbstore backend: codeb's object storage on a server needs radosgw 17 or later. Nothing was changed.`, {
-      hint: 'Use Debian 13 or Ubuntu 24.04 for a server that codeb sets up whole (docs/remote.md, "codeb server init").',
-    });
-  }
+  const storage = chooseStorage(f);
   // Node 20+: Debian 12 and Ubuntu 24.04 ship 18; codeb cannot run on it. A node 20+ on the PATH is
   // kept however it came (the `nodejs` package of NodeSource, or a release in /usr/local/bin), and
   // the distribution's older `nodejs` is then not installed beside it.
-  const nodeOnPath = nodeMajor(f.node) >= 20;
-  const missing = allServerPackages().filter((p) => !f.packages[p]?.installed && !(p === 'nodejs' && nodeOnPath));
-  const present = allServerPackages().filter((p) => f.packages[p]?.installed);
+  const nodeOnPath = major(f.node) >= 20;
+  const wanted = allServerPackages({ id: f.osId, version: f.osVersion }, storage.kind);
+  const missing = wanted.filter((p) => !f.packages[p]?.installed && !(p === 'nodejs' && nodeOnPath));
+  const present = wanted.filter((p) => f.packages[p]?.installed);
   const nodeInstalled = f.packages.nodejs?.installed;
   const nodeVersion = nodeInstalled ? f.node : f.packages.nodejs?.candidate ?? null;
-  if (nodeVersion && nodeMajor(nodeVersion) < 20 && !nodeOnPath) {
+  if (nodeVersion && major(nodeVersion) < 20 && !nodeOnPath) {
     throw new CodebError(`${where} ${nodeInstalled ? 'has' : 'offers'} Node.js ${nodeVersion}; codeb needs 20 or later.`, {
       hint: 'Install Node.js 20+ first (https://github.com/nodesource/distributions), then run init again: it keeps that node.',
     });
@@ -144,10 +172,10 @@ export function planInit(f: InitFacts, localBundle: string): InitPlan {
   steps.push({ kind: 'services', why: 'shared services as systemd units, settings.json' });
   // Also those an earlier init installed: when it stopped before setup (a lost connection, a
   // service that failed), the distribution's Caddy would otherwise keep port 80 from codeb's for good.
-  const disableDistro = allServerPackages()
+  const disableDistro = wanted
     .filter((p) => p in DISTRO_SERVICES && (missing.includes(p) || f.installedByInit.includes(p)))
     .map((p) => DISTRO_SERVICES[p]!);
-  return { become, steps, disableDistro, present };
+  return { become, storage, steps, disableDistro, present };
 }
 
 /** For --help and docs: which packages init installs, per service. */

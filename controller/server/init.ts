@@ -13,7 +13,7 @@ import type { SshSession } from '../transport/ssh.js';
 import type { Target } from '../transport/target.js';
 import { describeBundle, packBundle } from './bundle.js';
 import { INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitPlan, type InitStep } from './init-plan.js';
-import { allServerPackages } from './packages.js';
+import { everyServerPackage } from './packages.js';
 import type { SetupStep } from './setup.js';
 
 /** How init runs commands on the server: argv arrays (quoted by the transport), and one file copy. */
@@ -85,6 +85,8 @@ export interface InitReport {
   os: string;
   /** How init got root there: '' (root) or 'sudo'. */
   become: '' | 'sudo';
+  /** The object storage stand-in (radosgw or s3rver) and why that one. */
+  storage: { kind: string; why: string };
   dryRun: boolean;
   /** Steps taken (or, with --dry-run, that would be taken); empty: nothing to do. */
   steps: Array<{ step: string; detail: string; ms?: number }>;
@@ -114,16 +116,17 @@ export async function serverInit(o: InitOptions): Promise<InitReport> {
   const name = o.target === 'local' ? 'this machine' : o.target.display;
   const root = installRoot();
   const bundle = describeBundle(root);
-  const factsRun = await o.runner.exec(['sh', '-c', INIT_FACTS_SCRIPT, 'codeb-init', ...allServerPackages()]);
+  const factsRun = await o.runner.exec(['sh', '-c', INIT_FACTS_SCRIPT, 'codeb-init', ...everyServerPackage()]);
   if (factsRun.code !== 0) throw failed('gathering facts', factsRun, 'The server needs a POSIX sh (any Debian/Ubuntu has one).');
   const facts = parseInitFacts(factsRun.stdout);
   const plan: InitPlan = planInit(facts, bundle.hash);
   const become = plan.become ? ['sudo', '-n'] : [];
-  const report: InitReport = { target: name, os: facts.osName, become: plan.become, dryRun: Boolean(o.dryRun), steps: [], changed: false };
+  const report: InitReport = { target: name, os: facts.osName, become: plan.become, storage: plan.storage, dryRun: Boolean(o.dryRun), steps: [], changed: false };
   o.progress(`Server ${name} (${facts.osName}${plan.become ? ', via sudo' : ''}):`);
   if (plan.present.length) o.progress(`  already installed: ${plan.present.join(' ')}`);
+  o.progress(`  object storage: ${plan.storage.kind} (${plan.storage.why})`);
 
-  const setupArgs = (extra: string[]) => [...become, 'env', 'CODEB_REMOTE_SESSION=1', ...o.remoteCodeb, 'server', 'setup', '--json', ...extra, ...(plan.disableDistro.length ? ['--disable-distro', plan.disableDistro.join(',')] : [])];
+  const setupArgs = (extra: string[]) => [...become, 'env', 'CODEB_REMOTE_SESSION=1', ...o.remoteCodeb, 'server', 'setup', '--json', '--storage', plan.storage.kind, ...extra, ...(plan.disableDistro.length ? ['--disable-distro', plan.disableDistro.join(',')] : [])];
 
   if (o.dryRun) {
     for (const s of plan.steps) {

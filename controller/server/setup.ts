@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { CodebError } from '../errors.js';
 import type { Settings } from '../settings.js';
@@ -20,13 +20,13 @@ import { findBinaries, findProgram } from '../stack/binaries.js';
 import { caddyPart } from '../stack/caddy.js';
 import { buildSettings, loadOrCreateCredentials, writeSettings, type StackCredentials } from '../stack/credentials.js';
 import { forwarderPart } from '../stack/forwarder.js';
-import { stackNetwork, stackPaths, stackPorts, type StackNetwork, type StackPaths, type StackPorts } from '../stack/layout.js';
+import { stackNetwork, stackPaths, stackPorts, type S3Kind, type StackNetwork, type StackPaths, type StackPorts } from '../stack/layout.js';
 import type { Part, StartContext } from '../stack/part.js';
 import { postgresPart } from '../stack/postgres.js';
 import { redisPart } from '../stack/redis.js';
-import { rgwCommand, s3Part } from '../stack/s3.js';
+import { rgwCommand, s3Part, s3rverKeyFile } from '../stack/s3.js';
 import { planTimers, serverTimers, type TimerObservation } from './timers.js';
-import { networkUnit, serviceUnit, UNIT_NAMES, type ServerUnit } from './units.js';
+import { networkUnit, plainPath, serviceUnit, UNIT_NAMES, type ServerUnit } from './units.js';
 
 const run = promisify(execFile);
 
@@ -34,11 +34,21 @@ const run = promisify(execFile);
 export const SERVER_PODMAN_SOCKET = '/run/podman/podman.sock';
 const UNIT_DIR = '/etc/systemd/system';
 
+/** The object storage unit of each stand-in (init-plan.ts chooseStorage decides which). */
+function storageUnit(kind: S3Kind, paths: StackPaths): { description: string; extra: string[] } {
+  if (kind === 'radosgw') return { description: 'codeb object storage: Ceph RADOS Gateway, dbstore backend (stand-in for MinIO)', extra: ['RuntimeDirectory=ceph'] };
+  return {
+    description: 'codeb object storage: s3rver (shared-key stand-in for MinIO where radosgw 17+ is not offered)',
+    // The key from a root-only file; the rest of the system read-only to it but its own folder.
+    extra: [`EnvironmentFile=${plainPath(s3rverKeyFile(paths))}`, 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', `ReadWritePaths=${plainPath(paths.s3.root)}`],
+  };
+}
+
 /** Service parts in start order: the forwarder before Caddy (Caddy's front proxies to its router). */
-const SERVICE_PARTS: Array<{ unit: Exclude<ServerUnit, 'network'>; part: Part; description: string; after?: ServerUnit[]; extra?: string[] }> = [
+const SERVICE_PARTS: Array<{ unit: Exclude<ServerUnit, 'network'>; part: Part; /** s3: storageUnit's */ description?: string; after?: ServerUnit[]; extra?: string[] }> = [
   { unit: 'postgres', part: postgresPart, description: 'codeb shared PostgreSQL (SCRAM; loopback and the services address)' },
   { unit: 'redis', part: redisPart, description: 'codeb shared Redis (ACL users, RDB persistence)' },
-  { unit: 's3', part: s3Part, description: 'codeb object storage: Ceph RADOS Gateway, dbstore backend (stand-in for MinIO)', extra: ['RuntimeDirectory=ceph'] },
+  { unit: 's3', part: s3Part },
   { unit: 'forwarder', part: forwarderPart, description: 'codeb forwarder (entry ports and host router; restores its table at start)' },
   { unit: 'caddy', part: caddyPart, description: 'codeb Caddy front (admin API on a Unix socket only; unknown hosts get 404)', after: ['forwarder'] },
 ];
@@ -109,8 +119,8 @@ export function serverLayout(env: NodeJS.ProcessEnv): ServerLayout {
   };
 }
 
-function serverSettings(creds: StackCredentials, l: ServerLayout, rgwAdmin: string[]): Settings {
-  const s = buildSettings(creds, l.ports, l.paths, l.network, { kind: 'radosgw', rgwAdmin });
+function serverSettings(creds: StackCredentials, l: ServerLayout, storage: S3Kind, rgwAdmin: string[]): Settings {
+  const s = buildSettings(creds, l.ports, l.paths, l.network, storage === 'radosgw' ? { kind: 'radosgw', rgwAdmin } : { kind: 's3rver' });
   return { ...s, caddy: { ...s.caddy, tlsIssuer: 'acme' }, podman: { socketPath: SERVER_PODMAN_SOCKET } };
 }
 
@@ -138,6 +148,8 @@ export interface SetupOptions {
   /** Distribution services whose packages this init installed (postgresql, redis-server, caddy). */
   disableDistro?: string[];
   codeChanged?: boolean;
+  /** The object storage stand-in (init-plan.ts chooseStorage); default radosgw. */
+  storage?: S3Kind;
   onStep?: (step: SetupStep, state: 'doing' | 'done') => void;
 }
 
@@ -155,19 +167,21 @@ export async function runSetup(opts: SetupOptions = {}): Promise<SetupResult> {
   const l = serverLayout(env);
   const hadCreds = existsSync(l.settingsFile);
   const creds = loadOrCreateCredentials(l.settingsFile);
-  const bins = findBinaries(['postgres', 'redis', 'caddy'], env);
+  const storage: S3Kind = opts.storage ?? 'radosgw';
+  const bins = findBinaries(['postgres', 'redis', 'caddy', ...(storage === 's3rver' ? (['s3'] as const) : [])], env);
   const rgwAdmin = rgwCommand('/', l.paths, 'radosgw-admin');
   const notes: string[] = [];
-  const ctx: StartContext = { paths: l.paths, ports: l.ports, network: l.network, env, isRoot: true, s3Kind: 'radosgw', rgwRootfs: '/', server: true, creds, bins, notes };
+  const ctx: StartContext = { paths: l.paths, ports: l.ports, network: l.network, env, isRoot: true, s3Kind: storage, rgwRootfs: '/', server: true, creds, bins, notes };
 
   const absolute = (cmd: string) => (isAbsolute(cmd) ? cmd : (findProgram(cmd, env) ?? cmd));
   const desired = {} as Record<ServerUnit, string>;
   desired.network = networkUnit(l.network, findProgram('ip', env) ?? '/usr/sbin/ip');
   for (const p of SERVICE_PARTS) {
     const spec = p.part.launch(ctx);
-    desired[p.unit] = serviceUnit({ description: p.description, spec: { ...spec, command: absolute(spec.command) }, stopSignal: p.part.stopSignal, after: p.after?.map((u) => UNIT_NAMES[u]), extra: p.extra });
+    const { description, extra } = p.unit === 's3' ? storageUnit(storage, l.paths) : { description: p.description ?? p.unit, extra: p.extra };
+    desired[p.unit] = serviceUnit({ description, spec: { ...spec, command: absolute(spec.command) }, stopSignal: p.part.stopSignal, after: p.after?.map((u) => UNIT_NAMES[u]), extra });
   }
-  const settings = serverSettings(creds, l, rgwAdmin);
+  const settings = serverSettings(creds, l, storage, rgwAdmin);
   const desiredSettings = JSON.stringify(settings, null, 2) + '\n';
 
   const units = {} as Record<ServerUnit, UnitObservation>;
@@ -204,9 +218,11 @@ export async function runSetup(opts: SetupOptions = {}): Promise<SetupResult> {
   if (settingsStep) {
     opts.onStep?.(settingsStep, 'doing');
     writeSettings(l.settingsFile, settings);
+    // For the next init's facts (readable without root): a server on s3rver keeps it (chooseStorage).
+    writeFileSync(join(codebHome(env), '.codeb-storage'), `${storage}\n`, { mode: 0o644 });
     opts.onStep?.(settingsStep, 'done');
   }
-  mkdirSync('/run/ceph', { recursive: true });
+  if (storage === 'radosgw') mkdirSync('/run/ceph', { recursive: true });
   for (const step of steps) {
     if (step === settingsStep) continue;
     opts.onStep?.(step, 'doing');

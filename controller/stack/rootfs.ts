@@ -1,5 +1,5 @@
 /**
- * The cached Debian 13 root filesystems of scripts/build-rootfs.sh (debootstrap once per set of
+ * The cached Debian (and Ubuntu) root filesystems of scripts/build-rootfs.sh (debootstrap once per set of
  * inputs, reused afterwards): the stack's radosgw runs in one. The script prints the path; its
  * progress lines go to our stderr, so a first build (about a minute) is not silent.
  */
@@ -11,7 +11,7 @@ import { packageRoot } from './layout.js';
 export type RootfsVariant = 'base' | 'radosgw' | 'server';
 
 /** Variables the build script reads; nothing else of ours reaches it. */
-const PASSED = ['CODEB_ROOTFS_CACHE', 'CODEB_ROOTFS_SUITE', 'CODEB_DEBIAN_MIRROR', 'CODEB_ROOTFS_PACKAGES', 'CODEB_ROOTFS_DOWNLOAD', 'http_proxy', 'https_proxy'];
+const PASSED = ['CODEB_ROOTFS_CACHE', 'CODEB_ROOTFS_SUITE', 'CODEB_DEBIAN_MIRROR', 'CODEB_UBUNTU_MIRROR', 'CODEB_ROOTFS_PACKAGES', 'CODEB_ROOTFS_DOWNLOAD', 'http_proxy', 'https_proxy'];
 
 export function rootfsScript(): string {
   return join(packageRoot(), 'scripts', 'build-rootfs.sh');
@@ -35,8 +35,8 @@ export function ensureRootfs(variant: RootfsVariant, env: NodeJS.ProcessEnv = pr
       const path = out.trim().split('\n').pop() ?? '';
       if (code === 0 && path.startsWith('/')) return resolve(path);
       reject(
-        new CodebError(`Could not build the Debian 13 ${variant} root filesystem (exit ${code}): ${err.trim().split('\n').slice(-3).join(' | ') || 'no message'}`, {
-          hint: `Run \`sudo bash ${rootfsScript()} ${variant}\` to see the whole build; it needs root, debootstrap (scripts/setup.sh) and the Debian mirror.`,
+        new CodebError(`Could not build the ${env.CODEB_ROOTFS_SUITE || 'trixie'} ${variant} root filesystem (exit ${code}): ${err.trim().split('\n').slice(-3).join(' | ') || 'no message'}`, {
+          hint: `Run \`sudo bash ${rootfsScript()} ${variant}\` to see the whole build; it needs root, debootstrap (scripts/setup.sh) and the distribution's mirror.`,
         }),
       );
     });

@@ -6,7 +6,7 @@
  *   chrooted in the cached rootfs (scripts/build-rootfs.sh radosgw) in a private mount namespace
  *   (scripts/rgw-chroot.sh); users, bucket policies and lifecycle rules. Needs root.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CodebError } from '../errors.js';
 import { RgwAdmin } from '../providers/rgw-admin.js';
@@ -40,16 +40,30 @@ function requireRootfs(ctx: PartContext): string {
   return ctx.rgwRootfs;
 }
 
+/**
+ * On a server (`codeb server init`) s3rver's key reaches it from this root-only file (systemd's
+ * EnvironmentFile=), not from its unit file, which every local user can read.
+ */
+export const s3rverKeyFile = (paths: StackPaths): string => join(paths.s3.root, 'key.env');
+
 const s3rver: Pick<Part, 'prepare' | 'launch' | 'probe'> = {
   async prepare(ctx: StartContext): Promise<void> {
     mkdirSync(ctx.paths.s3.data, { recursive: true, mode: 0o700 });
+    if (ctx.server) {
+      const file = s3rverKeyFile(ctx.paths);
+      chmodSync(ctx.paths.s3.root, 0o700);
+      // 0600 from the first byte (temp file, rename): the key is never readable by anyone but root.
+      writeFileSync(`${file}.tmp`, `S3RVER_ACCESS_KEY=${ctx.creds.s3AccessKey}\nS3RVER_SECRET_KEY=${ctx.creds.s3SecretKey}\n`, { mode: 0o600, flag: 'w' });
+      chmodSync(`${file}.tmp`, 0o600);
+      renameSync(`${file}.tmp`, file);
+    }
   },
 
   launch(ctx: StartContext) {
     return {
       command: ctx.bins.node,
       args: [ctx.bins.s3rverScript, '--dir', ctx.paths.s3.data, '--port', String(ctx.ports.s3), '--address', LOOPBACK, '--address', ctx.network.servicesAddress],
-      env: baseEnv(ctx.env, { S3RVER_ACCESS_KEY: ctx.creds.s3AccessKey, S3RVER_SECRET_KEY: ctx.creds.s3SecretKey }),
+      env: ctx.server ? baseEnv(ctx.env) : baseEnv(ctx.env, { S3RVER_ACCESS_KEY: ctx.creds.s3AccessKey, S3RVER_SECRET_KEY: ctx.creds.s3SecretKey }),
       cwd: ctx.paths.s3.root,
     };
   },

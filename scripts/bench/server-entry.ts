@@ -1,14 +1,22 @@
 /**
  * The phases of `npm run bench:server` (run through scripts/bench-server.mjs): each round boots a
- * fresh bare Debian 13 test host (test/helpers/server-host.ts) and times the phases in order on it.
+ * fresh bare test host (test/helpers/server-host.ts: Debian 13, or with `--suite bookworm` Debian
+ * 12 with Podman 4.3 and the s3rver stand-in) and times the phases in order on it.
  * A phase is a name and a function returning its milliseconds; add one to PHASES to measure more
  * (e.g. reboot-to-serving after a deploy).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { codebCli, startServerHost, type ServerHost } from '../../test/helpers/server-host.js';
+import { codebCli, startServerHost, type HostSuite, type ServerHost } from '../../test/helpers/server-host.js';
+
+const suiteArg = process.argv.indexOf('--suite');
+const SUITE: HostSuite = suiteArg > 0 ? (process.argv[suiteArg + 1] as HostSuite) : 'trixie';
+if (SUITE !== 'trixie' && SUITE !== 'bookworm') {
+  console.error(`--suite takes trixie (Debian 13, the default) or bookworm (Debian 12), not ${JSON.stringify(SUITE)}`);
+  process.exit(2);
+}
 
 export interface Phase {
   name: string;
@@ -37,7 +45,8 @@ async function healthThroughCaddy(host: ServerHost): Promise<number> {
 }
 
 /**
- * Reboot to serving: a one-service project applied with runtime: quadlet (not timed), then from the
+ * Reboot to serving: a one-service project applied with the host's default runtime (quadlet on
+ * Debian 13, plain systemd units on Debian 12's Podman 4.3; not timed), then from the
  * restart of the host container (systemd shuts down and boots again) until the app answers 200
  * through Caddy again, with no codeb command run.
  */
@@ -51,7 +60,7 @@ async function rebootToServing(host: ServerHost): Promise<number> {
     const manifest = join(dir, 'bench.yaml');
     writeFileSync(
       manifest,
-      `apiVersion: codeb/v1\nproject:\n  id: bench\nenvironment:\n  domain: ${BENCH_DOMAIN}\nservices:\n  web:\n    type: web\n    image: localhost/codeb-testapp:v1\n    port: 8080\n    healthCheck:\n      http:\n        path: /api/health\n        interval: 200ms\nfeatures:\n  database: false\nservers:\n  - name: bench\n    host: ${host.target}\n    runtime: quadlet\n`,
+      `apiVersion: codeb/v1\nproject:\n  id: bench\nenvironment:\n  domain: ${BENCH_DOMAIN}\nservices:\n  web:\n    type: web\n    image: localhost/codeb-testapp:v1\n    port: 8080\n    healthCheck:\n      http:\n        path: /api/health\n        interval: 200ms\nfeatures:\n  database: false\nservers:\n  - name: bench\n    host: ${host.target}\n`,
     );
     const r = await codebCli(host, ['apply', manifest]);
     if (r.code !== 0) throw new Error(`apply failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
@@ -83,9 +92,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 for (let i = 0; i < rounds; i++) {
   const boot0 = performance.now();
-  const host = await startServerHost({ name: `bench-${process.pid}-${i}`, slot: slotBase + (i % 50) });
+  const host = await startServerHost({ name: `bench-${process.pid}-${i}`, slot: slotBase + (i % 50), suite: SUITE });
   const boot = performance.now() - boot0;
   try {
+    // Debian 12 ships Node 18: its operator installs a Node 20 first (not timed), as in server-podman43.test.ts.
+    if (SUITE === 'bookworm') {
+      const put = await host.exec(['sh', '-c', 'mkdir -p /usr/local/bin && cat > /usr/local/bin/node && chmod 755 /usr/local/bin/node'], { input: readFileSync(process.execPath) });
+      if (put.code !== 0) throw new Error(`copying node to the host failed: ${put.stderr}`);
+    }
     const line = [`round ${i + 1}/${rounds}: boot ${(boot / 1000).toFixed(1)}s`];
     for (const p of PHASES) {
       const ms = await p.run(host);
@@ -98,5 +112,5 @@ for (let i = 0; i < rounds; i++) {
   }
 }
 const out = Object.fromEntries([...results].map(([name, xs]) => [name, { medianMs: Math.round(median(xs)), runsMs: xs.map(Math.round) }]));
-if (process.argv.includes('--json')) console.log(JSON.stringify({ rounds, phases: out }, null, 2));
+if (process.argv.includes('--json')) console.log(JSON.stringify({ suite: SUITE, rounds, phases: out }, null, 2));
 else for (const [name, r] of Object.entries(out)) console.log(`${name.padEnd(24)} median ${(r.medianMs / 1000).toFixed(1)} s  (runs: ${r.runsMs.map((m) => (m / 1000).toFixed(1)).join(', ')} s)`);

@@ -1,7 +1,7 @@
 /**
- * A real second machine for the server tests: a bare Debian 13 server (systemd as PID 1, sshd,
- * nothing of codeb's) booted in a privileged Podman container on a Podman network the test makes,
- * reached over SSH at its own address. No VM is available here; this is the closest honest thing.
+ * A real second machine for the server tests: a bare Debian 13 server (or Debian 12 or Ubuntu 24.04,
+ * see HostSuite; systemd as PID 1, sshd, nothing of codeb's) booted in a privileged Podman container
+ * on a Podman network the test makes, reached over SSH at its own address. No VM is available here; this is the closest honest thing.
  *
  * - The root filesystem is built once and cached (scripts/build-rootfs.sh `server`, keyed by its
  *   inputs): BARE_SERVER_PACKAGES installed, the packages `codeb server init` installs
@@ -87,19 +87,31 @@ async function podman(args: string[], opts: { allowFail?: boolean } = {}): Promi
 }
 
 /**
- * Which Debian the test host runs. `trixie` (Debian 13, the default): a bare server that
+ * Which distribution the test host runs. `trixie` (Debian 13, the default): a bare server that
  * `codeb server init` makes ready. `bookworm` (Debian 12): a bare server whose operator installed
  * Debian's own podman (4.3.1, no Quadlet) and nothing else: the host for what codeb does with a
- * Podman older than 4.4 (its Node 18 is too old for codeb; the test brings a Node 20).
+ * Podman older than 4.4 and with the s3rver stand-in (its Node 18 is too old for codeb; the test
+ * brings a Node 20). `noble` (Ubuntu 24.04, main and universe): a bare server like trixie's, whose
+ * packages init installs come from Ubuntu's archive; it offers Node 18 only (nodejs not even
+ * downloaded: init must not install it), so the test brings a Node 20 as on bookworm.
  */
-export type HostSuite = 'trixie' | 'bookworm';
+export type HostSuite = 'trixie' | 'bookworm' | 'noble';
 
 /** The cached bare-server rootfs of `suite` (built on first use: about two minutes, needs root and the mirror). */
 export function serverRootfs(suite: HostSuite = 'trixie'): Promise<string> {
   if (suite === 'bookworm') {
-    // nodejs only downloaded: the package lists stay, so the host offers Debian 12's Node 18 as a real
-    // server does (what `server init` must not install beside a Node 20).
-    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: 'nodejs' });
+    // What init installs with the s3rver stand-in, only downloaded (radosgw 16.2 and its Ceph
+    // libraries are not: init does not install them there). The package lists stay, so the host
+    // offers Debian 12's Node 18 and radosgw 16.2 as a real server does.
+    return ensureRootfs('server', { ...process.env, CODEB_ROOTFS_SUITE: 'bookworm', CODEB_ROOTFS_PACKAGES: [...BARE_SERVER_PACKAGES, 'podman'].join(' '), CODEB_ROOTFS_DOWNLOAD: allServerPackages({ id: 'debian', version: '12' }, 's3rver').join(' ') });
+  }
+  if (suite === 'noble') {
+    return ensureRootfs('server', {
+      ...process.env,
+      CODEB_ROOTFS_SUITE: 'noble',
+      CODEB_ROOTFS_PACKAGES: BARE_SERVER_PACKAGES.join(' '),
+      CODEB_ROOTFS_DOWNLOAD: allServerPackages({ id: 'ubuntu', version: '24.04' }).filter((p) => p !== 'nodejs').join(' '),
+    });
   }
   return ensureRootfs('server', {
     ...process.env,
@@ -155,7 +167,7 @@ export interface StartOptions {
   /** Which /24 of the pool (see hostSubnet); each test file its own, 0-15 (moved by 16 per concurrent suite). */
   slot: number;
   pool?: string;
-  /** Debian 13 (default) or Debian 12 with its Podman 4.3 (see HostSuite). */
+  /** Debian 13 (default), Debian 12 with its Podman 4.3, or Ubuntu 24.04 (see HostSuite). */
   suite?: HostSuite;
 }
 
@@ -384,6 +396,38 @@ export async function installUnitDriverProbe(host: ServerHost, work: string): Pr
   for (const t of ['quadlet.container.tmpl', 'podman-run.service.tmpl']) {
     await host.exec(['sh', '-c', 'cat > "$1"', 'sh', `/opt/codeb-probe/templates/${t}`], { input: readFileSync(join(ROOT, 'templates', t)) });
   }
+}
+
+/**
+ * Everything `codeb server init` may change on a host, as one text (packages, codeb, units and
+ * their start times, settings): equal before and after a run that must change nothing.
+ */
+export const INIT_SNAPSHOT = [
+  'dpkg-query -W -f "\\${Package} \\${Status}\\n" | sort | md5sum',
+  'cat /opt/codeb/.codeb-bundle 2>/dev/null',
+  'ls -la --time-style=full-iso /opt/codeb /etc/systemd/system 2>/dev/null | md5sum',
+  'cat /etc/systemd/system/codeb-*.service 2>/dev/null | md5sum',
+  'md5sum /opt/codeb/settings.json 2>/dev/null',
+  'for u in codeb-network codeb-postgres codeb-redis codeb-s3 codeb-forwarder codeb-caddy podman.socket; do systemctl show -p Id -p ActiveState -p ExecMainStartTimestampMonotonic -p NRestarts "$u"; done',
+].join('; ');
+
+/**
+ * GET `path` through the host's own Caddy (port 80, Host: `domain`), asked on the host itself by its
+ * node (a server has no curl). Bounded: 5 s. Status 0 with the error text when nothing answered.
+ */
+export async function viaHostCaddy(host: ServerHost, domain: string, path: string): Promise<{ status: number; body: string }> {
+  const script = `require('node:http').get({ host: '127.0.0.1', port: 80, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(domain)} }, timeout: 5000 }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body: b }))); }).on('timeout', function () { this.destroy(new Error('timeout')); }).on('error', (e) => console.log(JSON.stringify({ status: 0, body: e.message })))`;
+  const r = await host.exec(['node', '-e', script]);
+  return r.code === 0 && r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as { status: number; body: string }) : { status: 0, body: `${r.stdout}${r.stderr}` };
+}
+
+/**
+ * A Node 20+ the way an operator installs one where the distribution ships an older one (Debian 12,
+ * Ubuntu 24.04: 18): a release binary in /usr/local/bin (this machine's node, copied).
+ */
+export async function installThisNode(host: ServerHost): Promise<void> {
+  const r = await host.exec(['sh', '-c', 'mkdir -p /usr/local/bin && cat > /usr/local/bin/node.new && chmod 755 /usr/local/bin/node.new && mv /usr/local/bin/node.new /usr/local/bin/node'], { input: readFileSync(process.execPath) });
+  if (r.code !== 0) throw new Error(`copying node to test host ${host.name} failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
 }
 
 /**

@@ -12,19 +12,10 @@ import { resolve } from 'node:path';
 import { describeBundle } from '../../controller/server/bundle.js';
 import { allServerPackages } from '../../controller/server/packages.js';
 import { SERVER_TIMER_NAMES } from '../../controller/server/timers.js';
-import { codebCli, startServerHost, type ServerHost } from '../helpers/server-host.js';
+import { codebCli, INIT_SNAPSHOT, startServerHost, type ServerHost } from '../helpers/server-host.js';
 
 const root = process.getuid?.() === 0;
 
-/** Everything init may change, as one text: packages, codeb, units and their start times, settings. */
-const SNAPSHOT = [
-  'dpkg-query -W -f "\\${Package} \\${Status}\\n" | sort | md5sum',
-  'cat /opt/codeb/.codeb-bundle 2>/dev/null',
-  'ls -la --time-style=full-iso /opt/codeb /etc/systemd/system 2>/dev/null | md5sum',
-  'cat /etc/systemd/system/codeb-*.service 2>/dev/null | md5sum',
-  'md5sum /opt/codeb/settings.json 2>/dev/null',
-  'for u in codeb-network codeb-postgres codeb-redis codeb-s3 codeb-forwarder codeb-caddy podman.socket; do systemctl show -p Id -p ActiveState -p ExecMainStartTimestampMonotonic -p NRestarts "$u"; done',
-].join('; ');
 
 function tcpOpen(host: string, port: number): Promise<boolean> {
   return new Promise((done) => {
@@ -59,7 +50,7 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
   });
 
   it('--dry-run on the bare server lists the steps and changes nothing', async () => {
-    const before = await host.sh(SNAPSHOT);
+    const before = await host.sh(INIT_SNAPSHOT);
     const r = await codebCli(host, ['server', 'init', host.target, '--dry-run', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as { dryRun: boolean; steps: Array<{ step: string }> };
@@ -68,7 +59,7 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     expect(steps).toContain(`apt-get install ${allServerPackages().join(' ')}`);
     expect(steps).toMatch(/install codeb in \/opt\/codeb/);
     expect(steps).toMatch(/configure the shared services/);
-    expect(await host.sh(SNAPSHOT)).toBe(before);
+    expect(await host.sh(INIT_SNAPSHOT)).toBe(before);
   });
 
   it('init installs and configures everything; server check is all ok', async () => {
@@ -156,7 +147,7 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
   });
 
   it('a second init has nothing to do and changes nothing; so does a dry run', async () => {
-    const before = await host.sh(SNAPSHOT);
+    const before = await host.sh(INIT_SNAPSHOT);
     const again = await codebCli(host, ['server', 'init', host.target, '--json']);
     expect(again.code, again.stderr).toBe(0);
     const report = JSON.parse(again.stdout) as { changed: boolean; steps: unknown[]; ok: boolean };
@@ -165,7 +156,7 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     const dry = await codebCli(host, ['server', 'init', host.target, '--dry-run']);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('nothing to do');
-    expect(await host.sh(SNAPSHOT)).toBe(before);
+    expect(await host.sh(INIT_SNAPSHOT)).toBe(before);
   });
 
   it('a user with passwordless sudo gets the same (nothing to do); a user without sudo is refused, nothing changed', async () => {
@@ -176,7 +167,7 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
         'chmod 0440 /etc/sudoers.d/deploy',
       ].join('; '),
     );
-    const before = await host.sh(SNAPSHOT);
+    const before = await host.sh(INIT_SNAPSHOT);
     const viaSudo = await codebCli(host, ['server', 'init', `deploy@${host.address}`, '--json']);
     expect(viaSudo.code, viaSudo.stderr).toBe(0);
     expect(JSON.parse(viaSudo.stdout)).toMatchObject({ become: 'sudo', changed: false, ok: true });
@@ -184,7 +175,7 @@ describe.runIf(root)('codeb server init on a bare Debian 13 server', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/not root and cannot use sudo without a password/);
     expect(refused.stderr).toMatch(/NOPASSWD/);
-    expect(await host.sh(SNAPSHOT)).toBe(before);
+    expect(await host.sh(INIT_SNAPSHOT)).toBe(before);
   });
 
   it('after a reboot every shared service is back without any codeb command: server check all ok', async () => {

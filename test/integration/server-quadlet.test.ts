@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { codebCli, holdTimers, startServerHost, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { codebCli, holdTimers, startServerHost, viaHostCaddy, type ExecResult, type ServerHost } from '../helpers/server-host.js';
+import { serverProjectManifest, show, underLoad as underLoadOn, waitViaCaddy } from './helpers/server-project.js';
 import { stackSettings } from './helpers/stack.js';
 
 const root = process.getuid?.() === 0;
@@ -19,97 +20,7 @@ const root = process.getuid?.() === 0;
 const HOST = { name: 'i10q-e2e', slot: 2, pool: process.env.CODEB_QUADLET_TEST_POOL || '10.72.0.0/16' };
 const PROJECT = 'shop';
 const DOMAIN = 'shop.test';
-const show = (r: ExecResult) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-
-function manifest(target: string, runtime: string): string {
-  const health = `    healthCheck:
-      http:
-        path: /api/health
-        timeout: 2s
-        interval: 200ms
-        successes: 3
-`;
-  return `apiVersion: codeb/v1
-project:
-  id: ${PROJECT}
-environment:
-  domain: ${DOMAIN}
-services:
-  web:
-    type: web
-    image: localhost/codeb-testapp:v1
-    port: 8080
-${health}  api:
-    type: internal
-    image: localhost/codeb-testapp:v1
-    port: 8080
-${health}features:
-  database: true
-  cache: true
-  storage:
-    buckets: [uploads]
-deploy:
-  healthGate:
-    deadline: 120s
-    verifyAfterSwitch: 2
-    watchAfterSwitch: 2s
-  drain: 2s
-servers:
-  - name: app1
-    host: ${target}
-    runtime: ${runtime}
-`;
-}
-
-/**
- * A load client on the host: GET /api/version through Caddy (port 80, Host: the domain), two
- * requests at a time, until /tmp/codeb-load-stop appears (or 600 s, or 100 000 requests).
- * Prints {ok, failed, versions, errors}.
- */
-const LOAD_CLIENT = `
-const http = require('node:http');
-const fs = require('node:fs');
-const started = Date.now();
-const out = { ok: 0, failed: 0, versions: {}, errors: [] };
-const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-function one() {
-  return new Promise((done) => {
-    const req = http.get({ host: '127.0.0.1', port: 80, path: '/api/version', headers: { host: ${JSON.stringify(DOMAIN)} }, agent, timeout: 10000 }, (res) => {
-      let body = '';
-      res.on('data', (c) => (body += c));
-      res.on('end', () => {
-        if (res.statusCode === 200) {
-          out.ok++;
-          const v = JSON.parse(body).version;
-          out.versions[v] = (out.versions[v] || 0) + 1;
-        } else {
-          out.failed++;
-          if (out.errors.length < 5) out.errors.push(res.statusCode + ' ' + body.slice(0, 200));
-        }
-        done();
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => {
-      out.failed++;
-      if (out.errors.length < 5) out.errors.push(e.message);
-      done();
-    });
-  });
-}
-async function worker() {
-  while (!fs.existsSync('/tmp/codeb-load-stop') && Date.now() - started < 600000 && out.ok + out.failed < 100000) await one();
-}
-fs.writeFileSync('/tmp/codeb-load-started', '');
-Promise.all([worker(), worker()]).then(() => console.log(JSON.stringify(out)));
-`;
-
-interface LoadResult {
-  ok: number;
-  failed: number;
-  versions: Record<string, number>;
-  errors: string[];
-}
+const manifest = (target: string, runtime: string) => serverProjectManifest({ project: PROJECT, domain: DOMAIN, target, runtime });
 
 describe.runIf(root)('a project on a real server over SSH with runtime: quadlet', () => {
   let host: ServerHost;
@@ -118,34 +29,12 @@ describe.runIf(root)('a project on a real server over SSH with runtime: quadlet'
   const cli = (...args: string[]) => codebCli(host, args);
 
   /** GET through the server's Caddy, on the host itself (bounded: 5 s). */
-  const viaCaddy = async (path: string): Promise<{ status: number; body: string }> => {
-    // The server has no curl: its node (installed by init) asks, with the domain as Host.
-    const script = `require('node:http').get({ host: '127.0.0.1', port: 80, path: ${JSON.stringify(path)}, headers: { host: ${JSON.stringify(DOMAIN)} }, timeout: 5000 }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body: b }))); }).on('timeout', function () { this.destroy(new Error('timeout')); }).on('error', (e) => console.log(JSON.stringify({ status: 0, body: e.message })))`;
-    const r = await host.exec(['node', '-e', script]);
-    return r.code === 0 && r.stdout.trim() ? (JSON.parse(r.stdout.trim()) as { status: number; body: string }) : { status: 0, body: `${r.stdout}${r.stderr}` };
-  };
+  const viaCaddy = (path: string) => viaHostCaddy(host, DOMAIN, path);
   const units = async () => (await host.sh('ls /etc/containers/systemd/ 2>/dev/null || true')).split('\n').filter((f) => f.endsWith('.container')).sort();
   /** Registry, units and containers: what a refused command must leave as it was. */
   const snapshot = () => host.sh('md5sum /opt/codeb/registry/projects.json; ls -la --time-style=full-iso /etc/containers/systemd; podman ps -a --format "{{.Names}} {{.ID}} {{.State}} {{.StartedAt}}" | sort');
 
-  /** Run `deploy`/`rollback` while the load client runs on the host; its result. */
-  async function underLoad(command: () => Promise<ExecResult>): Promise<{ run: ExecResult; load: LoadResult }> {
-    await host.sh('rm -f /tmp/codeb-load-stop /tmp/codeb-load-started');
-    const load = host.exec(['node', '-e', LOAD_CLIENT], { timeoutMs: 660_000 });
-    // The command starts once the client sends.
-    // A busy machine can take many seconds to start node on the host; a command run before the load
-    // would prove nothing, so wait for it (bounded) instead of going on after a guessed 10 s.
-    const deadline = Date.now() + 120_000;
-    while ((await host.exec(['test', '-e', '/tmp/codeb-load-started'])).code !== 0) {
-      if (Date.now() > deadline) throw new Error('the load client on the test host did not start sending within 120 s');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const run = await command();
-    await host.sh('touch /tmp/codeb-load-stop');
-    const l = await load;
-    if (l.code !== 0) throw new Error(`load client failed: ${show(l)}`);
-    return { run, load: JSON.parse(l.stdout.trim()) as LoadResult };
-  }
+  const underLoad = (command: Parameters<typeof underLoadOn>[2]) => underLoadOn(host, DOMAIN, command);
 
   beforeAll(async () => {
     host = await startServerHost(HOST);
@@ -199,12 +88,7 @@ describe.runIf(root)('a project on a real server over SSH with runtime: quadlet'
 
   it('a reboot brings the project back with the same live version, with no codeb command run', async () => {
     await host.restart();
-    let answer: { status: number; body: string } = { status: 0, body: '' };
-    for (let i = 0; i < 240; i++) {
-      answer = await viaCaddy('/api/health');
-      if (answer.status === 200) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const answer = await waitViaCaddy(host, DOMAIN, '/api/health');
     expect(answer.status, answer.body).toBe(200);
     expect(JSON.parse(answer.body)).toMatchObject({ ok: true, version: 'v1', database: 'ok', redis: 'ok' });
   }, 300_000);

@@ -170,6 +170,14 @@ describe('server check assessment', () => {
     expect(assessServer({ ...shell, timers: 'active active active ' }, codeb, ctx).find((c) => c.name === 'timers')!.status).toBe('ok');
   });
 
+  it('a server init made: its object storage stand-in by kind; s3rver is ok with its shared key named; a stopped one is restarted through its unit', () => {
+    const s3rver = (reachable: boolean): CodebFacts => ({ ...codeb, services: { ...codeb.services, storage: { address: '127.0.0.1:29000', reachable, kind: 's3rver', ...(reachable ? {} : { error: 'ECONNREFUSED' }) } } });
+    const up = Object.fromEntries(assessServer(shell, s3rver(true), ctx).map((c) => [c.name, c]));
+    expect(up['minio/s3']).toMatchObject({ status: 'ok', found: 's3rver reachable at 127.0.0.1:29000 (codeb-s3.service); s3rver: one key shared by every project, no bucket policies or lifecycle' });
+    const down = Object.fromEntries(assessServer(shell, s3rver(false), ctx).map((c) => [c.name, c]));
+    expect(down['minio/s3']).toMatchObject({ status: 'missing', found: expect.stringContaining('(installed: codeb-s3.service)'), fix: "ssh -p 2222 deploy@app1.example.com 'sudo systemctl restart codeb-s3.service'" });
+  });
+
   it('on a bare server: node too old, no codeb, old podman, no systemd', () => {
     const bare = parseShellFacts('node=v18.19.0\npodman=podman version 4.3.1\npid1=bash\ncaddy=\ncodeb=\n');
     const checks = assessServer(bare, null, ctx);

@@ -2,11 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CodebError } from '../../controller/errors.js';
 import { productionModules } from '../../controller/server/bundle.js';
-import { INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitFacts } from '../../controller/server/init-plan.js';
-import { allServerPackages } from '../../controller/server/packages.js';
+import { chooseStorage, INIT_FACTS_SCRIPT, parseInitFacts, planInit, type InitFacts } from '../../controller/server/init-plan.js';
+import { allServerPackages, everyServerPackage } from '../../controller/server/packages.js';
 import { planSetup, type SetupObservation } from '../../controller/server/setup.js';
 import { planTimers, serverTimers, type TimerObservation } from '../../controller/server/timers.js';
 import { networkUnit, serviceUnit, systemdQuote, UNIT_NAMES, type ServerUnit } from '../../controller/server/units.js';
+import { stackPaths } from '../../controller/stack/layout.js';
+import { s3Part, s3rverKeyFile } from '../../controller/stack/s3.js';
 
 const ALL = allServerPackages();
 
@@ -21,6 +23,7 @@ function facts(over: Partial<InitFacts> = {}, installed: string[] = [], candidat
     apt: true,
     node: installed.includes('nodejs') ? 'v20.19.2' : '',
     bundle: '',
+    storage: '',
     installedByInit: [],
     packages: Object.fromEntries(ALL.map((p) => [p, { installed: installed.includes(p), candidate: candidates ? (p === 'nodejs' ? '20.19.2+dfsg-1' : p === 'radosgw' ? '18.2.7+ds-1' : '1.0') : null }])),
     ...over,
@@ -57,13 +60,12 @@ describe('planInit: which steps a server needs', () => {
   });
 
   it.each([
-    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 13, Ubuntu 24.04 \(with Node.js 20\+ installed first\)\.$/],
+    ['unsupported distribution', facts({ osId: 'fedora', osVersion: '40', osName: 'Fedora Linux 40' }), /Fedora Linux 40; codeb server init supports Debian 12 and Ubuntu 24\.04 \(with Node.js 20\+ installed first\), Debian 13\.$/],
     ['old Ubuntu', facts({ osId: 'ubuntu', osVersion: '22.04', osName: 'Ubuntu 22.04' }), /supports/],
     ['no root, no sudo', facts({ uid: 1000, sudo: false }), /not root and cannot use sudo/],
     ['not systemd', facts({ pid1: 'bash' }), /not systemd/],
-    ['Debian 12 radosgw 16.2 (no dbstore)', facts({ osVersion: '12', node: 'v20.20.2', packages: { ...facts().packages, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
-    ['Debian 12 radosgw 16.2 and Node 18: the radosgw refusal, which no Node install helps', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' }, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /radosgw 16\.2\.15\+ds-0\+deb12u1, which has no dbstore backend/],
     ['Debian 12 Node 18', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } }), /Node.js 18.19.0.*needs 20/],
+    ['Debian 12 Node 18 and radosgw 16.2: the Node refusal (s3rver needs no radosgw, codeb needs Node 20)', facts({ osVersion: '12', packages: { ...facts().packages, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' }, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' } } }), /Node.js 18.19.0.*needs 20/],
   ])('refuses: %s (exit 1, with a hint)', (_name, f, message) => {
     try {
       planInit(f, 'h');
@@ -88,6 +90,73 @@ describe('planInit: which steps a server needs', () => {
     expect(install && install.kind === 'apt-install' ? install.packages : []).not.toContain('nodejs');
     expect(plan.steps.map((s) => s.kind)).toContain('services');
   });
+
+  // Ubuntu 24.04's netavark 1.4 runs `iptables` for every container network, and no dependency of
+  // podman or netavark brings it: without it each container start fails (seen on the noble test host).
+  const ubuntu = (installed: string[]): InitFacts => {
+    const f = facts({ osId: 'ubuntu', osVersion: '24.04', osName: 'Ubuntu 24.04.3 LTS', node: 'v20.20.2' }, installed);
+    f.packages.nodejs = { installed: false, candidate: '18.19.1+dfsg-6ubuntu5' };
+    f.packages.iptables = { installed: installed.includes('iptables'), candidate: '1.8.10-3ubuntu2' };
+    return f;
+  };
+  it.each([
+    ['bare Ubuntu 24.04 with a Node 20: iptables too, and not Ubuntu’s nodejs', ubuntu([]), ['podman', 'crun', 'netavark', 'aardvark-dns', 'nftables', 'iptables', 'caddy', 'postgresql', 'redis-server', 'radosgw']],
+    ['Ubuntu 24.04 with everything but iptables', ubuntu(ALL.filter((p) => p !== 'nodejs')), ['iptables']],
+    ['Ubuntu 24.04 that has iptables already', ubuntu([...ALL.filter((p) => p !== 'nodejs'), 'iptables']), []],
+    ['Debian 13: no iptables (its netavark drives nftables)', facts(), ALL],
+  ])('installs per release: %s', (_name, f, missing) => {
+    const install = planInit(f, 'h').steps.find((s) => s.kind === 'apt-install');
+    expect(install && install.kind === 'apt-install' ? install.packages : []).toEqual(missing);
+  });
+
+  it('asks the server about every release’s packages', () => {
+    expect(everyServerPackage()).toEqual([...ALL, 'iptables']);
+    expect(allServerPackages({ id: 'ubuntu', version: '24.04' })).toEqual(expect.arrayContaining(['podman', 'iptables']));
+    expect(allServerPackages({ id: 'debian', version: '13' })).toEqual(ALL);
+  });
+});
+
+const RGW = (candidate: string | null, installed = false) => ({ ...facts().packages, radosgw: { installed, candidate } });
+const DEBIAN12 = { osVersion: '12', osName: 'Debian GNU/Linux 12 (bookworm)', node: 'v20.20.2' };
+
+describe('chooseStorage: radosgw where 17+ is offered, s3rver otherwise', () => {
+  it.each([
+    ['Debian 13, radosgw 18.2', facts({ packages: RGW('18.2.7+ds-1') }), 'radosgw', /radosgw 18\.2\.7\+ds-1 has the dbstore backend/],
+    ['Ubuntu 24.04, radosgw 19.2 (epoch)', facts({ osId: 'ubuntu', osVersion: '24.04', packages: RGW('2:19.2.0-0ubuntu0.24.04.2') }), 'radosgw', /dbstore backend \(17\+\)/],
+    ['radosgw 17.2 (the first with dbstore)', facts({ packages: RGW('17.2.6-1') }), 'radosgw', /dbstore/],
+    ['Debian 12, radosgw 16.2', facts({ ...DEBIAN12, packages: RGW('16.2.15+ds-0+deb12u1') }), 's3rver', /radosgw 16\.2\.15\+ds-0\+deb12u1 here has no dbstore backend \(needs 17\+\), so s3rver: one key shared by every project/],
+    ['Debian 12, radosgw 16.2 installed by hand', facts({ ...DEBIAN12, packages: RGW('16.2.15+ds-0+deb12u1', true) }), 's3rver', /no dbstore backend/],
+    ['Debian 12, package lists never fetched', facts({ ...DEBIAN12, packages: RGW(null) }), 's3rver', /Debian 12's radosgw \(16\.2\) has no dbstore backend/],
+    ['Debian 13, package lists never fetched', facts({ packages: RGW(null) }), 'radosgw', /radosgw of Debian GNU\/Linux 13/],
+    ['a server on s3rver keeps it when radosgw 17+ appears (an upgraded release)', facts({ storage: 's3rver', packages: RGW('18.2.7+ds-1') }), 's3rver', /kept: this server's buckets are in s3rver/],
+    ['a server on radosgw stays on it', facts({ storage: 'radosgw', packages: RGW('18.2.7+ds-1') }), 'radosgw', /dbstore/],
+  ])('%s', (_name, f, kind, why) => {
+    const choice = chooseStorage(f);
+    expect(choice.kind).toBe(kind);
+    expect(choice.why).toMatch(why);
+    // The plan carries it and installs radosgw only for radosgw.
+    const plan = planInit(f, 'h');
+    expect(plan.storage).toEqual(choice);
+    const install = plan.steps.find((s) => s.kind === 'apt-install');
+    const packages = install && install.kind === 'apt-install' ? install.packages : [];
+    if (kind === 'radosgw') expect(packages).toContain('radosgw');
+    else expect(packages).not.toContain('radosgw');
+  });
+
+  it('Debian 12 with a Node 20 on the PATH: no refusal; everything but radosgw and Debian’s Node 18 is installed', () => {
+    const f = facts({ ...DEBIAN12, packages: { ...RGW('16.2.15+ds-0+deb12u1'), nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } });
+    const plan = planInit(f, 'h');
+    expect(plan.steps.map((s) => s.kind)).toEqual(['apt-install', 'upload', 'services']);
+    expect(plan.steps[0]).toMatchObject({ packages: allServerPackages({ id: 'debian', version: '12' }, 's3rver').filter((p) => p !== 'nodejs') });
+  });
+
+  it('a ready Debian 12 server with s3rver: nothing to install (radosgw is not missing)', () => {
+    const ready = allServerPackages({ id: 'debian', version: '12' }, 's3rver').filter((p) => p !== 'nodejs');
+    const f = facts({ ...DEBIAN12, bundle: 'h', storage: 's3rver', packages: { ...facts({}, ready).packages, radosgw: { installed: false, candidate: '16.2.15+ds-0+deb12u1' }, nodejs: { installed: false, candidate: '18.19.0+dfsg-6~deb12u2' } } });
+    const plan = planInit(f, 'h');
+    expect(plan.steps.map((s) => s.kind)).toEqual(['services']);
+    expect(plan.present).not.toContain('radosgw');
+  });
 });
 
 describe('INIT_FACTS_SCRIPT', () => {
@@ -98,6 +167,10 @@ describe('INIT_FACTS_SCRIPT', () => {
     expect(f.packages.bash?.installed).toBe(true);
     expect(f.packages['surely-no-such-package-x']).toEqual({ installed: false, candidate: null });
     expect(f.osId).toMatch(/^[a-z]+$/);
+  });
+  it('reads the stand-in an earlier init set up', () => {
+    expect(parseInitFacts('storage=s3rver\nuid=0\n').storage).toBe('s3rver');
+    expect(parseInitFacts('storage=\n').storage).toBe('');
   });
   it('reads the packages an earlier init recorded', () => {
     expect(parseInitFacts('installed_by_init=caddy postgresql caddy \nuid=0\n').installedByInit).toEqual(['caddy', 'postgresql']);
@@ -238,5 +311,21 @@ describe('productionModules: what of node_modules travels with codeb', () => {
       },
     };
     expect(productionModules(lock)).toEqual(['node_modules/@scope/a', 'node_modules/devonly/node_modules/z', 'node_modules/pg']);
+  });
+});
+
+describe('s3rver on a server: the key stays out of the unit', () => {
+  it('launch leaves the key to the root-only key file; the local stack passes it in the environment', () => {
+    const paths = stackPaths('/opt/codeb/stack');
+    const creds = { pgPassword: 'p', redisPassword: 'r', s3AccessKey: 'CODEBAKEY', s3SecretKey: 'SECRET-s3-key', fresh: { postgres: false, redis: false, s3: false } };
+    const bins = { postgres: 'postgres', initdb: 'initdb', redis: 'redis-server', caddy: 'caddy', podman: 'podman', node: '/usr/local/bin/node', s3rverScript: '/opt/codeb/scripts/stack-s3rver.mjs' };
+    const base = { paths, ports: { postgres: 25432, redis: 26379, s3: 29000, http: 80, https: 443 }, network: { pool: '10.99.0.0/16', servicesAddress: '10.99.0.1', interface: 'cbabc' }, env: {}, isRoot: true, s3Kind: 's3rver' as const, creds, bins, notes: [] };
+    const server = s3Part.launch({ ...base, server: true });
+    const text = serviceUnit({ description: 'x', spec: server, stopSignal: 'SIGTERM' });
+    expect(text).not.toContain('SECRET-s3-key');
+    expect(text).not.toContain('CODEBAKEY');
+    expect(server.args).toEqual(['/opt/codeb/scripts/stack-s3rver.mjs', '--dir', paths.s3.data, '--port', '29000', '--address', '127.0.0.1', '--address', '10.99.0.1']);
+    expect(s3rverKeyFile(paths)).toBe('/opt/codeb/stack/s3/key.env');
+    expect(s3Part.launch(base).env).toMatchObject({ S3RVER_ACCESS_KEY: 'CODEBAKEY', S3RVER_SECRET_KEY: 'SECRET-s3-key' });
   });
 });
