@@ -49,6 +49,15 @@ const bundling = {
       if (!text.includes(own)) throw new Error(`${args.path} changed: update its require patch in scripts/build.mjs`);
       return { contents: text.replace(own, ''), loader: 'js' };
     });
+    // proper-lockfile takes its fs from graceful-fs, which patches Node's fs for the whole process
+    // when loaded (~4 ms of every start that takes the registry lock) to queue opens past EMFILE;
+    // the lock opens a handful of files, so plain fs does.
+    b.onLoad({ filter: /[\\/]node_modules[\\/]proper-lockfile[\\/]lib[\\/](lockfile|adapter)\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const patched = text.replace("const fs = require('graceful-fs');", "const fs = require('fs');");
+      if (patched === text) throw new Error(`${args.path} changed: update the graceful-fs patch in scripts/build.mjs`);
+      return { contents: patched, loader: 'js' };
+    });
     // pg asks "am I in a Cloudflare Worker?" by touching the global Response, which makes Node load
     // its whole fetch implementation (undici, ~20 ms) at the first connection. codeb runs on Node.
     b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, async (args) => {
