@@ -7,6 +7,9 @@
 // with a project id of its own, in a scratch registry, applied once first (not timed) and
 // destroyed at the end.
 //
+// The untimed first runs also write the CLI's code caches (scripts/lib/cli-loader.mjs), so the
+// timed runs are warm, as every run of a command is after its first one since the build.
+//
 // Besides wall time, each process's own CPU time (user + system, all its threads) is reported: a
 // preload writes process.cpuUsage() at exit. On a machine busy with other work the wall times of
 // all commands stretch alike; the CPU times stay close to what the command itself costs.
