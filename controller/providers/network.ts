@@ -6,9 +6,11 @@
  * action, never taken over. Talks to Podman's own (libpod) API on the same socket as the runtime:
  * the Docker-compatible API cannot set the bridge name or the isolate option.
  */
+import { execFile } from 'node:child_process';
 import { CodebError } from '../errors.js';
 import { labelOwner, libpodCall, libpodInspect, libpodMessage as message, libpodRemove, ownerConflict, ownerLabels } from './libpod.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
+import { parseIpAddresses } from '../runtime/network.js';
 
 export interface NetworkSpec extends Record<string, unknown> {
   subnet: string;
@@ -42,7 +44,12 @@ export class NetworkProvider implements Provider {
   async subnetsInUse(except: string): Promise<string[]> {
     const r = await libpodCall(this.socketPath, 'GET', '/networks/json');
     if (r.status !== 200) throw new CodebError(`Cannot list Podman networks: ${message(r.json)}`);
-    return (r.json as LibpodNetwork[]).filter((n) => n.name !== except).flatMap((n) => (n.subnets ?? []).map((x) => x.subnet));
+    const networks = r.json as LibpodNetwork[];
+    const own = networks.find((n) => n.name === except)?.network_interface;
+    // And what the host's interfaces hold, up or down: another stack's bridges (its Podman is not
+    // this one) and bridges left behind, which `podman network create` would refuse as "already used".
+    const host = parseIpAddresses(await hostAddresses()).filter((x) => x.iface !== own).map((x) => x.subnet);
+    return [...networks.filter((n) => n.name !== except).flatMap((n) => (n.subnets ?? []).map((x) => x.subnet)), ...host];
   }
 
   /** Every network at once (one request each). */
@@ -98,4 +105,9 @@ export class NetworkProvider implements Provider {
   }
 
   async close(): Promise<void> {}
+}
+
+/** `ip -4 -o addr show` ('' where it cannot run: Podman's own list is then all there is). */
+function hostAddresses(): Promise<string> {
+  return new Promise((resolve) => execFile('ip', ['-4', '-o', 'addr', 'show'], { timeout: 10_000 }, (err, stdout) => resolve(err ? '' : String(stdout))));
 }

@@ -95,20 +95,28 @@ export function keepsSubnet(pool: Cidr, current: string | null | undefined): cur
 /**
  * The subnet of a deployment: the one it has if it still lies in the pool, else the first /26 of
  * `range` (default: the whole pool) that holds no services address and that no other deployment
- * or network holds. Pure; `taken` are every other deployment's and Podman network's subnets.
+ * or network holds. Pure; `taken` are every other deployment's and Podman network's subnets and
+ * the host's own link routes (any size: a /26 that overlaps one is held).
  */
 export function chooseSubnet(pool: Cidr, current: string | null | undefined, taken: Iterable<string>, range: Cidr = pool): string {
   if (keepsSubnet(pool, current)) return current;
   if (range.prefix < pool.prefix || !inCidr(formatIpv4(range.base), pool)) {
     throw new CodebError(`The network range ${formatCidr(range)} is not inside the pool ${formatCidr(pool)}.`, { exitCode: EXIT.invalid, hint: 'CODEB_NETWORK_RANGE must name a part of the network pool of the settings.' });
   }
-  const used = new Set(taken);
+  const used = [...taken].flatMap((t) => {
+    try {
+      const c = parseCidr(t, 'subnet');
+      return [{ first: c.base, last: c.base + 2 ** (32 - c.prefix) - 1 }];
+    } catch {
+      return []; // not a canonical CIDR (a hand-made network's odd entry): it cannot be one of ours
+    }
+  });
   let candidates = 0;
   for (const s of subnetsOf(range)) {
     if (s.base === pool.base) continue; // the services address's /26
     candidates++;
-    const text = formatCidr(s);
-    if (!used.has(text)) return text;
+    const last = s.base + 2 ** (32 - PROJECT_SUBNET_PREFIX) - 1;
+    if (!used.some((u) => u.first <= last && s.base <= u.last)) return formatCidr(s);
   }
   throw new CodebError(`No free project network left in ${formatCidr(range)} (${candidates} networks of /${PROJECT_SUBNET_PREFIX}, all held).`, {
     hint: 'Destroy unused deployments, or give codeb a larger pool (CODEB_NETWORK_POOL, then `codeb stack up`).',
@@ -150,4 +158,21 @@ export function bridgeName(subnet: string): string {
 /** Name of the interface that holds a stack's services address: cbs + 8 hex of its folder's hash. */
 export function servicesInterfaceName(stackDir: string): string {
   return `cbs${createHash('sha256').update(stackDir).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * The subnets of the host's IPv4 addresses, from `ip -4 -o addr show`: every address on every
+ * interface, up or down, that another program holds (another stack's bridge, a bridge left
+ * behind) and that `podman network create` would refuse to overlap. Pure.
+ */
+export function parseIpAddresses(text: string): Array<{ iface: string; subnet: string }> {
+  const out: Array<{ iface: string; subnet: string }> = [];
+  for (const line of text.split('\n')) {
+    const m = /^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})\b/.exec(line);
+    const ip = m ? parseIpv4(m[2]!) : null;
+    if (!m || ip === null || Number(m[3]) > 32) continue;
+    const prefix = Number(m[3]);
+    out.push({ iface: m[1]!.replace(/@.*$/, ''), subnet: formatCidr({ base: (ip & mask(prefix)) >>> 0, prefix }) });
+  }
+  return out;
 }

@@ -6,6 +6,8 @@
  * internal service entry — along with a raw socket. What A may use must keep working: its own
  * internal api, and Postgres, Redis and S3 with its own credentials at the services address.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { containerName, networkName } from '../../controller/manifest/names.js';
@@ -14,7 +16,8 @@ import { reserveRedisDbs } from './helpers/apply.js';
 import { DeployEnv, manifest, show, uniqueId, type Run } from './helpers/deploy.js';
 import { appPorts, networkRangeFor, stackSettings } from './helpers/stack.js';
 import { networkResource } from '../../controller/reconcile/desired.js';
-import { chooseSubnet, parseCidr, parsePool } from '../../controller/runtime/network.js';
+import { chooseSubnet, gatewayOf, parseCidr, parsePool } from '../../controller/runtime/network.js';
+import { libpodCall } from '../../controller/providers/libpod.js';
 
 const t = new DeployEnv(appPorts('4250-4299'));
 const a = uniqueId('ta');
@@ -56,6 +59,12 @@ async function inA(script: string, input: unknown): Promise<unknown> {
   const r = await t.runtime.exec(container(a, 'web'), ['/usr/bin/node', '-e', script, JSON.stringify(input)], 30_000);
   expect(r.exitCode, r.output).toBe(0);
   return JSON.parse(r.output.trim().split('\n').at(-1)!);
+}
+
+/** The subnets of this stack's Podman networks only (not the host's routes). */
+async function libpodSubnets(socketPath: string): Promise<string[]> {
+  const r = await libpodCall(socketPath, 'GET', '/networks/json');
+  return (r.json as Array<{ subnets?: Array<{ subnet: string }> }>).flatMap((n) => (n.subnets ?? []).map((x) => x.subnet));
 }
 
 /** TCP connect to each [host, port]: 'open', an error code (ECONNREFUSED, ...) or 'timeout' (1.5 s). */
@@ -219,6 +228,32 @@ const Redis = require('/app/node_modules/ioredis');
       expect(await t.runtime.list({ 'codeb.project': c })).toEqual([]);
     } finally {
       await networks.remove(networkName(c, 'production'));
+    }
+  });
+
+  it("a subnet held on the host outside this stack's Podman (a bridge left down by an earlier run) is skipped, not refused", async () => {
+    const c = uniqueId('td');
+    const networks = new NetworkProvider(t.settings.podman.socketPath);
+    const range = parseCidr(networkRangeFor(appPorts('4250-4299')));
+    // The subnet the next project would get, held by an interface Podman does not know.
+    const doc = JSON.parse(readFileSync(t.registry, 'utf8')) as { projects: Record<string, { environments: Record<string, { subnet?: string }> }> };
+    const recorded = Object.values(doc.projects).flatMap((p) => Object.values(p.environments).map((e) => e.subnet ?? '')).filter(Boolean);
+    const podmanOnly = [...(await libpodSubnets(t.settings.podman.socketPath)), ...recorded];
+    const held = chooseSubnet(parsePool(t.settings.network.pool), null, podmanOnly, range);
+    const iface = `cbt${process.pid.toString(16).slice(-6)}`;
+    execFileSync('ip', ['link', 'add', iface, 'type', 'bridge']);
+    try {
+      execFileSync('ip', ['addr', 'add', `${gatewayOf(held)}/26`, 'dev', iface]);
+      expect(await networks.subnetsInUse('')).toContain(held);
+      const r = await t.codeb('apply', t.write(`${c}.yaml`, manifest({ id: c, database: false })));
+      expect(r.code, show(r)).toBe(0);
+      const subnet = (await t.record(c)).subnet;
+      expect(subnet).toBeTruthy();
+      expect(subnet).not.toBe(held);
+      const gone = await t.codeb('destroy', c, '--delete-data', '--yes');
+      expect(gone.code, show(gone)).toBe(0);
+    } finally {
+      execFileSync('ip', ['link', 'del', iface]);
     }
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { subnetFor } from '../../controller/reconcile/apply.js';
-import { bridgeName, chooseSubnet, formatCidr, gatewayOf, inCidr, parseCidr, parsePool, projectSubnets, servicesAddress, servicesInterfaceName } from '../../controller/runtime/network.js';
+import { bridgeName, chooseSubnet, formatCidr, gatewayOf, inCidr, parseCidr, parsePool, parseIpAddresses, projectSubnets, servicesAddress, servicesInterfaceName } from '../../controller/runtime/network.js';
 import { hbaConf } from '../../controller/stack/postgres.js';
 
 describe('network pool arithmetic', () => {
@@ -69,8 +69,36 @@ describe('chooseSubnet', () => {
     expect(chooseSubnet(pool, null, [], parseCidr('10.99.0.0/25'))).toBe('10.99.0.64/26'); // never the services /26
     expect(() => chooseSubnet(pool, null, [], parseCidr('10.98.0.0/24'))).toThrow(/not inside the pool/);
   });
+  it('a subnet of another size that overlaps a /26 holds it (a host route: a /24 bridge, a /25)', () => {
+    expect(chooseSubnet(pool, null, ['10.99.0.0/25'])).toBe('10.99.0.128/26');
+    expect(chooseSubnet(parsePool('10.99.0.0/16'), null, ['10.99.0.0/24', '10.99.1.32/27'])).toBe('10.99.1.64/26');
+    // A route around the whole pool (a /8 on some interface) leaves nothing.
+    expect(() => chooseSubnet(pool, null, ['10.0.0.0/8'])).toThrow(/No free project network left/);
+  });
   it('an exhausted pool says so and what to do', () => {
     expect(() => chooseSubnet(pool, null, projectSubnets(pool))).toThrow(/No free project network left in 10\.99\.0\.0\/24/);
+  });
+});
+
+describe("parseIpAddresses: the host's addresses from `ip -4 -o addr show`", () => {
+  it('reads each address as its subnet, up or down, of any size', () => {
+    const text = [
+      '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
+      '4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\       valid_lft forever preferred_lft forever',
+      '6510: cbs75e3a5d9    inet 10.98.0.1/32 scope global cbs75e3a5d9\\       valid_lft forever preferred_lft forever',
+      '7090: cb0a605c00    inet 10.96.92.1/26 brd 10.96.92.63 scope global cb0a605c00\\       valid_lft forever preferred_lft forever',
+      '12: veth1@if2    inet 10.89.0.7/16 scope global veth1\\       valid_lft forever preferred_lft forever',
+      'garbage line',
+      '',
+    ].join('\n');
+    expect(parseIpAddresses(text)).toEqual([
+      { iface: 'lo', subnet: '127.0.0.0/8' },
+      { iface: 'eth0', subnet: '192.0.2.0/24' },
+      { iface: 'cbs75e3a5d9', subnet: '10.98.0.1/32' },
+      { iface: 'cb0a605c00', subnet: '10.96.92.0/26' },
+      { iface: 'veth1', subnet: '10.89.0.0/16' },
+    ]);
+    expect(parseIpAddresses('')).toEqual([]);
   });
 });
 
