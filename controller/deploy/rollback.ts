@@ -8,7 +8,7 @@ import { actor, withRegistryLock } from '../registry/store.js';
 import { requireDeployment } from '../registry/records.js';
 import type { DeployProgress, EnvironmentRecord } from '../registry/types.js';
 import { openHostRuntime } from '../runtime/open.js';
-import type { Runtime } from '../runtime/types.js';
+import { LABEL, type Runtime } from '../runtime/types.js';
 import { loadSettings, registryPath, type Settings } from '../settings.js';
 import { pushHistory } from '../reconcile/apply.js';
 import { entryId, notRunningIn, otherSlot, releaseContainerName } from './bluegreen.js';
@@ -124,7 +124,15 @@ async function endInterrupted(project: string, rec: EnvironmentRecord, p: Deploy
   const t0 = process.hrtime.bigint();
   const acks = await switchTo(rec, project, back, forwarder);
   const { switchMs, ackMs } = switchTimes(t0, acks);
-  const names = new Set([...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)), ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name)]);
+  // What the deploy started in its slot: by name, by record and by label (replicas it started but
+  // had not recorded yet when it was cut short carry the slot's labels, not a name this record knows;
+  // a scheduled job's one-off container under the slot's labels is not the deploy's).
+  const labelled = await runtime.list({ [LABEL.project]: project, [LABEL.env]: env, [LABEL.slot]: p.slot });
+  const names = new Set([
+    ...Object.keys(p.images).map((s) => containerName(project, env, s, p.slot)),
+    ...rec.containers.filter((c) => c.slot === p.slot && !c.stateful).map((c) => c.name),
+    ...labelled.filter((c) => !c.labels['codeb.job']).map((c) => c.name),
+  ]);
   const removed = (await Promise.all([...names].map((n) => runtime.inspect(n)))).filter((st) => st !== null).length;
   for (const n of names) await runtime.remove(n);
   for (const s of Object.keys(p.images)) await runtime.remove(releaseContainerName(containerName(project, env, s, p.slot)), 0);
