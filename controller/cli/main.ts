@@ -37,6 +37,13 @@ Exit codes: 0 ok, 1 codeb or a service failed (or the SSH connection), 2 invalid
 Docs: docs/manifest.md (every field), docs/remote.md (SSH, servers), docs/ci.md (GitHub Actions), docs/stack.md.`,
   );
 addTransportOptions(program);
+// Names the running top-level command for dist/codeb.mjs, which keeps a V8 code cache per command
+// (scripts/lib/cli-loader.mjs).
+program.hook('preAction', (_program, action) => {
+  let top = action;
+  while (top.parent?.parent) top = top.parent;
+  (globalThis as Record<symbol, unknown>)[Symbol.for('codeb.command')] = top.name();
+});
 program.hook('preAction', beforeAction);
 program.hook('postAction', afterAction);
 
@@ -72,4 +79,6 @@ if (process.env.CODEB_REMOTE_SESSION === '1') {
   });
 }
 
-await program.parseAsync(process.argv);
+// Not awaited: the bundle is CommonJS (scripts/build.mjs), which has no top-level await. A
+// rejection still ends the process with its error, as an awaited one did.
+void program.parseAsync(process.argv);

@@ -44,10 +44,13 @@ export async function sha256File(file: string): Promise<{ sha256: string; size: 
 }
 
 export class BackupStore {
-  private readonly client: Client;
+  private s3?: Promise<Client>;
 
-  constructor(private readonly settings: Settings['storage']) {
-    this.client = s3Client(settings);
+  constructor(private readonly settings: Settings['storage']) {}
+
+  /** The S3 client, made (and its library loaded) on first use. */
+  private client(): Promise<Client> {
+    return (this.s3 ??= s3Client(this.settings));
   }
 
   get address(): string {
@@ -55,14 +58,14 @@ export class BackupStore {
   }
 
   async ensureBucket(bucket: string): Promise<void> {
-    if (await this.call(`check bucket ${bucket}`, () => this.client.bucketExists(bucket))) return;
-    await this.call(`create bucket ${bucket}`, () => this.client.makeBucket(bucket, this.settings.region)).catch(async (err: unknown) => {
-      if (!(await this.client.bucketExists(bucket).catch(() => false))) throw err;
+    if (await this.call(`check bucket ${bucket}`, async () => (await this.client()).bucketExists(bucket))) return;
+    await this.call(`create bucket ${bucket}`, async () => (await this.client()).makeBucket(bucket, this.settings.region)).catch(async (err: unknown) => {
+      if (!(await (await this.client()).bucketExists(bucket).catch(() => false))) throw err;
     });
   }
 
   async bucketExists(bucket: string): Promise<boolean> {
-    return this.call(`check bucket ${bucket}`, () => this.client.bucketExists(bucket));
+    return this.call(`check bucket ${bucket}`, async () => (await this.client()).bucketExists(bucket));
   }
 
   /** Every object under a prefix (ListObjects V1: s3rver's V2 continuation tokens fail on Node 17+). */
@@ -70,7 +73,7 @@ export class BackupStore {
     const out: Listed[] = [];
     let marker = '';
     for (;;) {
-      const page = await this.call(`list ${bucket}/${prefix}`, () => this.client.listObjectsQuery(bucket, prefix, marker, { Delimiter: '', MaxKeys: PAGE }));
+      const page = await this.call(`list ${bucket}/${prefix}`, async () => (await this.client()).listObjectsQuery(bucket, prefix, marker, { Delimiter: '', MaxKeys: PAGE }));
       for (const o of page.objects) if (o.name) out.push({ key: o.name, size: o.size ?? 0 });
       if (!page.isTruncated || page.objects.length === 0) break;
       marker = page.objects.at(-1)!.name ?? '';
@@ -82,17 +85,17 @@ export class BackupStore {
   async putFile(bucket: string, key: string, file: string, size: number, onBytes?: (n: number) => void): Promise<string> {
     const d = new Digest(onBytes);
     const body = createReadStream(file).pipe(d);
-    await this.call(`upload ${bucket}/${key}`, () => this.client.putObject(bucket, key, body, size, { 'Content-Type': 'application/octet-stream' }));
+    await this.call(`upload ${bucket}/${key}`, async () => (await this.client()).putObject(bucket, key, body, size, { 'Content-Type': 'application/octet-stream' }));
     return d.hash.digest('hex');
   }
 
   async putJson(bucket: string, key: string, value: unknown): Promise<void> {
     const body = Buffer.from(JSON.stringify(value, null, 2) + '\n');
-    await this.call(`upload ${bucket}/${key}`, () => this.client.putObject(bucket, key, body, body.length, { 'Content-Type': 'application/json' }));
+    await this.call(`upload ${bucket}/${key}`, async () => (await this.client()).putObject(bucket, key, body, body.length, { 'Content-Type': 'application/json' }));
   }
 
   async getJson<T>(bucket: string, key: string): Promise<T> {
-    const stream = await this.call(`read ${bucket}/${key}`, () => this.client.getObject(bucket, key));
+    const stream = await this.call(`read ${bucket}/${key}`, async () => (await this.client()).getObject(bucket, key));
     const chunks: Buffer[] = [];
     for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
     try {
@@ -106,7 +109,7 @@ export class BackupStore {
   async readBack(bucket: string, key: string, toFile?: string, onBytes?: (n: number) => void): Promise<{ sha256: string; size: number }> {
     const d = new Digest(onBytes);
     await this.call(`read ${bucket}/${key}`, async () => {
-      const src: Readable = await this.client.getObject(bucket, key);
+      const src: Readable = await (await this.client()).getObject(bucket, key);
       if (toFile) await pipeline(src, d, createWriteStream(toFile, { mode: 0o600 }));
       else
         await pipeline(src, d, async function* (s: AsyncIterable<Buffer>) {
@@ -119,23 +122,23 @@ export class BackupStore {
   /** Copy one object across buckets through this process (s3rver has no server-side copy between buckets it trusts). */
   async copyObject(fromBucket: string, fromKey: string, toBucket: string, toKey: string): Promise<{ sha256: string; size: number }> {
     const d = new Digest();
-    const stat = await this.call(`stat ${fromBucket}/${fromKey}`, () => this.client.statObject(fromBucket, fromKey));
-    const src = await this.call(`read ${fromBucket}/${fromKey}`, () => this.client.getObject(fromBucket, fromKey));
-    await this.call(`upload ${toBucket}/${toKey}`, () => this.client.putObject(toBucket, toKey, src.pipe(d), stat.size));
+    const stat = await this.call(`stat ${fromBucket}/${fromKey}`, async () => (await this.client()).statObject(fromBucket, fromKey));
+    const src = await this.call(`read ${fromBucket}/${fromKey}`, async () => (await this.client()).getObject(fromBucket, fromKey));
+    await this.call(`upload ${toBucket}/${toKey}`, async () => (await this.client()).putObject(toBucket, toKey, src.pipe(d), stat.size));
     return { sha256: d.hash.digest('hex'), size: d.bytes };
   }
 
   async putStream(bucket: string, key: string, body: Readable, size: number): Promise<void> {
-    await this.call(`upload ${bucket}/${key}`, () => this.client.putObject(bucket, key, body, size));
+    await this.call(`upload ${bucket}/${key}`, async () => (await this.client()).putObject(bucket, key, body, size));
   }
 
   async getStream(bucket: string, key: string): Promise<Readable> {
-    return this.call(`read ${bucket}/${key}`, () => this.client.getObject(bucket, key));
+    return this.call(`read ${bucket}/${key}`, async () => (await this.client()).getObject(bucket, key));
   }
 
   async exists(bucket: string, key: string): Promise<boolean> {
     try {
-      await this.client.statObject(bucket, key);
+      await (await this.client()).statObject(bucket, key);
       return true;
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -147,10 +150,10 @@ export class BackupStore {
   /** Delete every object under a prefix. The manifest goes first, so a half-deleted backup is never "good". */
   async deletePrefix(bucket: string, prefix: string, firstKey?: string): Promise<number> {
     const keys = (await this.list(bucket, prefix)).map((o) => o.key);
-    if (firstKey && keys.includes(firstKey)) await this.call(`delete ${bucket}/${firstKey}`, () => this.client.removeObject(bucket, firstKey));
+    if (firstKey && keys.includes(firstKey)) await this.call(`delete ${bucket}/${firstKey}`, async () => (await this.client()).removeObject(bucket, firstKey));
     const rest = keys.filter((k) => k !== firstKey);
     for (let i = 0; i < rest.length; i += PAGE) {
-      const results = await this.call(`delete objects in ${bucket}/${prefix}`, () => this.client.removeObjects(bucket, rest.slice(i, i + PAGE)));
+      const results = await this.call(`delete objects in ${bucket}/${prefix}`, async () => (await this.client()).removeObjects(bucket, rest.slice(i, i + PAGE)));
       const failed = results.find((r) => r?.Error);
       if (failed?.Error) throw new CodebError(`Could not delete ${bucket}/${failed.Error.Key ?? '?'}: ${failed.Error.Code ?? ''} ${failed.Error.Message ?? ''}`.trim());
     }

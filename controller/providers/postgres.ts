@@ -154,6 +154,11 @@ interface DatabaseRow {
   datallowconn: boolean;
 }
 
+/** A database resource that wants no extensions: none are reported, and it is never entered. */
+function noExtensions(r: Resource): boolean {
+  return Array.isArray(r.spec.extensions) && r.spec.extensions.length === 0;
+}
+
 export class PostgresProvider implements Provider {
   readonly system = 'postgres' as const;
   private pool: pg.Pool | undefined;
@@ -254,10 +259,21 @@ export class PostgresProvider implements Provider {
   async observe(resources: Resource[]): Promise<Observed[]> {
     const roles = resources.filter((r) => r.kind === 'postgres.role');
     const dbs = resources.filter((r) => r.kind === 'postgres.database');
-    const out = new Map<string, Observed>();
-    if (roles.length) for (const o of await this.observeRoles(roles)) out.set(o.key, o);
-    if (dbs.length) for (const o of await this.observeDatabases(dbs)) out.set(o.key, o);
-    return resources.filter((r) => out.has(r.key)).map((r) => out.get(r.key)!);
+    // Entering a database (a backend start and a login) is the slowest read here, so the databases
+    // whose extensions are reported are entered while the admin connection reads the catalog;
+    // an answer is used only where the catalog says the database exists and accepts connections
+    // (entering one that does not exist just answers "does not exist", which is tolerated).
+    const entered = new Map(dbs.filter((r) => !noExtensions(r)).map((r) => [r.name, this.installedExtensions(r.name)]));
+    for (const p of entered.values()) p.catch(() => {}); // awaited below, or the catalog failed first
+    try {
+      const out = new Map<string, Observed>();
+      if (roles.length) for (const o of await this.observeRoles(roles)) out.set(o.key, o);
+      if (dbs.length) for (const o of await this.observeDatabases(dbs, entered)) out.set(o.key, o);
+      return resources.filter((r) => out.has(r.key)).map((r) => out.get(r.key)!);
+    } finally {
+      // No connection outlives observe.
+      await Promise.allSettled(entered.values());
+    }
   }
 
   private async observeRoles(roles: Resource[]): Promise<Observed[]> {
@@ -282,7 +298,7 @@ export class PostgresProvider implements Provider {
     });
   }
 
-  private async observeDatabases(dbs: Resource[]): Promise<Observed[]> {
+  private async observeDatabases(dbs: Resource[], entered = new Map<string, Promise<string[] | undefined>>()): Promise<Observed[]> {
     // One round trip: the databases asked for (none found: one row of nulls) and, on every row,
     // whether PUBLIC has neither CONNECT nor TEMPORARY on the system databases.
     const res = await this.q<Omit<DatabaseRow, 'datname'> & { datname: string | null; system_closed: boolean }>(
@@ -307,9 +323,9 @@ export class PostgresProvider implements Provider {
         // an extension someone added by hand is not drift. Wanting none, there is nothing to
         // report, and no connection into the database is opened (a backend and a login each apply).
         const want = r.spec.extensions;
-        if (Array.isArray(want) && want.length === 0) spec.extensions = [];
+        if (noExtensions(r)) spec.extensions = [];
         else {
-          const installed = row.datallowconn ? await this.installedExtensions(r.name) : undefined;
+          const installed = row.datallowconn ? await (entered.get(r.name) ?? this.installedExtensions(r.name)) : undefined;
           if (installed) spec.extensions = Array.isArray(want) ? installed.filter((e) => want.includes(e)) : installed;
         }
         const o: Observed = { key: r.key, exists: true, spec };

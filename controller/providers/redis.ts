@@ -22,6 +22,7 @@ import type { Redis, RedisOptions } from 'ioredis';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import type { Settings } from '../settings.js';
+import { RedisReader, RedisReplyError } from './redis-read.js';
 
 type RedisSettings = Settings['redis'];
 
@@ -137,6 +138,98 @@ function parseGetUser(reply: unknown): AclUser | null {
   };
 }
 
+/** A read's answer, or its error reply thrown (named by the command). */
+function answer(what: string, reply: unknown): unknown {
+  if (reply instanceof RedisReplyError) throw new RedisReplyError(`${what}: ${reply.message}`);
+  return reply;
+}
+
+/** A slot as observed from its marker (null: none) and the number of keys in its DB. */
+function slotObserved(r: Resource, db: number, owner: string | null, size: number): Observed {
+  const want = typeof r.spec.owner === 'string' ? r.spec.owner : undefined;
+  if (owner !== null) {
+    const o: Observed = { key: r.key, exists: true, spec: { db, owner } };
+    if (want !== undefined && owner !== want) o.conflict = `Redis DB ${db} is claimed by ${owner}`;
+    return o;
+  }
+  if (size > 0) {
+    // Reported as existing so the plan blocks instead of creating (and so taking over) the slot.
+    return {
+      key: r.key,
+      exists: true,
+      spec: { db, owner: null },
+      conflict:
+        `Redis DB ${db} holds ${size} key${size === 1 ? '' : 's'} of another application (no ${SLOT_MARKER} marker). ` +
+        `If they are ${want ?? "this deployment's"} own, claim the DB with: redis-cli -n ${db} SET ${SLOT_MARKER} ${want ?? '<project>/<env>'}`,
+    };
+  }
+  return { key: r.key, exists: false };
+}
+
+interface UserRules {
+  spec: Record<string, unknown>;
+  problems: string[];
+  /** The rule set the probes check the user against. */
+  mode: Isolation;
+  keyPrefix: string;
+}
+
+/** What an existing user's ACL entry amounts to, before its command permissions are probed. */
+function userRules(r: Resource, u: AclUser): UserRules {
+  // The DB is not a property of an ACL user (see the file comment): it lives in the connection
+  // URL, so the desired one is reported.
+  const spec: Record<string, unknown> = { db: r.spec.db ?? null };
+  const problems: string[] = [];
+  if (!u.flags.includes('on')) problems.push('user is off');
+  if (u.flags.includes('nopass') || !u.hasPassword) problems.push('no password');
+  if (u.keys === DB_MODE_KEYS) {
+    spec.isolation = 'db';
+    spec.keyPrefix = null;
+    if (u.channels !== '&*' && !u.flags.includes('allchannels')) problems.push(`channels ${u.channels || 'none'}`);
+  } else if (u.flags.includes('allkeys') || u.keys === '~*') {
+    // An earlier codeb's db mode: the tenant could overwrite the slot marker.
+    spec.isolation = 'db (every key, codeb\'s slot marker included)';
+    spec.keyPrefix = null;
+    if (u.channels !== '&*' && !u.flags.includes('allchannels')) problems.push(`channels ${u.channels || 'none'}`);
+  } else if (/^~\S+\*$/.test(u.keys) && !u.keys.includes(' ') && u.channels === `&${u.keys.slice(1)}`) {
+    spec.isolation = 'prefix';
+    spec.keyPrefix = globUnescape(u.keys.slice(1, -1));
+  } else {
+    spec.isolation = `custom (keys ${u.keys || 'none'}, channels ${u.channels || 'none'})`;
+    spec.keyPrefix = null;
+  }
+  return { spec, problems, mode: spec.isolation === 'prefix' ? 'prefix' : 'db', keyPrefix: typeof spec.keyPrefix === 'string' ? spec.keyPrefix : '' };
+}
+
+/** The observed user. Anything that differs from codeb's rule set shows up as a different isolation, so the plan updates the user (which rewrites every rule). */
+function userObserved(r: Resource, rules: UserRules, commandProblems: string[]): Observed {
+  const spec = { ...rules.spec };
+  const problems = [...rules.problems, ...commandProblems];
+  if (problems.length) spec.isolation = `${String(spec.isolation)}, ${problems.join(', ')}`;
+  return { key: r.key, exists: true, spec };
+}
+
+/**
+ * The user's command permissions against codeb's rule set, from the ACL DRYRUN answers (allowed
+ * probes first, then denied). Redis < 7 has no DRYRUN: nothing can be checked there.
+ */
+function probeProblems(allowed: string[][], denied: string[][], answers: unknown[]): string[] {
+  const passes = (reply: unknown): boolean | undefined => {
+    if (reply instanceof RedisReplyError) {
+      if (/unknown subcommand|wrong number/i.test(reply.message)) return undefined;
+      throw new RedisReplyError(`ACL DRYRUN: ${reply.message}`);
+    }
+    return reply === 'OK';
+  };
+  const ok = allowed.map((_, i) => passes(answers[i]));
+  const through = denied.map((_, i) => passes(answers[allowed.length + i]));
+  if (ok.includes(undefined)) return [];
+  const problems: string[] = [];
+  allowed.forEach((cmd, i) => ok[i] === false && problems.push(`${cmd[0]} denied`));
+  denied.forEach((cmd, i) => through[i] === true && problems.push(`${cmd.slice(0, cmd[0] === 'function' || cmd[0] === 'script' || cmd[0] === 'client' || cmd[0] === 'config' || cmd[0] === 'acl' || cmd[0] === 'pubsub' ? 2 : 1).join(' ')} allowed`));
+  return problems;
+}
+
 function msgOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -231,110 +324,91 @@ export class RedisProvider implements Provider {
 
   // ---------------------------------------------------------------- observe
 
+  /**
+   * Every slot and user in two round trips on one connection (redis-read.ts): the slots' markers
+   * and sizes with the users' ACL entries, then the ACL DRYRUN probes of the users that exist.
+   */
   async observe(resources: Resource[]): Promise<Observed[]> {
-    const out: Observed[] = [];
-    for (const r of resources) {
-      if (r.kind === 'redis.slot') out.push(await this.observeSlot(r));
-      else if (r.kind === 'redis.user') out.push(await this.observeUser(r));
-    }
-    return out;
-  }
-
-  private async observeSlot(r: Resource): Promise<Observed> {
-    const db = this.checkDb(r.spec.db ?? r.name);
-    const [owner, size] = await this.on(db, async (c) => [await c.get(SLOT_MARKER), await c.dbsize()] as const);
-    const want = typeof r.spec.owner === 'string' ? r.spec.owner : undefined;
-    if (owner !== null) {
-      const o: Observed = { key: r.key, exists: true, spec: { db, owner } };
-      if (want !== undefined && owner !== want) o.conflict = `Redis DB ${db} is claimed by ${owner}`;
-      return o;
-    }
-    if (size > 0) {
-      // Reported as existing so the plan blocks instead of creating (and so taking over) the slot.
-      return {
-        key: r.key,
-        exists: true,
-        spec: { db, owner: null },
-        conflict:
-          `Redis DB ${db} holds ${size} key${size === 1 ? '' : 's'} of another application (no ${SLOT_MARKER} marker). ` +
-          `If they are ${want ?? "this deployment's"} own, claim the DB with: redis-cli -n ${db} SET ${SLOT_MARKER} ${want ?? '<project>/<env>'}`,
-      };
-    }
-    return { key: r.key, exists: false };
+    const slots = resources.filter((r) => r.kind === 'redis.slot').map((r) => ({ r, db: this.checkDb(r.spec.db ?? r.name) }));
+    const users = resources.filter((r) => r.kind === 'redis.user');
+    if (!slots.length && !users.length) return [];
+    return this.reading(async (reader) => {
+      const first = await reader.send([...slots.flatMap(({ db }) => [['SELECT', String(db)], ['GET', SLOT_MARKER], ['DBSIZE']]), ...users.map((u) => ['ACL', 'GETUSER', u.name])]);
+      const out = new Map<string, Observed>();
+      slots.forEach(({ r, db }, i) => {
+        const [selected, owner, size] = first.slice(3 * i, 3 * i + 3);
+        this.selected(db, selected);
+        out.set(r.key, slotObserved(r, db, answer(`GET ${SLOT_MARKER}`, owner) as string | null, Number(answer('DBSIZE', size))));
+      });
+      const found = users.map((r, i) => ({ r, u: parseGetUser(answer(`ACL GETUSER ${r.name}`, first[3 * slots.length + i])) }));
+      for (const { r, u } of found) if (!u) out.set(r.key, { key: r.key, exists: false });
+      // The probes of every user that exists, in one batch.
+      const probing = found.flatMap(({ r, u }) => {
+        if (!u) return [];
+        const rules = userRules(r, u);
+        const { allowed, denied } = probes(rules.mode, rules.keyPrefix);
+        return [{ r, rules, allowed, denied, commands: [...allowed, ...denied].map((cmd) => ['ACL', 'DRYRUN', r.name, ...cmd]) }];
+      });
+      const results = probing.length ? await reader.send(probing.flatMap((p) => p.commands)) : [];
+      let at = 0;
+      for (const p of probing) {
+        const answers = results.slice(at, (at += p.commands.length));
+        out.set(p.r.key, userObserved(p.r, p.rules, probeProblems(p.allowed, p.denied, answers)));
+      }
+      return resources.filter((r) => out.has(r.key)).map((r) => out.get(r.key)!);
+    });
   }
 
   /**
    * DBs in [first, databases) that belong to someone else: another owner's marker, or keys without
    * a marker. Allocation skips them, so a Redis shared with another registry (or an application
    * that is not codeb's) never makes codeb hand out a slot it would then refuse to claim.
+   * One round trip for all of them (SELECT, GET, DBSIZE per DB).
    */
   async occupiedDbs(owner: string, first: number, databases: number): Promise<Set<number>> {
-    const out = new Set<number>();
-    for (let db = first; db < databases; db++) {
-      const [marker, size] = await this.on(db, async (c) => [await c.get(SLOT_MARKER), await c.dbsize()] as const);
-      if ((marker !== null && marker !== owner) || (marker === null && size > 0)) out.add(db);
+    const dbs = Array.from({ length: Math.max(0, databases - first) }, (_, i) => first + i);
+    if (!dbs.length) return new Set();
+    return this.reading(async (reader) => {
+      const answers = await reader.send(dbs.flatMap((db) => [['SELECT', String(db)], ['GET', SLOT_MARKER], ['DBSIZE']]));
+      const out = new Set<number>();
+      dbs.forEach((db, i) => {
+        const [selected, marker, size] = answers.slice(3 * i, 3 * i + 3);
+        this.selected(db, selected);
+        const m = answer(`GET ${SLOT_MARKER}`, marker);
+        if ((m !== null && m !== owner) || (m === null && Number(answer('DBSIZE', size)) > 0)) out.add(db);
+      });
+      return out;
+    });
+  }
+
+  /** Run reads on a connection of their own, closed (not waited for) when they are done. */
+  private async reading<T>(fn: (reader: RedisReader) => Promise<T>): Promise<T> {
+    const reader = new RedisReader({ host: this.settings.host, port: this.settings.port, user: this.settings.user || undefined, password: this.settings.password });
+    try {
+      return await fn(reader);
+    } catch (err) {
+      if (err instanceof CodebError) throw err;
+      // Refused, reset, timed out, or the login refused (WRONGPASS): the service is unavailable.
+      if (!(err instanceof RedisReplyError) || UNREACHABLE.test(msgOf(err))) throw this.unavailable(err);
+      throw new CodebError(`Redis at ${this.address} refused a read: ${msgOf(err)}`, { hint: 'The admin user in the settings needs every command (the local stack\'s has them).', cause: err });
+    } finally {
+      reader.close();
     }
-    return out;
+  }
+
+  /** SELECT's answer: a DB the server does not have is a clear error, as in conn(). */
+  private selected(db: number, reply: unknown): void {
+    if (!(reply instanceof RedisReplyError)) return;
+    if (/DB index is out of range/i.test(reply.message)) {
+      throw new CodebError(`Redis at ${this.address} has no DB ${db} (DB index is out of range).`, {
+        hint: `Raise \`databases\` in redis.conf (and settings.redis.databases) to more than ${db}, or give this deployment a lower slot.`,
+      });
+    }
+    throw reply;
   }
 
   private async getUser(name: string): Promise<AclUser | null> {
     return this.on(0, async (c) => parseGetUser(await c.call('ACL', 'GETUSER', name)));
-  }
-
-  private async observeUser(r: Resource): Promise<Observed> {
-    const u = await this.getUser(r.name);
-    if (!u) return { key: r.key, exists: false };
-    // What the rules amount to. The DB is not a property of an ACL user (see the file comment):
-    // it lives in the connection URL, so the desired one is reported.
-    const spec: Record<string, unknown> = { db: r.spec.db ?? null };
-    const problems: string[] = [];
-    if (!u.flags.includes('on')) problems.push('user is off');
-    if (u.flags.includes('nopass') || !u.hasPassword) problems.push('no password');
-    if (u.keys === DB_MODE_KEYS) {
-      spec.isolation = 'db';
-      spec.keyPrefix = null;
-      if (u.channels !== '&*' && !u.flags.includes('allchannels')) problems.push(`channels ${u.channels || 'none'}`);
-    } else if (u.flags.includes('allkeys') || u.keys === '~*') {
-      // An earlier codeb's db mode: the tenant could overwrite the slot marker.
-      spec.isolation = 'db (every key, codeb\'s slot marker included)';
-      spec.keyPrefix = null;
-      if (u.channels !== '&*' && !u.flags.includes('allchannels')) problems.push(`channels ${u.channels || 'none'}`);
-    } else if (/^~\S+\*$/.test(u.keys) && !u.keys.includes(' ') && u.channels === `&${u.keys.slice(1)}`) {
-      spec.isolation = 'prefix';
-      spec.keyPrefix = globUnescape(u.keys.slice(1, -1));
-    } else {
-      spec.isolation = `custom (keys ${u.keys || 'none'}, channels ${u.channels || 'none'})`;
-      spec.keyPrefix = null;
-    }
-    const commandProblems = await this.checkCommands(r.name, spec.isolation === 'prefix' ? 'prefix' : 'db', typeof spec.keyPrefix === 'string' ? spec.keyPrefix : '');
-    problems.push(...commandProblems);
-    // Anything else that differs from codeb's rule set shows up as a different isolation, so the
-    // plan updates the user (which rewrites every rule).
-    if (problems.length) spec.isolation = `${String(spec.isolation)}, ${problems.join(', ')}`;
-    return { key: r.key, exists: true, spec };
-  }
-
-  /** Compare the user's command permissions with codeb's rule set through ACL DRYRUN (Redis 7+). */
-  private async checkCommands(user: string, isolation: Isolation, keyPrefix: string): Promise<string[]> {
-    const { allowed, denied } = probes(isolation, keyPrefix);
-    const problems: string[] = [];
-    return this.on(0, async (c) => {
-      const run = async (cmd: string[]): Promise<boolean | undefined> => {
-        try {
-          const res = await c.call('ACL', 'DRYRUN', user, ...cmd);
-          return res === 'OK';
-        } catch (err) {
-          if (/unknown subcommand|wrong number/i.test(msgOf(err))) return undefined; // Redis < 7: cannot check
-          throw err;
-        }
-      };
-      // All probes sent at once on the one connection (pipelined), answers read in order.
-      const [ok, through] = await Promise.all([Promise.all(allowed.map(run)), Promise.all(denied.map(run))]);
-      if (ok.includes(undefined)) return [];
-      allowed.forEach((cmd, i) => ok[i] === false && problems.push(`${cmd[0]} denied`));
-      denied.forEach((cmd, i) => through[i] === true && problems.push(`${cmd.slice(0, cmd[0] === 'function' || cmd[0] === 'script' || cmd[0] === 'client' || cmd[0] === 'config' || cmd[0] === 'acl' || cmd[0] === 'pubsub' ? 2 : 1).join(' ')} allowed`));
-      return problems;
-    });
   }
 
   // ---------------------------------------------------------------- execute

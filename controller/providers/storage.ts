@@ -1,6 +1,8 @@
 /**
  * Object storage (S3) provider: buckets and per-deployment keys on a RADOS Gateway or MinIO, or on
  * s3rver in the local stack, through the `minio` client (plain S3 API) plus a key manager for users.
+ * The reads observe makes (bucket exists, bucket policy) are plain signed requests (s3-read.ts),
+ * so a no-change apply never loads the client.
  *
  * Kind `storage.bucket` (name = bucket, spec `{ public, user, shared? }`, holds data):
  * - observe: does the bucket exist; is it public (a bucket policy granting anonymous s3:GetObject);
@@ -20,13 +22,11 @@
  * only key; delete (data-deleting destroy): remove the user.
  */
 import type { Client, LifecycleConfig } from 'minio';
-import { lazyModule } from '../lazy-module.js';
-
-const minio = lazyModule<typeof import('minio')>('minio');
 import { BACKUP_BUCKET } from '../manifest/names.js';
 import { CodebError, ServiceUnavailableError } from '../errors.js';
 import type { Action, ExecContext, Observed, Provider, Resource } from '../reconcile/model.js';
 import { RgwAdmin, type RgwKey } from './rgw-admin.js';
+import { S3Reader } from './s3-read.js';
 import { bucketPolicy, policyGrantsPublicRead, policyOwner, storageCapabilities, STORAGE_KEY_SECRETS, type StorageCapabilities, type StorageSettings } from './storage-access.js';
 
 export { policyGrantsPublicRead, publicReadPolicy, storageCapabilities, sharedKeyNote, STORAGE_KEY_SECRETS } from './storage-access.js';
@@ -94,9 +94,13 @@ export interface StorageProviderOptions {
   keys?: KeyManager;
 }
 
-/** An S3 client for the admin key of `settings` (its library loaded on first use). */
-export function s3Client(settings: Pick<StorageSettings, 'endPoint' | 'port' | 'useSSL' | 'accessKey' | 'secretKey' | 'region'>): Client {
-  return new (minio().Client)({
+/**
+ * An S3 client for the admin key of `settings`. Its library is imported here, on first use, so it
+ * is a chunk of its own in the bundle that only the commands that write to S3 read.
+ */
+export async function s3Client(settings: Pick<StorageSettings, 'endPoint' | 'port' | 'useSSL' | 'accessKey' | 'secretKey' | 'region'>): Promise<Client> {
+  const { Client } = await import('minio');
+  return new Client({
     endPoint: settings.endPoint,
     port: settings.port,
     useSSL: settings.useSSL,
@@ -148,7 +152,8 @@ export function isUnreachable(err: unknown): boolean {
 
 export class StorageProvider implements Provider {
   readonly system = 'storage' as const;
-  private s3?: Client;
+  private s3?: Promise<Client>;
+  private s3Reads?: S3Reader;
   private readonly keys: KeyManager;
   private readonly secret: (name: string) => string;
 
@@ -160,9 +165,14 @@ export class StorageProvider implements Provider {
     this.secret = opts.secret ?? (() => '');
   }
 
-  /** The S3 client, made (and its library loaded) on first use. */
-  private get client(): Client {
+  /** The S3 client for writes and listings, made (and its library loaded) on first use. */
+  private client(): Promise<Client> {
     return (this.s3 ??= s3Client(this.settings));
+  }
+
+  /** Plain signed requests for the reads observe makes (s3-read.ts: no client library to load). */
+  private get reads(): S3Reader {
+    return (this.s3Reads ??= new S3Reader(this.settings));
   }
 
   get address(): string {
@@ -182,7 +192,7 @@ export class StorageProvider implements Provider {
         continue;
       }
       if (r.kind !== 'storage.bucket') continue;
-      const exists = await this.call(`check bucket ${r.name}`, () => this.client.bucketExists(r.name));
+      const exists = await this.call(`check bucket ${r.name}`, () => this.reads.bucketExists(r.name));
       if (!exists) {
         out.push({ key: r.key, exists: false });
         continue;
@@ -235,16 +245,17 @@ export class StorageProvider implements Provider {
   }
 
   async close(): Promise<void> {
-    // The minio client keeps no connections that need closing (plain keep-alive agent).
+    // The minio client keeps no connections that need closing (its agent's idle sockets do not
+    // hold the process); the reader's kept-alive connection is dropped now.
+    this.s3Reads?.close();
   }
 
   /** The bucket's policy text ('' for none; always '' where policies do not exist, as on s3rver). */
   private async policy(bucket: string): Promise<string> {
     if (!this.capabilities.policies) return '';
     try {
-      return await this.client.getBucketPolicy(bucket);
+      return await this.reads.bucketPolicy(bucket);
     } catch (err) {
-      if (errorCode(err) === 'NoSuchBucketPolicy') return '';
       throw this.wrap(`read the policy of bucket ${bucket}`, err);
     }
   }
@@ -259,16 +270,16 @@ export class StorageProvider implements Provider {
     if (user && !this.capabilities.policies) {
       throw new CodebError(`Bucket ${bucket} should be granted to user ${user}, but this object storage has no bucket policies.`, { where: `storage.bucket/${bucket}` });
     }
-    const exists = await this.call(`check bucket ${bucket}`, () => this.client.bucketExists(bucket));
+    const exists = await this.call(`check bucket ${bucket}`, () => this.reads.bucketExists(bucket));
     if (!exists) {
       ctx.progress(`creating bucket ${bucket}`);
       try {
-        await this.client.makeBucket(bucket, this.settings.region);
+        await (await this.client()).makeBucket(bucket, this.settings.region);
       } catch (err) {
         // Another apply (or a crashed earlier one) made it in between: that is what we wanted.
         const code = errorCode(err);
         if (code !== 'BucketAlreadyOwnedByYou' && code !== 'BucketAlreadyExists') throw this.wrap(`create bucket ${bucket}`, err);
-        if (code === 'BucketAlreadyExists' && !(await this.client.bucketExists(bucket))) throw this.wrap(`create bucket ${bucket}`, err);
+        if (code === 'BucketAlreadyExists' && !(await (await this.client()).bucketExists(bucket))) throw this.wrap(`create bucket ${bucket}`, err);
       }
     }
     if (this.capabilities.policies) {
@@ -278,7 +289,7 @@ export class StorageProvider implements Provider {
       if (policyGrantsPublicRead(have, bucket) !== isPublic || policyOwner(have) !== user || (want === '') !== (have === '')) {
         ctx.progress(`${bucket}: ${[isPublic ? 'anonymous read' : 'private', user ? `reached by ${user}` : 'codeb\'s key only'].join(', ')}`);
         // An empty policy deletes the bucket policy.
-        await this.call(`set the policy of bucket ${bucket}`, () => this.client.setBucketPolicy(bucket, want));
+        await this.call(`set the policy of bucket ${bucket}`, async () => (await this.client()).setBucketPolicy(bucket, want));
       }
     }
     if (bucket === BACKUP_BUCKET) await this.dropBackupExpiry(bucket, ctx);
@@ -292,7 +303,7 @@ export class StorageProvider implements Provider {
    */
   private async dropBackupExpiry(bucket: string, ctx: ExecContext): Promise<void> {
     if (!this.capabilities.lifecycle) return;
-    const current = await this.client.getBucketLifecycle(bucket).catch((err: unknown) => {
+    const current = await (await this.client()).getBucketLifecycle(bucket).catch((err: unknown) => {
       if (errorCode(err) === 'NoSuchLifecycleConfiguration') return null;
       throw this.wrap(`read the lifecycle of bucket ${bucket}`, err);
     });
@@ -301,8 +312,8 @@ export class StorageProvider implements Provider {
     if (!rules.some((r) => r.ID === BACKUP_LIFECYCLE_RULE)) return;
     const rest = rules.filter((r) => r.ID !== BACKUP_LIFECYCLE_RULE);
     ctx.progress(`${bucket}: removing the old expiry rule ${BACKUP_LIFECYCLE_RULE} (codeb prunes backups itself and keeps the newest good one)`);
-    await this.call(`set the lifecycle of bucket ${bucket}`, () =>
-      rest.length ? this.client.setBucketLifecycle(bucket, { Rule: rest } as LifecycleConfig) : this.client.removeBucketLifecycle(bucket),
+    await this.call(`set the lifecycle of bucket ${bucket}`, async () =>
+      rest.length ? (await this.client()).setBucketLifecycle(bucket, { Rule: rest } as LifecycleConfig) : (await this.client()).removeBucketLifecycle(bucket),
     );
   }
 
@@ -313,19 +324,19 @@ export class StorageProvider implements Provider {
         where: `storage.bucket/${bucket}`,
       });
     }
-    if (!(await this.call(`check bucket ${bucket}`, () => this.client.bucketExists(bucket)))) return;
+    if (!(await this.call(`check bucket ${bucket}`, async () => (await this.client()).bucketExists(bucket)))) return;
     let removed = 0;
     let failures = 0;
     // Page by page, always the first page again: what was deleted is gone, so this walks the whole
     // bucket without continuation tokens. ListObjects V1 on purpose: s3rver builds V2 continuation
     // tokens with DES, which Node 17+ (OpenSSL 3) refuses, so a truncated V2 listing fails with a 500.
     for (;;) {
-      const page = await this.call(`list objects in ${bucket}`, () => this.client.listObjectsQuery(bucket, '', '', { Delimiter: '', MaxKeys: PAGE }));
+      const page = await this.call(`list objects in ${bucket}`, async () => (await this.client()).listObjectsQuery(bucket, '', '', { Delimiter: '', MaxKeys: PAGE }));
       const names = page.objects.map((o) => o.name).filter((n): n is string => typeof n === 'string' && n.length > 0);
       if (names.length === 0) break;
       let results: Awaited<ReturnType<Client['removeObjects']>>;
       try {
-        results = await this.client.removeObjects(bucket, names);
+        results = await (await this.client()).removeObjects(bucket, names);
       } catch (err) {
         // s3rver answers 500 when two deleted objects race to remove their common folder; listing
         // again and retrying converges. Anything else that keeps failing is reported.
@@ -343,7 +354,7 @@ export class StorageProvider implements Provider {
       removed += names.length;
       ctx.progress(`${bucket}: ${removed} objects deleted`);
     }
-    await this.call(`delete bucket ${bucket}`, () => this.client.removeBucket(bucket));
+    await this.call(`delete bucket ${bucket}`, async () => (await this.client()).removeBucket(bucket));
     ctx.progress(`bucket ${bucket} deleted (${removed} objects)`);
   }
 

@@ -253,13 +253,14 @@ export async function applyManifest(opts: ApplyOptions): Promise<ApplyResult> {
       const pending = rec.deploy ? await pendingResume(d, rec, release.runtime, release.forwarder) : null;
       if (pending) rec.liveSlot = pending.action.live;
       const resources = desired(d, rec, settings, authFingerprints(d, values));
-      // Extensions the server lacks are refused before anything is observed or changed.
+      const observed = await observeAll(providers, resources);
+      // Extensions the server lacks are refused before anything is changed (asked on the
+      // connection observe opened, so that observe's connections all start at once).
       if (d.features.database?.extensions.length) {
         const available = await (providers.get('postgres') as PostgresProvider).availableExtensions();
         const refusal = extensionsRefusal(`${opts.manifestFile}: features.database.extensions`, d.features.database.extensions, available);
         if (refusal) throw refusal;
       }
-      const observed = await observeAll(providers, resources);
       const actions = planApply(resources, observed).map((a) =>
         // After a secret rotation the containers must restart with the new env file even though
         // the manifest is unchanged: a blue-green redeploy of the same images.

@@ -32,9 +32,9 @@ let snapshot: string | undefined;
 /**
  * The built CLI, copied once per test process into .codeb/test-build/ (inside the repository, so
  * its packages resolve from node_modules and schemas/ is found). Other people rebuild dist/ in this
- * tree while tests run; a codeb started from dist/ just before a rebuild loads its lazy chunks
- * from the new build and fails ("Cannot find module dist/render-XXXX.mjs"). A private copy of one
- * consistent build avoids that.
+ * tree while tests run; a codeb started from dist/ while it is swapped could read the loader
+ * (codeb.mjs) of one build and the bundle (codeb.cjs) of another. A private copy of one consistent
+ * build avoids that; it shares the code caches of that build (node_modules/.cache/codeb/<build id>).
  */
 export function cliEntry(): string {
   if (snapshot) return join(snapshot, 'codeb.mjs');
