@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bcrypt from 'bcryptjs';
 import { createServer, get, request, type IncomingMessage, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,10 +35,22 @@ function fetchText(port: number, path = '/'): Promise<{ status: number; body: st
   });
 }
 
+
+/** Scratch folders of this file (tables, sockets), removed when the file is done. */
+const scratchDirs: string[] = [];
+function scratch(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const d of scratchDirs) rmSync(d, { recursive: true, force: true });
+});
+
 describe('forwarder (the blue-green switch)', () => {
   let blue: Server, green: Server, bluePort: number, greenPort: number, entry: number;
   let fwd: Forwarder;
-  const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-')), 'table.json');
+  const table = join(scratch('codeb-fwd-'), 'table.json');
 
   beforeAll(async () => {
     [bluePort, greenPort, entry] = [await freePort(), await freePort(), await freePort()];
@@ -159,7 +171,7 @@ describe('forwarder entries for containers (the services address, owner subnet o
   const at = stackSettings().network.servicesAddress;
   let upstream: Server, port: number, entry: number;
   let fwd: Forwarder;
-  const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-allow-')), 'table.json');
+  const table = join(scratch('codeb-fwd-allow-'), 'table.json');
   const fetchAt = (host: string, p: number) =>
     new Promise<string>((resolve) => {
       get({ host, port: p, path: '/', agent: false }, (res) => {
@@ -200,7 +212,7 @@ describe('forwarder restart with an entry port another program took', () => {
   it('restores the other entries, keeps the blocked one in its table, and forgets it when removed', async () => {
     const [port, free, taken] = [await freePort(), await freePort(), await freePort()];
     const upstream = app('v1').listen(port, '127.0.0.1');
-    const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-restore-')), 'table.json');
+    const table = join(scratch('codeb-fwd-restore-'), 'table.json');
     const first = new Forwarder(table);
     await first.set('ok', free, port);
     await first.set('blocked', taken, port);
@@ -226,7 +238,7 @@ describe('forwarder restart with an entry port another program took', () => {
 describe('forwarder: which slot answered a verification (issue 9, finding 4)', () => {
   let upPort: number, entry: number, seen: Array<string | undefined>;
   let up: Server;
-  const fwd = new Forwarder(join(mkdtempSync(join(tmpdir(), 'codeb-fwd-')), 'table.json'));
+  const fwd = new Forwarder(join(scratch('codeb-fwd-'), 'table.json'));
 
   beforeAll(async () => {
     [upPort, entry] = [await freePort(), await freePort()];
@@ -270,7 +282,7 @@ describe('forwarder: which slot answered a verification (issue 9, finding 4)', (
 });
 
 describe('forwarder entries with several targets (replicas)', () => {
-  const table = join(mkdtempSync(join(tmpdir(), 'codeb-fwd-replicas-')), 'table.json');
+  const table = join(scratch('codeb-fwd-replicas-'), 'table.json');
   const servers: Server[] = [];
   let fwd: Forwarder;
   let entry: number;
@@ -347,7 +359,7 @@ describe('forwarder entries with several targets (replicas)', () => {
 });
 
 describe('the host router: route auth on requests and websocket upgrades', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'codeb-fwd-router-'));
+  const dir = scratch('codeb-fwd-router-');
   const socketPath = join(dir, 'router.sock');
   const hash = bcrypt.hashSync('s3cret', 4);
   const good = `Basic ${Buffer.from('ops:s3cret').toString('base64')}`;

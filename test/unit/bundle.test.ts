@@ -5,14 +5,15 @@
  * loaded.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'codeb-bundle-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const out = join(dir, 'loaded.json');
 // Every package the bundle leaves external is CommonJS, so the CommonJS cache at exit lists them
 // (also when loaded through import()).
