@@ -42,7 +42,7 @@ export class ForwarderClient {
    * have several targets (replicas); sites, routeAuth: it keeps routes' other host names and auth
    * (an older one would drop them). Older forwarders do not say.
    */
-  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; targets?: boolean; sites?: boolean; routeAuth?: boolean }> {
+  health(): Promise<{ ok: boolean; pid: number; entries: number; routes?: number; router?: string | null; answers?: boolean; targets?: boolean; sites?: boolean; routeAuth?: boolean; build?: string | null }> {
     return this.call('GET', '/health');
   }
   async list(): Promise<ForwarderEntry[]> {

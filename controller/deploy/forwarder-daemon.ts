@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { Forwarder } from './forwarder.js';
 import { RouteRefused, type HostRoute } from './host-routes.js';
+import { buildId } from '../build-id.js';
 
 async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
   let text = '';
@@ -58,7 +59,7 @@ export async function runForwarder(socketPath: string, tableFile: string, opts: 
       const r = /^\/routes\/([^/]+)$/.exec(url.pathname);
       try {
         if (req.method === 'GET' && url.pathname === '/health') {
-          return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, routes: fwd.routes().length, router: opts.routerSocket ?? null, answers: true, targets: true, sites: true, routeAuth: true });
+          return send(res, 200, { ok: true, pid: process.pid, entries: fwd.list().length, routes: fwd.routes().length, router: opts.routerSocket ?? null, answers: true, targets: true, sites: true, routeAuth: true, build: buildId() });
         }
         if (req.method === 'GET' && url.pathname === '/entries') return send(res, 200, { entries: fwd.list() });
         if (req.method === 'GET' && url.pathname === '/routes') return send(res, 200, { routes: fwd.routes() });

@@ -5,6 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildId } from '../build-id.js';
 import { packageRoot } from './layout.js';
 import { baseEnv, errorText, httpGet, type Part, type PartContext, type ProbeResult, type StartContext } from './part.js';
 
@@ -16,6 +17,20 @@ export const forwarderPart: Part = {
   address: (ctx) => `unix://${ctx.paths.forwarder.socket}, entries for containers on ${ctx.network.servicesAddress}`,
   // Entry ports are opened on demand by deploys; the control socket is not a TCP port.
   tcpPorts: () => [],
+
+  // A forwarder of another build may judge routes by other rules (an older one refused routes
+  // without `sse`): restarted, its table comes back from its file. Not when codeb runs from source.
+  async outdated(ctx: PartContext): Promise<string | null> {
+    const ours = buildId();
+    if (!ours) return null;
+    try {
+      const a = await httpGet({ socketPath: ctx.paths.forwarder.socket, path: '/health' });
+      const theirs = (JSON.parse(a.body) as { build?: unknown }).build;
+      return theirs === ours ? null : `it ran ${typeof theirs === 'string' ? `codeb build ${theirs}` : 'an older codeb'}, this is build ${ours}`;
+    } catch {
+      return null; // no answer: waitReady says so
+    }
+  },
 
   async prepare(ctx: StartContext): Promise<void> {
     mkdirSync(ctx.paths.forwarder.root, { recursive: true, mode: 0o700 });

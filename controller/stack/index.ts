@@ -168,6 +168,13 @@ async function startPart(part: Part, ctx: StartContext): Promise<PartReport> {
       rmSync(pidFile, { force: true });
       rec = undefined;
     }
+    const outdated = rec ? await part.outdated?.(ctx) : null;
+    if (rec && outdated) {
+      ctx.notes.push(`restarted the ${part.name}: ${outdated}`);
+      await stopProcess(rec, part.stopSignal, 30_000);
+      rmSync(pidFile, { force: true });
+      rec = undefined;
+    }
     if (rec) {
       const problem = await waitReady(part, ctx, rec);
       return problem ? fail(problem) : report('running', { pid: rec.pid });

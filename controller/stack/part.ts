@@ -56,6 +56,11 @@ export interface Part {
   probe(ctx: PartContext): Promise<ProbeResult>;
   stopSignal: NodeJS.Signals;
   startTimeoutMs: number;
+  /**
+   * Why the running process must be restarted by `up` although it answers (another codeb build),
+   * or null. Asked only of a process this stack started.
+   */
+  outdated?(ctx: PartContext): Promise<string | null>;
   /** The process that really serves, when the started one hands over to a child (rootless podman). */
   findServer?(ctx: PartContext): { pid: number; startTime: string } | undefined;
   /** Runs on `down` before the process is signalled (even when it is not running). */

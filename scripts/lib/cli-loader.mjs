@@ -67,5 +67,7 @@ process.once('exit', (code) => {
   }
 });
 
+// controller/build-id.ts reads it: a running forwarder of another build is restarted by `stack up`.
+globalThis[Symbol.for('codeb.build')] = BUILD_ID;
 const module = { exports: {} };
 script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, here);

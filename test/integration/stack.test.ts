@@ -276,6 +276,32 @@ describe('codeb stack (real services on 127.0.0.1)', () => {
     expect(JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8'))).toEqual(settings);
   }, 60_000);
 
+  it('`stack up` of another codeb build restarts a running forwarder, whose routes come back from its table; nothing else restarts', async () => {
+    const before = pidFiles();
+    // This file's stack CLI runs from source (no build id); the loader of a build hands its id over in this global.
+    const otherBuild = 'data:text/javascript,globalThis[Symbol.for("codeb.build")]="0123456789abcdef"';
+    const r = await new Promise<Run>((resolve) =>
+      execFile(process.execPath, ['--import', otherBuild, cli, 'stack', 'up', '--json'], { env, timeout: 120_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+      ),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { notes: string[]; parts: Array<{ name: string; state: string }> };
+    // The forwarder runs bin/codeb.js of this checkout: its build is dist/'s, not the one claimed above.
+    expect(out.notes.join('\n')).toMatch(/restarted the forwarder: it ran codeb build [0-9a-f]{16}, this is build 0123456789abcdef/);
+    expect(out.parts.find((p) => p.name === 'forwarder')?.state).toBe('started');
+    const after = pidFiles();
+    expect(after.forwarder).not.toBe(before.forwarder);
+    expect({ ...after, forwarder: 0 }).toEqual({ ...before, forwarder: 0 });
+    expect(await new ForwarderClient(settings.forwarder.socketPath).route('codeb-stack-test-production')).toMatchObject({ domains: ['stack-test.localhost'] });
+    expect(await httpGet({ port: settings.caddy.httpPort, host: 'stack-test.localhost' }, '/')).toEqual({ status: 200, body: 'routed' });
+    // A codeb without a build id (from source, as here) restarts nothing.
+    const again = await codeb('stack', 'up', '--json');
+    expect(again.code, again.stderr).toBe(0);
+    expect(pidFiles()).toEqual(after);
+    firstPids = after;
+  }, 60_000);
+
   it('`stack status --json` reports each part up with its address and pid', async () => {
     const r = await codeb('stack', 'status', '--json');
     expect(r.code, r.stderr).toBe(0);
