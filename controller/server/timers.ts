@@ -31,12 +31,14 @@ interface TimerKind {
   background?: boolean;
   /** Exit statuses that are a finished run, not a failed unit. */
   success?: string;
+  /** How long it waits for the registry lock (a deploy holds it for its whole run). */
+  lockWait: string;
 }
 
 const KINDS: TimerKind[] = [
-  { name: 'codeb-monitor', what: 'health of every deployment through Caddy (codeb monitor)', args: ['monitor'], calendar: '*-*-* *:*:00 UTC', timeout: '10min', success: '1' },
-  { name: 'codeb-jobs', what: 'scheduled jobs that are due (codeb jobs run --due)', args: ['jobs', 'run', '--due'], calendar: '*-*-* *:*:00 UTC', timeout: '6h' },
-  { name: 'codeb-backups', what: 'backups that are due (codeb backup run --due)', args: ['backup', 'run', '--due'], calendar: '*-*-* *:00/5:00 UTC', timeout: '6h', background: true },
+  { name: 'codeb-monitor', what: 'health of every deployment through Caddy (codeb monitor)', args: ['monitor'], calendar: '*-*-* *:*:00 UTC', timeout: '10min', success: '1', lockWait: '300000' },
+  { name: 'codeb-jobs', what: 'scheduled jobs that are due (codeb jobs run --due)', args: ['jobs', 'run', '--due'], calendar: '*-*-* *:*:00 UTC', timeout: '6h', lockWait: '1800000' },
+  { name: 'codeb-backups', what: 'backups that are due (codeb backup run --due)', args: ['backup', 'run', '--due'], calendar: '*-*-* *:00/5:00 UTC', timeout: '6h', background: true, lockWait: '1800000' },
 ];
 
 export const SERVER_TIMER_NAMES = KINDS.map((k) => k.name);
@@ -57,6 +59,9 @@ export function serverTimers(opts: { codeb?: string; home?: string } = {}): Serv
       '[Service]',
       'Type=oneshot',
       `Environment=CODEB_HOME=${home}`,
+      // A pass that meets a deploy (it holds the registry lock throughout) waits for it instead of
+      // failing after the default 60 s and leaving a failed unit until the next pass.
+      `Environment=CODEB_LOCK_TIMEOUT_MS=${k.lockWait}`,
       // CODEB_SMTP_URL / CODEB_SMTP_FROM for mailed alerts: the operator's file, optional ('-').
       'EnvironmentFile=-/etc/codeb/alerts.env',
       `ExecStart=${[codeb, ...k.args].join(' ')}`,

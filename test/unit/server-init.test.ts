@@ -277,13 +277,15 @@ describe('server timers: the periodic work of every deployment', () => {
       ['codeb-backups', '/opt/codeb/bin/codeb.js backup run --due', '*-*-* *:00/5:00 UTC'],
     ]);
     for (const t of timers) {
-      expect(t.service).toContain('Type=oneshot\nEnvironment=CODEB_HOME=/opt/codeb');
+      expect(t.service).toContain('Type=oneshot\nEnvironment=CODEB_HOME=/opt/codeb\nEnvironment=CODEB_LOCK_TIMEOUT_MS=');
       expect(t.timer).toContain(`Persistent=true\nUnit=${t.name}.service`);
       expect(t.timer).toContain('WantedBy=timers.target');
     }
     // An unhealthy app is what monitor reports (exit 1), not a failure of its unit.
     expect(timers[0]!.service).toContain('SuccessExitStatus=1');
     expect(timers[2]!.service).toContain('Nice=10\nIOSchedulingClass=idle');
+    // Each waits for a deploy's registry lock longer than the default minute, and less than its own timeout.
+    expect(timers.map((t) => Number(/CODEB_LOCK_TIMEOUT_MS=(\d+)/.exec(t.service)?.[1]))).toEqual([300_000, 1_800_000, 1_800_000]);
     expect(() => serverTimers({ home: '/opt/co deb' })).toThrow(/plain absolute path/);
   });
   it('planTimers: nothing when all are written, enabled and active; else what each needs', () => {
