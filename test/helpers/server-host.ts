@@ -187,7 +187,10 @@ export async function startServerHost(opts: StartOptions): Promise<ServerHost> {
   // A running host of that name belongs to another run (two suites without CODEB_TEST_SLOT): never
   // touch it. A stopped one is a leftover of an interrupted run and would block this one: removed.
   if ((await podman(['container', 'inspect', '--format', '{{.State.Running}}', container], { allowFail: true })).trim() === 'true') {
-    throw new Error(`A test host ${container} is running already (another test run?). Run suites through scripts/test.sh (it sets CODEB_TEST_SLOT), or give this one CODEB_TEST_SLOT=1..7.`);
+    throw new Error(
+      `A test host ${container} is running already (another test run?). Run suites through scripts/test.sh (it sets CODEB_TEST_SLOT), or give this one CODEB_TEST_SLOT=1..7. ` +
+        `If no run uses it (a run killed before its afterAll), remove it: podman rm -f ${container} && podman network rm ${network}, then umount and delete its /tmp/${container}-* folder.`,
+    );
   }
   await podman(['rm', '-f', '-t', '0', container], { allowFail: true });
   await podman(['network', 'rm', '-f', network], { allowFail: true });
