@@ -8,17 +8,10 @@ import { emptyRegistry } from '../../controller/registry/types.js';
 import { desired, ownedResources } from '../../controller/reconcile/desired.js';
 import { serviceUrls } from '../../controller/deploy/bluegreen.js';
 import type { Settings } from '../../controller/settings.js';
+import { testSettings } from '../helpers/settings.js';
 import { readFileSync } from 'node:fs';
 
-const settings: Settings = {
-  postgres: { host: '127.0.0.1', port: 25432, user: 'codeb_admin', password: 'x', database: 'postgres' },
-  redis: { host: '127.0.0.1', port: 26379, user: 'default', password: 'x', databases: 16 },
-  storage: { endPoint: '127.0.0.1', port: 29000, useSSL: false, accessKey: 'AK', secretKey: 'SK', region: 'us-east-1', kind: 's3rver' },
-  caddy: { adminUrl: 'http://127.0.0.1:22019', httpPort: 28080, httpsPort: 28443 },
-  podman: { socketPath: '/tmp/podman.sock' },
-  forwarder: { socketPath: '/tmp/forwarder.sock', routerSocket: '/tmp/router.sock' },
-  network: { pool: '10.99.0.0/16', servicesAddress: '10.99.0.1', interface: 'cbs00000000' },
-};
+const settings = testSettings;
 
 function deploymentOf(file: string, env?: string) {
   const loaded = parseManifest(readFileSync(file, 'utf8'), file);
